@@ -1,0 +1,404 @@
+//! One parsed X.509 certificate and the facts certsync needs about it.
+//!
+//! Owns: DER parsing into [`Cert`], the SHA-256 fingerprint, OpenSSL's subject hash and the
+//! normalised PEM encoding. It applies no policy (that is `validate`) and does no I/O.
+
+use std::fmt;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// OID of the SM2-with-SM3 signature algorithm (1.2.156.10197.1.501), used by China's
+/// "national" certificates. The X.509 library cannot verify it.
+pub const OID_SM2_SM3: &str = "1.2.156.10197.1.501";
+
+/// A parsed certificate: its DER and the facts read from it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cert {
+    /// The certificate exactly as received (DER).
+    pub der: Vec<u8>,
+    /// SHA-256 of `der`.
+    pub sha256: [u8; 32],
+    /// Subject in RFC 4514 form.
+    pub subject: String,
+    /// Issuer in RFC 4514 form.
+    pub issuer: String,
+    /// Serial number as colon-separated lower-case hex.
+    pub serial: String,
+    /// Start of validity (UTC).
+    pub not_before: OffsetDateTime,
+    /// End of validity (UTC).
+    pub not_after: OffsetDateTime,
+    /// `X509_NAME_hash` of the subject, as `openssl x509 -subject_hash` prints it.
+    pub subject_hash: u32,
+    /// basicConstraints cA=TRUE.
+    pub basic_ca: bool,
+    /// X.509 version 1 (no extensions at all).
+    pub is_v1: bool,
+    /// Subject and issuer names are byte-identical.
+    pub self_issued: bool,
+    /// Signature algorithm is SM2 (cannot be verified here; Java cannot read it).
+    pub sm2: bool,
+    /// The self-signature verified (only meaningful when `self_issued`; `None` when it could not
+    /// be checked, as for SM2).
+    pub self_signature_ok: Option<bool>,
+}
+
+/// A DER blob that is not an X.509 certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("not an X.509 certificate: {reason}")]
+pub struct ParseError {
+    /// What the parser said.
+    pub reason: String,
+}
+
+impl Cert {
+    /// Parses one DER certificate. Trailing bytes after the certificate are an error.
+    pub fn from_der(der: &[u8]) -> Result<Cert, ParseError> {
+        let (rest, x) = X509Certificate::from_der(der).map_err(|e| ParseError {
+            reason: e.to_string(),
+        })?;
+        if !rest.is_empty() {
+            return Err(ParseError {
+                reason: format!("{} bytes after the certificate", rest.len()),
+            });
+        }
+        let der = der[..der.len() - rest.len()].to_vec();
+        let sha256: [u8; 32] = Sha256::digest(&der).into();
+        let subject_raw = x.subject().as_raw();
+        let subject_hash = subject_hash(subject_raw).map_err(|reason| ParseError {
+            reason: format!("subject name: {reason}"),
+        })?;
+        let basic_ca = match x.basic_constraints() {
+            Ok(Some(bc)) => bc.value.ca,
+            Ok(None) => false,
+            Err(e) => {
+                return Err(ParseError {
+                    reason: format!("basicConstraints: {e}"),
+                });
+            }
+        };
+        let sm2 = x.signature_algorithm.algorithm.to_id_string() == OID_SM2_SM3;
+        let self_issued = subject_raw == x.issuer().as_raw();
+        let self_signature_ok = if self_issued && !sm2 {
+            Some(x.verify_signature(None).is_ok())
+        } else {
+            None
+        };
+        Ok(Cert {
+            sha256,
+            subject: x.subject().to_string(),
+            issuer: x.issuer().to_string(),
+            serial: x.raw_serial_as_string(),
+            not_before: x.validity().not_before.to_datetime(),
+            not_after: x.validity().not_after.to_datetime(),
+            subject_hash,
+            basic_ca,
+            is_v1: x.version().0 == 0,
+            self_issued,
+            sm2,
+            self_signature_ok,
+            der,
+        })
+    }
+
+    /// Lower-case hex SHA-256 fingerprint.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// The subject hash as OpenSSL prints it: 8 lower-case hex digits.
+    pub fn subject_hash_hex(&self) -> String {
+        format!("{:08x}", self.subject_hash)
+    }
+
+    /// A CA by the rule of SPEC 6: basicConstraints cA=TRUE, or a self-signed v1 root.
+    pub fn is_ca(&self) -> bool {
+        self.basic_ca || (self.is_v1 && self.self_issued)
+    }
+
+    /// `-----BEGIN CERTIFICATE-----`, base64 of the DER in 64-column lines, `\n` endings.
+    pub fn to_pem(&self) -> String {
+        encode_pem(&self.der)
+    }
+}
+
+impl fmt::Debug for Cert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cert")
+            .field("subject", &self.subject)
+            .field("sha256", &self.fingerprint())
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Normalised PEM of one DER certificate (64 columns, `\n`).
+pub fn encode_pem(der: &[u8]) -> String {
+    // Hand-written because the PEM crates either pull in extra dependencies or do not promise
+    // this exact layout; the layout is what makes identical CAs give byte-identical files.
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
+    for chunk in der.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
+    out.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Reads every certificate of a file that certsync wrote itself (normalised PEM), or any
+/// PEM/DER file for `inspect`: PEM `CERTIFICATE` blocks when the data looks like PEM, else one
+/// DER certificate. Other PEM blocks are skipped here; `validate` is the strict reader.
+pub fn read_certs_lenient(data: &[u8]) -> Result<Vec<Cert>, ParseError> {
+    if looks_like_pem(data) {
+        let mut out = Vec::new();
+        for item in CertificateDer::pem_slice_iter(data) {
+            let der = item.map_err(|e| ParseError {
+                reason: format!("PEM: {e}"),
+            })?;
+            out.push(Cert::from_der(&der)?);
+        }
+        if out.is_empty() {
+            return Err(ParseError {
+                reason: "no CERTIFICATE block".into(),
+            });
+        }
+        Ok(out)
+    } else {
+        Ok(vec![Cert::from_der(data)?])
+    }
+}
+
+/// True when the data contains a PEM begin line.
+pub fn looks_like_pem(data: &[u8]) -> bool {
+    data.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// OpenSSL's `X509_NAME_hash` (the hash behind `-subject_hash` and `-CApath` file names):
+/// the first four bytes, little-endian, of SHA-1 over the name's canonical encoding.
+///
+/// The canonical encoding (OpenSSL `x509_name_canon`) is the concatenation of each RDN's SET,
+/// without the outer SEQUENCE, where every string value of a "canonicalisable" type is converted
+/// to UTF-8, stripped of leading/trailing whitespace, internal whitespace runs collapsed to one
+/// space, ASCII lower-cased, and re-tagged as UTF8String. Written by hand (with a tiny DER walker)
+/// because no maintained crate exposes it and we need the raw TLV bytes of each value.
+pub fn subject_hash(name_der: &[u8]) -> Result<u32, String> {
+    let canon = canonical_name(name_der)?;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &canon);
+    let d = digest.as_ref();
+    Ok(u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
+}
+
+fn canonical_name(name_der: &[u8]) -> Result<Vec<u8>, String> {
+    let (name, rest) = Tlv::read(name_der)?;
+    if name.tag != 0x30 || !rest.is_empty() {
+        return Err("Name is not one SEQUENCE".into());
+    }
+    let mut out = Vec::new();
+    let mut rdns = name.content;
+    while !rdns.is_empty() {
+        let (set, next) = Tlv::read(rdns)?;
+        rdns = next;
+        if set.tag != 0x31 {
+            return Err("RDN is not a SET".into());
+        }
+        let mut avas: Vec<Vec<u8>> = Vec::new();
+        let mut items = set.content;
+        while !items.is_empty() {
+            let (ava, next) = Tlv::read(items)?;
+            items = next;
+            if ava.tag != 0x30 {
+                return Err("AttributeTypeAndValue is not a SEQUENCE".into());
+            }
+            let (oid, after_oid) = Tlv::read(ava.content)?;
+            let (value, after_value) = Tlv::read(after_oid)?;
+            if oid.tag != 0x06 || !after_value.is_empty() {
+                return Err("malformed AttributeTypeAndValue".into());
+            }
+            let mut body = oid.raw.to_vec();
+            match canonical_string(value.tag, value.content) {
+                Some(text) => push_tlv(&mut body, 0x0c, &text),
+                None => body.extend_from_slice(value.raw),
+            }
+            let mut encoded = Vec::new();
+            push_tlv(&mut encoded, 0x30, &body);
+            avas.push(encoded);
+        }
+        // DER orders the members of a SET OF by their encodings.
+        avas.sort();
+        let joined: Vec<u8> = avas.concat();
+        push_tlv(&mut out, 0x31, &joined);
+    }
+    Ok(out)
+}
+
+/// `asn1_string_canon`: `None` when the type is not one OpenSSL canonicalises (the value is
+/// then copied as it is).
+fn canonical_string(tag: u8, content: &[u8]) -> Option<Vec<u8>> {
+    let utf8: Vec<u8> = match tag {
+        // UTF8String, PrintableString, T61String (read as Latin-1 like OpenSSL), IA5String,
+        // VisibleString
+        0x0c => content.to_vec(),
+        0x13 | 0x16 | 0x1a => content.to_vec(),
+        0x14 => content
+            .iter()
+            .map(|&b| b as char)
+            .collect::<String>()
+            .into_bytes(),
+        // BMPString (UCS-2 BE)
+        0x1e => {
+            let units: Vec<u16> = content
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            String::from_utf16_lossy(&units).into_bytes()
+        }
+        // UniversalString (UCS-4 BE)
+        0x1c => content
+            .chunks(4)
+            .filter_map(|c| {
+                if c.len() == 4 {
+                    char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                } else {
+                    None
+                }
+            })
+            .collect::<String>()
+            .into_bytes(),
+        _ => return None,
+    };
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let mut s = &utf8[..];
+    while let [first, rest @ ..] = s {
+        if is_space(*first) {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if is_space(*last) {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b >= 0x80 {
+            out.push(b);
+            i += 1;
+        } else if is_space(b) {
+            out.push(b' ');
+            while i < s.len() && is_space(s[i]) {
+                i += 1;
+            }
+        } else {
+            out.push(b.to_ascii_lowercase());
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+struct Tlv<'a> {
+    tag: u8,
+    content: &'a [u8],
+    raw: &'a [u8],
+}
+
+impl<'a> Tlv<'a> {
+    fn read(data: &'a [u8]) -> Result<(Tlv<'a>, &'a [u8]), String> {
+        let too_short = || "truncated DER".to_string();
+        let tag = *data.first().ok_or_else(too_short)?;
+        if tag & 0x1f == 0x1f {
+            return Err("multi-byte DER tags are not supported in names".into());
+        }
+        let first = *data.get(1).ok_or_else(too_short)?;
+        let (len, header) = if first < 0x80 {
+            (first as usize, 2)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 {
+                return Err("unsupported DER length".into());
+            }
+            let bytes = data.get(2..2 + n).ok_or_else(too_short)?;
+            (
+                bytes.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize),
+                2 + n,
+            )
+        };
+        let end = header.checked_add(len).ok_or_else(too_short)?;
+        if data.len() < end {
+            return Err(too_short());
+        }
+        Ok((
+            Tlv {
+                tag,
+                content: &data[header..end],
+                raw: &data[..end],
+            },
+            &data[end..],
+        ))
+    }
+}
+
+fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_encoding_wraps_at_64_columns() {
+        let der: Vec<u8> = (0..=255u8).collect();
+        let pem = encode_pem(&der);
+        let body: Vec<&str> = pem.lines().collect();
+        assert_eq!(body[0], "-----BEGIN CERTIFICATE-----");
+        assert!(body[1..body.len() - 1].iter().all(|l| l.len() <= 64));
+        assert_eq!(body[1].len(), 64);
+        let decoded = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        assert_eq!(decoded.as_ref(), &der[..]);
+    }
+
+    #[test]
+    fn canonical_string_collapses_and_lowercases() {
+        assert_eq!(
+            canonical_string(0x13, b"  Foo \t  BAR  ").unwrap(),
+            b"foo bar".to_vec()
+        );
+        assert_eq!(canonical_string(0x12, b"123"), None);
+    }
+}
