@@ -1,5 +1,24 @@
-//! certsync: keeps the CA certificates of Huawei Cloud GaussDB NoSQL instances current in a
-//! local trust directory. See ARCHITECTURE.md for the map.
+//! certsync keeps the CA certificates of Huawei Cloud GaussDB NoSQL (and DDS) instances current
+//! in a local trust folder, and tells the programs that use them.
+//!
+//! A pass flows one way, one module per stage; only [`daemon`] knows them all:
+//!
+//! `config` -> `cloud::api` (list) -> `fetch` (download) -> `validate` -> `store` -> `hooks`
+//!
+//! Invariants: nothing reaches the trust folder before it validated; only `store` writes there,
+//! atomically, and only files it records in its manifest; a failure for one instance never
+//! touches its last good files or any other instance; secrets (tokens, a link's query) never
+//! reach a log or an error. See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod cloud;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod fetch;
+pub mod hooks;
+pub mod inspect;
+pub mod schedule;
+pub mod store;
+pub mod validate;

@@ -1,1 +1,107 @@
-fn main() {}
+//! The `certsync` binary: parses the command line, sets up logging and signals, calls into the
+//! library and maps outcomes to exit statuses (SPEC 2). Nothing else lives here.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use certsync::commands::{self, EXIT_CONFIG, EXIT_FAILED};
+use certsync::config::LogFormat;
+
+/// Keeps the CA certificates of Huawei Cloud GaussDB NoSQL instances current in a trust folder.
+#[derive(Parser, Debug)]
+#[command(name = "certsync", version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "CERTSYNC_CONFIG", default_value = "/etc/certsync/certsync.toml")]
+    config: PathBuf,
+    /// Log format (default: the config's [log] format, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<CliLogFormat>,
+    /// Log level, e.g. info or debug (RUST_LOG wins when set).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliLogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: passes on schedule until SIGTERM/SIGINT.
+    Run,
+    /// One pass, then exit: one line per instance and category.
+    Once {
+        /// Do everything except writing files and running hooks; print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the configuration and print the resolved plan.
+    Check {
+        /// Also authenticate and list each instance's certificates (writes nothing).
+        #[arg(long)]
+        online: bool,
+    },
+    /// Print the certificates in PEM/DER files or trust folders.
+    Inspect {
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the built-in cloud simulator and the daemon against it (no credentials, no network).
+    Demo {
+        /// The trust folder to write.
+        #[arg(long, default_value = "./demo-trust")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = cli.log_format.map(|f| match f {
+        CliLogFormat::Text => LogFormat::Text,
+        CliLogFormat::Json => LogFormat::Json,
+    });
+    let logging = commands::Logging {
+        format: log_format,
+        level: cli.log_level.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("certsync: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run => commands::run(&cli.config, &logging).await,
+            Command::Once { dry_run } => commands::once(&cli.config, &logging, dry_run).await,
+            Command::Check { online } => commands::check(&cli.config, &logging, online).await,
+            Command::Inspect { json, paths } => commands::inspect(&paths, json),
+            Command::Demo { dir } => commands::demo(&dir, &logging).await,
+        }
+    });
+    // A pass may leave idle pooled connections; don't wait for them.
+    runtime.shutdown_background();
+    if code == EXIT_CONFIG {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::from(code)
+    }
+}

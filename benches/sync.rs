@@ -1,0 +1,147 @@
+//! Benchmark: `certsync once` against the simulator with 200 and 2,000 instances.
+//!
+//! Prints, per size: the cold pass (empty trust folder), the unchanged pass (nothing to
+//! write), each as certsync's own pass time and the whole process's wall time, and the peak
+//! RSS of the certsync process (GNU time's %M). When `../shared/bench/baseline-sync.sh` and
+//! its tools are present, the cron-script baseline is timed on the same simulator for
+//! comparison. Run: `cargo bench --bench sync` (figures, not assertions).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use certsync_sim::{SimOptions, Simulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_certsync");
+
+struct Run {
+    pass_ms: f64,
+    wall_ms: f64,
+    peak_rss_kib: u64,
+    ok: bool,
+}
+
+fn once(config: &Path) -> Run {
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "PEAK_RSS_KIB=%M"])
+        .arg(BIN)
+        .arg("--config")
+        .arg(config)
+        .arg("once")
+        .env("RUST_LOG", "certsync=info,warn")
+        .stdout(Stdio::null())
+        .output()
+        .expect("run /usr/bin/time (Debian package `time`)");
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak_rss_kib = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let pass_ms = stderr
+        .lines()
+        .filter(|l| l.contains("pass finished"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("elapsed_ms="))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN);
+    Run {
+        pass_ms,
+        wall_ms,
+        peak_rss_kib,
+        ok: out.status.success(),
+    }
+}
+
+fn write_config(sim: &Simulator, dir: &Path, concurrency: usize) -> std::path::PathBuf {
+    std::fs::write(dir.join("token"), sim.token()).unwrap();
+    let mut text = format!(
+        "[cloud]\nservice = \"gaussdb-nosql\"\nregion = \"cn-north-4\"\nendpoint = \"{}\"\nproject_id = \"{}\"\nca_file = \"{}\"\n\n[auth]\nmethod = \"token\"\ntoken_file = \"token\"\n\n[sync]\nconcurrency = {concurrency}\nallowed_download_hosts = [\"127.0.0.1\"]\n\n[trust]\ndir = \"trust\"\nbundle = \"ca-bundle.crt\"\n",
+        sim.endpoint(),
+        sim.project_id(),
+        sim.ca_file().display()
+    );
+    for id in sim.instance_ids() {
+        text.push_str(&format!("\n[[instance]]\nid = \"{id}\"\n"));
+    }
+    let path = dir.join("certsync.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn baseline(sim: &Simulator, dir: &Path, parallel: usize) -> Option<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/baseline-sync.sh");
+    if !script.exists() || Command::new("jq").arg("--version").output().is_err() {
+        return None;
+    }
+    let ids = dir.join("ids");
+    std::fs::write(&ids, sim.instance_ids().join("\n") + "\n").unwrap();
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .arg(&script)
+        .env("ENDPOINT", sim.endpoint())
+        .env("PROJECT", sim.project_id())
+        .env("TOKEN", sim.token())
+        .env("CA_FILE", sim.ca_file())
+        .env("DIR", dir.join("baseline-trust"))
+        .env("IDS", &ids)
+        .env("PARALLEL", parallel.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then(|| started.elapsed().as_secs_f64() * 1e3)
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent: stay quick there.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let sizes: &[usize] = if quick { &[20] } else { &[200, 2000] };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("certsync sync benchmark (2-core machine, simulator on loopback over TLS)");
+    println!(
+        "{:>9} {:>12} {:>14} {:>12} {:>14} {:>14} {:>14}",
+        "instances", "cold pass", "cold process", "unchanged", "unchanged proc", "peak RSS", "baseline cron"
+    );
+    for &n in sizes {
+        let tmp = tempfile::tempdir().unwrap();
+        let sim = runtime
+            .block_on(Simulator::start(SimOptions {
+                instances: n,
+                dir: Some(tmp.path().join("sim")),
+                ..SimOptions::default()
+            }))
+            .unwrap();
+        let config = write_config(&sim, tmp.path(), 16);
+        // Warm the simulator's connection handling and the page cache for the binary.
+        let cold = once(&config);
+        std::fs::remove_dir_all(tmp.path().join("trust")).unwrap();
+        let cold = if cold.ok { once(&config) } else { cold };
+        let unchanged = once(&config);
+        assert!(cold.ok && unchanged.ok, "certsync once failed");
+        let base = if n <= 200 && !quick {
+            baseline(&sim, tmp.path(), 8).map(|ms| format!("{ms:.0} ms (x8)"))
+        } else {
+            None
+        };
+        println!(
+            "{:>9} {:>9.1} ms {:>11.1} ms {:>9.1} ms {:>11.1} ms {:>10.1} MiB {:>14}",
+            n,
+            cold.pass_ms,
+            cold.wall_ms,
+            unchanged.pass_ms,
+            unchanged.wall_ms,
+            cold.peak_rss_kib.max(unchanged.peak_rss_kib) as f64 / 1024.0,
+            base.unwrap_or_else(|| "-".into())
+        );
+        sim.shutdown();
+    }
+}

@@ -1,0 +1,363 @@
+//! The API operations certsync uses, with the retry rules of SPEC 5.1.
+//!
+//! Owns: building the download-link request, the in-pass retries of 429/5xx (honouring
+//! Retry-After), the single credential refresh after a 401, and reading the API's error bodies
+//! the way Huawei's SDK does. It returns the listed links; it never downloads them.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::auth::{AuthError, Credentials};
+use super::http::{RedactedUrl, describe_transport};
+use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
+
+/// API answers larger than this are refused (the real answer is a few hundred bytes).
+pub const MAX_API_BODY: usize = 1 << 20;
+
+/// One entry of the `certs` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertLink {
+    /// `category` as the API gives it (`international`, `national`, or anything else).
+    pub category: String,
+    /// `download_link`. Its query is a credential: show it only as [`RedactedUrl`].
+    pub url: Url,
+}
+
+/// The answer of ListSslCertDownloadAddresses.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    /// The listed certificates.
+    pub certs: Vec<CertLink>,
+    /// `X-Request-Id` of the answer.
+    pub request_id: Option<String>,
+}
+
+/// An error answer of the API, read as the SDK reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiFault {
+    /// HTTP status.
+    pub status: u16,
+    /// `error_code` (or its SDK fallbacks); the status as text when absent.
+    pub code: String,
+    /// `error_msg` (or its fallbacks); a short excerpt of the body when absent.
+    pub message: String,
+    /// `X-Request-Id`.
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Display for ApiFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {}: {}", self.status, self.code, self.message)?;
+        if let Some(id) = &self.request_id {
+            write!(f, " (request id {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why listing an instance's certificates failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Credentials could not be had.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The API refused the credentials twice (once more after refreshing them).
+    #[error("GET {url}: auth method {method} was refused: {fault}")]
+    Unauthorized {
+        /// The API URL (it has no query).
+        url: RedactedUrl,
+        /// The configured auth method.
+        method: &'static str,
+        /// The API's answer.
+        fault: ApiFault,
+    },
+    /// A non-2xx answer (after the in-pass retries for 429/5xx).
+    #[error("GET {url}: {fault}")]
+    Status {
+        /// The API URL.
+        url: RedactedUrl,
+        /// The API's answer.
+        fault: ApiFault,
+    },
+    /// The request did not complete.
+    #[error("GET {url}: {detail}")]
+    Transport {
+        /// The API URL.
+        url: RedactedUrl,
+        /// What failed (never the URL with a query).
+        detail: String,
+    },
+    /// A 2xx answer that is not the documented JSON.
+    #[error("GET {url}: unexpected answer: {reason}")]
+    BadBody {
+        /// The API URL.
+        url: RedactedUrl,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ApiError {
+    /// A short stable reason for metrics and summaries.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::Auth(_) | ApiError::Unauthorized { .. } => "auth",
+            ApiError::Status { fault, .. } if fault.status == 429 => "throttled",
+            ApiError::Status { fault, .. } if fault.status >= 500 => "api_server_error",
+            ApiError::Status { .. } => "api_error",
+            ApiError::Transport { .. } => "api_unreachable",
+            ApiError::BadBody { .. } => "api_bad_answer",
+        }
+    }
+}
+
+/// The API client: endpoint, project and credentials over the shared HTTP client.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    project_id: String,
+    credentials: Arc<Credentials>,
+}
+
+#[derive(Deserialize)]
+struct ListingBody {
+    #[serde(default)]
+    certs: Option<Vec<CertInfoBody>>,
+}
+
+#[derive(Deserialize)]
+struct CertInfoBody {
+    category: String,
+    download_link: String,
+}
+
+impl ApiClient {
+    /// A client for `endpoint` (scheme + host [+ port]) and `project_id`.
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: Url,
+        project_id: String,
+        credentials: Arc<Credentials>,
+    ) -> ApiClient {
+        ApiClient {
+            http,
+            endpoint,
+            project_id,
+            credentials,
+        }
+    }
+
+    /// The URL of ListSslCertDownloadAddresses for `instance_id`.
+    pub fn download_link_url(&self, instance_id: &str) -> Url {
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .expect("https endpoint has a path")
+            .pop_if_empty()
+            .extend([
+                "v3",
+                &self.project_id,
+                "instances",
+                instance_id,
+                "ssl-cert",
+                "download-link",
+            ]);
+        url
+    }
+
+    /// `GET /v3/{project_id}/instances/{id}/ssl-cert/download-link`, with the retries of SPEC 5.1
+    /// and 4 (429/5xx up to three tries honouring Retry-After; one credential refresh after 401).
+    pub async fn list_certs(&self, instance_id: &str) -> Result<Listing, ApiError> {
+        let url = self.download_link_url(instance_id);
+        let shown = RedactedUrl::new(&url);
+        let mut tries = 0;
+        let mut refreshed = false;
+        loop {
+            tries += 1;
+            let request = self
+                .http
+                .get(url.clone())
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json");
+            let request = self.credentials.authorize(request, refreshed && tries == 1).await?;
+            let response = request.send().await.map_err(|e| ApiError::Transport {
+                url: shown.clone(),
+                detail: describe_transport(&e),
+            })?;
+            let status = response.status().as_u16();
+            let request_id = header(&response, "x-request-id");
+            let retry_after = header(&response, "retry-after")
+                .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+            let body = read_capped(response).await.map_err(|detail| ApiError::Transport {
+                url: shown.clone(),
+                detail,
+            })?;
+            match status {
+                200..=299 => return parse_listing(&body, request_id, &shown),
+                401 if !refreshed => {
+                    tracing::info!(url = %shown, "API answered 401; refreshing credentials and retrying once");
+                    refreshed = true;
+                    tries = 0;
+                    continue;
+                }
+                401 => {
+                    return Err(ApiError::Unauthorized {
+                        url: shown,
+                        method: self.credentials.method(),
+                        fault: parse_fault(status, &body, request_id),
+                    });
+                }
+                429 | 500..=599 if tries < PASS_TRIES => {
+                    let delay = in_pass_retry_delay(tries, retry_after);
+                    tracing::debug!(url = %shown, status, ?delay, "retrying within the pass");
+                    tokio::time::sleep(delay).await;
+                }
+                _ => {
+                    return Err(ApiError::Status {
+                        url: shown,
+                        fault: parse_fault(status, &body, request_id),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe_transport(&e))? {
+        if body.len() + chunk.len() > MAX_API_BODY {
+            return Err(format!("answer larger than {MAX_API_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_listing(
+    body: &[u8],
+    request_id: Option<String>,
+    shown: &RedactedUrl,
+) -> Result<Listing, ApiError> {
+    let bad = |reason: String| ApiError::BadBody {
+        url: shown.clone(),
+        reason,
+    };
+    let parsed: ListingBody = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "not the documented JSON ({e}); body starts {:?}",
+            excerpt(body)
+        ))
+    })?;
+    let mut certs = Vec::new();
+    for (i, info) in parsed.certs.unwrap_or_default().into_iter().enumerate() {
+        let url = Url::parse(&info.download_link).map_err(|e| {
+            bad(format!("certs[{i}].download_link is not a URL: {e}"))
+        })?;
+        certs.push(CertLink {
+            category: info.category,
+            url,
+        });
+    }
+    Ok(Listing { certs, request_id })
+}
+
+/// Reads an error body as Huawei's SDK does: `error_code`/`error_msg`, else
+/// `errorCode`/`errorMsg`, else `code`/`message`, else the same inside nested objects (a later
+/// match wins); a missing code becomes the status, a missing message a short excerpt.
+pub fn parse_fault(status: u16, body: &[u8], request_id: Option<String>) -> ApiFault {
+    const PAIRS: [(&str, &str); 3] = [
+        ("error_code", "error_msg"),
+        ("errorCode", "errorMsg"),
+        ("code", "message"),
+    ];
+    fn pair(obj: &serde_json::Map<String, serde_json::Value>) -> Option<(String, String)> {
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        PAIRS.iter().find_map(|(c, m)| match (obj.get(*c), obj.get(*m)) {
+            (Some(code), Some(msg)) => Some((text(code), text(msg))),
+            _ => None,
+        })
+    }
+    let found = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(obj)) => pair(&obj).or_else(|| {
+            obj.values()
+                .filter_map(|v| v.as_object().and_then(pair))
+                .last()
+        }),
+        _ => None,
+    };
+    let (code, message) = match found {
+        Some((code, message)) => (code, message),
+        None => (status.to_string(), excerpt(body)),
+    };
+    ApiFault {
+        status,
+        code: sanitize(&code),
+        message: sanitize(&message),
+        request_id: request_id.map(|r| sanitize(&r)),
+    }
+}
+
+/// At most 200 printable characters of a body, for error messages.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out.trim().to_string()
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_is_read_the_sdk_way() {
+        let f = parse_fault(401, br#"{"error_code":"APIGW.0301","error_msg":"bad","request_id":"x"}"#, Some("rid".into()));
+        assert_eq!((f.code.as_str(), f.message.as_str()), ("APIGW.0301", "bad"));
+        let f = parse_fault(400, br#"{"errorCode":"E1","errorMsg":"m1"}"#, None);
+        assert_eq!(f.code, "E1");
+        let f = parse_fault(400, br#"{"code":"C","message":"M"}"#, None);
+        assert_eq!((f.code.as_str(), f.message.as_str()), ("C", "M"));
+        let f = parse_fault(403, br#"{"error":{"code":"N","message":"nested"}}"#, None);
+        assert_eq!((f.code.as_str(), f.message.as_str()), ("N", "nested"));
+        let f = parse_fault(502, b"<html>Bad gateway</html>", None);
+        assert_eq!((f.code.as_str(), f.message.as_str()), ("502", "<html>Bad gateway</html>"));
+    }
+
+    #[test]
+    fn listing_without_certs_is_empty() {
+        let shown = RedactedUrl::new(&Url::parse("https://h/x").unwrap());
+        assert!(parse_listing(b"{}", None, &shown).unwrap().certs.is_empty());
+        assert!(matches!(
+            parse_listing(b"<html>", None, &shown),
+            Err(ApiError::BadBody { .. })
+        ));
+    }
+}

@@ -1,0 +1,144 @@
+//! The process's one HTTP client and the helpers every network stage shares.
+//!
+//! One `reqwest::Client` (connection pool, rustls with the ring provider installed process-wide)
+//! serves the API calls and the downloads of a whole pass. Redirects are never followed
+//! automatically: `fetch` follows them itself so it can check each hop. This module also owns
+//! [`RedactedUrl`], the only form in which a URL may reach a log line or an error.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+/// Installs ring as the process-wide rustls crypto provider (idempotent).
+///
+/// reqwest is built without a default provider so that exactly one provider (ring) is linked;
+/// every TLS user in the process (reqwest, the simulator, tests) then agrees on it.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed: by us, earlier, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Failure to build the HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The extra roots file could not be read.
+    #[error("cannot read CA file {}", path.display())]
+    ReadCaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The extra roots file holds no usable certificate.
+    #[error("CA file {} holds no PEM certificate", path.display())]
+    EmptyCaFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// reqwest refused the configuration (for example no system roots and no CA file).
+    #[error("cannot build the HTTP client")]
+    Build(#[source] reqwest::Error),
+}
+
+/// Builds the pooled client: system roots plus `ca_file`, per-request `timeout`, no automatic
+/// redirects, HTTPS_PROXY/NO_PROXY honoured (reqwest reads them from the environment).
+pub fn build_client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(50))
+        .user_agent(concat!("certsync/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| ClientError::ReadCaFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(ClientError::Build)?;
+        if certs.is_empty() {
+            return Err(ClientError::EmptyCaFile {
+                path: path.to_path_buf(),
+            });
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(ClientError::Build)
+}
+
+/// A URL as it may be shown: scheme, host, port and path, without user info, query or
+/// fragment. The query of a download link is a credential (a pre-signed OBS URL).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedactedUrl(String);
+
+impl RedactedUrl {
+    /// Redacts `url`.
+    pub fn new(url: &Url) -> RedactedUrl {
+        let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+        if let Some(port) = url.port() {
+            shown.push_str(&format!(":{port}"));
+        }
+        shown.push_str(url.path());
+        RedactedUrl(shown)
+    }
+
+    /// The redacted text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A transport failure described without the URL reqwest would print (it may carry a query).
+pub fn describe_transport(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "reading the body failed"
+    } else if err.is_request() {
+        "request failed"
+    } else {
+        "HTTP error"
+    };
+    // The innermost cause (TLS alert, connection refused, ...) helps; reqwest's own Display
+    // embeds the full URL, so only the sources below it are used.
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_drops_query_userinfo_fragment() {
+        let url = Url::parse("https://user:pw@obs.example.com:8443/b/ca.crt?Signature=abc&Expires=1#x")
+            .unwrap();
+        assert_eq!(RedactedUrl::new(&url).as_str(), "https://obs.example.com:8443/b/ca.crt");
+    }
+}

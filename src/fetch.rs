@@ -1,0 +1,264 @@
+//! Downloads of the listed CA links (SPEC 5.2).
+//!
+//! Owns: the rules for a download — https only, hosts from `allowed_download_hosts` (checked
+//! again on every redirect, at most three), the size cap, and OBS's error answers. Links are
+//! fetched at once and never cached. A link's query string is a credential: it appears only
+//! as [`RedactedUrl`]. This module does not look at the bytes (that is `validate`).
+
+use url::Url;
+
+use crate::cloud::http::{RedactedUrl, describe_transport};
+
+/// At most this many redirects are followed.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// One allowed host: an exact name, or `*.suffix` for any name below `suffix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern(String);
+
+impl HostPattern {
+    /// A pattern from the config (already validated and lower-cased by `config`).
+    pub fn new(pattern: &str) -> HostPattern {
+        HostPattern(pattern.to_ascii_lowercase())
+    }
+
+    /// True when `host` is allowed by this pattern.
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        match self.0.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
+            None => host == self.0,
+        }
+    }
+}
+
+/// A downloaded body and where it finally came from.
+#[derive(Debug)]
+pub struct Download {
+    /// The body, at most `max_bytes`.
+    pub bytes: Vec<u8>,
+    /// The URL that answered (after redirects), redacted.
+    pub url: RedactedUrl,
+}
+
+/// Why a download failed. Every variant names the URL without its query.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Not an https URL.
+    #[error("{url}: refused: only https download links are allowed")]
+    NotHttps {
+        /// The link.
+        url: RedactedUrl,
+    },
+    /// The host is not in `allowed_download_hosts`.
+    #[error("{url}: refused: host {host:?} is not in sync.allowed_download_hosts")]
+    HostNotAllowed {
+        /// The link.
+        url: RedactedUrl,
+        /// Its host.
+        host: String,
+    },
+    /// More than [`MAX_REDIRECTS`] redirects.
+    #[error("{url}: more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects {
+        /// The last URL.
+        url: RedactedUrl,
+    },
+    /// A redirect without a usable Location.
+    #[error("{url}: redirect without a valid Location")]
+    BadRedirect {
+        /// The URL that redirected.
+        url: RedactedUrl,
+    },
+    /// A non-2xx answer (OBS answers XML with a `<Code>`; an expired link gives 403 AccessDenied).
+    #[error("{url}: HTTP {status}{}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Status {
+        /// The URL.
+        url: RedactedUrl,
+        /// HTTP status.
+        status: u16,
+        /// OBS's `<Code>` when the body has one.
+        code: Option<String>,
+    },
+    /// The body is larger than `sync.max_download_bytes`.
+    #[error("{url}: body larger than sync.max_download_bytes ({limit} bytes)")]
+    TooLarge {
+        /// The URL.
+        url: RedactedUrl,
+        /// The limit.
+        limit: u64,
+    },
+    /// The request failed or the body was cut short.
+    #[error("{url}: {detail}")]
+    Transport {
+        /// The URL.
+        url: RedactedUrl,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl FetchError {
+    /// A short stable reason for metrics and summaries.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FetchError::NotHttps { .. } | FetchError::HostNotAllowed { .. } => "download_refused",
+            FetchError::TooManyRedirects { .. } | FetchError::BadRedirect { .. } => "download_redirect",
+            FetchError::Status { .. } => "download_status",
+            FetchError::TooLarge { .. } => "download_too_large",
+            FetchError::Transport { .. } => "download_failed",
+        }
+    }
+}
+
+/// Downloads CA links under the configured rules, over the shared client.
+#[derive(Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    allowed: Vec<HostPattern>,
+    max_bytes: u64,
+}
+
+impl Fetcher {
+    /// A fetcher with the allowlist and size cap of `[sync]`.
+    pub fn new(http: reqwest::Client, allowed: &[String], max_bytes: u64) -> Fetcher {
+        Fetcher {
+            http,
+            allowed: allowed.iter().map(|p| HostPattern::new(p)).collect(),
+            max_bytes,
+        }
+    }
+
+    fn check(&self, url: &Url) -> Result<(), FetchError> {
+        if url.scheme() != "https" {
+            return Err(FetchError::NotHttps {
+                url: RedactedUrl::new(url),
+            });
+        }
+        let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
+        if !self.allowed.iter().any(|p| p.matches(host)) {
+            return Err(FetchError::HostNotAllowed {
+                url: RedactedUrl::new(url),
+                host: host.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetches `link`, following at most three redirects, each checked like the link itself.
+    /// No credentials of the API are sent: the link carries its own.
+    pub async fn download(&self, link: &Url) -> Result<Download, FetchError> {
+        let mut url = link.clone();
+        let mut redirects = 0;
+        loop {
+            self.check(&url)?;
+            let shown = RedactedUrl::new(&url);
+            let mut response = self
+                .http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| FetchError::Transport {
+                    url: shown.clone(),
+                    detail: describe_transport(&e),
+                })?;
+            let status = response.status();
+            if status.is_redirection() {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(FetchError::TooManyRedirects { url: shown });
+                }
+                let next = response
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| url.join(loc).ok())
+                    .ok_or_else(|| FetchError::BadRedirect { url: shown.clone() })?;
+                tracing::debug!(from = %shown, to = %RedactedUrl::new(&next), "following redirect");
+                url = next;
+                continue;
+            }
+            if !status.is_success() {
+                let body = read_capped(&mut response, 64 * 1024, &shown).await.unwrap_or_default();
+                return Err(FetchError::Status {
+                    url: shown,
+                    status: status.as_u16(),
+                    code: xml_code(&body),
+                });
+            }
+            if response.content_length().is_some_and(|n| n > self.max_bytes) {
+                return Err(FetchError::TooLarge {
+                    url: shown,
+                    limit: self.max_bytes,
+                });
+            }
+            let bytes = read_capped(&mut response, self.max_bytes, &shown).await?;
+            return Ok(Download { bytes, url: shown });
+        }
+    }
+}
+
+async fn read_capped(
+    response: &mut reqwest::Response,
+    limit: u64,
+    shown: &RedactedUrl,
+) -> Result<Vec<u8>, FetchError> {
+    let mut body = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| FetchError::Transport {
+            url: shown.clone(),
+            detail: describe_transport(&e),
+        })?;
+        let Some(chunk) = chunk else { break };
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(FetchError::TooLarge {
+                url: shown.clone(),
+                limit,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// OBS's `<Code>...</Code>`, sanitised, when present.
+fn xml_code(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let end = start + text[start..].find("</Code>")?;
+    let code: String = text[start..end]
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    (!code.is_empty()).then_some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let p = HostPattern::new("*.myhuaweicloud.com");
+        assert!(p.matches("obs.cn-north-4.myhuaweicloud.com"));
+        assert!(p.matches("OBS.myhuaweicloud.com."));
+        assert!(!p.matches("myhuaweicloud.com"));
+        assert!(!p.matches("evilmyhuaweicloud.com"));
+        assert!(!p.matches("myhuaweicloud.com.evil.org"));
+        let exact = HostPattern::new("127.0.0.1");
+        assert!(exact.matches("127.0.0.1"));
+        assert!(!exact.matches("localhost"));
+    }
+
+    #[test]
+    fn obs_error_code_is_read() {
+        let xml = b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>";
+        assert_eq!(xml_code(xml).as_deref(), Some("AccessDenied"));
+        assert_eq!(xml_code(b"nope"), None);
+    }
+}

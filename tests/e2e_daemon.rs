@@ -1,0 +1,254 @@
+//! End-to-end: `certsync run` and `certsync demo` as child processes, driven with real signals,
+//! including a crash test that SIGKILLs the daemon while CAs rotate.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rustix::process::{Pid, Signal, kill_process};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+/// A running `certsync` whose stderr lines arrive as events.
+struct Running {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(config: &Path, args: &[&str]) -> Running {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("--config").arg(config).args(args);
+        cmd.env_remove("RUST_LOG");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Running { child, lines, log }
+    }
+
+    /// Waits for a line containing `needle` (up to 30 s, then fails with the log so far).
+    async fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return line,
+                Ok(Some(_)) => continue,
+                _ => panic!("no line with {needle:?}; log:\n{}", self.log.lock().unwrap()),
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = Pid::from_raw(self.child.id().unwrap() as i32).unwrap();
+        kill_process(pid, sig).unwrap();
+    }
+
+    async fn exit_code(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("certsync did not exit")
+            .unwrap()
+            .code()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_syncs_at_once_starts_a_pass_on_sigusr1_and_stops_cleanly_on_sigterm() {
+    let h = Harness::new(2).await;
+    let mut d = Running::start(&h.config, &["run"]);
+    d.wait_for("pass finished").await;
+    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), h.expected_pem(0));
+    assert_eq!(h.hook_runs().len(), 1);
+
+    h.sim.rotate(&h.id(1), "international");
+    d.signal(Signal::USR1);
+    d.wait_for("pass finished").await;
+    assert!(std::fs::read_to_string(h.file(1)).unwrap().starts_with(&h.expected_pem(1)));
+    assert_eq!(h.hook_runs().len(), 2);
+
+    d.signal(Signal::TERM);
+    assert_eq!(d.exit_code().await, Some(0), "{}", d.log());
+    assert!(!d.log().contains(&h.sim.token()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_cleanly_too() {
+    let h = Harness::new(1).await;
+    let mut d = Running::start(&h.config, &["run"]);
+    d.wait_for("pass finished").await;
+    d.signal(Signal::INT);
+    assert_eq!(d.exit_code().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_picked_up_after_a_401() {
+    let h = Harness::new(1).await;
+    let mut d = Running::start(&h.config, &["run"]);
+    d.wait_for("pass finished").await;
+    // The cloud starts to require a new token; another process rotates the file in place.
+    h.sim.set_token("the-new-token-0123456789");
+    h.sim.rotate(&h.id(0), "international");
+    std::fs::write(&h.token_file, "the-new-token-0123456789\n").unwrap();
+    d.signal(Signal::USR1);
+    let line = d.wait_for("pass finished").await;
+    assert!(line.contains("failed=0"), "{line}\n{}", d.log());
+    assert!(std::fs::read_to_string(h.file(0)).unwrap().starts_with(&h.expected_pem(0)));
+    assert!(!d.log().contains("the-new-token-0123456789"));
+    d.signal(Signal::TERM);
+    assert_eq!(d.exit_code().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_instance_is_retried_with_backoff_without_waiting_for_the_interval() {
+    let h = Harness::new(2).await;
+    h.sim.set_fault(&h.id(0), certsync_sim::Fault::ApiStatus { status: 500, times: Some(3) });
+    let mut d = Running::start(&h.config, &["run"]);
+    let first = d.wait_for("pass finished").await;
+    assert!(first.contains("failed=1"), "{first}");
+    assert!(!h.file(0).exists() && h.file(1).exists());
+    // retry_initial is 1s in the harness: the retry pass syncs only the failed instance.
+    let retry = d.wait_for("pass finished").await;
+    assert!(retry.contains("failed=0") && retry.contains("instances=1"), "{retry}\n{}", d.log());
+    assert!(h.file(0).exists());
+    d.signal(Signal::TERM);
+    assert_eq!(d.exit_code().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hook_is_retried_until_it_succeeds() {
+    let h = Harness::with(1, Extra { no_hook: true, ..Extra::default() }).await;
+    let flag = h.tmp.path().join("hook-may-succeed");
+    let count = h.tmp.path().join("hook-count");
+    let mut extra = Extra { no_hook: true, ..Extra::default() };
+    extra.tail = format!(
+        "\n[[hook]]\nname = \"flaky\"\ntimeout = \"5s\"\ncommand = [\"/bin/sh\", \"-c\", \"echo run >> {count}; test -e {flag}\"]\n",
+        count = count.display(),
+        flag = flag.display()
+    );
+    h.write_config(&extra);
+    let mut d = Running::start(&h.config, &["run"]);
+    d.wait_for("hook failed").await;
+    std::fs::write(&flag, "").unwrap();
+    d.wait_for("hook succeeded").await;
+    let runs = std::fs::read_to_string(&count).unwrap().lines().count();
+    assert!(runs >= 2, "{runs}");
+    d.signal(Signal::TERM);
+    assert_eq!(d.exit_code().await, Some(0));
+}
+
+/// Every non-hidden file of the folder holds whole certificates, exactly as certsync writes
+/// them, and the manifest is valid JSON.
+fn assert_folder_whole(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let data = std::fs::read(&path).unwrap();
+        if name == ".certsync-manifest.json" {
+            serde_json::from_slice::<serde_json::Value>(&data)
+                .unwrap_or_else(|e| panic!("manifest is not whole: {e}"));
+            continue;
+        }
+        if name.starts_with('.') {
+            continue; // temp files are removed at the next start
+        }
+        let certs = certsync::cert::read_certs_lenient(&data)
+            .unwrap_or_else(|e| panic!("{} is not whole: {e}", path.display()));
+        let normalised: String = certs.iter().map(|c| c.to_pem()).collect();
+        assert_eq!(normalised.as_bytes(), &data[..], "{} is not whole", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_random_moments_while_cas_rotate_leaves_every_file_whole() {
+    let h = Harness::new(12).await;
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for round in 0..12 {
+        let mut d = Running::start(&h.config, &["run"]);
+        for i in 0..12 {
+            if rng.bool() {
+                h.sim.rotate(&h.id(i), "international");
+            }
+        }
+        d.signal(Signal::USR1);
+        // The random moment is the point of this test: the kill lands anywhere in a pass.
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..250))).await;
+        d.signal(Signal::KILL);
+        let _ = d.child.wait().await;
+        assert_folder_whole(&h.trust);
+        let _ = round;
+    }
+    // After the crashes, a clean pass brings every file to the current CA.
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_folder_whole(&h.trust);
+    for i in 0..12 {
+        assert!(std::fs::read_to_string(h.file(i)).unwrap().starts_with(&h.expected_pem(i)));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&h.trust)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".certsync-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left after a clean start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_against_its_simulator_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo-trust");
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(["demo", "--dir"]).arg(&dir).env_remove("RUST_LOG");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    let (tx, lines) = mpsc::unbounded_channel();
+    let mut d = Running { child, lines, log: Arc::new(Mutex::new(String::new())) };
+    for stream in [
+        Box::new(d.child.stderr.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(d.child.stdout.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        let log = d.log.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+    }
+    d.wait_for("pass finished").await;
+    d.wait_for("demo hook: changed files").await;
+    for name in ["orders", "sessions", "metrics"] {
+        assert!(dir.join(format!("{name}-international.crt")).exists());
+    }
+    d.signal(Signal::INT);
+    assert_eq!(d.exit_code().await, Some(0), "{}", d.log());
+}

@@ -1,0 +1,327 @@
+//! End-to-end: the real `certsync` binary against the simulator over TLS on loopback, one pass
+//! at a time (`once`, `check`, `inspect`).
+
+mod common;
+
+use std::time::Duration;
+
+use certsync_sim::{BadContent, Fault};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sync_writes_every_file_and_runs_the_hook_once() {
+    let h = Harness::new(3).await;
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    for i in 0..3 {
+        let file = h.file(i);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), h.expected_pem(i));
+        assert_eq!(
+            openssl_fingerprint(&file),
+            h.sim.ca(&h.id(i), "international").sha256_hex
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("inst{i}/international ")))
+            .unwrap_or_else(|| panic!("no line for inst{i} in {text}"));
+        assert!(line.contains(&file.display().to_string()), "{line}");
+        assert!(line.contains(" updated "), "{line}");
+        assert!(line.contains("notAfter=20"), "{line}");
+    }
+    assert!(h.trust.join(".certsync-manifest.json").exists());
+    let bundle = std::fs::read_to_string(h.trust.join("ca-bundle.crt")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 3);
+    let runs = h.hook_runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    for i in 0..3 {
+        assert!(runs[0].contains(&h.file(i).display().to_string()), "{}", runs[0]);
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(h.file(0)).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_with_nothing_changed_writes_nothing_and_runs_no_hook() {
+    let h = Harness::new(2).await;
+    assert_eq!(code(&h.once().await), 0);
+    let before: Vec<_> = (0..2).map(|i| mtime(&h.file(i))).collect();
+    let bundle_before = mtime(&h.trust.join("ca-bundle.crt"));
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(stdout(&out).lines().filter(|l| l.contains(" unchanged ")).count() == 2, "{}", stdout(&out));
+    let after: Vec<_> = (0..2).map(|i| mtime(&h.file(i))).collect();
+    assert_eq!(before, after);
+    assert_eq!(bundle_before, mtime(&h.trust.join("ca-bundle.crt")));
+    assert_eq!(h.hook_runs().len(), 1, "the hook ran again without a change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_the_old_ca_during_the_overlap() {
+    let h = Harness::new(2).await;
+    assert_eq!(code(&h.once().await), 0);
+    let old = h.expected_pem(0);
+    h.sim.rotate(&h.id(0), "international");
+    let new = h.expected_pem(0);
+    assert_ne!(old, new);
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), format!("{new}{old}"));
+    let bundle = std::fs::read_to_string(h.trust.join("ca-bundle.crt")).unwrap();
+    assert!(bundle.contains(&new) && bundle.contains(&old));
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 3);
+    let runs = h.hook_runs();
+    assert_eq!(runs.len(), 2);
+    assert!(runs[1].contains(&h.file(0).display().to_string()));
+    assert!(!runs[1].contains(&h.file(1).display().to_string()), "{}", runs[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_without_overlap_replaces_at_once() {
+    let h = Harness::with(1, Extra { sync: "rotation_overlap = \"0s\"", ..Extra::default() }).await;
+    assert_eq!(code(&h.once().await), 0);
+    h.sim.rotate(&h.id(0), "international");
+    assert_eq!(code(&h.once().await), 0);
+    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), h.expected_pem(0));
+}
+
+/// Syncs two instances, then breaks instance 0 with `fault` and rotates its CA: the pass must
+/// fail (exit 1) naming the reason, keep instance 0's file byte for byte, leave instance 1 as
+/// it is, and run no hook. Returns the output for further checks.
+async fn fault_keeps_last_good(fault: Fault, expect: &str) -> std::process::Output {
+    let h = Harness::with(2, Extra { cloud: "", ..Extra::default() }).await;
+    assert_eq!(code(&h.once().await), 0);
+    let before = std::fs::read(h.file(0)).unwrap();
+    let before_mtime = mtime(&h.file(0));
+    h.sim.rotate(&h.id(0), "international");
+    h.sim.set_fault(&h.id(0), fault.clone());
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{fault:?}: {}", all_output(&out));
+    assert_eq!(std::fs::read(h.file(0)).unwrap(), before, "{fault:?} changed the file");
+    assert_eq!(mtime(&h.file(0)), before_mtime);
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("inst0/")).unwrap();
+    assert!(line.contains("failed: "), "{line}");
+    assert!(line.contains(expect), "{fault:?}: expected {expect:?} in {line}");
+    assert!(text.lines().any(|l| l.starts_with("inst1/international ") && l.contains(" unchanged ")), "{text}");
+    assert_eq!(h.hook_runs().len(), 1, "{fault:?}: a hook ran after a failed pass");
+    let all = all_output(&out);
+    assert!(!all.contains("Signature="), "{fault:?}: a link query leaked: {all}");
+    assert!(!all.contains(&h.sim.token()), "{fault:?}: the token leaked");
+    out
+}
+
+macro_rules! fault_test {
+    ($name:ident, $fault:expr, $expect:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            fault_keeps_last_good($fault, $expect).await;
+        }
+    };
+}
+
+fault_test!(fault_api_500, Fault::ApiStatus { status: 500, times: None }, "HTTP 500");
+fault_test!(fault_api_404, Fault::ApiStatus { status: 404, times: None }, "HTTP 404");
+fault_test!(fault_429_forever, Fault::RateLimited { retry_after_secs: 0, times: None }, "HTTP 429");
+fault_test!(fault_truncated_body, Fault::TruncatedDownload, "download");
+fault_test!(fault_oversize_body, Fault::OversizeDownload { bytes: 2 * 1024 * 1024 }, "max_download_bytes");
+fault_test!(fault_html_page, Fault::Content { content: BadContent::Html }, "text_outside_pem");
+fault_test!(fault_ca_with_private_key, Fault::Content { content: BadContent::CaWithPrivateKey }, "forbidden_pem_block");
+fault_test!(fault_not_a_ca, Fault::Content { content: BadContent::NotCa }, "not_ca");
+fault_test!(fault_expired_ca, Fault::Content { content: BadContent::Expired }, "expired");
+fault_test!(fault_garbage_json, Fault::Content { content: BadContent::GarbageJson }, "not the documented JSON");
+fault_test!(fault_empty_cert_list, Fault::Content { content: BadContent::EmptyCerts }, "listed no certificate");
+fault_test!(fault_redirect_to_other_host, Fault::RedirectOtherHost, "not in sync.allowed_download_hosts");
+fault_test!(fault_redirect_loop, Fault::RedirectLoop, "more than 3 redirects");
+fault_test!(fault_expired_link, Fault::ExpiredLink, "HTTP 403 AccessDenied");
+fault_test!(fault_plain_http_link, Fault::PlainHttpLink, "only https");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_slow_api_times_out_without_holding_back_others() {
+    let h = Harness::with(3, Extra { cloud: "timeout = \"1s\"", ..Extra::default() }).await;
+    // timeout appears twice otherwise: rewrite the config with only the short one.
+    let text = std::fs::read_to_string(&h.config).unwrap().replace("timeout = \"5s\"\n", "");
+    std::fs::write(&h.config, text).unwrap();
+    h.sim.set_fault(&h.id(0), Fault::SlowApi { millis: 4000 });
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(!h.file(0).exists());
+    assert!(h.file(1).exists() && h.file(2).exists());
+    assert!(stdout(&out).contains("timed out"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_instance_does_not_stop_another_from_updating() {
+    let h = Harness::new(2).await;
+    assert_eq!(code(&h.once().await), 0);
+    let kept = std::fs::read(h.file(0)).unwrap();
+    h.sim.rotate(&h.id(0), "international");
+    h.sim.rotate(&h.id(1), "international");
+    h.sim.set_fault(&h.id(0), Fault::Content { content: BadContent::CaWithPrivateKey });
+    let out = h.once().await;
+    assert_eq!(code(&out), 1);
+    assert_eq!(std::fs::read(h.file(0)).unwrap(), kept);
+    assert!(std::fs::read_to_string(h.file(1)).unwrap().starts_with(&h.expected_pem(1)));
+    let runs = h.hook_runs();
+    assert_eq!(runs.len(), 2, "the hook runs for the instance that changed");
+    assert!(runs[1].contains(&h.file(1).display().to_string()));
+    assert!(!runs[1].contains(&h.file(0).display().to_string()));
+    // The bundle still holds instance 0's last good CA.
+    let bundle = std::fs::read_to_string(h.trust.join("ca-bundle.crt")).unwrap();
+    assert!(bundle.contains(std::str::from_utf8(&kept).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brief_429_is_retried_within_the_pass_honouring_retry_after() {
+    let h = Harness::new(1).await;
+    h.sim.set_fault(&h.id(0), Fault::RateLimited { retry_after_secs: 1, times: Some(1) });
+    let started = std::time::Instant::now();
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    assert!(h.file(0).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brief_500_is_retried_within_the_pass() {
+    let h = Harness::new(1).await;
+    h.sim.set_fault(&h.id(0), Fault::ApiStatus { status: 503, times: Some(2) });
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_fails_naming_the_method_and_code_and_never_shows_the_token() {
+    let h = Harness::new(2).await;
+    std::fs::write(&h.token_file, "MIIwrongTOKENvalue0123456789").unwrap();
+    let out = h.once().await;
+    assert_eq!(code(&out), 1);
+    let all = all_output(&out);
+    assert!(all.contains("auth method token"), "{all}");
+    assert!(all.contains("APIGW.0301"), "{all}");
+    assert!(!all.contains("MIIwrongTOKENvalue0123456789"), "{all}");
+    assert!(!h.file(0).exists());
+    assert!(h.hook_runs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_exits_78_naming_the_key() {
+    let h = Harness::new(1).await;
+    let text = std::fs::read_to_string(&h.config)
+        .unwrap()
+        .replace("concurrency = 4", "concurrency = 0\nbogus = 1");
+    std::fs::write(&h.config, text).unwrap();
+    for args in [&["once"][..], &["run"], &["check"]] {
+        let out = h.certsync(args).await;
+        assert_eq!(code(&out), 78, "{args:?}: {}", all_output(&out));
+        let err = stderr(&out);
+        assert!(err.contains("sync.concurrency"), "{err}");
+        assert!(err.contains("sync.bogus"), "{err}");
+    }
+    assert!(!h.trust.exists(), "a bad config must not create the trust folder");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_output_even_at_trace_level() {
+    let h = Harness::new(2).await;
+    h.sim.set_fault(&h.id(1), Fault::ExpiredLink);
+    let out = h.certsync_env(&["once"], &[("RUST_LOG", "trace")]).await;
+    let all = all_output(&out);
+    assert!(all.lines().count() > 20, "trace logging did not happen: {all}");
+    assert!(!all.contains(&h.sim.token()), "token in output");
+    for needle in ["Signature=", "AccessKeyId=", "Expires="] {
+        assert!(!all.contains(needle), "link query {needle} in output");
+    }
+    let out = h.certsync_env(&["once", "--dry-run"], &[("RUST_LOG", "trace")]).await;
+    let all = all_output(&out);
+    assert!(!all.contains(&h.sim.token()) && !all.contains("Signature="));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_nothing_and_runs_no_hook() {
+    let h = Harness::new(2).await;
+    let out = h.certsync(&["once", "--dry-run"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(!h.trust.exists(), "dry run created the trust folder");
+    assert!(h.hook_runs().is_empty());
+    let text = stdout(&out);
+    assert!(text.contains("would write"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains(" updated ")).count(), 2, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_prints_the_plan_and_online_lists_certificates() {
+    let h = Harness::new(2).await;
+    let out = h.certsync(&["check"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&h.sim.endpoint()), "{text}");
+    assert!(text.contains("inst0") && text.contains("token"), "{text}");
+    assert!(!h.trust.exists(), "check wrote the trust folder");
+    let out = h.certsync(&["check", "--online"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(text.contains("international"), "{text}");
+    assert!(!text.contains("Signature="), "{text}");
+    assert!(!h.trust.exists());
+    h.sim.set_fault(&h.id(1), Fault::ApiStatus { status: 404, times: None });
+    let out = h.certsync(&["check", "--online"]).await;
+    assert_eq!(code(&out), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_reports_what_openssl_reports() {
+    let h = Harness::new(2).await;
+    assert_eq!(code(&h.once().await), 0);
+    let out = h.certsync(&["inspect", "--json", h.trust.to_str().unwrap()]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // Two instance files + bundle (2) + two hash files.
+    assert_eq!(items.len(), 6, "{items:#?}");
+    for item in &items {
+        let path = std::path::Path::new(item["path"].as_str().unwrap());
+        if path.file_name().unwrap() == "ca-bundle.crt" {
+            continue;
+        }
+        let hash = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject_hash", "-in"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(item["subject_hash"].as_str().unwrap(), String::from_utf8_lossy(&hash.stdout).trim());
+        assert_eq!(item["sha256"].as_str().unwrap(), openssl_fingerprint(path));
+        assert_eq!(item["is_ca"], serde_json::Value::Bool(true));
+        for key in ["subject", "issuer", "serial", "not_before", "not_after"] {
+            assert!(item[key].is_string(), "{key}");
+        }
+    }
+    let text = h.certsync(&["inspect", h.file(0).to_str().unwrap()]).await;
+    assert_eq!(code(&text), 0);
+    assert!(stdout(&text).contains("days left"));
+    let junk = h.tmp.path().join("junk.txt");
+    std::fs::write(&junk, "hello").unwrap();
+    let out = h.certsync(&["inspect", junk.to_str().unwrap()]).await;
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("junk.txt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_verify_capath_accepts_a_server_cert_from_a_synced_ca() {
+    let h = Harness::new(2).await;
+    let leaf = h.tmp.path().join("leaf.pem");
+    let (cert, _key) = h.sim.issue_server_cert(&h.id(1), "international", &["db.example.internal"]);
+    std::fs::write(&leaf, cert).unwrap();
+    let verify = || {
+        std::process::Command::new("openssl")
+            .args(["verify", "-CApath"])
+            .arg(&h.trust)
+            .arg(&leaf)
+            .output()
+            .unwrap()
+    };
+    std::fs::create_dir_all(&h.trust).unwrap();
+    assert!(!verify().status.success(), "verified before the sync");
+    assert_eq!(code(&h.once().await), 0);
+    let out = verify();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
