@@ -413,10 +413,19 @@ impl Config {
             let _ = writeln!(s, "    timeout: {}", d(hook.timeout));
             match &hook.instances {
                 Some(ids) => {
+                    let names: Vec<String> = ids
+                        .iter()
+                        .map(|id| match self.instances.iter().find(|i| &i.id == id) {
+                            Some(Instance {
+                                name: Some(name), ..
+                            }) => format!("{name} ({id})"),
+                            _ => id.clone(),
+                        })
+                        .collect();
                     let _ = writeln!(
                         s,
                         "    runs when these instances change: {}",
-                        ids.join(", ")
+                        names.join(", ")
                     );
                 }
                 None => {

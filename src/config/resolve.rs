@@ -820,7 +820,7 @@ fn instances(p: &mut Problems, top: &Section<'_>) -> Vec<ReadInstance> {
             }
         }
 
-        let valid = (p.len() == before).then(|| Instance {
+        let valid = (p.len() == before).then_some(Instance {
             id,
             name,
             categories,
