@@ -1,0 +1,450 @@
+//! The configuration file (SPEC 3): reading the TOML, validating every rule, and the typed
+//! runtime values the rest of certsync works from.
+//!
+//! Owns: the schema (which keys exist), defaults (the `DEFAULT_*` constants below), key-path
+//! error reporting, resolution of relative paths against the config file's folder, and the
+//! resolved plan that `certsync check` prints. Every problem of a file is collected and reported
+//! at once, each naming its key path and the bad value.
+//!
+//! Must not: talk to the network, read credentials (the token file is only named here, never
+//! read), touch the trust folder (only `store` writes there), or keep anything secret in a
+//! message. Keys whose behaviour is not built yet are rejected with `not supported yet: KEY`
+//! rather than ignored.
+
+mod names;
+mod reader;
+mod resolve;
+
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use names::MANIFEST_FILE_NAME;
+
+/// `cloud.service` when left out.
+pub const DEFAULT_SERVICE: &str = "gaussdb-nosql";
+/// The services that serve the download-link API.
+pub const SERVICES: &[&str] = &["gaussdb-nosql", "dds"];
+/// `cloud.timeout` when left out: per HTTP request.
+pub const DEFAULT_CLOUD_TIMEOUT: Duration = Duration::from_secs(30);
+/// `sync.interval` when left out.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
+/// The shortest `sync.interval` accepted, so a typo cannot hammer the API.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// `sync.jitter` defaults to `interval / JITTER_DIVISOR`.
+pub const JITTER_DIVISOR: u32 = 10;
+/// `sync.concurrency` when left out.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The largest `sync.concurrency` accepted.
+pub const MAX_CONCURRENCY: usize = 256;
+/// `sync.retry_initial` when left out.
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(10);
+/// `sync.retry_max` when left out.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(600);
+/// `sync.max_download_bytes` when left out (1 MiB: a CA bundle is a few KiB).
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 1024 * 1024;
+/// The largest `sync.max_download_bytes` accepted (64 MiB).
+pub const MAX_MAX_DOWNLOAD_BYTES: u64 = 64 * 1024 * 1024;
+/// `sync.allowed_download_hosts` when left out: Huawei's OBS hosts.
+pub const DEFAULT_ALLOWED_DOWNLOAD_HOSTS: &[&str] = &["*.myhuaweicloud.com", "*.myhuaweicloud.eu"];
+/// `sync.expiry_warning` when left out.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
+/// `sync.rotation_overlap` when left out.
+pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(86400);
+/// `trust.file_name` when left out.
+pub const DEFAULT_FILE_NAME: &str = "{name}-{category}.crt";
+/// `trust.mode` when left out.
+pub const DEFAULT_MODE: u32 = 0o644;
+/// The largest `trust.mode` accepted: permission bits only, no setuid/setgid/sticky.
+pub const MAX_MODE: u32 = 0o777;
+/// `trust.capath` when left out.
+pub const DEFAULT_CAPATH: bool = true;
+/// `trust.prune` when left out.
+pub const DEFAULT_PRUNE: bool = true;
+/// `hook.timeout` when left out.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Folders that `trust.dir` may never be: the root, and the folder a distribution package owns.
+pub const FORBIDDEN_TRUST_DIRS: &[&str] = &["/", "/etc/ssl/certs"];
+/// The category used to render the file name of an instance without a `categories` filter when
+/// checking that no two instances share a file (the only category the API documents today).
+pub const PROBE_CATEGORY: &str = "international";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (absolute).
+    pub source: PathBuf,
+    /// `[cloud]`.
+    pub cloud: Cloud,
+    /// `[auth]`.
+    pub auth: Auth,
+    /// `[sync]`.
+    pub sync: SyncSettings,
+    /// `[trust]`.
+    pub trust: Trust,
+    /// `[[instance]]`, in file order; at least one.
+    pub instances: Vec<Instance>,
+    /// `[[hook]]`, in file order.
+    pub hooks: Vec<Hook>,
+    /// `[log]`.
+    pub log: Log,
+}
+
+/// `[cloud]`: where the API is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    /// `gaussdb-nosql` or `dds`.
+    pub service: String,
+    /// Region, e.g. `cn-north-4`.
+    pub region: String,
+    /// API endpoint: `cloud.endpoint`, else derived from service and region. https, no query.
+    pub endpoint: url::Url,
+    /// Project id that goes into the API path.
+    pub project_id: String,
+    /// Extra roots trusted for the API and downloads (absolute; holds at least one certificate).
+    pub ca_file: Option<PathBuf>,
+    /// Per HTTP request.
+    pub timeout: Duration,
+}
+
+/// `[auth]`: how requests are authenticated (SPEC 4). Only `token` is built so far.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// An IAM token read from a file (re-read when it changes), sent as `X-Auth-Token`.
+    Token {
+        /// Absolute path of the token file. Not read by the config: it may not exist yet.
+        token_file: PathBuf,
+    },
+}
+
+/// `[sync]`: timing and limits of passes.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Between passes; at least [`MIN_INTERVAL`].
+    pub interval: Duration,
+    /// Random `0..jitter` added to every wait.
+    pub jitter: Duration,
+    /// Instances in flight at once, `1..=MAX_CONCURRENCY`.
+    pub concurrency: usize,
+    /// First retry delay of a failed instance (> 0).
+    pub retry_initial: Duration,
+    /// Largest retry delay (>= `retry_initial`).
+    pub retry_max: Duration,
+    /// Largest download accepted, `1..=MAX_MAX_DOWNLOAD_BYTES`.
+    pub max_download_bytes: u64,
+    /// Lower-case host names, `*.suffix` patterns, or bracketed IPv6 addresses.
+    pub allowed_download_hosts: Vec<String>,
+    /// Warn when a CA in use expires within this.
+    pub expiry_warning: Duration,
+    /// Keep a replaced CA in its instance's file this long (zero: replace at once).
+    pub rotation_overlap: Duration,
+}
+
+/// `[trust]`: the folder certsync writes.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// Absolute, lexically normalised; never `/` or `/etc/ssl/certs`.
+    pub dir: PathBuf,
+    /// Template with `{name}`, `{id}`, `{category}`; see [`Trust::file_name_for`].
+    pub file_name: String,
+    /// File mode of written files (permission bits only).
+    pub mode: u32,
+    /// File name of the bundle of every CA, if wanted.
+    pub bundle: Option<String>,
+    /// Write `<subject_hash>.<n>` files.
+    pub capath: bool,
+    /// Remove managed files no longer produced.
+    pub prune: bool,
+}
+
+/// One `[[instance]]`.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// Cloud id, `[A-Za-z0-9-]{1,64}`.
+    pub id: String,
+    /// Optional name, `[A-Za-z0-9._-]{1,64}`, unique.
+    pub name: Option<String>,
+    /// Only these categories are synced; `None`: every category the API lists.
+    pub categories: Option<Vec<String>>,
+    /// SHA-256 fingerprints accepted (empty: any).
+    pub pins: Vec<[u8; 32]>,
+}
+
+/// One `[[hook]]`.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// For logs and metrics; unique. Default: the file name of `command[0]`.
+    pub name: String,
+    /// argv; `command[0]` is an absolute path. Run without a shell.
+    pub command: Vec<String>,
+    /// Killed (with its process group) after this.
+    pub timeout: Duration,
+    /// Run only when files of these instances (by id) changed; `None`: any change.
+    pub instances: Option<Vec<String>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `certsync=debug`); `None`: the program's default.
+    pub level: Option<String>,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `hook[1].timeout` (0-based indices). Empty when the problem concerns the
+    /// whole file (it cannot be read, or is not valid TOML).
+    pub key: String,
+    /// What is wrong, including the bad value (quoted) unless it may be a secret.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem of one configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render_error(.source_path, .problems))]
+pub struct ConfigError {
+    /// The file as it was named to [`load`] or [`parse`].
+    pub source_path: PathBuf,
+    /// At least one problem, in the order the file was checked.
+    pub problems: Vec<Problem>,
+}
+
+fn render_error(path: &Path, problems: &[Problem]) -> String {
+    let mut out = format!(
+        "{}: {} configuration error(s):",
+        path.display(),
+        problems.len()
+    );
+    for problem in problems {
+        let _ = write!(out, "\n  {problem}");
+    }
+    out
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) => Err(ConfigError {
+            source_path: path.to_path_buf(),
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!("cannot read the configuration file: {e}"),
+            }],
+        }),
+    }
+}
+
+/// Validates configuration text read from `source`; relative paths in it are resolved against
+/// `source`'s folder (and the files they name are checked where the rules say so).
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    resolve::resolve(text, source).map_err(|problems| ConfigError {
+        source_path: source.to_path_buf(),
+        problems,
+    })
+}
+
+impl Instance {
+    /// The name, else the id: what `{name}` renders to and what logs call the instance.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// True when this instance syncs `category` (always, without a `categories` filter).
+    pub fn wants(&self, category: &str) -> bool {
+        match &self.categories {
+            None => true,
+            Some(list) => list.iter().any(|c| c == category),
+        }
+    }
+}
+
+impl Trust {
+    /// The file name of `inst`'s CAs of `category`. The template is expanded in one pass.
+    ///
+    /// Categories from the configuration are checked; a category that only the API names
+    /// (an instance without a filter) is not, so check the result with
+    /// [`Trust::file_name_problem`] before writing.
+    pub fn file_name_for(&self, inst: &Instance, category: &str) -> String {
+        names::render_template(&self.file_name, inst.display_name(), &inst.id, category)
+    }
+
+    /// Why `name` may not be written into the trust folder as an instance file, if it may not:
+    /// not a plain visible file name, or the manifest's, the bundle's or a hash file's name.
+    pub fn file_name_problem(&self, name: &str) -> Option<String> {
+        names::file_name_problem(name, self.bundle.as_deref())
+    }
+}
+
+impl Config {
+    /// The resolved plan, for `certsync check`: endpoint, authentication, sync settings, the
+    /// trust folder and its files per instance, hooks and logging. Holds no secret.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let _ = writeln!(s, "config: {}", self.source.display());
+
+        let c = &self.cloud;
+        let _ = writeln!(s, "cloud:");
+        let _ = writeln!(s, "  service: {} (region {})", c.service, c.region);
+        let _ = writeln!(s, "  endpoint: {}", c.endpoint);
+        let _ = writeln!(s, "  project_id: {}", c.project_id);
+        match &c.ca_file {
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "  extra roots: {} (system roots stay trusted)",
+                    p.display()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  extra roots: none (system roots only)");
+            }
+        }
+        let _ = writeln!(s, "  request timeout: {}", d(c.timeout));
+
+        let _ = writeln!(s, "auth:");
+        match &self.auth {
+            Auth::Token { token_file } => {
+                let _ = writeln!(s, "  method: token (X-Auth-Token)");
+                let _ = writeln!(s, "  token_file: {}", token_file.display());
+            }
+        }
+
+        let y = &self.sync;
+        let _ = writeln!(s, "sync:");
+        let _ = writeln!(
+            s,
+            "  interval: {} plus 0..{} jitter",
+            d(y.interval),
+            d(y.jitter)
+        );
+        let _ = writeln!(s, "  concurrency: {}", y.concurrency);
+        let _ = writeln!(
+            s,
+            "  retry: {} doubling up to {}",
+            d(y.retry_initial),
+            d(y.retry_max)
+        );
+        let _ = writeln!(s, "  max_download_bytes: {}", y.max_download_bytes);
+        let _ = writeln!(
+            s,
+            "  allowed_download_hosts: {}",
+            y.allowed_download_hosts.join(", ")
+        );
+        let _ = writeln!(s, "  expiry_warning: {}", d(y.expiry_warning));
+        let _ = writeln!(s, "  rotation_overlap: {}", d(y.rotation_overlap));
+
+        let t = &self.trust;
+        let _ = writeln!(s, "trust:");
+        let _ = writeln!(s, "  dir: {}", t.dir.display());
+        let _ = writeln!(s, "  file_name: {}", t.file_name);
+        let _ = writeln!(s, "  mode: {:04o}", t.mode);
+        match &t.bundle {
+            Some(b) => {
+                let _ = writeln!(s, "  bundle: {}", t.dir.join(b).display());
+            }
+            None => {
+                let _ = writeln!(s, "  bundle: none");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  capath (<subject_hash>.<n> files): {}",
+            yes_no(t.capath)
+        );
+        let _ = writeln!(s, "  prune: {}", yes_no(t.prune));
+
+        let _ = writeln!(s, "instances ({}):", self.instances.len());
+        for inst in &self.instances {
+            let name = match &inst.name {
+                Some(n) => format!("{n} ({})", inst.id),
+                None => inst.id.clone(),
+            };
+            let _ = writeln!(s, "  {name}:");
+            match &inst.categories {
+                Some(cats) => {
+                    for cat in cats {
+                        let file = t.dir.join(t.file_name_for(inst, cat));
+                        let _ = writeln!(s, "    {cat} -> {}", file.display());
+                    }
+                }
+                None => {
+                    let file = t.dir.join(t.file_name_for(inst, "{category}"));
+                    let _ = writeln!(s, "    every category -> {}", file.display());
+                }
+            }
+            if !inst.pins.is_empty() {
+                let _ = writeln!(s, "    pinned to:");
+                for pin in &inst.pins {
+                    let _ = writeln!(s, "      {}", hex::encode(pin));
+                }
+            }
+        }
+
+        let _ = writeln!(s, "hooks ({}):", self.hooks.len());
+        for hook in &self.hooks {
+            let _ = writeln!(s, "  {}:", hook.name);
+            let _ = writeln!(s, "    command: {:?}", hook.command);
+            let _ = writeln!(s, "    timeout: {}", d(hook.timeout));
+            match &hook.instances {
+                Some(ids) => {
+                    let names: Vec<String> = ids
+                        .iter()
+                        .map(|id| match self.instances.iter().find(|i| &i.id == id) {
+                            Some(Instance {
+                                name: Some(name), ..
+                            }) => format!("{name} ({id})"),
+                            _ => id.clone(),
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "    runs when these instances change: {}",
+                        names.join(", ")
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "    runs on any change");
+                }
+            }
+        }
+
+        let _ = writeln!(s, "log:");
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        let _ = writeln!(s, "  format: {format}");
+        let _ = writeln!(
+            s,
+            "  level: {}",
+            self.log.level.as_deref().unwrap_or("(default)")
+        );
+        s
+    }
+}

@@ -1,0 +1,491 @@
+//! Valid configurations: defaults, path resolution, endpoints, the shipped example, the typed
+//! values and the plan `certsync check` prints.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use certsync::config::{self, Auth, Config, LogFormat};
+
+const MINIMAL: &str = r#"
+[cloud]
+region = "cn-north-4"
+project_id = "619d3e78f61b4be68bc5aa0b59edcf7b"
+
+[auth]
+method = "token"
+token_file = "token"
+
+[trust]
+dir = "trust"
+
+[[instance]]
+id = "inst-1"
+"#;
+
+fn parse_at(text: &str, source: &str) -> Config {
+    match config::parse(text, Path::new(source)) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn parse(text: &str) -> Config {
+    parse_at(text, "/srv/conf/certsync.toml")
+}
+
+/// MINIMAL with extra lines appended to the named table (tables are at the top of MINIMAL,
+/// so inserting right after the header keeps the keys inside that table).
+fn with(table: &str, lines: &str) -> String {
+    let header = format!("[{table}]\n");
+    if MINIMAL.contains(&header) {
+        MINIMAL.replacen(&header, &format!("{header}{lines}\n"), 1)
+    } else {
+        format!("{MINIMAL}\n{header}{lines}\n")
+    }
+}
+
+#[test]
+fn defaults_are_the_documented_constants() {
+    let c = parse(MINIMAL);
+    assert_eq!(c.source, Path::new("/srv/conf/certsync.toml"));
+    assert_eq!(c.cloud.service, "gaussdb-nosql");
+    assert_eq!(c.cloud.service, config::DEFAULT_SERVICE);
+    assert_eq!(c.cloud.region, "cn-north-4");
+    assert_eq!(
+        c.cloud.endpoint.as_str(),
+        "https://gaussdb-nosql.cn-north-4.myhuaweicloud.com/"
+    );
+    assert_eq!(c.cloud.project_id, "619d3e78f61b4be68bc5aa0b59edcf7b");
+    assert_eq!(c.cloud.ca_file, None);
+    assert_eq!(c.cloud.timeout, Duration::from_secs(30));
+    assert_eq!(c.cloud.timeout, config::DEFAULT_CLOUD_TIMEOUT);
+
+    let s = &c.sync;
+    assert_eq!(s.interval, Duration::from_secs(3600));
+    assert_eq!(s.jitter, Duration::from_secs(360));
+    assert_eq!(s.concurrency, 8);
+    assert_eq!(s.retry_initial, Duration::from_secs(10));
+    assert_eq!(s.retry_max, Duration::from_secs(600));
+    assert_eq!(s.max_download_bytes, 1_048_576);
+    assert_eq!(
+        s.allowed_download_hosts,
+        ["*.myhuaweicloud.com", "*.myhuaweicloud.eu"]
+    );
+    assert_eq!(s.expiry_warning, Duration::from_secs(30 * 86400));
+    assert_eq!(s.rotation_overlap, Duration::from_secs(86400));
+
+    let t = &c.trust;
+    assert_eq!(t.file_name, "{name}-{category}.crt");
+    assert_eq!(t.mode, 0o644);
+    assert_eq!(t.bundle, None);
+    assert!(t.capath);
+    assert!(t.prune);
+
+    assert_eq!(c.instances.len(), 1);
+    assert_eq!(c.instances[0].id, "inst-1");
+    assert_eq!(c.instances[0].name, None);
+    assert_eq!(c.instances[0].categories, None);
+    assert!(c.instances[0].pins.is_empty());
+    assert!(c.hooks.is_empty());
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.log.level, None);
+}
+
+#[test]
+fn jitter_defaults_to_a_tenth_of_the_interval() {
+    let c = parse(&with("sync", "interval = \"15m\""));
+    assert_eq!(c.sync.interval, Duration::from_secs(900));
+    assert_eq!(c.sync.jitter, Duration::from_secs(90));
+    let c = parse(&with("sync", "interval = \"10s\"\njitter = \"0s\""));
+    assert_eq!(c.sync.interval, Duration::from_secs(10));
+    assert_eq!(c.sync.jitter, Duration::ZERO);
+}
+
+#[test]
+fn every_sync_key_is_read() {
+    let c = parse(&with(
+        "sync",
+        r#"interval = "2h"
+jitter = "1m"
+concurrency = 256
+retry_initial = "1s"
+retry_max = "1s"
+max_download_bytes = 67108864
+allowed_download_hosts = ["OBS.Example.COM", "*.Example.org", "127.0.0.1", "[::1]"]
+expiry_warning = "7d"
+rotation_overlap = "0s"
+watch_config = false"#,
+    ));
+    let s = &c.sync;
+    assert_eq!(s.interval, Duration::from_secs(7200));
+    assert_eq!(s.jitter, Duration::from_secs(60));
+    assert_eq!(s.concurrency, 256);
+    assert_eq!(s.retry_initial, Duration::from_secs(1));
+    assert_eq!(s.retry_max, Duration::from_secs(1));
+    assert_eq!(s.max_download_bytes, 64 * 1024 * 1024);
+    assert_eq!(
+        s.allowed_download_hosts,
+        ["obs.example.com", "*.example.org", "127.0.0.1", "[::1]"]
+    );
+    assert_eq!(s.expiry_warning, Duration::from_secs(7 * 86400));
+    assert_eq!(s.rotation_overlap, Duration::ZERO);
+}
+
+#[test]
+fn every_trust_and_log_key_is_read() {
+    let c = parse(&with(
+        "trust",
+        r#"file_name = "{id}.{category}.pem"
+mode = "0600"
+bundle = "all.pem"
+capath = false
+prune = false
+write_mode = "rename"
+layout = "flat""#,
+    ));
+    assert_eq!(c.trust.file_name, "{id}.{category}.pem");
+    assert_eq!(c.trust.mode, 0o600);
+    assert_eq!(c.trust.bundle.as_deref(), Some("all.pem"));
+    assert!(!c.trust.capath);
+    assert!(!c.trust.prune);
+
+    let c = parse(&with("trust", "mode = \"0o640\""));
+    assert_eq!(c.trust.mode, 0o640);
+
+    let c = parse(&with(
+        "log",
+        "format = \"json\"\nlevel = \"certsync=debug,info\"",
+    ));
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.level.as_deref(), Some("certsync=debug,info"));
+
+    let c = parse(&with("server", ""));
+    assert_eq!(c.instances.len(), 1);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let c = parse_at(MINIMAL, "/srv/conf/certsync.toml");
+    let Auth::Token { token_file } = &c.auth;
+    assert_eq!(token_file, Path::new("/srv/conf/token"));
+    assert_eq!(c.trust.dir, Path::new("/srv/conf/trust"));
+
+    let text = MINIMAL
+        .replace(
+            "token_file = \"token\"",
+            "token_file = \"../secrets/./token\"",
+        )
+        .replace("dir = \"trust\"", "dir = \"/var/lib/certsync/trust/\"");
+    let c = parse_at(&text, "/srv/conf/certsync.toml");
+    let Auth::Token { token_file } = &c.auth;
+    assert_eq!(token_file, Path::new("/srv/secrets/token"));
+    assert_eq!(c.trust.dir, Path::new("/var/lib/certsync/trust"));
+}
+
+#[test]
+fn a_relative_config_path_resolves_against_the_working_directory() {
+    let c = parse_at(MINIMAL, "conf/certsync.toml");
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(c.source, cwd.join("conf/certsync.toml"));
+    assert_eq!(c.trust.dir, cwd.join("conf/trust"));
+    assert!(c.trust.dir.is_absolute());
+}
+
+#[test]
+fn ca_file_is_resolved_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["roots.test".to_string()]).unwrap();
+    std::fs::create_dir(dir.path().join("pki")).unwrap();
+    std::fs::write(dir.path().join("pki/roots.pem"), ca.cert.pem()).unwrap();
+    let path = dir.path().join("certsync.toml");
+    std::fs::write(&path, with("cloud", "ca_file = \"pki/roots.pem\"")).unwrap();
+    let c = config::load(&path).unwrap();
+    assert_eq!(c.cloud.ca_file, Some(dir.path().join("pki/roots.pem")));
+    assert_eq!(c.source, path);
+}
+
+#[test]
+fn endpoints_follow_service_and_region() {
+    let eu = MINIMAL.replace("cn-north-4", "eu-west-101");
+    let c = parse(&eu);
+    assert_eq!(
+        c.cloud.endpoint.as_str(),
+        "https://gaussdb-nosql.eu-west-101.myhuaweicloud.eu/"
+    );
+
+    let c = parse(&with("cloud", "service = \"dds\""));
+    assert_eq!(
+        c.cloud.endpoint.as_str(),
+        "https://dds.cn-north-4.myhuaweicloud.com/"
+    );
+
+    for region in ["my-kualalumpur-1", "ae-ad-1", "cn-southwest-2"] {
+        let c = parse(&MINIMAL.replace("cn-north-4", region));
+        assert_eq!(
+            c.cloud.endpoint.host_str(),
+            Some(format!("gaussdb-nosql.{region}.myhuaweicloud.com").as_str())
+        );
+    }
+
+    let c = parse(&with("cloud", "endpoint = \"https://127.0.0.1:8443\""));
+    assert_eq!(c.cloud.endpoint.as_str(), "https://127.0.0.1:8443/");
+    assert_eq!(c.cloud.region, "cn-north-4");
+}
+
+#[test]
+fn instances_hooks_and_helpers() {
+    let text = format!(
+        r#"{MINIMAL}
+[[instance]]
+id = "e73893ef73754465a8bd2e0857bbf13ein02"
+name = "orders"
+categories = ["international", "national"]
+pin_sha256 = ["5F:0C:{colons}", "{lower}"]
+
+[[hook]]
+command = ["/usr/bin/systemctl", "reload", "app.service"]
+
+[[hook]]
+name = "tell"
+command = ["/bin/echo", ""]
+timeout = "90s"
+instances = ["orders", "inst-1", "e73893ef73754465a8bd2e0857bbf13ein02"]
+"#,
+        colons = ["AB"; 30].join(":"),
+        lower = "0f".repeat(32),
+    );
+    let c = parse(&text);
+    assert_eq!(c.instances.len(), 2);
+    let orders = &c.instances[1];
+    assert_eq!(orders.display_name(), "orders");
+    assert_eq!(c.instances[0].display_name(), "inst-1");
+    assert!(orders.wants("national"));
+    assert!(!orders.wants("other"));
+    assert!(c.instances[0].wants("anything"));
+    let mut first = [0xabu8; 32];
+    first[0] = 0x5f;
+    first[1] = 0x0c;
+    assert_eq!(orders.pins, vec![first, [0x0f; 32]]);
+
+    assert_eq!(
+        c.trust.file_name_for(orders, "national"),
+        "orders-national.crt"
+    );
+    assert_eq!(
+        c.trust.file_name_for(&c.instances[0], "international"),
+        "inst-1-international.crt"
+    );
+    // A category that only the API names is not expanded again, and is checkable.
+    let odd = c.trust.file_name_for(orders, "../{id}");
+    assert_eq!(odd, "orders-../{id}.crt");
+    assert!(c.trust.file_name_problem(&odd).is_some());
+    assert!(c.trust.file_name_problem("orders-x.crt").is_none());
+
+    assert_eq!(c.hooks.len(), 2);
+    assert_eq!(c.hooks[0].name, "systemctl");
+    assert_eq!(
+        c.hooks[0].command,
+        ["/usr/bin/systemctl", "reload", "app.service"]
+    );
+    assert_eq!(c.hooks[0].timeout, Duration::from_secs(30));
+    assert_eq!(c.hooks[0].instances, None);
+    assert_eq!(c.hooks[1].name, "tell");
+    assert_eq!(c.hooks[1].command, ["/bin/echo", ""]);
+    assert_eq!(c.hooks[1].timeout, Duration::from_secs(90));
+    // Names resolve to ids; an instance named twice is listed once.
+    assert_eq!(
+        c.hooks[1].instances.as_deref(),
+        Some(
+            &[
+                "e73893ef73754465a8bd2e0857bbf13ein02".to_string(),
+                "inst-1".to_string()
+            ][..]
+        )
+    );
+}
+
+#[test]
+fn file_name_without_category_works_with_one_category_each() {
+    let text = format!(
+        "{}\ncategories = [\"international\"]\n[[instance]]\nid = \"b\"\ncategories = [\"national\"]\n",
+        with("trust", "file_name = \"{id}.pem\"")
+    );
+    let c = parse(&text);
+    assert_eq!(c.trust.file_name_for(&c.instances[1], "national"), "b.pem");
+}
+
+#[test]
+fn file_name_without_instance_works_with_one_instance() {
+    let c = parse(&with("trust", "file_name = \"db-{category}.pem\""));
+    assert_eq!(
+        c.trust.file_name_for(&c.instances[0], "international"),
+        "db-international.pem"
+    );
+}
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/certsync.toml")
+}
+
+#[test]
+fn the_shipped_example_parses() {
+    let c = config::load(&example_path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cloud.region, "cn-north-4");
+    assert_eq!(c.cloud.service, "gaussdb-nosql");
+    let Auth::Token { token_file } = &c.auth;
+    assert_eq!(
+        token_file,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/token")
+    );
+    assert_eq!(c.trust.dir, Path::new("/var/lib/certsync/trust"));
+    assert_eq!(c.instances.len(), 2);
+    assert_eq!(c.hooks.len(), 2);
+    assert_eq!(c.hooks[0].name, "reload-app");
+    assert_eq!(
+        c.hooks[0].instances.as_deref(),
+        Some(&["e73893ef73754465a8bd2e0857bbf13ein02".to_string()][..])
+    );
+    assert_eq!(c.hooks[1].name, "notify-dba");
+}
+
+#[test]
+fn the_shipped_example_shows_every_key() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .collect();
+    let shows = |key: &str| {
+        lines.iter().any(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+    };
+    // Every key of SPEC 3, table by table.
+    let keys = [
+        "service",
+        "region",
+        "endpoint",
+        "project_id",
+        "iam_endpoint",
+        "ca_file",
+        "timeout",
+        "method",
+        "token_file",
+        "access_key",
+        "secret_key",
+        "secret_key_file",
+        "security_token",
+        "user",
+        "domain",
+        "password_file",
+        "metadata_endpoint",
+        "interval",
+        "jitter",
+        "concurrency",
+        "retry_initial",
+        "retry_max",
+        "max_download_bytes",
+        "allowed_download_hosts",
+        "expiry_warning",
+        "rotation_overlap",
+        "watch_config",
+        "dir",
+        "file_name",
+        "mode",
+        "owner",
+        "group",
+        "bundle",
+        "capath",
+        "prune",
+        "write_mode",
+        "layout",
+        "pkcs12",
+        "pkcs12_password_file",
+        "id",
+        "name",
+        "categories",
+        "pin_sha256",
+        "datastore",
+        "ssl_only",
+        "command",
+        "instances",
+        "signal",
+        "pid_file",
+        "listen",
+        "format",
+        "level",
+    ];
+    let missing: Vec<&str> = keys.iter().copied().filter(|k| !shows(k)).collect();
+    assert!(missing.is_empty(), "example lacks keys: {missing:?}");
+    for table in [
+        "[cloud]",
+        "[auth]",
+        "[sync]",
+        "[trust]",
+        "[[instance]]",
+        "[[discover]]",
+        "[[hook]]",
+        "[server]",
+        "[log]",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(table)),
+            "example lacks {table}"
+        );
+    }
+    // Everything marked unsupported is commented out (else the example would not parse, which
+    // the test above checks); make sure the marker is used.
+    assert!(text.matches("(not supported yet)").count() >= 20);
+}
+
+#[test]
+fn describe_prints_the_resolved_plan() {
+    let text = format!(
+        r#"{}
+[[instance]]
+id = "b-2"
+name = "orders"
+categories = ["international", "national"]
+
+[[hook]]
+command = ["/usr/bin/systemctl", "reload", "app.service"]
+instances = ["orders"]
+"#,
+        with("trust", "bundle = \"all.pem\"")
+    );
+    let c = parse(&text);
+    let plan = c.describe();
+    for needle in [
+        "/srv/conf/certsync.toml",
+        "https://gaussdb-nosql.cn-north-4.myhuaweicloud.com/",
+        "method: token",
+        "token_file: /srv/conf/token",
+        "interval: 1h plus 0..6m jitter",
+        "concurrency: 8",
+        "dir: /srv/conf/trust",
+        "mode: 0644",
+        "bundle: /srv/conf/trust/all.pem",
+        "inst-1:",
+        "every category -> /srv/conf/trust/inst-1-{category}.crt",
+        "orders (b-2):",
+        "international -> /srv/conf/trust/orders-international.crt",
+        "national -> /srv/conf/trust/orders-national.crt",
+        "systemctl:",
+        "[\"/usr/bin/systemctl\", \"reload\", \"app.service\"]",
+        "timeout: 30s",
+        "runs when these instances change: orders (b-2)",
+        "format: text",
+    ] {
+        assert!(plan.contains(needle), "plan lacks {needle:?}:\n{plan}");
+    }
+}
+
+#[test]
+fn load_reads_a_real_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("certsync.toml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let c = config::load(&path).unwrap();
+    assert_eq!(c.trust.dir, dir.path().join("trust"));
+}
