@@ -3,3 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod hooks;
+pub mod schedule;
+pub mod validate;
