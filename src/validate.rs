@@ -1,0 +1,439 @@
+//! Validation of one downloaded CA body (SPEC 6).
+//!
+//! Owns: splitting a body into certificates (strict PEM, or one DER certificate), the CA,
+//! validity, self-signature and pin rules, deduplication, and the normalised PEM output that
+//! makes two downloads of the same CAs byte-identical.
+//!
+//! Must not: do I/O, know about instances, categories or URLs (callers add that context to a
+//! rejection), or write anything anywhere. It is pure: the clock comes in through [`Policy`].
+
+use std::time::{Duration, SystemTime};
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::cert::{Cert, ParseError, encode_pem};
+
+/// How far the local clock may be off from the issuer's: a certificate is accepted from
+/// `notBefore - CLOCK_SKEW` until `notAfter + CLOCK_SKEW`.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// What a download is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy<'a> {
+    /// The current time (passed in so that validation stays pure and testable).
+    pub now: SystemTime,
+    /// Accepted SHA-256 fingerprints (`pin_sha256`); empty means no pinning.
+    pub pins: &'a [[u8; 32]],
+}
+
+/// Why a download was rejected. One rejection rejects the whole body: a partially good
+/// download is never published.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// No bytes, or only whitespace.
+    #[error("the download is empty")]
+    Empty,
+    /// Something other than whitespace outside the PEM blocks (an HTML error page, say).
+    #[error("line {line}: text outside PEM blocks (not a certificate file)")]
+    TextOutsideBlocks {
+        /// 1-based line of the first such text.
+        line: usize,
+    },
+    /// A PEM block whose label is not `CERTIFICATE`.
+    #[error("PEM block '{label}' is not allowed{}", forbidden_hint(.label))]
+    ForbiddenBlock {
+        /// The label of the block, as written after `BEGIN`.
+        label: String,
+    },
+    /// PEM structure that cannot be read (no END line, bad base64, ...).
+    #[error("malformed PEM: {reason}")]
+    MalformedPem {
+        /// What is wrong, with its line.
+        reason: String,
+    },
+    /// A block (or the DER body) that is not an X.509 certificate.
+    #[error("certificate #{} of the download is not X.509", .index + 1)]
+    NotCertificate {
+        /// 0-based position of the certificate in the body.
+        index: usize,
+        /// What the parser said.
+        #[source]
+        source: ParseError,
+    },
+    /// Neither basicConstraints cA=TRUE nor a self-signed v1 root.
+    #[error("certificate '{subject}' is not a CA (no basicConstraints cA=TRUE)")]
+    NotCa {
+        /// Subject (RFC 4514).
+        subject: String,
+    },
+    /// notBefore is more than [`CLOCK_SKEW`] in the future.
+    #[error("certificate '{subject}' is not valid before {}", rfc3339(.not_before))]
+    NotYetValid {
+        /// Subject (RFC 4514).
+        subject: String,
+        /// Its notBefore.
+        not_before: OffsetDateTime,
+    },
+    /// notAfter is more than [`CLOCK_SKEW`] in the past.
+    #[error("certificate '{subject}' expired at {}", rfc3339(.not_after))]
+    Expired {
+        /// Subject (RFC 4514).
+        subject: String,
+        /// Its notAfter.
+        not_after: OffsetDateTime,
+    },
+    /// A self-issued certificate whose own signature does not verify.
+    #[error("certificate '{subject}' is self-issued but its signature does not verify")]
+    BadSignature {
+        /// Subject (RFC 4514).
+        subject: String,
+    },
+    /// Pinning is on and the fingerprint is not in the list.
+    #[error("certificate '{subject}' (sha256 {sha256}) is not in pin_sha256")]
+    NotPinned {
+        /// Subject (RFC 4514).
+        subject: String,
+        /// Lower-case hex SHA-256 fingerprint.
+        sha256: String,
+    },
+}
+
+impl ValidationError {
+    /// Short, stable name of the rule that failed, for metric labels and log fields.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ValidationError::Empty => "empty",
+            ValidationError::TextOutsideBlocks { .. } => "text_outside_pem",
+            ValidationError::ForbiddenBlock { .. } => "forbidden_pem_block",
+            ValidationError::MalformedPem { .. } => "malformed_pem",
+            ValidationError::NotCertificate { .. } => "not_x509",
+            ValidationError::NotCa { .. } => "not_ca",
+            ValidationError::NotYetValid { .. } => "not_yet_valid",
+            ValidationError::Expired { .. } => "expired",
+            ValidationError::BadSignature { .. } => "bad_signature",
+            ValidationError::NotPinned { .. } => "not_pinned",
+        }
+    }
+}
+
+fn forbidden_hint(label: &str) -> &'static str {
+    if label.contains("PRIVATE KEY") {
+        " (a private key must never be distributed)"
+    } else {
+        " (only CERTIFICATE blocks are accepted)"
+    }
+}
+
+fn rfc3339(t: &OffsetDateTime) -> String {
+    // Rfc3339 cannot format years outside 0..=9999; X.509 times never are, but fall back
+    // rather than panic inside Display.
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Validates one downloaded body by every rule of SPEC 6 and returns its certificates in
+/// order of first appearance, duplicates (same SHA-256) removed.
+pub fn validate(body: &[u8], policy: &Policy) -> Result<Vec<Cert>, ValidationError> {
+    let ders = split_body(body)?;
+    let mut certs: Vec<Cert> = Vec::with_capacity(ders.len());
+    for (index, der) in ders.iter().enumerate() {
+        let cert = Cert::from_der(der)
+            .map_err(|source| ValidationError::NotCertificate { index, source })?;
+        if !certs.iter().any(|c| c.sha256 == cert.sha256) {
+            certs.push(cert);
+        }
+    }
+    let now = OffsetDateTime::from(policy.now);
+    for cert in &certs {
+        check(cert, now, policy.pins)?;
+    }
+    Ok(certs)
+}
+
+/// The normalised file content for a set of certificates: each one's PEM (64 columns, `\n`)
+/// concatenated, in the given order.
+pub fn to_pem(certs: &[Cert]) -> String {
+    certs.iter().map(|c| encode_pem(&c.der)).collect()
+}
+
+fn check(cert: &Cert, now: OffsetDateTime, pins: &[[u8; 32]]) -> Result<(), ValidationError> {
+    if !cert.is_ca() {
+        return Err(ValidationError::NotCa {
+            subject: cert.subject.clone(),
+        });
+    }
+    if now < cert.not_before - CLOCK_SKEW {
+        return Err(ValidationError::NotYetValid {
+            subject: cert.subject.clone(),
+            not_before: cert.not_before,
+        });
+    }
+    if now > cert.not_after + CLOCK_SKEW {
+        return Err(ValidationError::Expired {
+            subject: cert.subject.clone(),
+            not_after: cert.not_after,
+        });
+    }
+    if cert.self_issued {
+        if cert.sm2 {
+            tracing::warn!(
+                subject = %cert.subject,
+                fingerprint = %cert.fingerprint(),
+                "SM2 signature cannot be verified here; certificate accepted unchecked"
+            );
+        } else if cert.self_signature_ok != Some(true) {
+            return Err(ValidationError::BadSignature {
+                subject: cert.subject.clone(),
+            });
+        }
+    }
+    if !pins.is_empty() && !pins.contains(&cert.sha256) {
+        return Err(ValidationError::NotPinned {
+            subject: cert.subject.clone(),
+            sha256: cert.fingerprint(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits a body into DER blobs: one DER certificate, or the blocks of a strict PEM file.
+fn split_body(body: &[u8]) -> Result<Vec<Vec<u8>>, ValidationError> {
+    if body.iter().all(|b| is_space(*b)) {
+        return Err(ValidationError::Empty);
+    }
+    // A DER certificate is a SEQUENCE: its first byte is 0x30 and it carries no whitespace.
+    if body[0] == 0x30 {
+        return Ok(vec![body.to_vec()]);
+    }
+    let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    if !looks_like_text(text) {
+        return Err(ValidationError::NotCertificate {
+            index: 0,
+            source: ParseError {
+                reason: "the body is neither PEM nor DER".into(),
+            },
+        });
+    }
+    scan_pem(text)
+}
+
+/// Whitespace as PEM readers (and RFC 7468's "lax" parsing) treat it.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// Text has no control bytes other than whitespace; binary data almost always has some.
+/// This decides between "text that is not PEM" (an error page) and "bytes that are not a
+/// certificate".
+fn looks_like_text(data: &[u8]) -> bool {
+    data.iter()
+        .all(|&b| (b >= 0x20 && b != 0x7f) || is_space(b))
+}
+
+fn trim(mut line: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = line {
+        if !is_space(*first) {
+            break;
+        }
+        line = rest;
+    }
+    while let [rest @ .., last] = line {
+        if !is_space(*last) {
+            break;
+        }
+        line = rest;
+    }
+    line
+}
+
+const BEGIN: &[u8] = b"-----BEGIN ";
+const END: &[u8] = b"-----END ";
+
+/// Reads a strict PEM file.
+///
+/// The structure is scanned by hand because rustls-pki-types' readers (`pem_slice_iter` and
+/// friends) are lenient by design: they silently skip blocks of other types and any text
+/// between blocks, and SPEC 6 requires both to reject the download. Only the block structure
+/// is ours; each block's base64 is decoded by `CertificateDer::from_pem_slice`.
+fn scan_pem(text: &[u8]) -> Result<Vec<Vec<u8>>, ValidationError> {
+    let lines = || {
+        text.split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (i + 1, trim(l)))
+    };
+
+    // First look at every BEGIN line: a forbidden block (a private key above all) is the most
+    // important thing to report, whatever else is wrong with the body.
+    let mut forbidden: Option<String> = None;
+    for (_, line) in lines() {
+        if let Some(rest) = line.strip_prefix(BEGIN) {
+            let label = String::from_utf8_lossy(trim(trim_dashes(rest))).into_owned();
+            if label == "CERTIFICATE" {
+                continue;
+            }
+            let is_key = label.contains("PRIVATE KEY");
+            match &forbidden {
+                Some(first) if !is_key || first.contains("PRIVATE KEY") => {}
+                _ => forbidden = Some(label),
+            }
+        }
+    }
+    if let Some(label) = forbidden {
+        return Err(ValidationError::ForbiddenBlock { label });
+    }
+
+    let malformed = |reason: String| ValidationError::MalformedPem { reason };
+    let mut ders = Vec::new();
+    // (line of BEGIN, base64 collected so far) while inside a block
+    let mut block: Option<(usize, Vec<u8>)> = None;
+    for (n, line) in lines() {
+        match &mut block {
+            None => {
+                if line.is_empty() {
+                    continue;
+                }
+                if line.starts_with(BEGIN) {
+                    if line != b"-----BEGIN CERTIFICATE-----" {
+                        return Err(malformed(format!("line {n}: malformed BEGIN line")));
+                    }
+                    block = Some((n, Vec::new()));
+                } else if line.starts_with(END) {
+                    return Err(malformed(format!("line {n}: END line without BEGIN")));
+                } else {
+                    return Err(ValidationError::TextOutsideBlocks { line: n });
+                }
+            }
+            Some((start, b64)) => {
+                if line == b"-----END CERTIFICATE-----" {
+                    let start = *start;
+                    let mut canonical = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+                    canonical.extend_from_slice(b64);
+                    canonical.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
+                    let der = CertificateDer::from_pem_slice(&canonical)
+                        .map_err(|e| malformed(format!("block starting at line {start}: {e}")))?;
+                    ders.push(der.as_ref().to_vec());
+                    block = None;
+                } else if line.starts_with(END) {
+                    return Err(malformed(format!(
+                        "line {n}: END line does not match the BEGIN CERTIFICATE of line {start}"
+                    )));
+                } else if line.starts_with(BEGIN) {
+                    return Err(malformed(format!(
+                        "line {n}: BEGIN line inside the block starting at line {start}"
+                    )));
+                } else if line.starts_with(b"-----") {
+                    return Err(malformed(format!("line {n}: unexpected '-----' line")));
+                } else {
+                    b64.extend_from_slice(line);
+                }
+            }
+        }
+    }
+    if let Some((start, _)) = block {
+        return Err(malformed(format!(
+            "the block starting at line {start} has no END line"
+        )));
+    }
+    Ok(ders)
+}
+
+fn trim_dashes(mut s: &[u8]) -> &[u8] {
+    s = trim(s);
+    while let Some(rest) = s.strip_suffix(b"-") {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_names_are_distinct() {
+        let errors = [
+            ValidationError::Empty,
+            ValidationError::TextOutsideBlocks { line: 1 },
+            ValidationError::ForbiddenBlock { label: "X".into() },
+            ValidationError::MalformedPem { reason: "x".into() },
+            ValidationError::NotCertificate {
+                index: 0,
+                source: ParseError { reason: "x".into() },
+            },
+            ValidationError::NotCa {
+                subject: "x".into(),
+            },
+            ValidationError::NotYetValid {
+                subject: "x".into(),
+                not_before: OffsetDateTime::UNIX_EPOCH,
+            },
+            ValidationError::Expired {
+                subject: "x".into(),
+                not_after: OffsetDateTime::UNIX_EPOCH,
+            },
+            ValidationError::BadSignature {
+                subject: "x".into(),
+            },
+            ValidationError::NotPinned {
+                subject: "x".into(),
+                sha256: "00".into(),
+            },
+        ];
+        let mut rules: Vec<&str> = errors.iter().map(|e| e.rule()).collect();
+        rules.sort();
+        rules.dedup();
+        assert_eq!(rules.len(), errors.len());
+    }
+
+    #[test]
+    fn structure_errors() {
+        assert!(matches!(
+            split_body(b" \r\n\t"),
+            Err(ValidationError::Empty)
+        ));
+        assert!(matches!(split_body(b""), Err(ValidationError::Empty)));
+        assert!(matches!(
+            split_body(b"\n\n<html>"),
+            Err(ValidationError::TextOutsideBlocks { line: 3 })
+        ));
+        assert!(matches!(
+            split_body(b"-----BEGIN CERTIFICATE-----\nAAAA\n"),
+            Err(ValidationError::MalformedPem { .. })
+        ));
+        assert!(matches!(
+            split_body(b"-----END CERTIFICATE-----\n"),
+            Err(ValidationError::MalformedPem { .. })
+        ));
+        assert!(matches!(
+            split_body(b"-----BEGIN CERTIFICATE-----\nA*A\n-----END CERTIFICATE-----\n"),
+            Err(ValidationError::MalformedPem { .. })
+        ));
+        assert!(matches!(
+            split_body(b"\x01\x02\x03"),
+            Err(ValidationError::NotCertificate { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn private_key_is_reported_before_other_forbidden_blocks() {
+        let body = b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n\
+                     -----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        match split_body(body) {
+            Err(ValidationError::ForbiddenBlock { label }) => assert_eq!(label, "EC PRIVATE KEY"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn forbidden_message_mentions_private_keys() {
+        let e = ValidationError::ForbiddenBlock {
+            label: "PRIVATE KEY".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "PEM block 'PRIVATE KEY' is not allowed (a private key must never be distributed)"
+        );
+    }
+}
