@@ -1,0 +1,267 @@
+//! The manifest `.certsync-manifest.json`: which files of the trust folder certsync owns, their
+//! SHA-256, and per instance file the current CAs and the replaced CAs still inside the overlap.
+//!
+//! Owns: the on-disk JSON shape, parsing it strictly (a manifest that names a path outside the
+//! folder is corrupt, not obeyed) and serialising it deterministically. It does no I/O; the
+//! store reads and writes the bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// File name of the manifest inside the trust folder.
+pub const MANIFEST_NAME: &str = ".certsync-manifest.json";
+
+/// The only manifest format this code reads and writes.
+const MANIFEST_VERSION: u32 = 1;
+
+/// The whole manifest: every managed file by its name inside the folder.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Manifest {
+    version: u32,
+    /// Managed files by name (flat layout: a plain file name, no `/`). A BTreeMap keeps the
+    /// serialisation sorted, so equal states give byte-identical manifests.
+    pub files: BTreeMap<String, Record>,
+}
+
+/// One managed file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub(crate) enum Record {
+    /// The file of one instance and category.
+    Instance {
+        /// SHA-256 (hex) of the content certsync last wrote.
+        sha256: String,
+        instance_id: String,
+        category: String,
+        /// Fingerprints of the current CAs, in file order.
+        current: Vec<String>,
+        /// CAs that left the current set and are kept for the overlap, most recent first.
+        #[serde(default)]
+        replaced: Vec<Replaced>,
+    },
+    /// The bundle of every CA.
+    Bundle { sha256: String },
+    /// A `<subject_hash>.<n>` file.
+    Hash { sha256: String },
+}
+
+impl Record {
+    /// SHA-256 (hex) of the content the record describes.
+    pub fn sha256(&self) -> &str {
+        match self {
+            Record::Instance { sha256, .. }
+            | Record::Bundle { sha256 }
+            | Record::Hash { sha256 } => sha256,
+        }
+    }
+
+    /// `(instance_id, category)` of an instance file.
+    pub fn owner(&self) -> Option<(&str, &str)> {
+        match self {
+            Record::Instance {
+                instance_id,
+                category,
+                ..
+            } => Some((instance_id, category)),
+            _ => None,
+        }
+    }
+
+    /// A short description for conflict messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Record::Instance {
+                instance_id,
+                category,
+                ..
+            } => format!("the file of instance {instance_id} category {category}"),
+            Record::Bundle { .. } => "a bundle certsync manages".into(),
+            Record::Hash { .. } => "a hash file certsync manages".into(),
+        }
+    }
+}
+
+/// A CA replaced in an instance file, kept until `replaced_at + rotation_overlap` or its
+/// `not_after`, whichever comes first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Replaced {
+    /// SHA-256 fingerprint (hex) of the CA.
+    pub sha256: String,
+    /// When the CA left the current set (RFC 3339).
+    #[serde(with = "rfc3339")]
+    pub replaced_at: OffsetDateTime,
+    /// The CA's own notAfter (RFC 3339).
+    #[serde(with = "rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest {
+            version: MANIFEST_VERSION,
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+impl Manifest {
+    /// Builds a manifest from records.
+    pub fn with_files(files: BTreeMap<String, Record>) -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            files,
+        }
+    }
+
+    /// Parses and checks a manifest. The error text says what is wrong; the caller adds the
+    /// path and what the operator should do.
+    pub fn parse(data: &[u8]) -> Result<Manifest, String> {
+        let manifest: Manifest = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        if manifest.version != MANIFEST_VERSION {
+            return Err(format!(
+                "version {} is not supported (expected {MANIFEST_VERSION})",
+                manifest.version
+            ));
+        }
+        for (name, record) in &manifest.files {
+            // A hand-edited or damaged manifest must not steer removals outside the folder.
+            check_file_name(name).map_err(|reason| format!("file name {name:?}: {reason}"))?;
+            if !is_hex_digest(record.sha256()) {
+                return Err(format!(
+                    "file {name:?}: sha256 is not 64 lower-case hex digits"
+                ));
+            }
+            if let Record::Instance {
+                current, replaced, ..
+            } = record
+            {
+                let bad = current
+                    .iter()
+                    .chain(replaced.iter().map(|r| &r.sha256))
+                    .find(|fp| !is_hex_digest(fp));
+                if let Some(fp) = bad {
+                    return Err(format!(
+                        "file {name:?}: fingerprint {fp:?} is not 64 lower-case hex digits"
+                    ));
+                }
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Deterministic pretty JSON with a final newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("the manifest always serialises");
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Rules for a name certsync may create in the flat trust folder: one path component, not
+/// hidden-reserved, no NUL.
+pub(crate) fn check_file_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty");
+    }
+    if name == "." || name == ".." {
+        return Err("not a file name");
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err("must be a plain file name inside the trust folder (no '/' or NUL)");
+    }
+    if name.starts_with(".certsync") {
+        return Err("names starting with .certsync are reserved for certsync's own files");
+    }
+    Ok(())
+}
+
+fn is_hex_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// serde helpers for RFC 3339 timestamps (the workspace's `time` has no serde feature).
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let text = t.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn sample() -> Manifest {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "a.crt".to_string(),
+            Record::Instance {
+                sha256: FP.into(),
+                instance_id: "i1".into(),
+                category: "international".into(),
+                current: vec![FP.into()],
+                replaced: vec![Replaced {
+                    sha256: FP.into(),
+                    replaced_at: time::macros::datetime!(2024-01-02 03:04:05.5 UTC),
+                    not_after: time::macros::datetime!(2030-01-01 00:00 UTC),
+                }],
+            },
+        );
+        files.insert("b.crt".to_string(), Record::Bundle { sha256: FP.into() });
+        files.insert("12345678.0".to_string(), Record::Hash { sha256: FP.into() });
+        Manifest::with_files(files)
+    }
+
+    #[test]
+    fn round_trips_and_is_deterministic() {
+        let m = sample();
+        let bytes = m.to_bytes();
+        assert_eq!(Manifest::parse(&bytes).unwrap(), m);
+        assert_eq!(Manifest::parse(&bytes).unwrap().to_bytes(), bytes);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("\"kind\": \"instance\""));
+        assert!(text.contains("\"replaced_at\": \"2024-01-02T03:04:05.5Z\""));
+    }
+
+    #[test]
+    fn rejects_path_outside_folder() {
+        let mut m = sample();
+        let r = m.files.remove("b.crt").unwrap();
+        m.files.insert("../etc/passwd".into(), r);
+        let err = Manifest::parse(&m.to_bytes()).unwrap_err();
+        assert!(err.contains("../etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn rejects_other_version_and_bad_digest() {
+        let text = String::from_utf8(sample().to_bytes()).unwrap();
+        let err = Manifest::parse(text.replace("\"version\": 1", "\"version\": 9").as_bytes())
+            .unwrap_err();
+        assert!(err.contains("version 9"), "{err}");
+        let err = Manifest::parse(text.replacen(FP, "xyz", 1).as_bytes()).unwrap_err();
+        assert!(err.contains("hex"), "{err}");
+    }
+
+    #[test]
+    fn file_name_rules() {
+        assert!(check_file_name("orders-international.crt").is_ok());
+        for bad in ["", ".", "..", "a/b", ".certsync-manifest.json", "x\0"] {
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

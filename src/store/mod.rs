@@ -1,0 +1,515 @@
+//! The trust folder (SPEC 7): the only writer of it.
+//!
+//! Owns: the instance files (current CAs, then replaced CAs inside `rotation_overlap`), the
+//! bundle, the `<subject_hash>.<n>` files, the manifest that says which files are certsync's,
+//! the folder lock, and the crash-safe order of writes. Flat layout, `rename` write mode.
+//!
+//! It must not: touch a file that is not in its manifest, follow a symlink, write a file whose
+//! bytes (and mode) are already right, or leave a partial file. It does no network I/O, no
+//! validation of certificates (it gets validated [`Cert`]s) and runs no hooks.
+//!
+//! Crash safety: a pass first computes everything (a [`plan`]), then, if it creates new names,
+//! writes a manifest listing old and new managed files together, then renames the content
+//! files into place, removes pruned files, fsyncs the folder and writes the final manifest.
+//! A SIGKILL at any point leaves every file old or new, and every file certsync created named
+//! in the manifest on disk.
+//!
+//! Choices where SPEC leaves room:
+//! - With `prune = false`, an instance file that is no longer produced keeps its manifest
+//!   record and stays in the bundle and hash files: the bundle then mirrors exactly the
+//!   instance files present in the folder, which is what a consumer of both expects.
+//! - The bundle and hash files mirror the instance files' records, including those of
+//!   instances that failed this pass (their files are untouched, so their CAs stay trusted).
+//! - A file whose content is right but whose mode differs from `mode` is rewritten (atomically),
+//!   so a changed `mode` takes effect.
+//! - `StoreReport::other` lists only bundle/hash/pruned files that changed, not unchanged ones.
+
+mod manifest;
+mod plan;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use time::OffsetDateTime;
+
+use crate::cert::Cert;
+use manifest::{MANIFEST_NAME, Manifest, Record};
+use plan::{Plan, RemovalResult};
+
+/// How the trust folder is kept (the `[trust]` table, resolved).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The trust folder (absolute).
+    pub dir: PathBuf,
+    /// Permission bits of every file written (e.g. `0o644`).
+    pub mode: u32,
+    /// File name of the bundle inside `dir`; `None`: no bundle.
+    pub bundle: Option<String>,
+    /// Keep `<subject_hash>.<n>` files for OpenSSL's `-CApath`.
+    pub capath: bool,
+    /// Remove managed instance files (and a managed bundle) no longer produced.
+    pub prune: bool,
+    /// How long a replaced CA stays in its instance file after the new one arrives.
+    pub rotation_overlap: Duration,
+}
+
+/// The trust folder, open: its manifest and the certificates of its managed files.
+pub struct Store {
+    opts: StoreOptions,
+    /// The folder, flock-ed for the life of the store; `None` when read-only.
+    dir_fd: Option<OwnedFd>,
+    manifest: Manifest,
+    /// Certificates by fingerprint: every CA a managed file holds or a pass supplied. Replaced
+    /// CAs are written back from here, so their DER need not be kept in the manifest.
+    pool: HashMap<String, Cert>,
+    /// The `now` of the last applied pass (for [`Store::next_deadline`]).
+    last_pass: Option<SystemTime>,
+    /// The last final manifest could not be written: write it at the next pass.
+    manifest_dirty: bool,
+}
+
+/// What one instance and category should hold after this pass.
+#[derive(Clone, Debug)]
+pub struct DesiredEntry {
+    /// Cloud id of the instance.
+    pub instance_id: String,
+    /// The API's `category`.
+    pub category: String,
+    /// File name inside the trust folder (from `file_name`).
+    pub file_name: String,
+    /// Validated, deduplicated, current CAs in API order.
+    pub certs: Vec<Cert>,
+}
+
+/// Everything a pass hands to the store.
+#[derive(Clone, Debug, Default)]
+pub struct PassInput {
+    /// Every (instance, category) that synced OK this pass.
+    pub updates: Vec<DesiredEntry>,
+    /// Instance ids that synced OK: their managed files not in `updates` are no longer produced.
+    pub synced: BTreeSet<String>,
+    /// Instance ids in the config: managed files of other instances are no longer produced.
+    pub configured: BTreeSet<String>,
+}
+
+/// What happened to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The file did not exist and was written.
+    Created,
+    /// The file's content (or mode) changed.
+    Updated,
+    /// The file already held the right bytes; it was not touched.
+    Unchanged,
+    /// The file was removed.
+    Removed,
+}
+
+/// The result for one [`DesiredEntry`].
+#[derive(Debug)]
+pub struct EntryOutcome {
+    pub instance_id: String,
+    pub category: String,
+    /// Absolute path of the instance file.
+    pub path: PathBuf,
+    pub result: Result<Change, StoreError>,
+    /// Earliest notAfter among the entry's current CAs.
+    pub not_after: Option<OffsetDateTime>,
+    /// SHA-256 fingerprints (hex) of the entry's current CAs.
+    pub fingerprints: Vec<String>,
+}
+
+/// What a pass did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct StoreReport {
+    /// One per update, in input order.
+    pub entries: Vec<EntryOutcome>,
+    /// Bundle, hash files and pruned files that changed (absolute paths).
+    pub other: Vec<(PathBuf, Change)>,
+    /// Bundle, hash, prune and manifest failures.
+    pub errors: Vec<StoreError>,
+    /// Absolute path of every file written or removed.
+    pub changed_files: Vec<PathBuf>,
+    /// Instances whose files were written or removed.
+    pub changed_instances: BTreeSet<String>,
+}
+
+impl StoreReport {
+    /// True when any file was written or removed.
+    pub fn changed(&self) -> bool {
+        !self.changed_files.is_empty()
+    }
+}
+
+/// The state of one managed instance file, for status output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryState {
+    pub instance_id: String,
+    pub category: String,
+    /// Absolute path of the file.
+    pub path: PathBuf,
+    /// SHA-256 fingerprints (hex) of the current CAs, in file order.
+    pub fingerprints: Vec<String>,
+    /// Earliest notAfter among the current CAs (`None` if none is known).
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// A failure of the store. Every variant names the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create trust folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} exists but certsync did not write it (not in its manifest); refusing to overwrite it - move it away or change the file name"
+    )]
+    Unmanaged { path: PathBuf },
+    #[error("{path} is a symlink or not a regular file; certsync does not follow or replace it")]
+    NotRegularFile { path: PathBuf },
+    #[error(
+        "manifest {path} is unusable: {reason}; move it aside to start over (certsync will then treat the files already in the folder as unmanaged and refuse to overwrite them)"
+    )]
+    Manifest { path: PathBuf, reason: String },
+    #[error("trust folder {path} is locked by another certsync process")]
+    Locked { path: PathBuf },
+    #[error("trust folder {path} is not an absolute path")]
+    RelativeDir { path: PathBuf },
+    #[error("invalid file name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("{path} is already {other}")]
+    NameConflict { path: PathBuf, other: String },
+}
+
+impl Store {
+    /// Opens the trust folder.
+    ///
+    /// Not `read_only`: creates the folder (0755, parents too) if missing, takes an exclusive
+    /// flock on it ([`StoreError::Locked`] if another certsync holds it), removes leftover
+    /// temp files, and loads the manifest and the managed files' certificates.
+    /// `read_only` (for `--dry-run` and `check`): touches nothing; a missing folder is empty.
+    pub fn open(opts: StoreOptions, read_only: bool) -> Result<Store, StoreError> {
+        if !opts.dir.is_absolute() {
+            return Err(StoreError::RelativeDir { path: opts.dir });
+        }
+        if let Some(bundle) = &opts.bundle {
+            manifest::check_file_name(bundle).map_err(|reason| StoreError::InvalidName {
+                name: bundle.clone(),
+                reason,
+            })?;
+        }
+        let dir_fd = if read_only {
+            None
+        } else {
+            write::create_dir(&opts.dir)?;
+            let fd = write::open_and_lock_dir(&opts.dir)?;
+            write::remove_temp_files(&opts.dir)?;
+            Some(fd)
+        };
+        let manifest = if read_only && !write::exists_nofollow(&opts.dir)? {
+            Manifest::default()
+        } else {
+            load_manifest(&opts.dir)?
+        };
+        let pool = load_pool(&opts.dir, &manifest);
+        Ok(Store {
+            opts,
+            dir_fd,
+            manifest,
+            pool,
+            last_pass: None,
+            manifest_dirty: false,
+        })
+    }
+
+    /// Brings the folder to the state `input` asks for at time `now`. Never fails as a whole:
+    /// every problem is in the report, per entry or in `errors`. `dry_run` computes the same
+    /// report but writes nothing and leaves the store's state unchanged.
+    pub fn apply(&mut self, input: &PassInput, now: SystemTime, dry_run: bool) -> StoreReport {
+        let plan = plan::plan(
+            &self.opts,
+            &self.manifest.files,
+            &self.pool,
+            input,
+            OffsetDateTime::from(now),
+        );
+        if dry_run || self.dir_fd.is_none() {
+            let writes = plan.writes.iter().map(|_| Ok(())).collect();
+            let removals = plan
+                .removals
+                .iter()
+                .map(|_| RemovalResult::Removed)
+                .collect();
+            let (mut report, _) =
+                plan.finish(&self.opts.dir, &self.manifest.files, writes, removals);
+            if !dry_run {
+                report.errors.push(StoreError::Io {
+                    path: self.opts.dir.clone(),
+                    op: "write (the store was opened read-only)",
+                    source: io::Error::from(io::ErrorKind::PermissionDenied),
+                });
+            }
+            return report;
+        }
+        let report = self.execute(plan);
+        self.last_pass = Some(now);
+        report
+    }
+
+    /// The earliest moment after the last pass at which a replaced CA leaves a file
+    /// (`replaced_at + rotation_overlap`, or its notAfter if sooner), so the daemon can
+    /// schedule a pass then. Moments not after the last pass are skipped: they belong to
+    /// files the last pass kept as they were (failed instances, or `prune = false`), and
+    /// returning them would make the daemon spin.
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        let overlap = time::Duration::try_from(self.opts.rotation_overlap).ok();
+        self.manifest
+            .files
+            .values()
+            .filter_map(|r| match r {
+                Record::Instance { replaced, .. } => Some(replaced),
+                _ => None,
+            })
+            .flatten()
+            .map(|r| {
+                let window_end = overlap.and_then(|o| r.replaced_at.checked_add(o));
+                match window_end {
+                    Some(end) if end < r.not_after => end,
+                    _ => r.not_after,
+                }
+            })
+            .map(SystemTime::from)
+            .filter(|t| self.last_pass.is_none_or(|last| *t > last))
+            .min()
+    }
+
+    /// Every managed instance file, sorted by file name.
+    pub fn current(&self) -> Vec<EntryState> {
+        self.manifest
+            .files
+            .iter()
+            .filter_map(|(name, record)| match record {
+                Record::Instance {
+                    instance_id,
+                    category,
+                    current,
+                    ..
+                } => Some(EntryState {
+                    instance_id: instance_id.clone(),
+                    category: category.clone(),
+                    path: self.opts.dir.join(name),
+                    fingerprints: current.clone(),
+                    not_after: current
+                        .iter()
+                        .filter_map(|fp| self.pool.get(fp).map(|c| c.not_after))
+                        .min(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Carries out a plan in the crash-safe order and updates the in-memory state.
+    fn execute(&mut self, mut plan: Plan) -> StoreReport {
+        let dir = self.opts.dir.clone();
+        let dir_fd = self
+            .dir_fd
+            .as_ref()
+            .expect("execute needs a writable store");
+        let old = &self.manifest.files;
+
+        // 1. New names must be in the manifest on disk before they exist.
+        let creates_new = plan.writes.iter().any(|w| !old.contains_key(&w.name));
+        let mut aborted: Option<(io::ErrorKind, String)> = None;
+        if creates_new {
+            let mut union = plan.final_files.clone();
+            for (name, record) in old {
+                union.entry(name.clone()).or_insert_with(|| record.clone());
+            }
+            let union = Manifest::with_files(union);
+            if let Err(e) = save_manifest(&dir, dir_fd, &union, self.opts.mode) {
+                aborted = Some(match &e {
+                    StoreError::Io { source, .. } => (source.kind(), e.to_string()),
+                    _ => (io::ErrorKind::Other, e.to_string()),
+                });
+                plan.errors.push(e);
+            }
+        }
+
+        // 2. Content files (in parallel), then removals, then one folder fsync.
+        let (write_results, removal_results) = match &aborted {
+            Some((kind, msg)) => (
+                plan.writes
+                    .iter()
+                    .map(|_| {
+                        Err(StoreError::Io {
+                            path: dir.join(MANIFEST_NAME),
+                            op: "write the manifest before writing",
+                            source: io::Error::new(*kind, msg.clone()),
+                        })
+                    })
+                    .collect(),
+                plan.removals
+                    .iter()
+                    .map(|_| RemovalResult::Skipped)
+                    .collect(),
+            ),
+            None => {
+                let writes = run_writes(&dir, self.opts.mode, &plan.writes);
+                let removals: Vec<RemovalResult> = plan
+                    .removals
+                    .iter()
+                    .map(|r| match write::remove_file(&dir.join(&r.name)) {
+                        Ok(true) => RemovalResult::Removed,
+                        Ok(false) => RemovalResult::Gone,
+                        Err(e) => RemovalResult::Failed(e),
+                    })
+                    .collect();
+                (writes, removals)
+            }
+        };
+        let touched = write_results.iter().any(Result::is_ok)
+            || removal_results
+                .iter()
+                .any(|r| matches!(r, RemovalResult::Removed));
+        let new_certs = std::mem::take(&mut plan.new_certs);
+        let (mut report, final_files) = plan.finish(&dir, old, write_results, removal_results);
+        if touched && let Err(e) = write::sync_dir(dir_fd, &dir) {
+            report.errors.push(e);
+        }
+
+        // 3. The final manifest, when it says something the one on disk does not.
+        if aborted.is_none() && (final_files != *old || creates_new || self.manifest_dirty) {
+            let manifest = Manifest::with_files(final_files.clone());
+            match save_manifest(&dir, dir_fd, &manifest, self.opts.mode) {
+                Ok(()) => self.manifest_dirty = false,
+                Err(e) => {
+                    self.manifest_dirty = true;
+                    report.errors.push(e);
+                }
+            }
+        }
+
+        // In-memory state: the new records, and certificates only as far as they are used.
+        for cert in new_certs {
+            self.pool.entry(cert.fingerprint()).or_insert(cert);
+        }
+        let used = used_fingerprints(&final_files);
+        self.pool.retain(|fp, _| used.contains(fp.as_str()));
+        self.manifest = Manifest::with_files(final_files);
+        report
+    }
+}
+
+/// Fingerprints of every CA an instance record names (current and replaced).
+fn used_fingerprints(files: &BTreeMap<String, Record>) -> HashSet<&str> {
+    files
+        .values()
+        .flat_map(|r| match r {
+            Record::Instance {
+                current, replaced, ..
+            } => current
+                .iter()
+                .map(String::as_str)
+                .chain(replaced.iter().map(|r| r.sha256.as_str()))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Writes every planned file; for many files, on a few threads, since each waits on its own
+/// fsync. Results in input order.
+fn run_writes(dir: &Path, mode: u32, writes: &[plan::Write]) -> Vec<Result<(), StoreError>> {
+    const THREADS: usize = 4;
+    const MIN_PER_THREAD: usize = 8;
+    let one = |w: &plan::Write| write::write_atomic(dir, &w.name, &w.content, mode);
+    if writes.len() < 2 * MIN_PER_THREAD {
+        return writes.iter().map(one).collect();
+    }
+    let chunk = writes
+        .len()
+        .div_ceil(THREADS)
+        .max(MIN_PER_THREAD)
+        .min(writes.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = writes
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Writes the manifest atomically and makes it durable (folder fsync).
+fn save_manifest(
+    dir: &Path,
+    dir_fd: &OwnedFd,
+    manifest: &Manifest,
+    mode: u32,
+) -> Result<(), StoreError> {
+    write::write_atomic(dir, MANIFEST_NAME, &manifest.to_bytes(), mode)?;
+    write::sync_dir(dir_fd, dir)
+}
+
+/// Reads the manifest; a missing one is an empty folder state, an unreadable one an error.
+fn load_manifest(dir: &Path) -> Result<Manifest, StoreError> {
+    let path = dir.join(MANIFEST_NAME);
+    let existing = write::read_existing(&path).map_err(|e| StoreError::Manifest {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    match existing {
+        None => Ok(Manifest::default()),
+        Some(file) => {
+            Manifest::parse(&file.content).map_err(|reason| StoreError::Manifest { path, reason })
+        }
+    }
+}
+
+/// Certificates of the managed files, by fingerprint. Instance files first; the bundle and
+/// hash files only if some recorded CA was not found there (an instance file lost or
+/// changed behind certsync's back). Unreadable files are skipped: they are rewritten later.
+fn load_pool(dir: &Path, manifest: &Manifest) -> HashMap<String, Cert> {
+    let mut pool = HashMap::new();
+    let read_into = |name: &str, pool: &mut HashMap<String, Cert>| {
+        if let Ok(Some(file)) = write::read_existing(&dir.join(name))
+            && let Ok(certs) = crate::cert::read_certs_lenient(&file.content)
+        {
+            for cert in certs {
+                pool.entry(cert.fingerprint()).or_insert(cert);
+            }
+        }
+    };
+    for (name, record) in &manifest.files {
+        if matches!(record, Record::Instance { .. }) {
+            read_into(name, &mut pool);
+        }
+    }
+    let needed = used_fingerprints(&manifest.files);
+    if needed.iter().any(|fp| !pool.contains_key(*fp)) {
+        for (name, record) in &manifest.files {
+            if !matches!(record, Record::Instance { .. }) {
+                read_into(name, &mut pool);
+            }
+        }
+    }
+    pool.retain(|fp, _| needed.contains(fp.as_str()));
+    pool
+}

@@ -1,0 +1,541 @@
+//! One pass of the store, computed before anything is written: the final manifest records,
+//! the files to write (with their bytes) and the files to remove, plus the per-entry results.
+//!
+//! Owns: the rules of SPEC 7 about *what* the folder holds (rotation overlap, which files are
+//! no longer produced, bundle and hash-file contents, name conflicts, unmanaged files). It
+//! reads the folder (to compare bytes) but never writes it; `store::execute` does.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::manifest::{Record, Replaced, check_file_name};
+use super::write::{self, Existing};
+use super::{Change, EntryOutcome, PassInput, StoreError, StoreOptions, StoreReport};
+use crate::cert::Cert;
+
+/// Who asked for a write or a removal (for the report).
+#[derive(Clone, Debug)]
+pub(crate) enum Owner {
+    /// The update at this index of `PassInput::updates`.
+    Entry(usize),
+    /// An instance file no longer produced (prune).
+    Instance(String),
+    Bundle,
+    Hash,
+}
+
+/// A file to write: its bytes differ from the folder's (or it is missing).
+pub(crate) struct Write {
+    pub name: String,
+    pub content: Vec<u8>,
+    /// `Created` or `Updated`.
+    pub change: Change,
+    pub owner: Owner,
+}
+
+/// A managed file to remove.
+pub(crate) struct Removal {
+    pub name: String,
+    pub owner: Owner,
+}
+
+/// What became of a planned removal.
+pub(crate) enum RemovalResult {
+    Removed,
+    /// Already gone: the record is dropped, nothing changed.
+    Gone,
+    /// Not attempted (the pass was aborted): the record stays.
+    Skipped,
+    Failed(StoreError),
+}
+
+/// The result planned for one update.
+pub(crate) struct PlannedEntry {
+    pub instance_id: String,
+    pub category: String,
+    pub path: PathBuf,
+    pub result: Result<Change, StoreError>,
+    pub not_after: Option<OffsetDateTime>,
+    pub fingerprints: Vec<String>,
+}
+
+/// Everything a pass will do.
+pub(crate) struct Plan {
+    pub entries: Vec<PlannedEntry>,
+    /// The manifest records if every write and removal succeeds.
+    pub final_files: BTreeMap<String, Record>,
+    pub writes: Vec<Write>,
+    pub removals: Vec<Removal>,
+    /// Bundle and hash-file problems found while planning.
+    pub errors: Vec<StoreError>,
+    /// The certificates this pass supplied (for the store's pool).
+    pub new_certs: Vec<Cert>,
+}
+
+/// Computes the pass. `old` is the manifest's records, `pool` the certificates of the managed
+/// files.
+pub(crate) fn plan(
+    opts: &StoreOptions,
+    old: &BTreeMap<String, Record>,
+    pool: &HashMap<String, Cert>,
+    input: &PassInput,
+    now: OffsetDateTime,
+) -> Plan {
+    let mut certs: HashMap<String, &Cert> = pool.iter().map(|(fp, c)| (fp.clone(), c)).collect();
+    for entry in &input.updates {
+        for cert in &entry.certs {
+            certs.entry(cert.fingerprint()).or_insert(cert);
+        }
+    }
+    let mut p = Planner {
+        opts,
+        old,
+        certs,
+        input,
+        now,
+        final_files: BTreeMap::new(),
+        writes: Vec::new(),
+        removals: Vec::new(),
+        errors: Vec::new(),
+    };
+    let entries = p.plan_entries();
+    p.plan_bundle_and_hashes();
+    Plan {
+        entries,
+        final_files: p.final_files,
+        writes: p.writes,
+        removals: p.removals,
+        errors: p.errors,
+        new_certs: input
+            .updates
+            .iter()
+            .flat_map(|e| e.certs.iter().cloned())
+            .collect(),
+    }
+}
+
+struct Planner<'a> {
+    opts: &'a StoreOptions,
+    old: &'a BTreeMap<String, Record>,
+    certs: HashMap<String, &'a Cert>,
+    input: &'a PassInput,
+    now: OffsetDateTime,
+    final_files: BTreeMap<String, Record>,
+    writes: Vec<Write>,
+    removals: Vec<Removal>,
+    errors: Vec<StoreError>,
+}
+
+impl Planner<'_> {
+    /// Instance files: the updates, then the managed files nobody produces any more.
+    fn plan_entries(&mut self) -> Vec<PlannedEntry> {
+        let mut claimed: HashSet<&str> = HashSet::new();
+        let mut failed_owners: HashSet<(&str, &str)> = HashSet::new();
+        let mut entries = Vec::with_capacity(self.input.updates.len());
+        for (i, entry) in self.input.updates.iter().enumerate() {
+            let mut seen = HashSet::new();
+            let current: Vec<&Cert> = entry
+                .certs
+                .iter()
+                .filter(|c| seen.insert(c.sha256))
+                .collect();
+            let fingerprints: Vec<String> = current.iter().map(|c| c.fingerprint()).collect();
+            let result = match self.plan_entry(entry, &current, &fingerprints, &claimed) {
+                Ok((record, change, content)) => {
+                    if let (Some(change), Some(content)) = (change, content) {
+                        self.writes.push(Write {
+                            name: entry.file_name.clone(),
+                            content,
+                            change,
+                            owner: Owner::Entry(i),
+                        });
+                    }
+                    self.final_files.insert(entry.file_name.clone(), record);
+                    Ok(change.unwrap_or(Change::Unchanged))
+                }
+                Err(e) => {
+                    failed_owners.insert((&entry.instance_id, &entry.category));
+                    // The file stays as it was, and so does its record.
+                    if let Some(r) = self.old.get(&entry.file_name)
+                        && r.owner() == Some((&entry.instance_id, &entry.category))
+                        && !self.final_files.contains_key(&entry.file_name)
+                    {
+                        self.final_files.insert(entry.file_name.clone(), r.clone());
+                    }
+                    Err(e)
+                }
+            };
+            claimed.insert(&entry.file_name);
+            entries.push(PlannedEntry {
+                instance_id: entry.instance_id.clone(),
+                category: entry.category.clone(),
+                path: self.opts.dir.join(&entry.file_name),
+                result,
+                not_after: current.iter().map(|c| c.not_after).min(),
+                fingerprints,
+            });
+        }
+
+        for (name, record) in self.old {
+            let Some((id, category)) = record.owner() else {
+                continue;
+            };
+            if self.final_files.contains_key(name) {
+                continue;
+            }
+            let instance_failed =
+                self.input.configured.contains(id) && !self.input.synced.contains(id);
+            if instance_failed || failed_owners.contains(&(id, category)) || !self.opts.prune {
+                self.final_files.insert(name.clone(), record.clone());
+            } else {
+                self.remove(name, Owner::Instance(id.to_string()));
+            }
+        }
+        entries
+    }
+
+    /// Plans one update: `(record, change if a write is needed, content if written)`.
+    #[allow(clippy::type_complexity)]
+    fn plan_entry(
+        &self,
+        entry: &super::DesiredEntry,
+        current: &[&Cert],
+        fingerprints: &[String],
+        claimed: &HashSet<&str>,
+    ) -> Result<(Record, Option<Change>, Option<Vec<u8>>), StoreError> {
+        let name = entry.file_name.as_str();
+        check_file_name(name).map_err(|reason| StoreError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })?;
+        let path = self.opts.dir.join(name);
+        if self.opts.bundle.as_deref() == Some(name) {
+            return Err(StoreError::NameConflict {
+                path,
+                other: "the bundle".into(),
+            });
+        }
+        if claimed.contains(name) {
+            return Err(StoreError::NameConflict {
+                path,
+                other: "the file of another entry of this pass".into(),
+            });
+        }
+        let owner = (entry.instance_id.as_str(), entry.category.as_str());
+        let prev = match self.old.get(name) {
+            None => None,
+            Some(r) if r.owner() == Some(owner) => Some(r),
+            // A file whose instance is gone or no longer lists it may be taken over.
+            Some(r @ Record::Instance { instance_id, .. }) => {
+                if self.input.configured.contains(instance_id)
+                    && !self.input.synced.contains(instance_id)
+                {
+                    return Err(StoreError::NameConflict {
+                        path,
+                        other: r.describe(),
+                    });
+                }
+                None
+            }
+            Some(r) => {
+                return Err(StoreError::NameConflict {
+                    path,
+                    other: r.describe(),
+                });
+            }
+        };
+        let existing = write::read_existing(&path)?;
+        if existing.is_some() && !self.old.contains_key(name) {
+            return Err(StoreError::Unmanaged { path });
+        }
+
+        let (prev_current, mut replaced): (&[String], Vec<Replaced>) = match prev {
+            Some(Record::Instance {
+                current, replaced, ..
+            }) => (current, replaced.clone()),
+            _ => (&[], Vec::new()),
+        };
+        // A CA that comes back is current again; one that left is replaced as of now.
+        replaced.retain(|r| !fingerprints.contains(&r.sha256));
+        for fp in prev_current {
+            if fingerprints.contains(fp) || replaced.iter().any(|r| &r.sha256 == fp) {
+                continue;
+            }
+            if let Some(cert) = self.certs.get(fp) {
+                replaced.push(Replaced {
+                    sha256: fp.clone(),
+                    replaced_at: self.now,
+                    not_after: cert.not_after,
+                });
+            }
+        }
+        let overlap = self.opts.rotation_overlap;
+        replaced.retain(|r| {
+            still_overlapping(r, self.now, overlap) && self.certs.contains_key(&r.sha256)
+        });
+        replaced.sort_by(|a, b| {
+            b.replaced_at
+                .cmp(&a.replaced_at)
+                .then_with(|| a.sha256.cmp(&b.sha256))
+        });
+
+        let mut content = String::new();
+        for cert in current {
+            content.push_str(&cert.to_pem());
+        }
+        for r in &replaced {
+            content.push_str(&self.certs[&r.sha256].to_pem());
+        }
+        let content = content.into_bytes();
+        let record = Record::Instance {
+            sha256: sha256_hex(&content),
+            instance_id: entry.instance_id.clone(),
+            category: entry.category.clone(),
+            current: fingerprints.to_vec(),
+            replaced,
+        };
+        let change = needed_change(existing.as_ref(), &content, self.opts.mode);
+        Ok((record, change, change.map(|_| content)))
+    }
+
+    /// The bundle and hash files, derived from the instance records of `final_files`.
+    fn plan_bundle_and_hashes(&mut self) {
+        // Every CA of every managed instance file, by fingerprint (the BTreeMap orders them).
+        let mut set: BTreeMap<String, &Cert> = BTreeMap::new();
+        for record in self.final_files.values() {
+            if let Record::Instance {
+                current, replaced, ..
+            } = record
+            {
+                for fp in current.iter().chain(replaced.iter().map(|r| &r.sha256)) {
+                    if let Some(cert) = self.certs.get(fp) {
+                        set.insert(fp.clone(), cert);
+                    }
+                }
+            }
+        }
+
+        if let Some(bundle) = &self.opts.bundle {
+            let content: String = set.values().map(|c| c.to_pem()).collect();
+            let content = content.into_bytes();
+            let record = Record::Bundle {
+                sha256: sha256_hex(&content),
+            };
+            self.plan_file(bundle, content, record, Owner::Bundle);
+        }
+        for (name, record) in self.old {
+            if matches!(record, Record::Bundle { .. })
+                && self.opts.bundle.as_ref() != Some(name)
+                && !self.final_files.contains_key(name)
+            {
+                if self.opts.prune {
+                    self.remove(name, Owner::Bundle);
+                } else {
+                    self.final_files.insert(name.clone(), record.clone());
+                }
+            }
+        }
+
+        let mut hashes: BTreeMap<String, &Cert> = BTreeMap::new();
+        if self.opts.capath {
+            let mut counts: HashMap<u32, usize> = HashMap::new();
+            // `set` iterates in fingerprint order, so `n` counts by fingerprint.
+            for cert in set.values() {
+                let n = counts.entry(cert.subject_hash).or_insert(0);
+                hashes.insert(format!("{}.{}", cert.subject_hash_hex(), n), cert);
+                *n += 1;
+            }
+        }
+        for (name, cert) in &hashes {
+            let content = cert.to_pem().into_bytes();
+            let record = Record::Hash {
+                sha256: sha256_hex(&content),
+            };
+            self.plan_file(name, content, record, Owner::Hash);
+        }
+        // Hash files are derived: stale ones go whatever `prune` says.
+        for (name, record) in self.old {
+            if matches!(record, Record::Hash { .. })
+                && !hashes.contains_key(name)
+                && !self.final_files.contains_key(name)
+            {
+                self.remove(name, Owner::Hash);
+            }
+        }
+    }
+
+    /// Plans a bundle or hash file.
+    fn plan_file(&mut self, name: &str, content: Vec<u8>, record: Record, owner: Owner) {
+        let path = self.opts.dir.join(name);
+        let same_kind = |r: &Record| std::mem::discriminant(r) == std::mem::discriminant(&record);
+        if let Some(other) = self.final_files.get(name) {
+            self.errors.push(StoreError::NameConflict {
+                path,
+                other: other.describe(),
+            });
+            return;
+        }
+        let old = self.old.get(name);
+        if let Some(other) = old.filter(|r| !same_kind(r)) {
+            self.errors.push(StoreError::NameConflict {
+                path,
+                other: other.describe(),
+            });
+            return;
+        }
+        let existing = match write::read_existing(&path) {
+            Ok(existing) => existing,
+            Err(e) => {
+                self.errors.push(e);
+                if let Some(r) = old {
+                    self.final_files.insert(name.to_string(), r.clone());
+                }
+                return;
+            }
+        };
+        if existing.is_some() && old.is_none() {
+            self.errors.push(StoreError::Unmanaged { path });
+            return;
+        }
+        if let Some(change) = needed_change(existing.as_ref(), &content, self.opts.mode) {
+            self.writes.push(Write {
+                name: name.to_string(),
+                content,
+                change,
+                owner,
+            });
+        }
+        self.final_files.insert(name.to_string(), record);
+    }
+
+    /// Plans removing a managed file; one already gone just loses its record.
+    fn remove(&mut self, name: &str, owner: Owner) {
+        match write::exists_nofollow(&self.opts.dir.join(name)) {
+            Ok(false) => {}
+            Ok(true) => self.removals.push(Removal {
+                name: name.to_string(),
+                owner,
+            }),
+            Err(e) => {
+                self.errors.push(e);
+                if let Some(r) = self.old.get(name) {
+                    self.final_files.insert(name.to_string(), r.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// The report of this plan given how its writes and removals went (in plan order), and
+    /// the manifest records that describe the folder afterwards: a file that could not be
+    /// written or removed keeps its old record (or none, if it was new).
+    pub fn finish(
+        self,
+        dir: &Path,
+        old: &BTreeMap<String, Record>,
+        write_results: Vec<Result<(), StoreError>>,
+        removal_results: Vec<RemovalResult>,
+    ) -> (StoreReport, BTreeMap<String, Record>) {
+        let mut final_files = self.final_files;
+        let mut report = StoreReport {
+            errors: self.errors,
+            ..StoreReport::default()
+        };
+        let mut entry_errors: HashMap<usize, StoreError> = HashMap::new();
+        let restore = |final_files: &mut BTreeMap<String, Record>, name: &str| match old.get(name) {
+            Some(r) => {
+                final_files.insert(name.to_string(), r.clone());
+            }
+            None => {
+                final_files.remove(name);
+            }
+        };
+        for (w, result) in self.writes.iter().zip(write_results) {
+            let path = dir.join(&w.name);
+            match result {
+                Ok(()) => {
+                    match &w.owner {
+                        Owner::Entry(_) | Owner::Instance(_) => {}
+                        Owner::Bundle | Owner::Hash => report.other.push((path.clone(), w.change)),
+                    }
+                    if let Some((id, _)) = final_files.get(&w.name).and_then(Record::owner) {
+                        report.changed_instances.insert(id.to_string());
+                    }
+                    report.changed_files.push(path);
+                }
+                Err(e) => {
+                    restore(&mut final_files, &w.name);
+                    match w.owner {
+                        Owner::Entry(i) => {
+                            entry_errors.insert(i, e);
+                        }
+                        _ => report.errors.push(e),
+                    }
+                }
+            }
+        }
+        for (r, result) in self.removals.iter().zip(removal_results) {
+            let path = dir.join(&r.name);
+            match result {
+                RemovalResult::Removed => {
+                    if let Owner::Instance(id) = &r.owner {
+                        report.changed_instances.insert(id.clone());
+                    }
+                    report.other.push((path.clone(), Change::Removed));
+                    report.changed_files.push(path);
+                }
+                RemovalResult::Gone => {}
+                RemovalResult::Skipped => restore(&mut final_files, &r.name),
+                RemovalResult::Failed(e) => {
+                    restore(&mut final_files, &r.name);
+                    report.errors.push(e);
+                }
+            }
+        }
+        for (i, planned) in self.entries.into_iter().enumerate() {
+            report.entries.push(EntryOutcome {
+                instance_id: planned.instance_id,
+                category: planned.category,
+                path: planned.path,
+                result: match entry_errors.remove(&i) {
+                    Some(e) => Err(e),
+                    None => planned.result,
+                },
+                not_after: planned.not_after,
+                fingerprints: planned.fingerprints,
+            });
+        }
+        (report, final_files)
+    }
+}
+
+/// Whether a replaced CA is still kept: inside the overlap window and not expired.
+fn still_overlapping(r: &Replaced, now: OffsetDateTime, overlap: Duration) -> bool {
+    let in_window = match time::Duration::try_from(overlap)
+        .ok()
+        .and_then(|o| r.replaced_at.checked_add(o))
+    {
+        Some(end) => now < end,
+        // An overlap too long to represent never ends.
+        None => true,
+    };
+    in_window && now < r.not_after
+}
+
+/// `None`: the file already holds these bytes with this mode, leave it alone.
+fn needed_change(existing: Option<&Existing>, content: &[u8], mode: u32) -> Option<Change> {
+    match existing {
+        None => Some(Change::Created),
+        Some(e) if e.content == content && e.mode == mode => None,
+        Some(_) => Some(Change::Updated),
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
