@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::cloud::api::ApiClient;
@@ -51,6 +50,7 @@ pub fn init_logging(cli: &Logging, config: Option<&Config>) {
         .unwrap_or_default();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // try_init: a second call (tests running commands in-process) keeps the first subscriber.
     let _ = match format {

@@ -746,18 +746,17 @@ pub async fn run(
             .flatten()
             .min()
             .expect("next_full is always set");
-        let mut full = false;
-        tokio::select! {
+        let full = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = controls.pass_now.notified() => {
                 tracing::info!("SIGUSR1: starting a pass now");
-                full = true;
+                true
             }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
-                full = now >= next_full || deadline.is_some_and(|d| d <= now);
+                now >= next_full || deadline.is_some_and(|d| d <= now)
             }
-        }
+        };
         let summary = if full {
             let s = engine.pass(None, false, &shutdown).await;
             let sync = &engine.config.sync;

@@ -244,7 +244,6 @@ async fn demo_runs_against_its_simulator_and_stops_on_ctrl_c() {
             }
         });
     }
-    d.wait_for("pass finished").await;
     d.wait_for("demo hook: changed files").await;
     for name in ["orders", "sessions", "metrics"] {
         assert!(dir.join(format!("{name}-international.crt")).exists());
