@@ -1073,3 +1073,43 @@ fn log(p: &mut Problems, table: &Table) -> Log {
     });
     Log { format, level }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_accept_colons_and_either_case() {
+        let upper = ["AB"; 32].join(":");
+        assert_eq!(parse_pin(&upper), Some([0xab; 32]));
+        assert_eq!(parse_pin(&"0f".repeat(32)), Some([0x0f; 32]));
+        assert_eq!(parse_pin(&"0f".repeat(31)), None);
+        assert_eq!(parse_pin(&"0g".repeat(32)), None);
+        assert_eq!(parse_pin(""), None);
+    }
+
+    #[test]
+    fn syntax_errors_count_columns_in_characters() {
+        let text = "# ünï\nkey = \"ä\" x\n";
+        let e = text.parse::<Table>().unwrap_err();
+        let problem = syntax_problem(text, &e);
+        assert_eq!(problem.key, "");
+        assert!(
+            problem
+                .message
+                .starts_with("TOML syntax error at line 2, column 11:"),
+            "{}",
+            problem.message
+        );
+    }
+
+    #[test]
+    fn forbidden_dirs_are_found_lexically() {
+        assert_eq!(forbidden_dir(Path::new("/")), Some("/"));
+        assert_eq!(
+            forbidden_dir(Path::new("/etc/ssl/certs")),
+            Some("/etc/ssl/certs")
+        );
+        assert_eq!(forbidden_dir(Path::new("/var/lib/certsync/trust")), None);
+    }
+}
