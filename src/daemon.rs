@@ -97,6 +97,18 @@ pub enum InstanceError {
         #[source]
         source: ValidationError,
     },
+    /// A category named by the API gives a file name that cannot be used.
+    #[error("instance {instance}: category {category:?} from the API gives file name {file_name:?}, which {problem}")]
+    BadCategory {
+        /// Display name.
+        instance: String,
+        /// The category as the API spelled it.
+        category: String,
+        /// The rendered file name.
+        file_name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Writing its file failed.
     #[error("instance {instance}: category {category}: {source}")]
     Store {
@@ -129,6 +141,7 @@ impl InstanceError {
             InstanceError::NoCertificates { .. } => "no_certificates",
             InstanceError::Fetch { source, .. } => source.reason(),
             InstanceError::Invalid { source, .. } => source.rule(),
+            InstanceError::BadCategory { .. } => "bad_category",
             InstanceError::Store { .. } => "store",
         }
     }
@@ -650,6 +663,16 @@ async fn sync_instance(
     let mut by_category: Vec<(String, Vec<Cert>)> = Vec::new();
     let listed: Vec<String> = listing.certs.iter().map(|c| c.category.clone()).collect();
     for link in listing.certs.iter().filter(|l| inst.wants(&l.category)) {
+        // A category only the API names is untrusted input that goes into a file name.
+        let file_name = config.trust.file_name_for(inst, &link.category);
+        if let Some(problem) = config.trust.file_name_problem(&file_name) {
+            return Err(InstanceError::BadCategory {
+                instance: name,
+                category: link.category.clone(),
+                file_name,
+                problem,
+            });
+        }
         let download = fetcher
             .download(&link.url)
             .await

@@ -325,3 +325,64 @@ async fn openssl_verify_capath_accepts_a_server_cert_from_a_synced_ca() {
     let out = verify();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listed_category_gets_its_own_file_and_unknown_ones_pass_through() {
+    let h = Harness::new(1).await;
+    h.sim.set_categories(&h.id(0), &["international", "national", "future-kind"]);
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    for category in ["international", "national", "future-kind"] {
+        let file = h.trust.join(format!("inst0-{category}.crt"));
+        let want = certsync::cert::encode_pem(&h.sim.ca(&h.id(0), category).der);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), want, "{category}");
+    }
+    // The API stops listing a category: its file is pruned.
+    h.sim.set_categories(&h.id(0), &["international"]);
+    assert_eq!(code(&h.once().await), 0);
+    assert!(!h.trust.join("inst0-national.crt").exists());
+    assert!(h.trust.join("inst0-international.crt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_category_that_would_escape_the_folder_is_refused() {
+    let h = Harness::new(2).await;
+    h.sim.set_categories(&h.id(0), &["../../escape"]);
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(stdout(&out).contains("from the API gives file name"), "{}", stdout(&out));
+    assert!(!h.tmp.path().join("escape.crt").exists());
+    assert!(h.file(1).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_with_an_instances_filter_runs_only_when_those_instances_change() {
+    let h = Harness::new(2).await;
+    let filtered_log = h.tmp.path().join("filtered.log");
+    let extra = Extra {
+        tail: format!(
+            "\n[[hook]]\nname = \"only-inst1\"\ninstances = [\"inst1\"]\ncommand = [\"/bin/sh\", \"-c\", \"echo ran >> {}\"]\n",
+            filtered_log.display()
+        ),
+        ..Extra::default()
+    };
+    h.write_config(&extra);
+    assert_eq!(code(&h.once().await), 0);
+    assert_eq!(std::fs::read_to_string(&filtered_log).unwrap().lines().count(), 1);
+    h.sim.rotate(&h.id(0), "international");
+    assert_eq!(code(&h.once().await), 0);
+    assert_eq!(h.hook_runs().len(), 2, "the unfiltered hook runs on any change");
+    assert_eq!(std::fs::read_to_string(&filtered_log).unwrap().lines().count(), 1, "filtered hook ran for inst0");
+    h.sim.rotate(&h.id(1), "international");
+    assert_eq!(code(&h.once().await), 0);
+    assert_eq!(std::fs::read_to_string(&filtered_log).unwrap().lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hook_makes_once_fail() {
+    let h = Harness::with(1, Extra { no_hook: true, tail: "\n[[hook]]\ncommand = [\"/bin/false\"]\n".into(), ..Extra::default() }).await;
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(stdout(&out).contains("hook false: failed"), "{}", stdout(&out));
+    assert!(h.file(0).exists(), "the files are written before hooks run");
+}
