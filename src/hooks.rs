@@ -32,6 +32,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// the pipe by then, so this only bounds the wait for a straggler.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 
+/// Stands in for "never" where a deadline must be an `Instant`: about 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// One command hook, as the config resolved it.
 #[derive(Clone, Debug)]
 pub struct HookSpec {
@@ -162,7 +165,10 @@ pub async fn run_command_with_grace(
     let mut stderr = child.stderr.take();
     let mut capture = Capture::new(hook);
     let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
-    let deadline = started + spec.timeout;
+    // A timeout too large for the clock means "no timeout" (and must not panic).
+    let deadline = started
+        .checked_add(spec.timeout)
+        .unwrap_or_else(|| started + FAR_FUTURE);
     let mut stop_at: Option<Instant> = None;
     let mut exited: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
@@ -200,7 +206,8 @@ pub async fn run_command_with_grace(
             },
             _ = shutdown.cancelled(), if stop_at.is_none() && exited.is_none() => {
                 tracing::info!(hook, grace = %humantime::format_duration(grace), "shutdown requested; waiting for the running hook");
-                stop_at = Some(Instant::now() + grace);
+                let now = Instant::now();
+                stop_at = Some(now.checked_add(grace).unwrap_or_else(|| now + FAR_FUTURE));
             },
             _ = sleep_until_opt(stop_at), if exited.is_none() => {
                 kill_group(&mut child, hook).await;

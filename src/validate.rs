@@ -203,12 +203,14 @@ fn split_body(body: &[u8]) -> Result<Vec<Vec<u8>>, ValidationError> {
     if body.iter().all(|b| is_space(*b)) {
         return Err(ValidationError::Empty);
     }
-    // A DER certificate is a SEQUENCE: its first byte is 0x30 and it carries no whitespace.
-    if body[0] == 0x30 {
+    let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let is_text = looks_like_text(text);
+    // A DER certificate is a SEQUENCE (first byte 0x30, which is also ASCII '0') and always
+    // holds control bytes in its tags and lengths, so it never passes for text.
+    if body[0] == 0x30 && !is_text {
         return Ok(vec![body.to_vec()]);
     }
-    let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    if !looks_like_text(text) {
+    if !is_text {
         return Err(ValidationError::NotCertificate {
             index: 0,
             source: ParseError {
@@ -409,6 +411,10 @@ mod tests {
         assert!(matches!(
             split_body(b"-----BEGIN CERTIFICATE-----\nA*A\n-----END CERTIFICATE-----\n"),
             Err(ValidationError::MalformedPem { .. })
+        ));
+        assert!(matches!(
+            split_body(b"0 results\n"),
+            Err(ValidationError::TextOutsideBlocks { line: 1 })
         ));
         assert!(matches!(
             split_body(b"\x01\x02\x03"),

@@ -1,0 +1,376 @@
+//! Command hooks with real processes (SPEC 8): environment, argv without a shell, stdin,
+//! exit statuses, output cap, timeout and shutdown killing the whole process group, and a
+//! background grandchild that must not make the run hang.
+//!
+//! `/bin/sh -c` appears here only as the hook *program* under test, to script its behaviour.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use certsync::hooks::{HookError, HookSpec, OUTPUT_LIMIT, run_command, run_command_with_grace};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open};
+use tokio_util::sync::CancellationToken;
+
+fn spec(command: &[&str], timeout: Duration) -> HookSpec {
+    HookSpec {
+        name: "test-hook".into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        timeout,
+    }
+}
+
+fn sh(script: &str, args: &[&Path]) -> Vec<String> {
+    let mut v = vec![
+        "/bin/sh".to_string(),
+        "-c".into(),
+        script.into(),
+        "sh".into(),
+    ];
+    v.extend(args.iter().map(|p| p.to_string_lossy().into_owned()));
+    v
+}
+
+fn sh_spec(script: &str, args: &[&Path], timeout: Duration) -> HookSpec {
+    HookSpec {
+        name: "sh-hook".into(),
+        command: sh(script, args),
+        timeout,
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn run(spec: &HookSpec) -> Result<certsync::hooks::HookOutput, HookError> {
+    run_command(spec, Path::new("/tmp"), &[], &CancellationToken::new()).await
+}
+
+/// Waits (on a pidfd, not by polling) until process `pid` has exited, or panics after 10 s.
+async fn assert_process_ends(pid: i32) {
+    let pid = Pid::from_raw(pid).unwrap();
+    let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        // already gone and reaped
+        Err(e) if e == rustix::io::Errno::SRCH => return,
+        Err(e) => panic!("pidfd_open({pid:?}): {e}"),
+    };
+    // A pidfd turns readable when its process exits. poll(2) blocks, so off the runtime.
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let ten_seconds = Timespec {
+            tv_sec: 10,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&ten_seconds))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        ready, 1,
+        "process {pid:?} still alive 10 s after the hook ended"
+    );
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Reads a FIFO to its end without blocking the runtime (opening blocks until a writer comes).
+async fn read_fifo(path: &Path) -> String {
+    let path = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path));
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the hook never wrote to its FIFO")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn environment_is_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust");
+    let (out_dir, out_files, out_path) = (
+        dir.path().join("dir"),
+        dir.path().join("files"),
+        dir.path().join("path"),
+    );
+    let hook = sh_spec(
+        r#"printf %s "$CERTSYNC_TRUST_DIR" > "$1"; printf %s "$CERTSYNC_CHANGED_FILES" > "$2"; printf %s "$PATH" > "$3""#,
+        &[&out_dir, &out_files, &out_path],
+        LONG,
+    );
+    let changed = vec![
+        trust.join("orders-international.crt"),
+        PathBuf::from("relative.crt"),
+    ];
+    let out = run_command(&hook, &trust, &changed, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.status_code, 0);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    assert_eq!(read(&out_dir), trust.to_str().unwrap());
+    assert_eq!(
+        read(&out_files),
+        format!(
+            "{}\n{}",
+            trust.join("orders-international.crt").display(),
+            trust.join("relative.crt").display()
+        )
+    );
+    // The rest of the environment is inherited.
+    assert_eq!(read(&out_path), std::env::var("PATH").unwrap());
+}
+
+#[tokio::test]
+async fn relative_trust_dir_is_made_absolute() {
+    let hook = sh_spec(r#"printf %s "$CERTSYNC_TRUST_DIR""#, &[], LONG);
+    let out = run_command(
+        &hook,
+        Path::new("some/trust"),
+        &[],
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let expected = std::env::current_dir().unwrap().join("some/trust");
+    assert_eq!(out.output, expected.to_str().unwrap());
+}
+
+#[tokio::test]
+async fn argv_is_not_interpreted_by_a_shell() {
+    let hook = spec(
+        &[
+            "/usr/bin/printf",
+            "%s|",
+            "$HOME;rm -rf x",
+            "`id`",
+            "*",
+            "a  b",
+            "'q'",
+        ],
+        LONG,
+    );
+    let out = run(&hook).await.unwrap();
+    assert_eq!(out.output, "$HOME;rm -rf x|`id`|*|a  b|'q'|");
+}
+
+#[tokio::test]
+async fn stdin_is_dev_null() {
+    // `cat` would wait forever on an inherited terminal or pipe; /dev/null ends it at once.
+    let hook = sh_spec("readlink /proc/self/fd/0; cat; echo end", &[], LONG);
+    let out = run(&hook).await.unwrap();
+    assert_eq!(out.output, "/dev/null\nend\n");
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_are_both_captured() {
+    let hook = sh_spec("echo to-stdout; echo to-stderr >&2", &[], LONG);
+    let out = run(&hook).await.unwrap();
+    assert!(out.output.contains("to-stdout\n"), "{:?}", out.output);
+    assert!(out.output.contains("to-stderr\n"), "{:?}", out.output);
+    assert_eq!(out.output.len(), "to-stdout\nto-stderr\n".len());
+}
+
+#[tokio::test]
+async fn non_zero_exit_is_a_failure() {
+    let hook = sh_spec("echo cannot reload >&2; exit 3", &[], LONG);
+    match run(&hook).await {
+        Err(HookError::Failed {
+            hook,
+            status,
+            output,
+        }) => {
+            assert_eq!(hook, "sh-hook");
+            assert_eq!(status, "exit status 3");
+            assert_eq!(output, "cannot reload\n");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn death_by_signal_is_a_failure() {
+    let hook = sh_spec("kill -9 $$", &[], LONG);
+    match run(&hook).await {
+        Err(HookError::Failed { status, .. }) => assert_eq!(status, "killed by signal 9"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_program_cannot_be_spawned() {
+    let hook = spec(&["/nonexistent/certsync-test-hook", "arg"], LONG);
+    match run(&hook).await {
+        Err(HookError::Spawn {
+            hook,
+            program,
+            source,
+        }) => {
+            assert_eq!(hook, "test-hook");
+            assert_eq!(program, "/nonexistent/certsync-test-hook");
+            assert_eq!(source.kind(), io::ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+    match run(&spec(&[], LONG)).await {
+        Err(HookError::Spawn { source, .. }) => {
+            assert_eq!(source.kind(), io::ErrorKind::InvalidInput)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn output_is_capped_and_the_rest_drained() {
+    // 100 kB is more than a pipe holds: the hook would block forever if the rest were not read.
+    let hook = sh_spec(
+        r#"head -c 100000 /dev/zero | tr '\0' a; echo; echo after >&2"#,
+        &[],
+        LONG,
+    );
+    let out = run(&hook).await.unwrap();
+    assert_eq!(out.output.len(), OUTPUT_LIMIT);
+    assert!(out.output.bytes().take(4000).all(|b| b == b'a'));
+}
+
+#[tokio::test]
+async fn timeout_kills_the_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let timeout = Duration::from_secs(2);
+    let hook = sh_spec(
+        r#"sleep 1000 & echo $! > "$1"; wait"#,
+        &[&pid_file],
+        timeout,
+    );
+    let started = std::time::Instant::now();
+    match run(&hook).await {
+        Err(HookError::Timeout { hook, after }) => {
+            assert_eq!(hook, "sh-hook");
+            assert_eq!(after, timeout);
+        }
+        other => panic!("{other:?}"),
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= timeout && elapsed < Duration::from_secs(20),
+        "{elapsed:?}"
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the hook wrote its grandchild's pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_process_ends(pid).await;
+}
+
+#[tokio::test]
+async fn background_grandchild_does_not_make_the_run_hang() {
+    // The grandchild inherits stdout/stderr and keeps them open for 1000 s; the hook itself
+    // exits at once and must be reported as soon as its pipes are drained.
+    let hook = sh_spec("sleep 1000 & echo $!", &[], LONG);
+    let started = std::time::Instant::now();
+    let out = run(&hook).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid: i32 = out.output.trim().parse().unwrap();
+    // Not ours to kill after a normal exit (it may be a daemon the hook started); clean up.
+    kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
+    assert_process_ends(pid).await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_a_running_hook_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pid.fifo");
+    mkfifo(&fifo);
+    let hook = sh_spec(r#"sleep 1000 & echo $! > "$1"; wait"#, &[&fifo], LONG);
+    let shutdown = CancellationToken::new();
+    let grace = Duration::from_millis(300);
+    let task = {
+        let (hook, shutdown) = (hook.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            run_command_with_grace(&hook, Path::new("/tmp"), &[], &shutdown, grace).await
+        })
+    };
+    let pid: i32 = read_fifo(&fifo).await.trim().parse().unwrap();
+    let cancelled_at = std::time::Instant::now();
+    shutdown.cancel();
+    match task.await.unwrap() {
+        Err(HookError::Stopped { hook }) => assert_eq!(hook, "sh-hook"),
+        other => panic!("{other:?}"),
+    }
+    assert!(cancelled_at.elapsed() >= grace);
+    assert_process_ends(pid).await;
+}
+
+#[tokio::test]
+async fn hook_finishing_within_the_grace_keeps_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, release) = (dir.path().join("ready"), dir.path().join("release"));
+    mkfifo(&ready);
+    mkfifo(&release);
+    let hook = sh_spec(
+        r#"echo ready > "$1"; read line < "$2"; echo "got $line"; exit 4"#,
+        &[&ready, &release],
+        LONG,
+    );
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (hook, shutdown) = (hook.clone(), shutdown.clone());
+        tokio::spawn(async move { run_command(&hook, Path::new("/tmp"), &[], &shutdown).await })
+    };
+    assert_eq!(read_fifo(&ready).await, "ready\n");
+    shutdown.cancel();
+    let release2 = release.clone();
+    tokio::task::spawn_blocking(move || std::fs::write(release2, "go\n"))
+        .await
+        .unwrap()
+        .unwrap();
+    match task.await.unwrap() {
+        Err(HookError::Failed { status, output, .. }) => {
+            assert_eq!(status, "exit status 4");
+            assert_eq!(output, "got go\n");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_hook_starts_after_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let hook = sh_spec(r#"touch "$1""#, &[&marker], LONG);
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let result = run_command(&hook, Path::new("/tmp"), &[], &shutdown).await;
+    assert!(
+        matches!(result, Err(HookError::Stopped { .. })),
+        "{result:?}"
+    );
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn success_reports_status_and_duration() {
+    let out = run(&spec(&["/bin/true"], LONG)).await.unwrap();
+    assert_eq!(out.status_code, 0);
+    assert_eq!(out.output, "");
+    assert!(out.duration > Duration::ZERO && out.duration < LONG);
+}
+
+#[tokio::test]
+async fn huge_timeout_does_not_overflow_the_clock() {
+    let out = run(&spec(&["/bin/true"], Duration::MAX)).await.unwrap();
+    assert_eq!(out.status_code, 0);
+}
