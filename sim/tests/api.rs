@@ -29,7 +29,12 @@ async fn success_path_lists_a_fresh_link_that_downloads_the_ca() {
     for id in &ids {
         assert_eq!(id.len(), 36, "{id}");
         assert!(id.ends_with("in06"), "{id}");
-        assert!(id[..32].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+        assert!(
+            id[..32]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
     }
     assert!(sim.endpoint().starts_with("https://127.0.0.1:"));
     assert_eq!(sim.endpoint(), format!("https://{}", sim.addr()));
@@ -38,7 +43,10 @@ async fn success_path_lists_a_fresh_link_that_downloads_the_ca() {
     let id = &ids[0];
     let resp = list(&sim, id).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(resp.header("content-type"), Some("application/json;charset=UTF-8"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json;charset=UTF-8")
+    );
     resp.request_id();
     let json = resp.json();
     let certs = json["certs"].as_array().unwrap();
@@ -54,7 +62,10 @@ async fn success_path_lists_a_fresh_link_that_downloads_the_ca() {
 
     let download = curl(&sim, &[], link).await;
     assert_eq!(download.status, 200);
-    assert_eq!(download.header("content-type"), Some("application/x-x509-ca-cert"));
+    assert_eq!(
+        download.header("content-type"),
+        Some("application/x-x509-ca-cert")
+    );
     download.request_id();
     let ca = sim.ca(id, "international");
     assert_eq!(download.body, ca.pem.as_bytes());
@@ -67,7 +78,10 @@ async fn success_path_lists_a_fresh_link_that_downloads_the_ca() {
     assert!(text.contains("CA:TRUE"), "{text}");
 
     let stats = sim.stats();
-    assert_eq!((stats.api_requests, stats.unauthorized, stats.downloads), (1, 0, 1));
+    assert_eq!(
+        (stats.api_requests, stats.unauthorized, stats.downloads),
+        (1, 0, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +136,13 @@ async fn token_for_another_project_gets_401() {
     assert_eq!(resp.status, 401);
     let body = resp.json();
     assert_eq!(body["error_code"], "APIGW.0301");
-    assert!(body["error_msg"].as_str().unwrap().contains("token does not match project"), "{body}");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("token does not match project"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +153,10 @@ async fn unknown_or_removed_instance_and_unknown_path_get_404() {
     unknown.request_id();
     let body = unknown.json();
     assert_eq!(body["error_code"], "DBS.200002");
-    assert_eq!(body["error_msg"], "The instance does not exist or has been deleted.");
+    assert_eq!(
+        body["error_msg"],
+        "The instance does not exist or has been deleted."
+    );
 
     let id = first(&sim);
     let link = link_of(&sim, &id, "international").await;
@@ -142,10 +165,19 @@ async fn unknown_or_removed_instance_and_unknown_path_get_404() {
     assert_eq!(list(&sim, &id).await.json()["error_code"], "DBS.200002");
     let gone = curl(&sim, &[], &link).await;
     assert_eq!(gone.status, 404);
-    assert!(gone.text().contains("<Code>NoSuchKey</Code>"), "{}", gone.text());
+    assert!(
+        gone.text().contains("<Code>NoSuchKey</Code>"),
+        "{}",
+        gone.text()
+    );
 
     let token = format!("X-Auth-Token: {}", sim.token());
-    let path = curl(&sim, &["-H", &token], &format!("{}/v3/{}/nothing", sim.endpoint(), sim.project_id())).await;
+    let path = curl(
+        &sim,
+        &["-H", &token],
+        &format!("{}/v3/{}/nothing", sim.endpoint(), sim.project_id()),
+    )
+    .await;
     assert_eq!(path.status, 404);
     assert_eq!(path.json()["error_code"], "APIGW.0101");
     let method = curl(&sim, &["-X", "DELETE", "-H", &token], &api_url(&sim, "x")).await;
@@ -165,7 +197,11 @@ async fn tampered_incomplete_or_foreign_links_get_403() {
     let resp = curl(&sim, &[], &tampered).await;
     assert_eq!(resp.status, 403);
     assert_eq!(resp.header("content-type"), Some("application/xml"));
-    assert!(resp.text().contains("<Code>SignatureDoesNotMatch</Code>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{}",
+        resp.text()
+    );
 
     // A valid query moved to another object does not open it.
     let other = link.replace(&ids[0], &ids[1]);
@@ -176,7 +212,11 @@ async fn tampered_incomplete_or_foreign_links_get_403() {
     let bare = link.split_once('?').unwrap().0;
     let resp = curl(&sim, &[], bare).await;
     assert_eq!(resp.status, 403);
-    assert!(resp.text().contains("<Code>AccessDenied</Code>"), "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>AccessDenied</Code>"),
+        "{}",
+        resp.text()
+    );
     assert_eq!(sim.stats().downloads, 0);
 }
 
@@ -210,17 +250,23 @@ async fn each_category_has_its_own_ca() {
 async fn rotate_changes_key_and_fingerprint_but_keeps_subject() {
     let sim = sim(1).await;
     let id = first(&sim);
-    let before = curl(&sim, &[], &link_of(&sim, &id, "international").await).await.body;
+    let before = curl(&sim, &[], &link_of(&sim, &id, "international").await)
+        .await
+        .body;
     let rotated = sim.rotate(&id, "international");
-    let after = curl(&sim, &[], &link_of(&sim, &id, "international").await).await.body;
+    let after = curl(&sim, &[], &link_of(&sim, &id, "international").await)
+        .await
+        .body;
     assert_eq!(after, rotated.pem.as_bytes());
     assert_eq!(sim.ca(&id, "international").sha256_hex, rotated.sha256_hex);
     assert_ne!(fingerprint(&before).await, fingerprint(&after).await);
     assert_eq!(fingerprint(&after).await, rotated.sha256_hex);
     assert_eq!(subject(&before).await, subject(&after).await);
-    let serial = |pem: Vec<u8>| async move { openssl(&["x509", "-noout", "-serial"], &pem).await.1 };
+    let serial =
+        |pem: Vec<u8>| async move { openssl(&["x509", "-noout", "-serial"], &pem).await.1 };
     assert_ne!(serial(before.clone()).await, serial(after.clone()).await);
-    let pubkey = |pem: Vec<u8>| async move { openssl(&["x509", "-noout", "-pubkey"], &pem).await.1 };
+    let pubkey =
+        |pem: Vec<u8>| async move { openssl(&["x509", "-noout", "-pubkey"], &pem).await.1 };
     assert_ne!(pubkey(before).await, pubkey(after).await);
 }
 
@@ -233,12 +279,27 @@ async fn issued_server_cert_chains_to_the_instance_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, sim.ca(&id, "international").pem).unwrap();
-    let (ok, out) = openssl(&["verify", "-CAfile", ca_path.to_str().unwrap()], cert.as_bytes()).await;
+    let (ok, out) = openssl(
+        &["verify", "-CAfile", ca_path.to_str().unwrap()],
+        cert.as_bytes(),
+    )
+    .await;
     assert!(ok, "{out}");
-    let (_, text) = openssl(&["x509", "-noout", "-ext", "subjectAltName"], cert.as_bytes()).await;
-    assert!(text.contains("IP Address:127.0.0.1") && text.contains("DNS:db.example"), "{text}");
+    let (_, text) = openssl(
+        &["x509", "-noout", "-ext", "subjectAltName"],
+        cert.as_bytes(),
+    )
+    .await;
+    assert!(
+        text.contains("IP Address:127.0.0.1") && text.contains("DNS:db.example"),
+        "{text}"
+    );
     // The simulator's own TLS root does not vouch for it.
-    let (ok, _) = openssl(&["verify", "-CAfile", sim.ca_file().to_str().unwrap()], cert.as_bytes()).await;
+    let (ok, _) = openssl(
+        &["verify", "-CAfile", sim.ca_file().to_str().unwrap()],
+        cert.as_bytes(),
+    )
+    .await;
     assert!(!ok);
 }
 
@@ -258,12 +319,21 @@ async fn api_status_fault_counts_down_then_clears() {
         assert_eq!(resp.status, 503);
         resp.request_id();
         let body = resp.json();
-        assert!(body["error_code"].as_str().unwrap().starts_with("DBS."), "{body}");
+        assert!(
+            body["error_code"].as_str().unwrap().starts_with("DBS."),
+            "{body}"
+        );
         assert!(body["error_msg"].is_string());
     }
     assert_eq!(list(&sim, &id).await.status, 200);
 
-    sim.set_fault(&id, Fault::ApiStatus { status: 403, times: None });
+    sim.set_fault(
+        &id,
+        Fault::ApiStatus {
+            status: 403,
+            times: None,
+        },
+    );
     for _ in 0..3 {
         let resp = list(&sim, &id).await;
         assert_eq!(resp.status, 403);
@@ -272,7 +342,13 @@ async fn api_status_fault_counts_down_then_clears() {
     sim.clear_fault(&id);
     assert_eq!(list(&sim, &id).await.status, 200);
 
-    sim.set_fault(&id, Fault::ApiStatus { status: 401, times: Some(1) });
+    sim.set_fault(
+        &id,
+        Fault::ApiStatus {
+            status: 401,
+            times: Some(1),
+        },
+    );
     let resp = list(&sim, &id).await;
     assert_eq!(resp.status, 401);
     assert_eq!(resp.json()["error_code"], "APIGW.0301");
@@ -296,7 +372,12 @@ async fn rate_limited_fault_sends_retry_after() {
     let rid = resp.request_id();
     let body = resp.json();
     assert_eq!(body["error_code"], "APIG.0308");
-    assert!(body["error_msg"].as_str().unwrap().contains("throttling threshold"));
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("throttling threshold")
+    );
     assert_eq!(body["request_id"], rid.as_str());
     // Faults are per instance.
     assert_eq!(list(&sim, &ids[1]).await.status, 200);
@@ -322,7 +403,11 @@ async fn slow_api_and_slow_download_delay_only_their_instance() {
     assert_eq!(slow.0.status, 200);
     assert_eq!(fast.0.status, 200);
     assert!(slow.1 >= Duration::from_millis(1500), "{:?}", slow.1);
-    assert!(fast.1 < Duration::from_millis(1500), "other instance waited {:?}", fast.1);
+    assert!(
+        fast.1 < Duration::from_millis(1500),
+        "other instance waited {:?}",
+        fast.1
+    );
 
     let link = link_of(&sim, &ids[0], "international").await;
     sim.set_fault(&ids[0], Fault::SlowDownload { millis: 1000 });
@@ -340,7 +425,11 @@ async fn slow_api_and_slow_download_delay_only_their_instance() {
     );
     assert_eq!(slow.0.body, sim.ca(&ids[0], "international").pem.as_bytes());
     assert!(slow.1 >= Duration::from_millis(1000), "{:?}", slow.1);
-    assert!(fast.1 < Duration::from_millis(1000), "other instance waited {:?}", fast.1);
+    assert!(
+        fast.1 < Duration::from_millis(1000),
+        "other instance waited {:?}",
+        fast.1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,10 +441,16 @@ async fn truncated_download_closes_after_half_the_announced_length() {
     let resp = curl(&sim, &[], &link).await;
     let full = sim.ca(&id, "international").pem.len();
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.header("content-length"), Some(full.to_string().as_str()));
+    assert_eq!(
+        resp.header("content-length"),
+        Some(full.to_string().as_str())
+    );
     assert_ne!(resp.curl_exit, 0, "curl must notice the short body");
     assert_eq!(resp.body.len(), full / 2);
-    assert_eq!(resp.body, &sim.ca(&id, "international").pem.as_bytes()[..full / 2]);
+    assert_eq!(
+        resp.body,
+        &sim.ca(&id, "international").pem.as_bytes()[..full / 2]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +461,10 @@ async fn oversize_download_has_the_requested_size() {
     let resp = curl(&sim, &[], &link_of(&sim, &id, "international").await).await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body.len(), 2_000_000);
-    assert!(resp.body.starts_with(sim.ca(&id, "international").pem.as_bytes()));
+    assert!(
+        resp.body
+            .starts_with(sim.ca(&id, "international").pem.as_bytes())
+    );
     assert_eq!(sim.stats().downloads, 1);
 }
 
@@ -387,8 +485,16 @@ async fn bad_download_contents() {
     };
 
     let html = fetch(BadContent::Html).await;
-    assert!(html.header("content-type").unwrap().starts_with("text/html"));
-    assert!(html.text().starts_with("<!DOCTYPE html>"), "{}", html.text());
+    assert!(
+        html.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        html.text().starts_with("<!DOCTYPE html>"),
+        "{}",
+        html.text()
+    );
 
     let with_key = fetch(BadContent::CaWithPrivateKey).await;
     assert!(with_key.body.starts_with(ca.pem.as_bytes()));
@@ -402,7 +508,9 @@ async fn bad_download_contents() {
     let (_, issuer) = openssl(&["x509", "-noout", "-issuer"], &leaf.body).await;
     assert_eq!(
         issuer.trim(),
-        subject(ca.pem.as_bytes()).await.replacen("subject=", "issuer=", 1)
+        subject(ca.pem.as_bytes())
+            .await
+            .replacen("subject=", "issuer=", 1)
     );
 
     let expired = fetch(BadContent::Expired).await;
@@ -412,7 +520,10 @@ async fn bad_download_contents() {
     assert!(valid_now);
     let (_, text) = openssl(&["x509", "-noout", "-text"], &expired.body).await;
     assert!(text.contains("CA:TRUE"));
-    assert_eq!(subject(&expired.body).await, subject(ca.pem.as_bytes()).await);
+    assert_eq!(
+        subject(&expired.body).await,
+        subject(ca.pem.as_bytes()).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +554,10 @@ async fn bad_api_contents() {
     let json = list(&sim, &id).await.json();
     let link = json["certs"][0]["download_link"].as_str().unwrap();
     let port = sim.addr().port();
-    assert!(link.starts_with(&format!("http://127.0.0.1:{port}/obs/")), "{link}");
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{port}/obs/")),
+        "{link}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,7 +570,11 @@ async fn redirect_faults() {
     let resp = curl(&sim, &[], &link).await;
     assert_eq!(resp.status, 302);
     let location = resp.header("location").unwrap();
-    let expected = link.replacen(&format!("127.0.0.1:{port}"), &format!("localhost:{port}"), 1);
+    let expected = link.replacen(
+        &format!("127.0.0.1:{port}"),
+        &format!("localhost:{port}"),
+        1,
+    );
     assert_eq!(location, expected);
     assert_eq!(sim.stats().downloads, 0);
 
@@ -466,7 +584,9 @@ async fn redirect_faults() {
     assert_eq!(resp.status, 302);
     let location = resp.header("location").unwrap();
     assert!(
-        location.starts_with(&format!("https://127.0.0.1:{port}/obs/certsync-sim-bucket/{id}/international/ca.crt?")),
+        location.starts_with(&format!(
+            "https://127.0.0.1:{port}/obs/certsync-sim-bucket/{id}/international/ca.crt?"
+        )),
         "{location}"
     );
     assert!(location.ends_with("&hop=1"), "{location}");
@@ -488,7 +608,10 @@ async fn expired_link_fault_answers_obs_access_denied() {
     assert_eq!(resp.header("content-type"), Some("application/xml"));
     let text = resp.text();
     assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
-    assert!(text.contains("<Message>Request has expired</Message>"), "{text}");
+    assert!(
+        text.contains("<Message>Request has expired</Message>"),
+        "{text}"
+    );
     sim.clear_fault(&id);
     let resp = curl(&sim, &[], &link_of(&sim, &id, "international").await).await;
     assert_eq!(resp.status, 200);

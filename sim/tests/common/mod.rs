@@ -45,7 +45,11 @@ impl Resp {
     pub fn request_id(&self) -> String {
         let id = self.header("x-request-id").expect("X-Request-Id header");
         assert_eq!(id.len(), 32, "{id}");
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
         id.to_owned()
     }
 }
@@ -143,20 +147,31 @@ pub async fn openssl(args: &[&str], input: &[u8]) -> (bool, String) {
     stdin.write_all(input).await.unwrap();
     drop(stdin);
     let out = child.wait_with_output().await.unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// The subject of a PEM certificate, as openssl prints it.
 pub async fn subject(pem: &[u8]) -> String {
     let (ok, out) = openssl(&["x509", "-noout", "-subject"], pem).await;
-    assert!(ok, "openssl could not parse: {}", String::from_utf8_lossy(pem));
+    assert!(
+        ok,
+        "openssl could not parse: {}",
+        String::from_utf8_lossy(pem)
+    );
     out.trim().to_owned()
 }
 
 /// The SHA-256 fingerprint of a PEM certificate as lower-case hex without colons, per openssl.
 pub async fn fingerprint(pem: &[u8]) -> String {
     let (ok, out) = openssl(&["x509", "-noout", "-fingerprint", "-sha256"], pem).await;
-    assert!(ok, "openssl could not parse: {}", String::from_utf8_lossy(pem));
+    assert!(
+        ok,
+        "openssl could not parse: {}",
+        String::from_utf8_lossy(pem)
+    );
     out.trim()
         .rsplit('=')
         .next()
@@ -173,7 +188,8 @@ pub struct KeepAlive {
 impl KeepAlive {
     pub async fn connect(sim: &Simulator) -> KeepAlive {
         let mut roots = rustls::RootCertStore::empty();
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(sim.ca_pem().as_bytes()).unwrap();
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(sim.ca_pem().as_bytes()).unwrap();
         roots.add(der).unwrap();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
