@@ -39,7 +39,12 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// Checks the IAM token and the project of a request; `Some` is the 401 to answer.
-fn authenticate(world: &World, headers: &HeaderMap, project_id: &str, request_id: &str) -> Option<Response<SimBody>> {
+fn authenticate(
+    world: &World,
+    headers: &HeaderMap,
+    project_id: &str,
+    request_id: &str,
+) -> Option<Response<SimBody>> {
     let msg = match headers.get(AUTH_TOKEN_HEADER).map(|v| v.to_str()) {
         None => Some("Incorrect IAM authentication information: x-auth-token not found"),
         Some(Ok(token)) if world.token_matches(token) => {
@@ -53,7 +58,12 @@ fn authenticate(world: &World, headers: &HeaderMap, project_id: &str, request_id
     };
     let msg = msg?;
     Counters::bump(&world.counters.unauthorized);
-    Some(http::gateway_error(StatusCode::UNAUTHORIZED, "APIGW.0301", msg, request_id))
+    Some(http::gateway_error(
+        StatusCode::UNAUTHORIZED,
+        "APIGW.0301",
+        msg,
+        request_id,
+    ))
 }
 
 /// The error body the API gives for a status set by [`crate::Fault::ApiStatus`].
@@ -69,7 +79,11 @@ pub(crate) fn status_error(status: u16, request_id: &str) -> Response<SimBody> {
             "Incorrect IAM authentication information: token expires",
             request_id,
         ),
-        404 => http::service_error(code, "DBS.200002", "The instance does not exist or has been deleted."),
+        404 => http::service_error(
+            code,
+            "DBS.200002",
+            "The instance does not exist or has been deleted.",
+        ),
         403 => http::service_error(
             code,
             "DBS.200019",
@@ -78,7 +92,11 @@ pub(crate) fn status_error(status: u16, request_id: &str) -> Response<SimBody> {
         429 => rate_limited(1, request_id),
         502 => http::gateway_error(code, "APIG.0201", "Backend unavailable", request_id),
         504 => http::gateway_error(code, "APIG.0202", "Backend timeout", request_id),
-        500..=599 => http::service_error(code, "DBS.200500", "Internal server error. Try again later."),
+        500..=599 => http::service_error(
+            code,
+            "DBS.200500",
+            "Internal server error. Try again later.",
+        ),
         _ => http::service_error(code, "DBS.200001", "Invalid parameter."),
     }
 }
@@ -117,7 +135,11 @@ pub(crate) async fn download_link(
             status_error(status, request_id)
         }
         ApiPlan::RateLimited { retry_after_secs } => rate_limited(retry_after_secs, request_id),
-        ApiPlan::GarbageJson => http::response(StatusCode::OK, JSON_CONTENT_TYPE, SimBody::full(GARBAGE_JSON)),
+        ApiPlan::GarbageJson => http::response(
+            StatusCode::OK,
+            JSON_CONTENT_TYPE,
+            SimBody::full(GARBAGE_JSON),
+        ),
         ApiPlan::Links {
             categories,
             plain_http,

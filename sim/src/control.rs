@@ -36,7 +36,9 @@ fn error(status: StatusCode, err: impl std::fmt::Display) -> Response<SimBody> {
 
 fn sim_error(err: SimError) -> Response<SimBody> {
     let status = match &err {
-        SimError::UnknownInstance { .. } | SimError::UnknownCategory { .. } => StatusCode::NOT_FOUND,
+        SimError::UnknownInstance { .. } | SimError::UnknownCategory { .. } => {
+            StatusCode::NOT_FOUND
+        }
         SimError::InvalidId { .. } | SimError::InvalidCategory { .. } => StatusCode::BAD_REQUEST,
         SimError::Pki { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -81,7 +83,11 @@ pub(crate) fn handle(
         ),
         (&Method::POST, ["instances", id]) => match world.add_instance(id) {
             Ok(created) => {
-                let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+                let status = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
                 match world.instances_view().into_iter().find(|i| i.id == *id) {
                     Some(view) => http::json(status, &view),
                     // Removed again between the two calls.
@@ -97,10 +103,12 @@ pub(crate) fn handle(
                 not_found_id(id)
             }
         }
-        (&Method::POST, ["instances", id, "rotate"]) => match world.rotate(id, &category_param(query)) {
-            Ok((_, view)) => http::json(StatusCode::OK, &view),
-            Err(e) => sim_error(e),
-        },
+        (&Method::POST, ["instances", id, "rotate"]) => {
+            match world.rotate(id, &category_param(query)) {
+                Ok((_, view)) => http::json(StatusCode::OK, &view),
+                Err(e) => sim_error(e),
+            }
+        }
         (&Method::PUT, ["instances", id, "fault"]) => match serde_json::from_slice::<Fault>(body) {
             Ok(fault) => match world.set_fault(id, fault) {
                 Ok(()) => no_content(),

@@ -47,7 +47,9 @@ impl SimBody {
 
     /// An empty body.
     pub(crate) fn empty() -> Self {
-        Self { kind: Kind::Full(None) }
+        Self {
+            kind: Kind::Full(None),
+        }
     }
 
     /// A body announcing `bytes.len()` bytes that sends half of them and then fails, which makes
@@ -88,7 +90,8 @@ impl Body for SimBody {
                     return Poll::Ready(Some(Ok(Frame::data(b))));
                 }
                 // Pending here lets hyper flush the first half before the error aborts the connection.
-                let sleep = stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(TRUNCATE_FLUSH_GRACE)));
+                let sleep =
+                    stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(TRUNCATE_FLUSH_GRACE)));
                 match sleep.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::other(
@@ -143,7 +146,12 @@ struct ServiceError<'a> {
 }
 
 /// An error answered by the API gateway.
-pub(crate) fn gateway_error(status: StatusCode, code: &str, msg: &str, request_id: &str) -> Response<SimBody> {
+pub(crate) fn gateway_error(
+    status: StatusCode,
+    code: &str,
+    msg: &str,
+    request_id: &str,
+) -> Response<SimBody> {
     json(
         status,
         &GatewayError {
@@ -180,7 +188,8 @@ pub(crate) fn obs_error(
     request_id: &str,
     extra: &[(&str, String)],
 ) -> Response<SimBody> {
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<Error>");
+    let mut xml =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<Error>");
     xml.push_str(&format!("<Code>{}</Code>", xml_escape(code)));
     xml.push_str(&format!("<Message>{}</Message>", xml_escape(message)));
     for (name, text) in extra {
@@ -205,10 +214,20 @@ mod tests {
         assert!(body.frame().await.unwrap().is_err());
     }
 
-    #[test]
-    fn obs_error_escapes_text() {
-        let resp = obs_error(StatusCode::FORBIDDEN, "AccessDenied", "a<b", "rid", &[]);
+    #[tokio::test]
+    async fn obs_error_escapes_text() {
+        let resp = obs_error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "a<b & c",
+            "rid",
+            &[("Key", "x>y".to_owned())],
+        );
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/xml");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("<Message>a&lt;b &amp; c</Message>"), "{text}");
+        assert!(text.contains("<Key>x&gt;y</Key>"), "{text}");
     }
 }

@@ -162,7 +162,10 @@ impl Simulator {
         tokio::fs::write(&ca_file, root.info.pem.as_bytes()).await?;
         let tls = server::tls_config(&leaf)?;
 
-        let project_id = opts.project_id.clone().unwrap_or_else(|| state::random_hex(16));
+        let project_id = opts
+            .project_id
+            .clone()
+            .unwrap_or_else(|| state::random_hex(16));
         let token = opts.token.clone().unwrap_or_else(random_token);
         let world = Arc::new(state::World::new(endpoint, addr.port(), project_id, token));
         for (id, cas) in instances {
@@ -312,7 +315,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Makes `count` instances with random ids and their `international` CAs.
-fn make_instances(count: usize) -> std::io::Result<Vec<(String, Vec<(String, pki::Ca)>)>> {
+fn make_instances(count: usize) -> std::io::Result<Vec<(String, state::CategoryCas)>> {
     (0..count)
         .map(|_| {
             let id = state::random_instance_id();

@@ -70,7 +70,12 @@ impl LinkSigner {
     }
 
     /// Checks a download's query against its object path at time `now` (unix seconds).
-    pub(crate) fn verify(&self, object_path: &str, query: Option<&str>, now: u64) -> Result<(), LinkError> {
+    pub(crate) fn verify(
+        &self,
+        object_path: &str,
+        query: Option<&str>,
+        now: u64,
+    ) -> Result<(), LinkError> {
         let mut access_key = None;
         let mut expires = None;
         let mut signature = None;
@@ -82,7 +87,8 @@ impl LinkSigner {
                 _ => {}
             }
         }
-        let (Some(access_key), Some(expires), Some(signature)) = (access_key, expires, signature) else {
+        let (Some(access_key), Some(expires), Some(signature)) = (access_key, expires, signature)
+        else {
             return Err(LinkError::Incomplete);
         };
         let expires: u64 = expires.parse().map_err(|_| LinkError::Incomplete)?;
@@ -114,7 +120,10 @@ mod tests {
         let q = s.query(PATH, 1_000);
         assert_eq!(s.verify(PATH, Some(&q), 999), Ok(()));
         assert_eq!(s.verify(PATH, Some(&q), 1_000), Ok(()));
-        assert_eq!(s.verify(PATH, Some(&q), 1_001), Err(LinkError::Expired { expires: 1_000 }));
+        assert_eq!(
+            s.verify(PATH, Some(&q), 1_001),
+            Err(LinkError::Expired { expires: 1_000 })
+        );
     }
 
     #[test]
@@ -122,12 +131,24 @@ mod tests {
         let s = LinkSigner::new();
         let q = s.query(PATH, 1_000);
         let other_path = "/certsync-sim-bucket/abd/international/ca.crt";
-        assert_eq!(s.verify(other_path, Some(&q), 0), Err(LinkError::BadSignature));
+        assert_eq!(
+            s.verify(other_path, Some(&q), 0),
+            Err(LinkError::BadSignature)
+        );
         let moved = q.replace("Expires=1000", "Expires=2000");
-        assert_eq!(s.verify(PATH, Some(&moved), 0), Err(LinkError::BadSignature));
-        assert_eq!(LinkSigner::new().verify(PATH, Some(&q), 0), Err(LinkError::BadSignature));
+        assert_eq!(
+            s.verify(PATH, Some(&moved), 0),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            LinkSigner::new().verify(PATH, Some(&q), 0),
+            Err(LinkError::BadSignature)
+        );
         let other_ak = q.replace(ACCESS_KEY_ID, "OTHERAK");
-        assert_eq!(s.verify(PATH, Some(&other_ak), 0), Err(LinkError::BadSignature));
+        assert_eq!(
+            s.verify(PATH, Some(&other_ak), 0),
+            Err(LinkError::BadSignature)
+        );
     }
 
     #[test]
@@ -139,7 +160,11 @@ mod tests {
             Err(LinkError::Incomplete)
         );
         assert_eq!(
-            s.verify(PATH, Some("AccessKeyId=SIMOBSAK&Expires=ten&Signature=x"), 0),
+            s.verify(
+                PATH,
+                Some("AccessKeyId=SIMOBSAK&Expires=ten&Signature=x"),
+                0
+            ),
             Err(LinkError::Incomplete)
         );
     }

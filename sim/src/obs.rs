@@ -19,7 +19,10 @@ const HOP_PARAM: &str = "hop";
 fn iso8601(secs: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -29,7 +32,10 @@ fn expired(expires: u64, request_id: &str) -> Response<SimBody> {
         "AccessDenied",
         "Request has expired",
         request_id,
-        &[("Expires", iso8601(expires)), ("ServerTime", iso8601(unix_now()))],
+        &[
+            ("Expires", iso8601(expires)),
+            ("ServerTime", iso8601(unix_now())),
+        ],
     )
 }
 
@@ -74,7 +80,13 @@ pub(crate) async fn download(
         Ok(()) => {}
         Err(LinkError::Expired { expires }) => return expired(expires, request_id),
         Err(LinkError::Incomplete) => {
-            return http::obs_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied", request_id, &[]);
+            return http::obs_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Access Denied",
+                request_id,
+                &[],
+            );
         }
         Err(LinkError::BadSignature) => {
             return http::obs_error(
@@ -92,7 +104,10 @@ pub(crate) async fn download(
         DownloadPlan::Expired => expired(unix_now().saturating_sub(1), request_id),
         DownloadPlan::RedirectOtherHost => {
             let query = query.unwrap_or("");
-            redirect(&format!("https://localhost:{}/obs{object_path}?{query}", world.port))
+            redirect(&format!(
+                "https://localhost:{}/obs{object_path}?{query}",
+                world.port
+            ))
         }
         DownloadPlan::RedirectLoop => {
             let hop = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())

@@ -137,7 +137,11 @@ pub(crate) fn make_ca(common_name: &str) -> Result<Ca, PkiError> {
 /// Builds a CA with the same name whose validity ended a year ago.
 pub(crate) fn make_expired_ca(common_name: &str) -> Result<Ca, PkiError> {
     let now = OffsetDateTime::now_utc();
-    make_ca_valid(common_name, now - Duration::days(730), now - Duration::days(365))
+    make_ca_valid(
+        common_name,
+        now - Duration::days(730),
+        now - Duration::days(365),
+    )
 }
 
 impl Ca {
@@ -145,7 +149,8 @@ impl Ca {
     pub(crate) fn issue_leaf(&self, sans: &[&str]) -> Result<Leaf, PkiError> {
         let names: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let first = names.first().cloned().unwrap_or_else(|| "leaf".to_owned());
-        let mut params = CertificateParams::new(names).map_err(pki_err(format!("names {sans:?}")))?;
+        let mut params =
+            CertificateParams::new(names).map_err(pki_err(format!("names {sans:?}")))?;
         params.distinguished_name = dn(&first);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -156,9 +161,9 @@ impl Ca {
         params.not_after = now + VALIDITY;
         params.serial_number = Some(random_serial());
         if params.subject_alt_names.is_empty() {
-            params
-                .subject_alt_names
-                .push(SanType::DnsName("leaf".try_into().map_err(pki_err("leaf name"))?));
+            params.subject_alt_names.push(SanType::DnsName(
+                "leaf".try_into().map_err(pki_err("leaf name"))?,
+            ));
         }
         let key = KeyPair::generate().map_err(pki_err(format!("key for leaf {first}")))?;
         let cert = params

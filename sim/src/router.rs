@@ -35,7 +35,10 @@ enum Surface {
 }
 
 /// Serves one request.
-pub(crate) async fn handle(world: Arc<World>, req: Request<Incoming>) -> Result<Response<SimBody>, Infallible> {
+pub(crate) async fn handle(
+    world: Arc<World>,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, Infallible> {
     let request_id = random_hex(16);
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -44,14 +47,25 @@ pub(crate) async fn handle(world: Arc<World>, req: Request<Incoming>) -> Result<
     let method = &parts.method;
 
     let (surface, mut resp) = match segments.as_slice() {
-        ["v3", project_id, "instances", id, "ssl-cert", "download-link"] if method == Method::GET => (
+        [
+            "v3",
+            project_id,
+            "instances",
+            id,
+            "ssl-cert",
+            "download-link",
+        ] if method == Method::GET => (
             Surface::Gateway,
             api::download_link(&world, &parts.headers, project_id, id, &request_id).await,
         ),
-        ["obs", bucket, id, category, object] if method == Method::GET && *object == OBJECT_NAME => (
-            Surface::Obs,
-            obs::download(&world, bucket, id, category, query, &request_id).await,
-        ),
+        ["obs", bucket, id, category, object]
+            if method == Method::GET && *object == OBJECT_NAME =>
+        {
+            (
+                Surface::Obs,
+                obs::download(&world, bucket, id, category, query, &request_id).await,
+            )
+        }
         ["obs", ..] => (
             Surface::Obs,
             http::obs_error(
@@ -64,7 +78,9 @@ pub(crate) async fn handle(world: Arc<World>, req: Request<Incoming>) -> Result<
         ),
         ["_sim", rest @ ..] => {
             let resp = match Limited::new(body, MAX_CONTROL_BODY).collect().await {
-                Ok(collected) => control::handle(&world, method, rest, query, &collected.to_bytes()),
+                Ok(collected) => {
+                    control::handle(&world, method, rest, query, &collected.to_bytes())
+                }
                 Err(e) => http::json(
                     StatusCode::BAD_REQUEST,
                     &serde_json::json!({ "error": format!("reading the body: {e}") }),

@@ -43,7 +43,12 @@ pub(crate) fn tls_config(leaf: &Leaf) -> std::io::Result<Arc<ServerConfig>> {
 }
 
 /// Serves connections from `listener` until `cancel` fires; the listener closes then.
-pub(crate) fn spawn(listener: TcpListener, tls: Arc<ServerConfig>, world: Arc<World>, cancel: CancellationToken) {
+pub(crate) fn spawn(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    world: Arc<World>,
+    cancel: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(async move {
         loop {
@@ -53,7 +58,13 @@ pub(crate) fn spawn(listener: TcpListener, tls: Arc<ServerConfig>, world: Arc<Wo
             };
             match accepted {
                 Ok((tcp, peer)) => {
-                    tokio::spawn(connection(tcp, peer, acceptor.clone(), world.clone(), cancel.clone()));
+                    tokio::spawn(connection(
+                        tcp,
+                        peer,
+                        acceptor.clone(),
+                        world.clone(),
+                        cancel.clone(),
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -103,16 +103,21 @@ struct ActiveFault {
     bodies: HashMap<String, Bytes>,
 }
 
+/// An instance's categories in the order the API lists them, each with its current CA.
+pub(crate) type CategoryCas = Vec<(String, Ca)>;
+
 /// One simulated instance.
 struct Instance {
-    /// Categories in the order the API lists them, each with its current CA.
-    cas: Vec<(String, Ca)>,
+    cas: CategoryCas,
     fault: Option<ActiveFault>,
 }
 
 impl Instance {
     fn ca(&self, category: &str) -> Option<&Ca> {
-        self.cas.iter().find(|(c, _)| c == category).map(|(_, ca)| ca)
+        self.cas
+            .iter()
+            .find(|(c, _)| c == category)
+            .map(|(_, ca)| ca)
     }
 
     /// Rebuilds the active fault's prepared bodies after the CAs changed.
@@ -215,13 +220,19 @@ pub(crate) struct World {
 }
 
 /// Makes the CAs of a new instance (outside any lock).
-pub(crate) fn new_instance_cas(id: &str, categories: &[&str]) -> Result<Vec<(String, Ca)>, SimError> {
+pub(crate) fn new_instance_cas(
+    id: &str,
+    categories: &[&str],
+) -> Result<Vec<(String, Ca)>, SimError> {
     categories
         .iter()
         .map(|c| {
             pki::make_ca(&pki::instance_ca_name(id, c))
                 .map(|ca| (c.to_string(), ca))
-                .map_err(|source| SimError::Pki { id: id.to_owned(), source })
+                .map_err(|source| SimError::Pki {
+                    id: id.to_owned(),
+                    source,
+                })
         })
         .collect()
 }
@@ -267,13 +278,14 @@ impl World {
     }
 
     /// Inserts an instance whose CAs were made already; an existing id is left as it is.
-    pub(crate) fn insert_instance(&self, id: &str, cas: Vec<(String, Ca)>) -> bool {
+    pub(crate) fn insert_instance(&self, id: &str, cas: CategoryCas) -> bool {
         let mut reg = self.lock();
         if reg.instances.contains_key(id) {
             return false;
         }
         reg.order.push(id.to_owned());
-        reg.instances.insert(id.to_owned(), Instance { cas, fault: None });
+        reg.instances
+            .insert(id.to_owned(), Instance { cas, fault: None });
         true
     }
 
@@ -325,12 +337,18 @@ impl World {
             next.push((category.to_string(), ca));
         }
         inst.cas = next;
-        inst.refresh_fault(id)
-            .map_err(|source| SimError::Pki { id: id.to_owned(), source })
+        inst.refresh_fault(id).map_err(|source| SimError::Pki {
+            id: id.to_owned(),
+            source,
+        })
     }
 
     /// Replaces the CA of one category with a new key and serial under the same subject.
-    pub(crate) fn rotate(&self, id: &str, category: &str) -> Result<(Arc<CaInfo>, CategoryView), SimError> {
+    pub(crate) fn rotate(
+        &self,
+        id: &str,
+        category: &str,
+    ) -> Result<(Arc<CaInfo>, CategoryView), SimError> {
         let mut reg = self.lock();
         let inst = reg
             .instances
@@ -344,7 +362,10 @@ impl World {
                 id: id.to_owned(),
                 category: category.to_owned(),
             })?;
-        let pki_err = |source| SimError::Pki { id: id.to_owned(), source };
+        let pki_err = |source| SimError::Pki {
+            id: id.to_owned(),
+            source,
+        };
         slot.1 = pki::make_ca(&pki::instance_ca_name(id, category)).map_err(pki_err)?;
         let out = (slot.1.info.clone(), CategoryView::new(category, &slot.1));
         inst.refresh_fault(id).map_err(pki_err)?;
@@ -357,10 +378,12 @@ impl World {
             .instances
             .get(id)
             .ok_or_else(|| SimError::UnknownInstance { id: id.to_owned() })?;
-        inst.ca(category).cloned().ok_or_else(|| SimError::UnknownCategory {
-            id: id.to_owned(),
-            category: category.to_owned(),
-        })
+        inst.ca(category)
+            .cloned()
+            .ok_or_else(|| SimError::UnknownCategory {
+                id: id.to_owned(),
+                category: category.to_owned(),
+            })
     }
 
     /// The current CA of one category.
@@ -369,10 +392,17 @@ impl World {
     }
 
     /// Issues a server leaf signed by the current CA of one category.
-    pub(crate) fn issue_server_cert(&self, id: &str, category: &str, sans: &[&str]) -> Result<Leaf, SimError> {
+    pub(crate) fn issue_server_cert(
+        &self,
+        id: &str,
+        category: &str,
+        sans: &[&str],
+    ) -> Result<Leaf, SimError> {
         let ca = self.ca_of(id, category)?;
-        ca.issue_leaf(sans)
-            .map_err(|source| SimError::Pki { id: id.to_owned(), source })
+        ca.issue_leaf(sans).map_err(|source| SimError::Pki {
+            id: id.to_owned(),
+            source,
+        })
     }
 
     /// Sets (replacing any) the fault of an instance.
@@ -391,8 +421,10 @@ impl World {
             inst.fault = None;
             return Ok(());
         }
-        let bodies =
-            prepare_bodies(id, &fault, &inst.cas).map_err(|source| SimError::Pki { id: id.to_owned(), source })?;
+        let bodies = prepare_bodies(id, &fault, &inst.cas).map_err(|source| SimError::Pki {
+            id: id.to_owned(),
+            source,
+        })?;
         inst.fault = Some(ActiveFault {
             fault,
             remaining,
@@ -421,7 +453,11 @@ impl World {
                 let inst = reg.instances.get(id)?;
                 Some(InstanceView {
                     id: id.clone(),
-                    categories: inst.cas.iter().map(|(c, ca)| CategoryView::new(c, ca)).collect(),
+                    categories: inst
+                        .cas
+                        .iter()
+                        .map(|(c, ca)| CategoryView::new(c, ca))
+                        .collect(),
                     fault: inst.fault.as_ref().map(|f| f.fault.clone()),
                 })
             })
@@ -445,7 +481,9 @@ impl World {
         };
         let plan = match &active.fault {
             Fault::ApiStatus { status, .. } => ApiPlan::Status(*status),
-            Fault::RateLimited { retry_after_secs, .. } => ApiPlan::RateLimited {
+            Fault::RateLimited {
+                retry_after_secs, ..
+            } => ApiPlan::RateLimited {
                 retry_after_secs: *retry_after_secs,
             },
             Fault::SlowApi { millis } => {
@@ -527,14 +565,20 @@ pub(crate) const CA_CONTENT_TYPE: &str = "application/x-x509-ca-cert";
 
 /// Makes the download bodies a fault serves, per category (key generation happens here, not
 /// on the request path).
-fn prepare_bodies(id: &str, fault: &Fault, cas: &[(String, Ca)]) -> Result<HashMap<String, Bytes>, PkiError> {
+fn prepare_bodies(
+    id: &str,
+    fault: &Fault,
+    cas: &[(String, Ca)],
+) -> Result<HashMap<String, Bytes>, PkiError> {
     let mut bodies = HashMap::new();
     for (category, ca) in cas {
         let body = match fault {
             Fault::OversizeDownload { bytes } => oversize_body(&ca.info.pem, *bytes),
             Fault::Content { content } => match content {
                 BadContent::Html => Bytes::from_static(HTML_PAGE.as_bytes()),
-                BadContent::CaWithPrivateKey => Bytes::from(format!("{}{}", ca.info.pem, ca.info.key_pem)),
+                BadContent::CaWithPrivateKey => {
+                    Bytes::from(format!("{}{}", ca.info.pem, ca.info.key_pem))
+                }
                 BadContent::NotCa => {
                     let leaf = ca.issue_leaf(&["gaussdb-nosql-node.sim.invalid"])?;
                     Bytes::from(leaf.cert_pem)
@@ -595,17 +639,32 @@ mod tests {
     #[test]
     fn invalid_ids_and_unknown_instances_are_refused() {
         let w = world();
-        assert!(matches!(w.add_instance("a/b"), Err(SimError::InvalidId { .. })));
-        assert!(matches!(w.add_instance(""), Err(SimError::InvalidId { .. })));
-        assert!(matches!(w.rotate("x", "international"), Err(SimError::UnknownInstance { .. })));
+        assert!(matches!(
+            w.add_instance("a/b"),
+            Err(SimError::InvalidId { .. })
+        ));
+        assert!(matches!(
+            w.add_instance(""),
+            Err(SimError::InvalidId { .. })
+        ));
+        assert!(matches!(
+            w.rotate("x", "international"),
+            Err(SimError::UnknownInstance { .. })
+        ));
         w.add_instance("a").unwrap();
-        assert!(matches!(w.rotate("a", "national"), Err(SimError::UnknownCategory { .. })));
+        assert!(matches!(
+            w.rotate("a", "national"),
+            Err(SimError::UnknownCategory { .. })
+        ));
         assert!(matches!(
             w.set_categories("a", &["bad/cat"]),
             Err(SimError::InvalidCategory { .. })
         ));
         assert!(matches!(w.api_plan("x"), ApiPlan::UnknownInstance));
-        assert!(matches!(w.download_plan("a", "national"), DownloadPlan::NoSuchKey));
+        assert!(matches!(
+            w.download_plan("a", "national"),
+            DownloadPlan::NoSuchKey
+        ));
     }
 
     #[test]
@@ -613,10 +672,18 @@ mod tests {
         let w = world();
         w.add_instance("a").unwrap();
         let before = w.ca("a", "international").unwrap();
-        w.set_categories("a", &["national", "international"]).unwrap();
-        assert_eq!(w.ca("a", "international").unwrap().sha256_hex, before.sha256_hex);
+        w.set_categories("a", &["national", "international"])
+            .unwrap();
+        assert_eq!(
+            w.ca("a", "international").unwrap().sha256_hex,
+            before.sha256_hex
+        );
         let view = w.instances_view();
-        let cats: Vec<_> = view[0].categories.iter().map(|c| c.category.as_str()).collect();
+        let cats: Vec<_> = view[0]
+            .categories
+            .iter()
+            .map(|c| c.category.as_str())
+            .collect();
         assert_eq!(cats, ["national", "international"]);
     }
 

@@ -1,0 +1,232 @@
+//! Helpers for the simulator's integration tests: curl and openssl as independent oracles
+//! (real TLS on loopback, trusting only the simulator's ca.pem), and a small keep-alive hyper
+//! client for load.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use certsync_sim::Simulator;
+use rustls::pki_types::pem::PemObject as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+
+/// One HTTP answer as curl saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    /// Headers of the last response, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// curl's exit code (0 unless the transfer itself failed).
+    pub curl_exit: i32,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// Asserts the `X-Request-Id` header is 32 lower-case hex digits and returns it.
+    pub fn request_id(&self) -> String {
+        let id = self.header("x-request-id").expect("X-Request-Id header");
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+        id.to_owned()
+    }
+}
+
+/// Runs curl against the simulator, trusting only its ca.pem, with `extra` arguments.
+pub async fn curl(sim: &Simulator, extra: &[&str], url: &str) -> Resp {
+    curl_with_ca(&sim.ca_file(), extra, url).await
+}
+
+/// Runs curl trusting only `ca_file`.
+pub async fn curl_with_ca(ca_file: &Path, extra: &[&str], url: &str) -> Resp {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("headers");
+    let body = dir.path().join("body");
+    let status = Command::new("curl")
+        .arg("-sS")
+        .arg("--cacert")
+        .arg(ca_file)
+        .args(["--max-time", "30"])
+        .arg("-D")
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(extra)
+        .arg(url)
+        .status()
+        .await
+        .expect("curl runs");
+    let header_text = std::fs::read_to_string(&headers).unwrap_or_default();
+    // With -L several responses are recorded; the last one counts.
+    let last = header_text
+        .split("\r\n\r\n")
+        .filter(|block| block.starts_with("HTTP/"))
+        .last()
+        .unwrap_or("");
+    let mut lines = last.lines();
+    let status_code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Resp {
+        status: status_code,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+        curl_exit: status.code().unwrap_or(-1),
+    }
+}
+
+/// The download-link API URL of an instance.
+pub fn api_url(sim: &Simulator, id: &str) -> String {
+    format!(
+        "{}/v3/{}/instances/{}/ssl-cert/download-link",
+        sim.endpoint(),
+        sim.project_id(),
+        id
+    )
+}
+
+/// Calls the download-link API with the simulator's token.
+pub async fn list(sim: &Simulator, id: &str) -> Resp {
+    let token = format!("X-Auth-Token: {}", sim.token());
+    curl(sim, &["-H", &token], &api_url(sim, id)).await
+}
+
+/// Calls the API and returns the link of `category` (asserting a 200).
+pub async fn link_of(sim: &Simulator, id: &str, category: &str) -> String {
+    let resp = list(sim, id).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let json = resp.json();
+    json["certs"]
+        .as_array()
+        .expect("certs array")
+        .iter()
+        .find(|c| c["category"] == category)
+        .and_then(|c| c["download_link"].as_str())
+        .unwrap_or_else(|| panic!("no {category} link in {json}"))
+        .to_owned()
+}
+
+/// Runs `openssl ARGS` with `input` on stdin; returns (success, stdout).
+pub async fn openssl(args: &[&str], input: &[u8]) -> (bool, String) {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The subject of a PEM certificate, as openssl prints it.
+pub async fn subject(pem: &[u8]) -> String {
+    let (ok, out) = openssl(&["x509", "-noout", "-subject"], pem).await;
+    assert!(
+        ok,
+        "openssl could not parse: {}",
+        String::from_utf8_lossy(pem)
+    );
+    out.trim().to_owned()
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as lower-case hex without colons, per openssl.
+pub async fn fingerprint(pem: &[u8]) -> String {
+    let (ok, out) = openssl(&["x509", "-noout", "-fingerprint", "-sha256"], pem).await;
+    assert!(
+        ok,
+        "openssl could not parse: {}",
+        String::from_utf8_lossy(pem)
+    );
+    out.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// A keep-alive HTTPS client on one connection (tokio-rustls + hyper), trusting ca.pem only.
+pub struct KeepAlive {
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+}
+
+impl KeepAlive {
+    pub async fn connect(sim: &Simulator) -> KeepAlive {
+        let mut roots = rustls::RootCertStore::empty();
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(sim.ca_pem().as_bytes()).unwrap();
+        roots.add(der).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(sim.addr().ip().into());
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        KeepAlive { send }
+    }
+
+    /// GETs a URL (path and query taken from it) on this connection; returns (status, body).
+    pub async fn get(&mut self, url: &str, token: Option<&str>) -> (u16, bytes::Bytes) {
+        use http_body_util::BodyExt as _;
+        let uri: hyper::Uri = url.parse().unwrap();
+        let mut req = hyper::Request::get(uri.path_and_query().unwrap().as_str())
+            .header("host", uri.authority().unwrap().as_str());
+        if let Some(token) = token {
+            req = req.header("x-auth-token", token);
+        }
+        self.send.ready().await.unwrap();
+        let resp = self
+            .send
+            .send_request(req.body(http_body_util::Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.into_body().collect().await.unwrap().to_bytes())
+    }
+}
