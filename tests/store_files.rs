@@ -912,10 +912,24 @@ fn create_dir_failure_is_reported() {
 fn empty_pass_input_on_empty_store_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
-    let mut o = opts(&dir, HOUR);
-    o.bundle = None;
-    let mut store = Store::open(o, false).unwrap();
+    let mut store = Store::open(opts(&dir, HOUR), false).unwrap();
     let report = store.apply(&PassInput::default(), t0(), false);
-    assert!(!report.changed());
+    assert!(!report.changed(), "no empty bundle is created");
     assert!(names(&dir).is_empty());
+
+    // A managed bundle is emptied when the last instance goes.
+    let a = TestCa::new("A");
+    store.apply(
+        &pass(vec![entry("a", "international", &[&a])], &[]),
+        t0(),
+        false,
+    );
+    let report = store.apply(&PassInput::default(), t0(), false);
+    assert!(
+        report
+            .other
+            .contains(&(dir.join("ca-bundle.crt"), Change::Updated))
+    );
+    assert_eq!(read(dir.join("ca-bundle.crt")), "");
+    assert_eq!(names(&dir), [".certsync-manifest.json", "ca-bundle.crt"]);
 }

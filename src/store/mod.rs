@@ -22,6 +22,8 @@
 //!   instances that failed this pass (their files are untouched, so their CAs stay trusted).
 //! - A file whose content is right but whose mode differs from `mode` is rewritten (atomically),
 //!   so a changed `mode` takes effect.
+//! - The bundle is not created while it would be empty; a managed bundle is emptied when its
+//!   last CA leaves.
 //! - `StoreReport::other` lists only bundle/hash/pruned files that changed, not unchanged ones.
 
 mod manifest;

@@ -104,8 +104,11 @@ pub fn read(path: impl AsRef<Path>) -> String {
         .unwrap_or_else(|e| panic!("read {}: {e}", path.as_ref().display()))
 }
 
-/// (inode, mtime in ns, mode bits) of a file, symlinks not followed.
-pub fn facts(path: impl AsRef<Path>) -> (u64, i128, u32) {
+/// (inode, mtime in ns, mode bits) of a file.
+pub type Facts = (u64, i128, u32);
+
+/// [`Facts`] of a file, symlinks not followed.
+pub fn facts(path: impl AsRef<Path>) -> Facts {
     let m = std::fs::symlink_metadata(path.as_ref()).expect("stat");
     (
         m.ino(),
@@ -125,7 +128,7 @@ pub fn names(dir: &Path) -> Vec<String> {
 }
 
 /// Facts of every file in the folder.
-pub fn snapshot(dir: &Path) -> Vec<(String, (u64, i128, u32), Vec<u8>)> {
+pub fn snapshot(dir: &Path) -> Vec<(String, Facts, Vec<u8>)> {
     names(dir)
         .into_iter()
         .map(|n| {
