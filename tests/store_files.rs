@@ -933,3 +933,129 @@ fn empty_pass_input_on_empty_store_changes_nothing() {
     assert_eq!(read(dir.join("ca-bundle.crt")), "");
     assert_eq!(names(&dir), [".certsync-manifest.json", "ca-bundle.crt"]);
 }
+
+/// Makes a folder immutable (`chattr +i`: even root cannot create, rename or remove in it)
+/// until dropped.
+struct Immutable<'a>(&'a std::path::Path);
+
+impl<'a> Immutable<'a> {
+    fn new(dir: &'a std::path::Path) -> Immutable<'a> {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status()
+            .expect("run chattr")
+            .success();
+        assert!(ok, "chattr +i {}", dir.display());
+        Immutable(dir)
+    }
+}
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(self.0)
+            .status();
+    }
+}
+
+#[test]
+fn write_failures_are_per_entry_and_keep_the_old_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let (a1, a2, b, c) = (
+        TestCa::new("A1"),
+        TestCa::new("A2"),
+        TestCa::new("B"),
+        TestCa::new("C"),
+    );
+    let mut o = opts(&dir, HOUR);
+    o.capath = false;
+    let mut store = Store::open(o, false).unwrap();
+    let t = t0();
+    let b_entry = entry("b", "international", &[&b]);
+    store.apply(
+        &pass(
+            vec![entry("a", "international", &[&a1]), b_entry.clone()],
+            &[],
+        ),
+        t,
+        false,
+    );
+    let before = snapshot(&dir);
+
+    {
+        let _frozen = Immutable::new(&dir);
+        // A new name needs the manifest written first: that fails, so nothing is written.
+        let report = store.apply(
+            &pass(
+                vec![
+                    entry("a", "international", &[&a2]),
+                    b_entry.clone(),
+                    entry("c", "international", &[&c]),
+                ],
+                &[],
+            ),
+            t + mins(10),
+            false,
+        );
+        assert!(!report.changed());
+        // The manifest's own failure, then the bundle's write that it prevented.
+        assert!(
+            matches!(
+                &report.errors[..],
+                [StoreError::Io { path: m, .. }, StoreError::Io { path: b, .. }]
+                    if m.ends_with(".certsync-manifest.json") && b.ends_with("ca-bundle.crt")
+            ),
+            "{:?}",
+            report.errors
+        );
+        assert!(matches!(
+            report.entries[0].result,
+            Err(StoreError::Io { .. })
+        ));
+        assert!(matches!(report.entries[1].result, Ok(Change::Unchanged)));
+        assert!(matches!(
+            report.entries[2].result,
+            Err(StoreError::Io { .. })
+        ));
+
+        // No new name: each write fails on its own.
+        let report = store.apply(
+            &pass(
+                vec![entry("a", "international", &[&a2]), b_entry.clone()],
+                &[],
+            ),
+            t + mins(10),
+            false,
+        );
+        assert!(!report.changed());
+        match &report.entries[0].result {
+            Err(e @ StoreError::Io { path, .. }) => {
+                assert_eq!(*path, dir.join("a-international.crt"));
+                assert!(e.to_string().contains("temporary file"), "{e}");
+            }
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert!(report.errors.iter().any(|e| matches!(
+            e,
+            StoreError::Io { path, .. } if path.ends_with("ca-bundle.crt")
+        )));
+        assert_eq!(snapshot(&dir), before);
+        assert_eq!(store.current()[0].fingerprints, [a1.fp()]);
+        assert_eq!(store.next_deadline(), None);
+    }
+
+    // Writable again: the rotation happens now, with its overlap starting now.
+    let report = store.apply(
+        &pass(vec![entry("a", "international", &[&a2]), b_entry], &[]),
+        t + mins(20),
+        false,
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(matches!(report.entries[0].result, Ok(Change::Updated)));
+    assert_eq!(read(dir.join("a-international.crt")), a2.pem() + &a1.pem());
+    assert_eq!(store.next_deadline(), Some(t + mins(20) + HOUR));
+    assert!(names(&dir).iter().all(|n| !n.starts_with(".certsync-tmp-")));
+}
