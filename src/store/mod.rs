@@ -22,6 +22,8 @@
 //!   instances that failed this pass (their files are untouched, so their CAs stay trusted).
 //! - A file whose content is right but whose mode differs from `mode` is rewritten (atomically),
 //!   so a changed `mode` takes effect.
+//! - The bundle is not created while it would be empty; a managed bundle is emptied when its
+//!   last CA leaves.
 //! - `StoreReport::other` lists only bundle/hash/pruned files that changed, not unchanged ones.
 
 mod manifest;
@@ -71,6 +73,23 @@ pub struct Store {
     /// The last final manifest could not be written: write it at the next pass.
     manifest_dirty: bool,
 }
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.opts.dir)
+            .field("read_only", &self.dir_fd.is_none())
+            .field("managed_files", &self.manifest.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Name of the manifest inside the trust folder (for tools that list the folder, such as
+/// `inspect`, and must skip it).
+pub const MANIFEST_FILE_NAME: &str = MANIFEST_NAME;
+
+/// Prefix of certsync's temporary files inside the trust folder.
+pub const TEMP_FILE_PREFIX: &str = write::TEMP_PREFIX;
 
 /// What one instance and category should hold after this pass.
 #[derive(Clone, Debug)]
@@ -354,10 +373,10 @@ impl Store {
             Some((kind, msg)) => (
                 plan.writes
                     .iter()
-                    .map(|_| {
+                    .map(|w| {
                         Err(StoreError::Io {
-                            path: dir.join(MANIFEST_NAME),
-                            op: "write the manifest before writing",
+                            path: dir.join(&w.name),
+                            op: "write (the manifest that must list it first was not saved)",
                             source: io::Error::new(*kind, msg.clone()),
                         })
                     })

@@ -43,6 +43,9 @@ pub(crate) struct Removal {
     pub owner: Owner,
 }
 
+/// The change and the bytes when an entry's file must be written; `None`: leave it alone.
+type EntryWrite = Option<(Change, Vec<u8>)>;
+
 /// What became of a planned removal.
 pub(crate) enum RemovalResult {
     Removed,
@@ -145,17 +148,20 @@ impl Planner<'_> {
                 .collect();
             let fingerprints: Vec<String> = current.iter().map(|c| c.fingerprint()).collect();
             let result = match self.plan_entry(entry, &current, &fingerprints, &claimed) {
-                Ok((record, change, content)) => {
-                    if let (Some(change), Some(content)) = (change, content) {
-                        self.writes.push(Write {
-                            name: entry.file_name.clone(),
-                            content,
-                            change,
-                            owner: Owner::Entry(i),
-                        });
-                    }
+                Ok((record, write)) => {
                     self.final_files.insert(entry.file_name.clone(), record);
-                    Ok(change.unwrap_or(Change::Unchanged))
+                    match write {
+                        Some((change, content)) => {
+                            self.writes.push(Write {
+                                name: entry.file_name.clone(),
+                                content,
+                                change,
+                                owner: Owner::Entry(i),
+                            });
+                            Ok(change)
+                        }
+                        None => Ok(Change::Unchanged),
+                    }
                 }
                 Err(e) => {
                     failed_owners.insert((&entry.instance_id, &entry.category));
@@ -198,15 +204,14 @@ impl Planner<'_> {
         entries
     }
 
-    /// Plans one update: `(record, change if a write is needed, content if written)`.
-    #[allow(clippy::type_complexity)]
+    /// Plans one update: its new record, and the change and bytes if the file must be written.
     fn plan_entry(
         &self,
         entry: &super::DesiredEntry,
         current: &[&Cert],
         fingerprints: &[String],
         claimed: &HashSet<&str>,
-    ) -> Result<(Record, Option<Change>, Option<Vec<u8>>), StoreError> {
+    ) -> Result<(Record, EntryWrite), StoreError> {
         let name = entry.file_name.as_str();
         check_file_name(name).map_err(|reason| StoreError::InvalidName {
             name: name.to_string(),
@@ -299,7 +304,7 @@ impl Planner<'_> {
             replaced,
         };
         let change = needed_change(existing.as_ref(), &content, self.opts.mode);
-        Ok((record, change, change.map(|_| content)))
+        Ok((record, change.map(|c| (c, content))))
     }
 
     /// The bundle and hash files, derived from the instance records of `final_files`.
@@ -319,7 +324,12 @@ impl Planner<'_> {
             }
         }
 
-        if let Some(bundle) = &self.opts.bundle {
+        // An empty bundle is only written over a managed one (so that stale CAs leave it);
+        // creating an empty file would be a change with nothing in it (and run hooks).
+        let bundle = self.opts.bundle.as_ref().filter(|name| {
+            !set.is_empty() || matches!(self.old.get(name.as_str()), Some(Record::Bundle { .. }))
+        });
+        if let Some(bundle) = bundle {
             let content: String = set.values().map(|c| c.to_pem()).collect();
             let content = content.into_bytes();
             let record = Record::Bundle {

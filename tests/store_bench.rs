@@ -1,0 +1,62 @@
+//! Timing of the store on many instances (a cold pass of 200 and 2,000 new instance files,
+//! each with its own CA, plus bundle and hash files), checked for correctness as it goes.
+//! Figures are printed; for meaningful ones run
+//! `cargo test --release --test store_bench -- --nocapture`.
+
+mod store_support;
+
+use std::time::{Duration, Instant};
+
+use certsync::store::{Change, Store};
+use store_support::*;
+
+fn run(n: usize, cas: &[TestCa]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let updates: Vec<_> = (0..n)
+        .map(|i| entry(&format!("inst{i:05}"), "international", &[&cas[i]]))
+        .collect();
+    let input = pass(updates, &[]);
+
+    let start = Instant::now();
+    let mut store = Store::open(opts(&dir, Duration::from_secs(3600)), false).unwrap();
+    let open = start.elapsed();
+    let start = Instant::now();
+    let report = store.apply(&input, t0(), false);
+    let cold = start.elapsed();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(
+        report
+            .entries
+            .iter()
+            .all(|e| matches!(e.result, Ok(Change::Created)))
+    );
+    // n instance files, n hash files, bundle, manifest.
+    assert_eq!(names(&dir).len(), 2 * n + 2);
+    assert_eq!(report.changed_files.len(), 2 * n + 1);
+
+    let start = Instant::now();
+    let report = store.apply(&input, t0(), false);
+    let warm = start.elapsed();
+    assert!(!report.changed());
+    drop(store);
+
+    let start = Instant::now();
+    let mut store = Store::open(opts(&dir, Duration::from_secs(3600)), false).unwrap();
+    let reopen = start.elapsed();
+    assert_eq!(store.current().len(), n);
+    assert!(!store.apply(&input, t0(), false).changed());
+
+    eprintln!(
+        "store bench n={n}: open empty {open:?}, cold apply {cold:?} ({} files written), \
+         unchanged apply {warm:?}, reopen with {n} files {reopen:?}",
+        2 * n + 1
+    );
+}
+
+#[test]
+fn apply_200_and_2000_new_entries() {
+    let cas: Vec<TestCa> = (0..2000).map(|i| TestCa::new(&format!("CA {i}"))).collect();
+    run(200, &cas);
+    run(2000, &cas);
+}
