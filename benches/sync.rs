@@ -94,7 +94,9 @@ fn baseline(sim: &Simulator, dir: &Path, parallel: usize) -> Option<f64> {
         .stderr(Stdio::null())
         .status()
         .ok()?;
-    status.success().then(|| started.elapsed().as_secs_f64() * 1e3)
+    status
+        .success()
+        .then(|| started.elapsed().as_secs_f64() * 1e3)
 }
 
 fn main() {
@@ -109,7 +111,13 @@ fn main() {
     println!("certsync sync benchmark (2-core machine, simulator on loopback over TLS)");
     println!(
         "{:>9} {:>12} {:>14} {:>12} {:>14} {:>14} {:>14}",
-        "instances", "cold pass", "cold process", "unchanged", "unchanged proc", "peak RSS", "baseline cron"
+        "instances",
+        "cold pass",
+        "cold process",
+        "unchanged",
+        "unchanged proc",
+        "peak RSS",
+        "baseline cron"
     );
     for &n in sizes {
         let tmp = tempfile::tempdir().unwrap();

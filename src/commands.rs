@@ -55,7 +55,11 @@ pub fn init_logging(cli: &Logging, config: Option<&Config>) {
     // try_init: a second call (tests running commands in-process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }
 
@@ -185,8 +189,17 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
             Ok(listing) => {
                 println!("  instance {}: ok", inst.display_name());
                 for link in &listing.certs {
-                    let wanted = if inst.wants(&link.category) { "" } else { " (not in categories: ignored)" };
-                    println!("    {} {}{}", link.category, RedactedUrl::new(&link.url), wanted);
+                    let wanted = if inst.wants(&link.category) {
+                        ""
+                    } else {
+                        " (not in categories: ignored)"
+                    };
+                    println!(
+                        "    {} {}{}",
+                        link.category,
+                        RedactedUrl::new(&link.url),
+                        wanted
+                    );
                 }
                 if listing.certs.is_empty() {
                     println!("    the API lists no certificate");
@@ -194,7 +207,11 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
                 }
             }
             Err(e) => {
-                println!("  instance {}: failed: {}", inst.display_name(), error_chain(&e));
+                println!(
+                    "  instance {}: failed: {}",
+                    inst.display_name(),
+                    error_chain(&e)
+                );
                 code = EXIT_FAILED;
             }
         }
@@ -222,7 +239,11 @@ pub fn inspect(paths: &[PathBuf], json: bool) -> u8 {
     for err in &errors {
         eprintln!("certsync: not a certificate: {err}");
     }
-    if errors.is_empty() { EXIT_OK } else { EXIT_FAILED }
+    if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// An error and its sources, joined by ": ".
@@ -273,7 +294,11 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
     let config = config::load(&config_path).map_err(|e| e.to_string())?;
     let ids = sim.instance_ids();
     println!("certsync demo");
-    println!("  simulator:   {} (project {})", sim.endpoint(), sim.project_id());
+    println!(
+        "  simulator:   {} (project {})",
+        sim.endpoint(),
+        sim.project_id()
+    );
     println!("  config:      {}", config_path.display());
     println!("  trust dir:   {}", dir.display());
     println!(
@@ -350,7 +375,9 @@ timeout = "10s"
         trust_dir = trust_dir.display(),
     );
     for (id, name) in sim.instance_ids().iter().zip(names) {
-        text.push_str(&format!("\n[[instance]]\nid = \"{id}\"\nname = \"{name}\"\n"));
+        text.push_str(&format!(
+            "\n[[instance]]\nid = \"{id}\"\nname = \"{name}\"\n"
+        ));
     }
     let path = work.join("certsync.toml");
     std::fs::write(&path, text).map_err(|e| format!("demo config: {e}"))?;

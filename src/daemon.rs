@@ -98,7 +98,9 @@ pub enum InstanceError {
         source: ValidationError,
     },
     /// A category named by the API gives a file name that cannot be used.
-    #[error("instance {instance}: category {category:?} from the API gives file name {file_name:?}, which {problem}")]
+    #[error(
+        "instance {instance}: category {category:?} from the API gives file name {file_name:?}, which {problem}"
+    )]
     BadCategory {
         /// Display name.
         instance: String,
@@ -315,7 +317,9 @@ impl Engine {
     ) -> PassSummary {
         self.passes += 1;
         let span = tracing::info_span!("pass", n = self.passes, dry_run);
-        self.pass_inner(only, dry_run, shutdown).instrument(span).await
+        self.pass_inner(only, dry_run, shutdown)
+            .instrument(span)
+            .await
     }
 
     async fn pass_inner(
@@ -475,7 +479,10 @@ impl Engine {
 
     /// Lists, downloads and validates every instance, `concurrency` at a time. One instance's
     /// failure or slowness does not affect the others' results.
-    async fn sync_all(&self, instances: Vec<Instance>) -> Vec<(Instance, Result<Synced, InstanceError>)> {
+    async fn sync_all(
+        &self,
+        instances: Vec<Instance>,
+    ) -> Vec<(Instance, Result<Synced, InstanceError>)> {
         let limit = Arc::new(Semaphore::new(self.config.sync.concurrency));
         let mut tasks = JoinSet::new();
         for (index, inst) in instances.into_iter().enumerate() {
@@ -519,7 +526,11 @@ impl Engine {
         let failed = failures
             .iter()
             .map(|(i, e)| (i.id.clone(), e.to_string()))
-            .chain(store_failed.iter().map(|id| (id.clone(), "writing its file failed".to_string())));
+            .chain(
+                store_failed
+                    .iter()
+                    .map(|id| (id.clone(), "writing its file failed".to_string())),
+            );
         for (id, error) in failed {
             let h = self.health.entry(id).or_default();
             h.failures += 1;
@@ -529,7 +540,12 @@ impl Engine {
             tracing::info!(retry_in = ?delay, failures = h.failures, "instance will be retried");
         }
         // Forget instances that left the config.
-        let configured: BTreeSet<&str> = self.config.instances.iter().map(|i| i.id.as_str()).collect();
+        let configured: BTreeSet<&str> = self
+            .config
+            .instances
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect();
         self.health.retain(|id, _| configured.contains(id.as_str()));
     }
 
@@ -567,7 +583,9 @@ impl Engine {
                     failures: 0,
                     next_retry: None,
                 });
-                pending.changed_files.extend(report.changed_files.iter().cloned());
+                pending
+                    .changed_files
+                    .extend(report.changed_files.iter().cloned());
                 // New changes run the hook now, even while it waits for a retry.
                 pending.next_retry = None;
             }
@@ -629,10 +647,14 @@ impl Engine {
     fn next_due(&self) -> (Option<Instant>, Option<Instant>, Option<Instant>) {
         let retry = self.health.values().filter_map(|h| h.next_retry).min();
         let hook = self.hooks.values().filter_map(|p| p.next_retry).min();
-        let deadline = self.store.as_ref().and_then(|s| s.next_deadline()).map(|t| {
-            let wait = t.duration_since(SystemTime::now()).unwrap_or_default();
-            Instant::now() + wait
-        });
+        let deadline = self
+            .store
+            .as_ref()
+            .and_then(|s| s.next_deadline())
+            .map(|t| {
+                let wait = t.duration_since(SystemTime::now()).unwrap_or_default();
+                Instant::now() + wait
+            });
         (retry, hook, deadline)
     }
 
@@ -673,24 +695,26 @@ async fn sync_instance(
                 problem,
             });
         }
-        let download = fetcher
-            .download(&link.url)
-            .await
-            .map_err(|source| InstanceError::Fetch {
-                instance: name.clone(),
-                category: link.category.clone(),
-                source,
-            })?;
+        let download =
+            fetcher
+                .download(&link.url)
+                .await
+                .map_err(|source| InstanceError::Fetch {
+                    instance: name.clone(),
+                    category: link.category.clone(),
+                    source,
+                })?;
         let policy = Policy {
             now: SystemTime::now(),
             pins: &inst.pins,
         };
-        let certs = validate(&download.bytes, &policy).map_err(|source| InstanceError::Invalid {
-            instance: name.clone(),
-            category: link.category.clone(),
-            url: download.url.clone(),
-            source,
-        })?;
+        let certs =
+            validate(&download.bytes, &policy).map_err(|source| InstanceError::Invalid {
+                instance: name.clone(),
+                category: link.category.clone(),
+                url: download.url.clone(),
+                source,
+            })?;
         for cert in certs.iter().filter(|c| c.sm2) {
             tracing::warn!(category = %link.category, subject = %cert.subject, "SM2 certificate accepted without checking its signature");
         }

@@ -107,7 +107,9 @@ impl FetchError {
     pub fn reason(&self) -> &'static str {
         match self {
             FetchError::NotHttps { .. } | FetchError::HostNotAllowed { .. } => "download_refused",
-            FetchError::TooManyRedirects { .. } | FetchError::BadRedirect { .. } => "download_redirect",
+            FetchError::TooManyRedirects { .. } | FetchError::BadRedirect { .. } => {
+                "download_redirect"
+            }
             FetchError::Status { .. } => "download_status",
             FetchError::TooLarge { .. } => "download_too_large",
             FetchError::Transport { .. } => "download_failed",
@@ -157,15 +159,15 @@ impl Fetcher {
         loop {
             self.check(&url)?;
             let shown = RedactedUrl::new(&url);
-            let mut response = self
-                .http
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|e| FetchError::Transport {
-                    url: shown.clone(),
-                    detail: describe_transport(&e),
-                })?;
+            let mut response =
+                self.http
+                    .get(url.clone())
+                    .send()
+                    .await
+                    .map_err(|e| FetchError::Transport {
+                        url: shown.clone(),
+                        detail: describe_transport(&e),
+                    })?;
             let status = response.status();
             if status.is_redirection() {
                 redirects += 1;
@@ -183,14 +185,19 @@ impl Fetcher {
                 continue;
             }
             if !status.is_success() {
-                let body = read_capped(&mut response, 64 * 1024, &shown).await.unwrap_or_default();
+                let body = read_capped(&mut response, 64 * 1024, &shown)
+                    .await
+                    .unwrap_or_default();
                 return Err(FetchError::Status {
                     url: shown,
                     status: status.as_u16(),
                     code: xml_code(&body),
                 });
             }
-            if response.content_length().is_some_and(|n| n > self.max_bytes) {
+            if response
+                .content_length()
+                .is_some_and(|n| n > self.max_bytes)
+            {
                 return Err(FetchError::TooLarge {
                     url: shown,
                     limit: self.max_bytes,

@@ -15,7 +15,12 @@ use certsync::config::LogFormat;
 #[command(name = "certsync", version, about)]
 struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "CERTSYNC_CONFIG", default_value = "/etc/certsync/certsync.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "CERTSYNC_CONFIG",
+        default_value = "/etc/certsync/certsync.toml"
+    )]
     config: PathBuf,
     /// Log format (default: the config's [log] format, else text).
     #[arg(long, global = true, value_enum)]

@@ -25,7 +25,9 @@ impl Running {
         let mut cmd = tokio::process::Command::new(BIN);
         cmd.arg("--config").arg(config).args(args);
         cmd.env_remove("RUST_LOG");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.kill_on_drop(true);
         let mut child = cmd.spawn().unwrap();
         let (tx, lines) = mpsc::unbounded_channel();
@@ -54,7 +56,10 @@ impl Running {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(line)) if line.contains(needle) => return line,
                 Ok(Some(_)) => continue,
-                _ => panic!("no line with {needle:?}; log:\n{}", self.log.lock().unwrap()),
+                _ => panic!(
+                    "no line with {needle:?}; log:\n{}",
+                    self.log.lock().unwrap()
+                ),
             }
         }
     }
@@ -82,13 +87,20 @@ async fn run_syncs_at_once_starts_a_pass_on_sigusr1_and_stops_cleanly_on_sigterm
     let h = Harness::new(2).await;
     let mut d = Running::start(&h.config, &["run"]);
     d.wait_for("pass finished").await;
-    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), h.expected_pem(0));
+    assert_eq!(
+        std::fs::read_to_string(h.file(0)).unwrap(),
+        h.expected_pem(0)
+    );
     assert_eq!(h.hook_runs().len(), 1);
 
     h.sim.rotate(&h.id(1), "international");
     d.signal(Signal::USR1);
     d.wait_for("pass finished").await;
-    assert!(std::fs::read_to_string(h.file(1)).unwrap().starts_with(&h.expected_pem(1)));
+    assert!(
+        std::fs::read_to_string(h.file(1))
+            .unwrap()
+            .starts_with(&h.expected_pem(1))
+    );
     assert_eq!(h.hook_runs().len(), 2);
 
     d.signal(Signal::TERM);
@@ -117,7 +129,11 @@ async fn a_rotated_token_is_picked_up_after_a_401() {
     d.signal(Signal::USR1);
     let line = d.wait_for("pass finished").await;
     assert!(line.contains("failed=0"), "{line}\n{}", d.log());
-    assert!(std::fs::read_to_string(h.file(0)).unwrap().starts_with(&h.expected_pem(0)));
+    assert!(
+        std::fs::read_to_string(h.file(0))
+            .unwrap()
+            .starts_with(&h.expected_pem(0))
+    );
     assert!(!d.log().contains("the-new-token-0123456789"));
     d.signal(Signal::TERM);
     assert_eq!(d.exit_code().await, Some(0));
@@ -126,14 +142,24 @@ async fn a_rotated_token_is_picked_up_after_a_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_instance_is_retried_with_backoff_without_waiting_for_the_interval() {
     let h = Harness::new(2).await;
-    h.sim.set_fault(&h.id(0), certsync_sim::Fault::ApiStatus { status: 500, times: Some(3) });
+    h.sim.set_fault(
+        &h.id(0),
+        certsync_sim::Fault::ApiStatus {
+            status: 500,
+            times: Some(3),
+        },
+    );
     let mut d = Running::start(&h.config, &["run"]);
     let first = d.wait_for("pass finished").await;
     assert!(first.contains("failed=1"), "{first}");
     assert!(!h.file(0).exists() && h.file(1).exists());
     // retry_initial is 1s in the harness: the retry pass syncs only the failed instance.
     let retry = d.wait_for("pass finished").await;
-    assert!(retry.contains("failed=0") && retry.contains("instances=1"), "{retry}\n{}", d.log());
+    assert!(
+        retry.contains("failed=0") && retry.contains("instances=1"),
+        "{retry}\n{}",
+        d.log()
+    );
     assert!(h.file(0).exists());
     d.signal(Signal::TERM);
     assert_eq!(d.exit_code().await, Some(0));
@@ -141,10 +167,20 @@ async fn a_failed_instance_is_retried_with_backoff_without_waiting_for_the_inter
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_hook_is_retried_until_it_succeeds() {
-    let h = Harness::with(1, Extra { no_hook: true, ..Extra::default() }).await;
+    let h = Harness::with(
+        1,
+        Extra {
+            no_hook: true,
+            ..Extra::default()
+        },
+    )
+    .await;
     let flag = h.tmp.path().join("hook-may-succeed");
     let count = h.tmp.path().join("hook-count");
-    let mut extra = Extra { no_hook: true, ..Extra::default() };
+    let mut extra = Extra {
+        no_hook: true,
+        ..Extra::default()
+    };
     extra.tail = format!(
         "\n[[hook]]\nname = \"flaky\"\ntimeout = \"5s\"\ncommand = [\"/bin/sh\", \"-c\", \"echo run >> {count}; test -e {flag}\"]\n",
         count = count.display(),
@@ -182,7 +218,12 @@ fn assert_folder_whole(dir: &Path) {
         let certs = certsync::cert::read_certs_lenient(&data)
             .unwrap_or_else(|e| panic!("{} is not whole: {e}", path.display()));
         let normalised: String = certs.iter().map(|c| c.to_pem()).collect();
-        assert_eq!(normalised.as_bytes(), &data[..], "{} is not whole", path.display());
+        assert_eq!(
+            normalised.as_bytes(),
+            &data[..],
+            "{} is not whole",
+            path.display()
+        );
     }
 }
 
@@ -210,14 +251,21 @@ async fn crash_at_random_moments_while_cas_rotate_leaves_every_file_whole() {
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     assert_folder_whole(&h.trust);
     for i in 0..12 {
-        assert!(std::fs::read_to_string(h.file(i)).unwrap().starts_with(&h.expected_pem(i)));
+        assert!(
+            std::fs::read_to_string(h.file(i))
+                .unwrap()
+                .starts_with(&h.expected_pem(i))
+        );
     }
     let leftovers: Vec<_> = std::fs::read_dir(&h.trust)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".certsync-tmp"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left after a clean start");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left after a clean start"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,10 +274,17 @@ async fn demo_runs_against_its_simulator_and_stops_on_ctrl_c() {
     let dir = tmp.path().join("demo-trust");
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args(["demo", "--dir"]).arg(&dir).env_remove("RUST_LOG");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let child = cmd.spawn().unwrap();
     let (tx, lines) = mpsc::unbounded_channel();
-    let mut d = Running { child, lines, log: Arc::new(Mutex::new(String::new())) };
+    let mut d = Running {
+        child,
+        lines,
+        log: Arc::new(Mutex::new(String::new())),
+    };
     for stream in [
         Box::new(d.child.stderr.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
         Box::new(d.child.stdout.take().unwrap()),

@@ -35,9 +35,15 @@ async fn first_sync_writes_every_file_and_runs_the_hook_once() {
     let runs = h.hook_runs();
     assert_eq!(runs.len(), 1, "{runs:?}");
     for i in 0..3 {
-        assert!(runs[0].contains(&h.file(i).display().to_string()), "{}", runs[0]);
+        assert!(
+            runs[0].contains(&h.file(i).display().to_string()),
+            "{}",
+            runs[0]
+        );
     }
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(h.file(0)).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(h.file(0)).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o644);
 }
 
@@ -49,11 +55,23 @@ async fn a_pass_with_nothing_changed_writes_nothing_and_runs_no_hook() {
     let bundle_before = mtime(&h.trust.join("ca-bundle.crt"));
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    assert!(stdout(&out).lines().filter(|l| l.contains(" unchanged ")).count() == 2, "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains(" unchanged "))
+            .count()
+            == 2,
+        "{}",
+        stdout(&out)
+    );
     let after: Vec<_> = (0..2).map(|i| mtime(&h.file(i))).collect();
     assert_eq!(before, after);
     assert_eq!(bundle_before, mtime(&h.trust.join("ca-bundle.crt")));
-    assert_eq!(h.hook_runs().len(), 1, "the hook ran again without a change");
+    assert_eq!(
+        h.hook_runs().len(),
+        1,
+        "the hook ran again without a change"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,30 +84,54 @@ async fn rotation_keeps_the_old_ca_during_the_overlap() {
     assert_ne!(old, new);
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), format!("{new}{old}"));
+    assert_eq!(
+        std::fs::read_to_string(h.file(0)).unwrap(),
+        format!("{new}{old}")
+    );
     let bundle = std::fs::read_to_string(h.trust.join("ca-bundle.crt")).unwrap();
     assert!(bundle.contains(&new) && bundle.contains(&old));
     assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 3);
     let runs = h.hook_runs();
     assert_eq!(runs.len(), 2);
     assert!(runs[1].contains(&h.file(0).display().to_string()));
-    assert!(!runs[1].contains(&h.file(1).display().to_string()), "{}", runs[1]);
+    assert!(
+        !runs[1].contains(&h.file(1).display().to_string()),
+        "{}",
+        runs[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_without_overlap_replaces_at_once() {
-    let h = Harness::with(1, Extra { sync: "rotation_overlap = \"0s\"", ..Extra::default() }).await;
+    let h = Harness::with(
+        1,
+        Extra {
+            sync: "rotation_overlap = \"0s\"",
+            ..Extra::default()
+        },
+    )
+    .await;
     assert_eq!(code(&h.once().await), 0);
     h.sim.rotate(&h.id(0), "international");
     assert_eq!(code(&h.once().await), 0);
-    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), h.expected_pem(0));
+    assert_eq!(
+        std::fs::read_to_string(h.file(0)).unwrap(),
+        h.expected_pem(0)
+    );
 }
 
 /// Syncs two instances, then breaks instance 0 with `fault` and rotates its CA: the pass must
 /// fail (exit 1) naming the reason, keep instance 0's file byte for byte, leave instance 1 as
 /// it is, and run no hook. Returns the output for further checks.
 async fn fault_keeps_last_good(fault: Fault, expect: &str) -> std::process::Output {
-    let h = Harness::with(2, Extra { cloud: "", ..Extra::default() }).await;
+    let h = Harness::with(
+        2,
+        Extra {
+            cloud: "",
+            ..Extra::default()
+        },
+    )
+    .await;
     assert_eq!(code(&h.once().await), 0);
     let before = std::fs::read(h.file(0)).unwrap();
     let before_mtime = mtime(&h.file(0));
@@ -97,16 +139,34 @@ async fn fault_keeps_last_good(fault: Fault, expect: &str) -> std::process::Outp
     h.sim.set_fault(&h.id(0), fault.clone());
     let out = h.once().await;
     assert_eq!(code(&out), 1, "{fault:?}: {}", all_output(&out));
-    assert_eq!(std::fs::read(h.file(0)).unwrap(), before, "{fault:?} changed the file");
+    assert_eq!(
+        std::fs::read(h.file(0)).unwrap(),
+        before,
+        "{fault:?} changed the file"
+    );
     assert_eq!(mtime(&h.file(0)), before_mtime);
     let text = stdout(&out);
     let line = text.lines().find(|l| l.starts_with("inst0/")).unwrap();
     assert!(line.contains("failed: "), "{line}");
-    assert!(line.contains(expect), "{fault:?}: expected {expect:?} in {line}");
-    assert!(text.lines().any(|l| l.starts_with("inst1/international ") && l.contains(" unchanged ")), "{text}");
-    assert_eq!(h.hook_runs().len(), 1, "{fault:?}: a hook ran after a failed pass");
+    assert!(
+        line.contains(expect),
+        "{fault:?}: expected {expect:?} in {line}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("inst1/international ") && l.contains(" unchanged ")),
+        "{text}"
+    );
+    assert_eq!(
+        h.hook_runs().len(),
+        1,
+        "{fault:?}: a hook ran after a failed pass"
+    );
     let all = all_output(&out);
-    assert!(!all.contains("Signature="), "{fault:?}: a link query leaked: {all}");
+    assert!(
+        !all.contains("Signature="),
+        "{fault:?}: a link query leaked: {all}"
+    );
     assert!(!all.contains(&h.sim.token()), "{fault:?}: the token leaked");
     out
 }
@@ -120,27 +180,111 @@ macro_rules! fault_test {
     };
 }
 
-fault_test!(fault_api_500, Fault::ApiStatus { status: 500, times: None }, "HTTP 500");
-fault_test!(fault_api_404, Fault::ApiStatus { status: 404, times: None }, "HTTP 404");
-fault_test!(fault_429_forever, Fault::RateLimited { retry_after_secs: 0, times: None }, "HTTP 429");
+fault_test!(
+    fault_api_500,
+    Fault::ApiStatus {
+        status: 500,
+        times: None
+    },
+    "HTTP 500"
+);
+fault_test!(
+    fault_api_404,
+    Fault::ApiStatus {
+        status: 404,
+        times: None
+    },
+    "HTTP 404"
+);
+fault_test!(
+    fault_429_forever,
+    Fault::RateLimited {
+        retry_after_secs: 0,
+        times: None
+    },
+    "HTTP 429"
+);
 fault_test!(fault_truncated_body, Fault::TruncatedDownload, "download");
-fault_test!(fault_oversize_body, Fault::OversizeDownload { bytes: 2 * 1024 * 1024 }, "max_download_bytes");
-fault_test!(fault_html_page, Fault::Content { content: BadContent::Html }, "text_outside_pem");
-fault_test!(fault_ca_with_private_key, Fault::Content { content: BadContent::CaWithPrivateKey }, "forbidden_pem_block");
-fault_test!(fault_not_a_ca, Fault::Content { content: BadContent::NotCa }, "not_ca");
-fault_test!(fault_expired_ca, Fault::Content { content: BadContent::Expired }, "expired");
-fault_test!(fault_garbage_json, Fault::Content { content: BadContent::GarbageJson }, "not the documented JSON");
-fault_test!(fault_empty_cert_list, Fault::Content { content: BadContent::EmptyCerts }, "listed no certificate");
-fault_test!(fault_redirect_to_other_host, Fault::RedirectOtherHost, "not in sync.allowed_download_hosts");
-fault_test!(fault_redirect_loop, Fault::RedirectLoop, "more than 3 redirects");
-fault_test!(fault_expired_link, Fault::ExpiredLink, "HTTP 403 AccessDenied");
+fault_test!(
+    fault_oversize_body,
+    Fault::OversizeDownload {
+        bytes: 2 * 1024 * 1024
+    },
+    "max_download_bytes"
+);
+fault_test!(
+    fault_html_page,
+    Fault::Content {
+        content: BadContent::Html
+    },
+    "text_outside_pem"
+);
+fault_test!(
+    fault_ca_with_private_key,
+    Fault::Content {
+        content: BadContent::CaWithPrivateKey
+    },
+    "forbidden_pem_block"
+);
+fault_test!(
+    fault_not_a_ca,
+    Fault::Content {
+        content: BadContent::NotCa
+    },
+    "not_ca"
+);
+fault_test!(
+    fault_expired_ca,
+    Fault::Content {
+        content: BadContent::Expired
+    },
+    "expired"
+);
+fault_test!(
+    fault_garbage_json,
+    Fault::Content {
+        content: BadContent::GarbageJson
+    },
+    "not the documented JSON"
+);
+fault_test!(
+    fault_empty_cert_list,
+    Fault::Content {
+        content: BadContent::EmptyCerts
+    },
+    "listed no certificate"
+);
+fault_test!(
+    fault_redirect_to_other_host,
+    Fault::RedirectOtherHost,
+    "not in sync.allowed_download_hosts"
+);
+fault_test!(
+    fault_redirect_loop,
+    Fault::RedirectLoop,
+    "more than 3 redirects"
+);
+fault_test!(
+    fault_expired_link,
+    Fault::ExpiredLink,
+    "HTTP 403 AccessDenied"
+);
 fault_test!(fault_plain_http_link, Fault::PlainHttpLink, "only https");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_slow_api_times_out_without_holding_back_others() {
-    let h = Harness::with(3, Extra { cloud: "timeout = \"1s\"", ..Extra::default() }).await;
+    let h = Harness::with(
+        3,
+        Extra {
+            cloud: "timeout = \"1s\"",
+            ..Extra::default()
+        },
+    )
+    .await;
     // timeout appears twice otherwise: rewrite the config with only the short one.
-    let text = std::fs::read_to_string(&h.config).unwrap().replace("timeout = \"5s\"\n", "");
+    let text = std::fs::read_to_string(&h.config)
+        .unwrap()
+        .replace("timeout = \"5s\"\n", "");
     std::fs::write(&h.config, text).unwrap();
     h.sim.set_fault(&h.id(0), Fault::SlowApi { millis: 4000 });
     let out = h.once().await;
@@ -157,11 +301,20 @@ async fn a_failing_instance_does_not_stop_another_from_updating() {
     let kept = std::fs::read(h.file(0)).unwrap();
     h.sim.rotate(&h.id(0), "international");
     h.sim.rotate(&h.id(1), "international");
-    h.sim.set_fault(&h.id(0), Fault::Content { content: BadContent::CaWithPrivateKey });
+    h.sim.set_fault(
+        &h.id(0),
+        Fault::Content {
+            content: BadContent::CaWithPrivateKey,
+        },
+    );
     let out = h.once().await;
     assert_eq!(code(&out), 1);
     assert_eq!(std::fs::read(h.file(0)).unwrap(), kept);
-    assert!(std::fs::read_to_string(h.file(1)).unwrap().starts_with(&h.expected_pem(1)));
+    assert!(
+        std::fs::read_to_string(h.file(1))
+            .unwrap()
+            .starts_with(&h.expected_pem(1))
+    );
     let runs = h.hook_runs();
     assert_eq!(runs.len(), 2, "the hook runs for the instance that changed");
     assert!(runs[1].contains(&h.file(1).display().to_string()));
@@ -174,18 +327,33 @@ async fn a_failing_instance_does_not_stop_another_from_updating() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brief_429_is_retried_within_the_pass_honouring_retry_after() {
     let h = Harness::new(1).await;
-    h.sim.set_fault(&h.id(0), Fault::RateLimited { retry_after_secs: 1, times: Some(1) });
+    h.sim.set_fault(
+        &h.id(0),
+        Fault::RateLimited {
+            retry_after_secs: 1,
+            times: Some(1),
+        },
+    );
     let started = std::time::Instant::now();
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
     assert!(h.file(0).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_brief_500_is_retried_within_the_pass() {
     let h = Harness::new(1).await;
-    h.sim.set_fault(&h.id(0), Fault::ApiStatus { status: 503, times: Some(2) });
+    h.sim.set_fault(
+        &h.id(0),
+        Fault::ApiStatus {
+            status: 503,
+            times: Some(2),
+        },
+    );
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
 }
@@ -218,7 +386,10 @@ async fn a_bad_config_exits_78_naming_the_key() {
         assert!(err.contains("sync.concurrency"), "{err}");
         assert!(err.contains("sync.bogus"), "{err}");
     }
-    assert!(!h.trust.exists(), "a bad config must not create the trust folder");
+    assert!(
+        !h.trust.exists(),
+        "a bad config must not create the trust folder"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,12 +398,17 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
     h.sim.set_fault(&h.id(1), Fault::ExpiredLink);
     let out = h.certsync_env(&["once"], &[("RUST_LOG", "trace")]).await;
     let all = all_output(&out);
-    assert!(all.lines().count() > 20, "trace logging did not happen: {all}");
+    assert!(
+        all.lines().count() > 20,
+        "trace logging did not happen: {all}"
+    );
     assert!(!all.contains(&h.sim.token()), "token in output");
     for needle in ["Signature=", "AccessKeyId=", "Expires="] {
         assert!(!all.contains(needle), "link query {needle} in output");
     }
-    let out = h.certsync_env(&["once", "--dry-run"], &[("RUST_LOG", "trace")]).await;
+    let out = h
+        .certsync_env(&["once", "--dry-run"], &[("RUST_LOG", "trace")])
+        .await;
     let all = all_output(&out);
     assert!(!all.contains(&h.sim.token()) && !all.contains("Signature="));
 }
@@ -246,7 +422,11 @@ async fn dry_run_writes_nothing_and_runs_no_hook() {
     assert!(h.hook_runs().is_empty());
     let text = stdout(&out);
     assert!(text.contains("would write"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains(" updated ")).count(), 2, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" updated ")).count(),
+        2,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +444,13 @@ async fn check_prints_the_plan_and_online_lists_certificates() {
     assert!(text.contains("international"), "{text}");
     assert!(!text.contains("Signature="), "{text}");
     assert!(!h.trust.exists());
-    h.sim.set_fault(&h.id(1), Fault::ApiStatus { status: 404, times: None });
+    h.sim.set_fault(
+        &h.id(1),
+        Fault::ApiStatus {
+            status: 404,
+            times: None,
+        },
+    );
     let out = h.certsync(&["check", "--online"]).await;
     assert_eq!(code(&out), 1);
 }
@@ -273,7 +459,9 @@ async fn check_prints_the_plan_and_online_lists_certificates() {
 async fn inspect_reports_what_openssl_reports() {
     let h = Harness::new(2).await;
     assert_eq!(code(&h.once().await), 0);
-    let out = h.certsync(&["inspect", "--json", h.trust.to_str().unwrap()]).await;
+    let out = h
+        .certsync(&["inspect", "--json", h.trust.to_str().unwrap()])
+        .await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     // Two instance files + bundle (2) + two hash files.
@@ -288,7 +476,10 @@ async fn inspect_reports_what_openssl_reports() {
             .arg(path)
             .output()
             .unwrap();
-        assert_eq!(item["subject_hash"].as_str().unwrap(), String::from_utf8_lossy(&hash.stdout).trim());
+        assert_eq!(
+            item["subject_hash"].as_str().unwrap(),
+            String::from_utf8_lossy(&hash.stdout).trim()
+        );
         assert_eq!(item["sha256"].as_str().unwrap(), openssl_fingerprint(path));
         assert_eq!(item["is_ca"], serde_json::Value::Bool(true));
         for key in ["subject", "issuer", "serial", "not_before", "not_after"] {
@@ -309,7 +500,9 @@ async fn inspect_reports_what_openssl_reports() {
 async fn openssl_verify_capath_accepts_a_server_cert_from_a_synced_ca() {
     let h = Harness::new(2).await;
     let leaf = h.tmp.path().join("leaf.pem");
-    let (cert, _key) = h.sim.issue_server_cert(&h.id(1), "international", &["db.example.internal"]);
+    let (cert, _key) = h
+        .sim
+        .issue_server_cert(&h.id(1), "international", &["db.example.internal"]);
     std::fs::write(&leaf, cert).unwrap();
     let verify = || {
         std::process::Command::new("openssl")
@@ -323,13 +516,18 @@ async fn openssl_verify_capath_accepts_a_server_cert_from_a_synced_ca() {
     assert!(!verify().status.success(), "verified before the sync");
     assert_eq!(code(&h.once().await), 0);
     let out = verify();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listed_category_gets_its_own_file_and_unknown_ones_pass_through() {
     let h = Harness::new(1).await;
-    h.sim.set_categories(&h.id(0), &["international", "national", "future-kind"]);
+    h.sim
+        .set_categories(&h.id(0), &["international", "national", "future-kind"]);
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     for category in ["international", "national", "future-kind"] {
@@ -347,11 +545,22 @@ async fn every_listed_category_gets_its_own_file_and_unknown_ones_pass_through()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_category_that_makes_an_unusable_file_name_is_refused() {
     // With this template an API category can produce a name shaped like a capath hash file.
-    let h = Harness::with(1, Extra { trust: "file_name = \"{category}.0\"", ..Extra::default() }).await;
+    let h = Harness::with(
+        1,
+        Extra {
+            trust: "file_name = \"{category}.0\"",
+            ..Extra::default()
+        },
+    )
+    .await;
     h.sim.set_categories(&h.id(0), &["abcdef12"]);
     let out = h.once().await;
     assert_eq!(code(&out), 1, "{}", all_output(&out));
-    assert!(stdout(&out).contains("from the API gives file name"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("from the API gives file name"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!h.trust.join("abcdef12.0").exists());
 }
 
@@ -368,21 +577,56 @@ async fn a_hook_with_an_instances_filter_runs_only_when_those_instances_change()
     };
     h.write_config(&extra);
     assert_eq!(code(&h.once().await), 0);
-    assert_eq!(std::fs::read_to_string(&filtered_log).unwrap().lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&filtered_log)
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
     h.sim.rotate(&h.id(0), "international");
     assert_eq!(code(&h.once().await), 0);
-    assert_eq!(h.hook_runs().len(), 2, "the unfiltered hook runs on any change");
-    assert_eq!(std::fs::read_to_string(&filtered_log).unwrap().lines().count(), 1, "filtered hook ran for inst0");
+    assert_eq!(
+        h.hook_runs().len(),
+        2,
+        "the unfiltered hook runs on any change"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&filtered_log)
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "filtered hook ran for inst0"
+    );
     h.sim.rotate(&h.id(1), "international");
     assert_eq!(code(&h.once().await), 0);
-    assert_eq!(std::fs::read_to_string(&filtered_log).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&filtered_log)
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_hook_makes_once_fail() {
-    let h = Harness::with(1, Extra { no_hook: true, tail: "\n[[hook]]\ncommand = [\"/bin/false\"]\n".into(), ..Extra::default() }).await;
+    let h = Harness::with(
+        1,
+        Extra {
+            no_hook: true,
+            tail: "\n[[hook]]\ncommand = [\"/bin/false\"]\n".into(),
+            ..Extra::default()
+        },
+    )
+    .await;
     let out = h.once().await;
     assert_eq!(code(&out), 1, "{}", all_output(&out));
-    assert!(stdout(&out).contains("hook false: failed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("hook false: failed"),
+        "{}",
+        stdout(&out)
+    );
     assert!(h.file(0).exists(), "the files are written before hooks run");
 }

@@ -182,7 +182,10 @@ impl ApiClient {
                 .get(url.clone())
                 .header("Accept", "application/json")
                 .header("Content-Type", "application/json");
-            let request = self.credentials.authorize(request, refreshed && tries == 1).await?;
+            let request = self
+                .credentials
+                .authorize(request, refreshed && tries == 1)
+                .await?;
             let response = request.send().await.map_err(|e| ApiError::Transport {
                 url: shown.clone(),
                 detail: describe_transport(&e),
@@ -191,10 +194,12 @@ impl ApiClient {
             let request_id = header(&response, "x-request-id");
             let retry_after = header(&response, "retry-after")
                 .and_then(|v| parse_retry_after(&v, SystemTime::now()));
-            let body = read_capped(response).await.map_err(|detail| ApiError::Transport {
-                url: shown.clone(),
-                detail,
-            })?;
+            let body = read_capped(response)
+                .await
+                .map_err(|detail| ApiError::Transport {
+                    url: shown.clone(),
+                    detail,
+                })?;
             match status {
                 200..=299 => return parse_listing(&body, request_id, &shown),
                 401 if !refreshed => {
@@ -262,9 +267,8 @@ fn parse_listing(
     })?;
     let mut certs = Vec::new();
     for (i, info) in parsed.certs.unwrap_or_default().into_iter().enumerate() {
-        let url = Url::parse(&info.download_link).map_err(|e| {
-            bad(format!("certs[{i}].download_link is not a URL: {e}"))
-        })?;
+        let url = Url::parse(&info.download_link)
+            .map_err(|e| bad(format!("certs[{i}].download_link is not a URL: {e}")))?;
         certs.push(CertLink {
             category: info.category,
             url,
@@ -287,16 +291,18 @@ pub fn parse_fault(status: u16, body: &[u8], request_id: Option<String>) -> ApiF
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        PAIRS.iter().find_map(|(c, m)| match (obj.get(*c), obj.get(*m)) {
-            (Some(code), Some(msg)) => Some((text(code), text(msg))),
-            _ => None,
-        })
+        PAIRS
+            .iter()
+            .find_map(|(c, m)| match (obj.get(*c), obj.get(*m)) {
+                (Some(code), Some(msg)) => Some((text(code), text(msg))),
+                _ => None,
+            })
     }
     let found = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(obj)) => pair(&obj).or_else(|| {
             obj.values()
                 .filter_map(|v| v.as_object().and_then(pair))
-                .last()
+                .next_back()
         }),
         _ => None,
     };
@@ -339,7 +345,11 @@ mod tests {
 
     #[test]
     fn fault_is_read_the_sdk_way() {
-        let f = parse_fault(401, br#"{"error_code":"APIGW.0301","error_msg":"bad","request_id":"x"}"#, Some("rid".into()));
+        let f = parse_fault(
+            401,
+            br#"{"error_code":"APIGW.0301","error_msg":"bad","request_id":"x"}"#,
+            Some("rid".into()),
+        );
         assert_eq!((f.code.as_str(), f.message.as_str()), ("APIGW.0301", "bad"));
         let f = parse_fault(400, br#"{"errorCode":"E1","errorMsg":"m1"}"#, None);
         assert_eq!(f.code, "E1");
@@ -348,7 +358,10 @@ mod tests {
         let f = parse_fault(403, br#"{"error":{"code":"N","message":"nested"}}"#, None);
         assert_eq!((f.code.as_str(), f.message.as_str()), ("N", "nested"));
         let f = parse_fault(502, b"<html>Bad gateway</html>", None);
-        assert_eq!((f.code.as_str(), f.message.as_str()), ("502", "<html>Bad gateway</html>"));
+        assert_eq!(
+            (f.code.as_str(), f.message.as_str()),
+            ("502", "<html>Bad gateway</html>")
+        );
     }
 
     #[test]

@@ -90,12 +90,13 @@ impl TokenFile {
     /// else the file re-read. With `force`, the file is re-read regardless (after a 401).
     pub async fn token(&self, force: bool) -> Result<Secret, AuthError> {
         let mut cached = self.cached.lock().await;
-        let meta = tokio::fs::metadata(&self.path)
-            .await
-            .map_err(|source| AuthError::ReadTokenFile {
-                path: self.path.clone(),
-                source,
-            })?;
+        let meta =
+            tokio::fs::metadata(&self.path)
+                .await
+                .map_err(|source| AuthError::ReadTokenFile {
+                    path: self.path.clone(),
+                    source,
+                })?;
         let stamp = FileStamp {
             modified: meta.modified().ok(),
             len: meta.len(),

@@ -45,7 +45,10 @@ pub enum ClientError {
 
 /// Builds the pooled client: system roots plus `ca_file`, per-request `timeout`, no automatic
 /// redirects, HTTPS_PROXY/NO_PROXY honoured (reqwest reads them from the environment).
-pub fn build_client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, ClientError> {
+pub fn build_client(
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -137,8 +140,12 @@ mod tests {
 
     #[test]
     fn redaction_drops_query_userinfo_fragment() {
-        let url = Url::parse("https://user:pw@obs.example.com:8443/b/ca.crt?Signature=abc&Expires=1#x")
-            .unwrap();
-        assert_eq!(RedactedUrl::new(&url).as_str(), "https://obs.example.com:8443/b/ca.crt");
+        let url =
+            Url::parse("https://user:pw@obs.example.com:8443/b/ca.crt?Signature=abc&Expires=1#x")
+                .unwrap();
+        assert_eq!(
+            RedactedUrl::new(&url).as_str(),
+            "https://obs.example.com:8443/b/ca.crt"
+        );
     }
 }

@@ -95,7 +95,9 @@ bundle = "ca-bundle.crt"
             trust = extra.trust,
         );
         for (id, name) in self.sim.instance_ids().iter().zip(&self.names) {
-            text.push_str(&format!("\n[[instance]]\nid = \"{id}\"\nname = \"{name}\"\n"));
+            text.push_str(&format!(
+                "\n[[instance]]\nid = \"{id}\"\nname = \"{name}\"\n"
+            ));
         }
         if !extra.no_hook {
             text.push_str(&format!(
@@ -112,7 +114,8 @@ bundle = "ca-bundle.crt"
     }
 
     pub fn file(&self, i: usize) -> PathBuf {
-        self.trust.join(format!("{}-international.crt", self.names[i]))
+        self.trust
+            .join(format!("{}-international.crt", self.names[i]))
     }
 
     pub async fn certsync(&self, args: &[&str]) -> Output {
@@ -175,7 +178,11 @@ pub fn openssl_fingerprint(path: &Path) -> String {
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl x509 failed on {}", path.display());
+    assert!(
+        out.status.success(),
+        "openssl x509 failed on {}",
+        path.display()
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     text.trim()
         .split('=')
