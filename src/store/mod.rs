@@ -453,7 +453,7 @@ fn used_fingerprints(files: &BTreeMap<String, Record>) -> HashSet<&str> {
 /// Writes every planned file; for many files, on a few threads, since each waits on its own
 /// fsync. Results in input order.
 fn run_writes(dir: &Path, mode: u32, writes: &[plan::Write]) -> Vec<Result<(), StoreError>> {
-    const THREADS: usize = 4;
+    const THREADS: usize = 16;
     const MIN_PER_THREAD: usize = 8;
     let one = |w: &plan::Write| write::write_atomic(dir, &w.name, &w.content, mode);
     if writes.len() < 2 * MIN_PER_THREAD {
