@@ -136,6 +136,13 @@ impl fmt::Debug for Cert {
     }
 }
 
+/// RFC 3339 text of a time (`2034-05-01T00:00:00Z`). Years outside 0..=9999 cannot be
+/// written so; X.509 times never are, but this falls back rather than fail.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// Normalised PEM of one DER certificate (64 columns, `\n`).
 pub fn encode_pem(der: &[u8]) -> String {
     // Hand-written because the PEM crates either pull in extra dependencies or do not promise

@@ -78,17 +78,19 @@ fn load(path: &Path, logging: &Logging) -> Result<Config, u8> {
 
 /// `certsync run`.
 pub async fn run(path: &Path, logging: &Logging) -> u8 {
+    // Handlers first: a SIGUSR1 or SIGHUP during start-up must not kill the process (their
+    // default action), and a SIGTERM then still stops it cleanly.
+    let controls = Controls::default();
+    if let Err(e) = spawn_signal_handlers(&controls) {
+        eprintln!("certsync: cannot install signal handlers: {e}");
+        return EXIT_FAILED;
+    }
     let config = match load(path, logging) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let controls = Controls::default();
-    if let Err(e) = spawn_signal_handlers(&controls) {
-        tracing::error!(error = %e, "cannot install signal handlers");
-        return EXIT_FAILED;
-    }
     tracing::info!(config = %path.display(), instances = config.instances.len(), "certsync starting");
-    match daemon::run(config, controls, None).await {
+    match daemon::run(config, controls).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "certsync stopped");
@@ -106,13 +108,14 @@ fn spawn_signal_handlers(controls: &Controls) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let shutdown = controls.shutdown.clone();
     let pass_now = controls.pass_now.clone();
+    let reload = controls.reload.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); shutdown.cancel(); }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); shutdown.cancel(); }
                 _ = usr1.recv() => pass_now.notify_one(),
-                _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not supported yet; restart certsync to apply a new configuration"),
+                _ = hup.recv() => reload.notify_one(),
             }
         }
     });
@@ -278,6 +281,8 @@ pub async fn demo(dir: &Path, logging: &Logging) -> u8 {
 
 async fn run_demo(dir: &Path) -> Result<(), String> {
     use certsync_sim::{SimOptions, Simulator};
+    let controls = Controls::default();
+    spawn_signal_handlers(&controls).map_err(|e| format!("signal handlers: {e}"))?;
     let dir = std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let work = tempfile::Builder::new()
         .prefix("certsync-demo-")
@@ -309,8 +314,6 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
     println!("  Ctrl-C stops.\n");
     let _ = std::io::stdout().flush();
 
-    let controls = Controls::default();
-    spawn_signal_handlers(&controls).map_err(|e| format!("signal handlers: {e}"))?;
     let rotator = {
         let sim = sim.clone();
         let controls = controls.clone();
@@ -323,7 +326,7 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
             }
         })
     };
-    let result = daemon::run(config, controls.clone(), None).await;
+    let result = daemon::run(config, controls.clone()).await;
     controls.shutdown.cancel();
     let _ = rotator.await;
     sim.shutdown();
@@ -338,18 +341,20 @@ fn write_demo_config(
     let token_file = work.join("token");
     std::fs::write(&token_file, sim.token()).map_err(|e| format!("token file: {e}"))?;
     let names = ["orders", "sessions", "metrics"];
+    // TOML strings built by the toml crate, so a quote or backslash in a path stays a path.
+    let q = |s: String| toml::Value::String(s).to_string();
     let mut text = format!(
         r#"# Written by `certsync demo` for its simulator.
 [cloud]
 service = "gaussdb-nosql"
 region = "cn-north-4"
-endpoint = "{endpoint}"
-project_id = "{project}"
-ca_file = "{ca_file}"
+endpoint = {endpoint}
+project_id = {project}
+ca_file = {ca_file}
 
 [auth]
 method = "token"
-token_file = "{token_file}"
+token_file = {token_file}
 
 [sync]
 interval = "10s"
@@ -360,7 +365,7 @@ rotation_overlap = "45s"
 allowed_download_hosts = ["127.0.0.1"]
 
 [trust]
-dir = "{trust_dir}"
+dir = {trust_dir}
 bundle = "ca-bundle.crt"
 
 [[hook]]
@@ -368,11 +373,11 @@ name = "print-changes"
 command = ["/bin/sh", "-c", "echo \"demo hook: changed files:\"; echo \"$CERTSYNC_CHANGED_FILES\""]
 timeout = "10s"
 "#,
-        endpoint = sim.endpoint(),
-        project = sim.project_id(),
-        ca_file = sim.ca_file().display(),
-        token_file = token_file.display(),
-        trust_dir = trust_dir.display(),
+        endpoint = q(sim.endpoint()),
+        project = q(sim.project_id()),
+        ca_file = q(sim.ca_file().display().to_string()),
+        token_file = q(token_file.display().to_string()),
+        trust_dir = q(trust_dir.display().to_string()),
     );
     for (id, name) in sim.instance_ids().iter().zip(names) {
         text.push_str(&format!(

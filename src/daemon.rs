@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -29,7 +29,9 @@ use crate::config::{Auth, Config, Instance};
 use crate::fetch::{FetchError, Fetcher};
 use crate::hooks::{HookError, HookSpec, run_command};
 use crate::schedule::{Backoff, with_jitter};
+use crate::server::{CategoryStatus, InstanceStatus, Shared, StatusSnapshot};
 use crate::store::{Change, DesiredEntry, PassInput, Store, StoreError, StoreOptions, StoreReport};
+use crate::systemd;
 use crate::validate::{Policy, ValidationError, validate};
 
 /// Signals from outside the loop: stop, or start a pass now.
@@ -39,6 +41,8 @@ pub struct Controls {
     pub shutdown: CancellationToken,
     /// Notified on SIGUSR1.
     pub pass_now: Arc<Notify>,
+    /// Notified on SIGHUP (or a change of the config file with `watch_config`).
+    pub reload: Arc<Notify>,
 }
 
 /// Errors that stop the daemon before or between passes.
@@ -50,6 +54,9 @@ pub enum DaemonError {
     /// The trust folder cannot be used.
     #[error("trust folder: {0}")]
     Store(#[from] StoreError),
+    /// The HTTP server cannot listen.
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
 }
 
 /// Why one instance failed in a pass. Names the instance, the category and the URL without
@@ -111,6 +118,14 @@ pub enum InstanceError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The instance took longer than its share of the pass.
+    #[error("instance {instance}: not done after {}; retried later", humantime::format_duration(*.after))]
+    Deadline {
+        /// Display name.
+        instance: String,
+        /// The deadline.
+        after: Duration,
+    },
     /// Writing its file failed.
     #[error("instance {instance}: category {category}: {source}")]
     Store {
@@ -144,6 +159,7 @@ impl InstanceError {
             InstanceError::Fetch { source, .. } => source.reason(),
             InstanceError::Invalid { source, .. } => source.rule(),
             InstanceError::BadCategory { .. } => "bad_category",
+            InstanceError::Deadline { .. } => "deadline",
             InstanceError::Store { .. } => "store",
         }
     }
@@ -208,10 +224,7 @@ impl fmt::Display for SummaryLine {
             LineStatus::Updated => "updated".to_string(),
             LineStatus::Failed(reason) => format!("failed: {reason}"),
         };
-        let not_after = self
-            .not_after
-            .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_else(|| "-".into());
+        let not_after = fmt_time(self.not_after);
         write!(
             f,
             "{}/{} {} {} notAfter={}",
@@ -256,6 +269,7 @@ pub struct Engine {
     hooks: BTreeMap<usize, PendingHook>,
     backoff: Backoff,
     passes: u64,
+    shared: Arc<Shared>,
 }
 
 /// One instance's certificates, ready for the store.
@@ -265,41 +279,60 @@ impl Engine {
     /// Builds the client and opens the trust folder. `read_only` (for `--dry-run`) opens the
     /// folder without creating, locking or cleaning it.
     pub fn new(config: Config, read_only: bool) -> Result<Engine, DaemonError> {
-        let http = build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
-        let credentials = match &config.auth {
-            Auth::Token { token_file } => Credentials::Token(TokenFile::new(token_file)),
-        };
-        let api = ApiClient::new(
-            http.clone(),
-            config.cloud.endpoint.clone(),
-            config.cloud.project_id.clone(),
-            Arc::new(credentials),
-        );
-        let fetcher = Fetcher::new(
-            http,
-            &config.sync.allowed_download_hosts,
-            config.sync.max_download_bytes,
-        );
+        let (api, fetcher) = clients(&config)?;
         let store = Store::open(store_options(&config), read_only)?;
-        let backoff = Backoff {
-            initial: config.sync.retry_initial,
-            max: config.sync.retry_max,
-        };
         Ok(Engine {
+            backoff: backoff(&config),
             config: Arc::new(config),
             api,
             fetcher,
             store: Some(store),
             health: BTreeMap::new(),
             hooks: BTreeMap::new(),
-            backoff,
             passes: 0,
+            shared: Arc::new(Shared::default()),
         })
+    }
+
+    /// Applies a new, already validated configuration. On error the old one stays in force.
+    /// Health records of instances still configured, and hooks still configured that wait for
+    /// a retry, carry over.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), DaemonError> {
+        let (api, fetcher) = clients(&config)?;
+        // The store holds the folder's lock: release it before opening the (maybe same) folder.
+        let old_options = store_options(&self.config);
+        drop(self.store.take());
+        match Store::open(store_options(&config), false) {
+            Ok(store) => self.store = Some(store),
+            Err(e) => {
+                self.store = Some(Store::open(old_options, false)?);
+                return Err(e.into());
+            }
+        }
+        let configured: BTreeSet<&str> = config.instances.iter().map(|i| i.id.as_str()).collect();
+        self.health.retain(|id, _| configured.contains(id.as_str()));
+        let old_hooks = std::mem::take(&mut self.hooks);
+        for (index, pending) in old_hooks {
+            let name = &self.config.hooks[index].name;
+            if let Some(new_index) = config.hooks.iter().position(|h| &h.name == name) {
+                self.hooks.insert(new_index, pending);
+            }
+        }
+        self.backoff = backoff(&config);
+        self.api = api;
+        self.fetcher = fetcher;
+        self.config = Arc::new(config);
+        Ok(())
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The metrics and the status snapshot, shared with the HTTP server.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Health of each instance, by id.
@@ -463,9 +496,19 @@ impl Engine {
 
         if !dry_run {
             self.record_health(&input.synced, &store_failed, &failures, now);
+            self.record_metrics(&summary, &failures, &report.changed_instances, now);
             self.warn_expiring(now);
             self.queue_hooks(&report);
-            summary.failed_hooks = self.run_due_hooks(shutdown, true).await;
+            summary.failed_hooks = self.run_due_hooks(shutdown).await;
+            let result = if summary.ok() {
+                "ok"
+            } else if summary.failed_instances < input.synced.len() + failures.len() {
+                "partial"
+            } else {
+                "failed"
+            };
+            self.shared.metrics.pass(result, started.elapsed());
+            self.publish_status();
         }
         tracing::info!(
             instances = input.synced.len() + failures.len(),
@@ -494,7 +537,19 @@ impl Engine {
             tasks.spawn(
                 async move {
                     let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-                    let result = sync_instance(&api, &fetcher, &config, &inst).await;
+                    let deadline = instance_deadline(&config);
+                    let result = match tokio::time::timeout(
+                        deadline,
+                        sync_instance(&api, &fetcher, &config, &inst),
+                    )
+                    .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(InstanceError::Deadline {
+                            instance: inst.display_name().to_string(),
+                            after: deadline,
+                        }),
+                    };
                     (index, inst, result)
                 }
                 .instrument(span),
@@ -549,9 +604,122 @@ impl Engine {
         self.health.retain(|id, _| configured.contains(id.as_str()));
     }
 
+    fn record_metrics(
+        &self,
+        summary: &PassSummary,
+        failures: &[(Instance, InstanceError)],
+        changed: &BTreeSet<String>,
+        now: SystemTime,
+    ) {
+        let metrics = &self.shared.metrics;
+        let names: BTreeMap<&str, &str> = self
+            .config
+            .instances
+            .iter()
+            .map(|i| (i.id.as_str(), i.display_name()))
+            .collect();
+        for id in changed {
+            if let Some(name) = names.get(id.as_str()) {
+                metrics.cert_changed(name);
+            }
+        }
+        for (inst, err) in failures {
+            metrics.instance_error(inst.display_name(), err.reason());
+        }
+        for line in &summary.lines {
+            if let LineStatus::Failed(_) = line.status {
+                if failures
+                    .iter()
+                    .all(|(i, _)| i.display_name() != line.instance)
+                {
+                    metrics.instance_error(&line.instance, "store");
+                }
+            }
+        }
+        for (id, health) in &self.health {
+            if let (Some(name), Some(at)) = (names.get(id.as_str()), health.last_success) {
+                if at == now {
+                    metrics.instance_synced(name, at);
+                }
+            }
+        }
+        let current = self.store.as_ref().expect("store").current();
+        for state in &current {
+            if let (Some(name), Some(not_after)) =
+                (names.get(state.instance_id.as_str()), state.not_after)
+            {
+                metrics.not_after(name, &state.category, not_after.unix_timestamp());
+            }
+        }
+        metrics.retain(&|instance, category| {
+            current.iter().any(|s| {
+                names.get(s.instance_id.as_str()) == Some(&instance)
+                    && category.is_none_or(|c| c == s.category)
+            }) || (category.is_none() && names.values().any(|n| *n == instance))
+        });
+    }
+
+    /// Builds the `/status` document and readiness from the store and the health records.
+    pub fn status_snapshot(&self) -> StatusSnapshot {
+        let now = OffsetDateTime::now_utc();
+        let horizon = expiry_horizon(now, self.config.sync.expiry_warning);
+        let current = self.store.as_ref().expect("store").current();
+        let mut snapshot = StatusSnapshot {
+            last_pass: Some(fmt_time(Some(now))),
+            ..StatusSnapshot::default()
+        };
+        for inst in &self.config.instances {
+            let health = self.health.get(&inst.id).cloned().unwrap_or_default();
+            let categories: Vec<CategoryStatus> = current
+                .iter()
+                .filter(|s| s.instance_id == inst.id)
+                .map(|s| CategoryStatus {
+                    category: s.category.clone(),
+                    file: s.path.display().to_string(),
+                    fingerprints: s.fingerprints.clone(),
+                    not_after: s.not_after.map(|t| fmt_time(Some(t))),
+                    days_left: s.not_after.map(|t| (t - now).whole_days()),
+                    expiring: s.not_after.is_some_and(|t| t <= horizon),
+                })
+                .collect();
+            let valid = current
+                .iter()
+                .any(|s| s.instance_id == inst.id && s.not_after.is_some_and(|t| t > now));
+            if !valid {
+                snapshot.reasons.push(match &health.last_error {
+                    Some(e) => {
+                        format!("instance {}: no valid CA on disk: {e}", inst.display_name())
+                    }
+                    None => format!("instance {}: no valid CA on disk", inst.display_name()),
+                });
+            }
+            snapshot.instances.push(InstanceStatus {
+                id: inst.id.clone(),
+                name: inst.display_name().to_string(),
+                categories,
+                last_success: health.last_success.map(|t| fmt_time(Some(t.into()))),
+                last_error: health.last_error.clone(),
+                failures: health.failures,
+            });
+        }
+        for (index, pending) in &self.hooks {
+            if pending.failures > 0 {
+                let name = self.config.hooks[*index].name.clone();
+                snapshot.reasons.push(format!("hook {name} is failing"));
+                snapshot.failing_hooks.push(name);
+            }
+        }
+        snapshot.ready = snapshot.reasons.is_empty();
+        snapshot
+    }
+
+    pub(crate) fn publish_status(&self) {
+        self.shared.publish(self.status_snapshot());
+    }
+
     fn warn_expiring(&self, now: SystemTime) {
         let now = OffsetDateTime::from(now);
-        let horizon = now + self.config.sync.expiry_warning;
+        let horizon = expiry_horizon(now, self.config.sync.expiry_warning);
         for state in self.store.as_ref().expect("store").current() {
             if let Some(not_after) = state.not_after {
                 if not_after <= horizon {
@@ -593,13 +761,14 @@ impl Engine {
     }
 
     /// Runs the queued hooks that are due, in config order, one at a time. Returns the names
-    /// of those that failed. `all_due` ignores retry times (a pass just changed files).
-    async fn run_due_hooks(&mut self, shutdown: &CancellationToken, all_due: bool) -> Vec<String> {
+    /// of those that failed. A hook queued by new changes has no retry time and is due at once;
+    /// one that failed waits for its own backoff, whatever else happens.
+    async fn run_due_hooks(&mut self, shutdown: &CancellationToken) -> Vec<String> {
         let now = Instant::now();
         let due: Vec<usize> = self
             .hooks
             .iter()
-            .filter(|(_, p)| all_due || p.next_retry.is_none_or(|t| t <= now))
+            .filter(|(_, p)| p.next_retry.is_none_or(|t| t <= now))
             .map(|(i, _)| *i)
             .collect();
         let mut failed = Vec::new();
@@ -609,9 +778,6 @@ impl Engine {
             }
             let hook = &self.config.hooks[index];
             let pending = self.hooks.get(&index).expect("queued").clone();
-            if pending.next_retry.is_some_and(|t| t > now) && !all_due {
-                continue;
-            }
             let spec = HookSpec {
                 name: hook.name.clone(),
                 command: hook.command.clone(),
@@ -623,6 +789,7 @@ impl Engine {
                 .await;
             match result {
                 Ok(out) => {
+                    self.shared.metrics.hook_run(&hook.name, "ok");
                     tracing::info!(hook = %hook.name, duration_ms = out.duration.as_millis() as u64, "hook succeeded");
                     self.hooks.remove(&index);
                 }
@@ -632,6 +799,12 @@ impl Engine {
                     let delay = self.backoff.delay(p.failures, fastrand::f64());
                     p.next_retry = Some(Instant::now() + delay);
                     let stopped = matches!(err, HookError::Stopped { .. });
+                    let result = match err {
+                        HookError::Timeout { .. } => "timeout",
+                        HookError::Stopped { .. } => "stopped",
+                        _ => "failed",
+                    };
+                    self.shared.metrics.hook_run(&hook.name, result);
                     if !stopped {
                         tracing::error!(hook = %hook.name, error = %err, retry_in = ?delay, "hook failed; it will be retried");
                     }
@@ -685,9 +858,15 @@ async fn sync_instance(
     let mut by_category: Vec<(String, Vec<Cert>)> = Vec::new();
     let listed: Vec<String> = listing.certs.iter().map(|c| c.category.clone()).collect();
     for link in listing.certs.iter().filter(|l| inst.wants(&l.category)) {
-        // A category only the API names is untrusted input that goes into a file name.
+        // A category only the API names is untrusted input that goes into a file name, the
+        // hooks' one-path-per-line environment and the logs: hold it to the config's alphabet.
         let file_name = config.trust.file_name_for(inst, &link.category);
-        if let Some(problem) = config.trust.file_name_problem(&file_name) {
+        let problem = if !valid_category(&link.category) {
+            Some("uses characters outside [A-Za-z0-9._-] (or is longer than 64)".to_string())
+        } else {
+            config.trust.file_name_problem(&file_name)
+        };
+        if let Some(problem) = problem {
             return Err(InstanceError::BadCategory {
                 instance: name,
                 category: link.category.clone(),
@@ -746,6 +925,48 @@ async fn sync_instance(
         .collect())
 }
 
+/// The API client and the fetcher, over one new pooled HTTP client.
+fn clients(config: &Config) -> Result<(ApiClient, Fetcher), DaemonError> {
+    let http = build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
+    let credentials = match &config.auth {
+        Auth::Token { token_file } => Credentials::Token(TokenFile::new(token_file)),
+    };
+    let api = ApiClient::new(
+        http.clone(),
+        config.cloud.endpoint.clone(),
+        config.cloud.project_id.clone(),
+        Arc::new(credentials),
+    );
+    let fetcher = Fetcher::new(
+        http,
+        &config.sync.allowed_download_hosts,
+        config.sync.max_download_bytes,
+    );
+    Ok((api, fetcher))
+}
+
+fn backoff(config: &Config) -> Backoff {
+    Backoff {
+        initial: config.sync.retry_initial,
+        max: config.sync.retry_max,
+    }
+}
+
+/// How long one instance may take in a pass: a listing and a download at `cloud.timeout`
+/// each, plus one Retry-After wait. Past it the instance fails this pass (its files kept) so
+/// that a slow instance never holds back the others' writes for long.
+pub fn instance_deadline(config: &Config) -> Duration {
+    2 * config.cloud.timeout + crate::schedule::MAX_RETRY_AFTER
+}
+
+/// The alphabet of categories, as in the config's `categories`.
+fn valid_category(category: &str) -> bool {
+    (1..=64).contains(&category.len())
+        && category
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The store's options from the config.
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
@@ -758,9 +979,16 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
+/// `now + warning`, saturating (config caps durations, but the arithmetic must not panic).
+fn expiry_horizon(now: OffsetDateTime, warning: Duration) -> OffsetDateTime {
+    time::Duration::try_from(warning)
+        .ok()
+        .and_then(|w| now.checked_add(w))
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+}
+
 fn fmt_time(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "-".into())
+    t.map(crate::cert::rfc3339).unwrap_or_else(|| "-".into())
 }
 
 /// `certsync once`: one pass, then hooks (unless `dry_run`).
@@ -770,22 +998,37 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
     Ok(engine.pass(None, dry_run, &shutdown).await)
 }
 
-/// Called after every pass of [`run`] with the engine, for status reporting.
-pub type PassObserver = Box<dyn FnMut(&Engine, &PassSummary) + Send>;
-
 /// `certsync run`: passes on schedule until `controls.shutdown` is cancelled.
 ///
 /// The first pass starts at once; later full passes every `interval` plus jitter, or when
 /// `pass_now` is notified (SIGUSR1), or when a replaced CA's overlap ends. A failed instance
-/// is retried on its own backoff; a failed hook on its own.
-pub async fn run(
-    config: Config,
-    controls: Controls,
-    mut observer: Option<PassObserver>,
-) -> Result<(), DaemonError> {
+/// is retried on its own backoff; a failed hook on its own. `reload` (SIGHUP) re-reads the
+/// config file: an invalid one is refused and the old one stays. Under systemd it sends
+/// READY/STATUS/RELOADING/STOPPING and keeps the watchdog fed while the loop runs.
+pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> {
     let mut engine = Engine::new(config, false)?;
+    let shared = engine.shared();
     let shutdown = controls.shutdown.clone();
+    shared.alive.store(true, Ordering::Relaxed);
+    let _alive = AliveGuard(shared.clone());
+    if let Some(listen) = engine.config.server.listen {
+        crate::server::start(listen, shared.clone(), shutdown.child_token()).await?;
+    }
+    if let Some(every) = systemd::watchdog_interval() {
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            // Fed only while the scheduler loop is alive: a dead loop lets systemd restart us.
+            while shared.alive.load(Ordering::Relaxed) {
+                systemd::watchdog();
+                if !sleep_or_cancel(every, &stop).await {
+                    break;
+                }
+            }
+        });
+    }
     let mut next_full = Instant::now();
+    let mut first = true;
     loop {
         let (retry, hook, deadline) = engine.next_due();
         let wake = [Some(next_full), retry, hook, deadline]
@@ -794,42 +1037,114 @@ pub async fn run(
             .min()
             .expect("next_full is always set");
         let full = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             _ = controls.pass_now.notified() => {
                 tracing::info!("SIGUSR1: starting a pass now");
                 true
+            }
+            _ = controls.reload.notified() => {
+                systemd::reloading();
+                let applied = reload(&mut engine);
+                systemd::ready(&status_line(&engine));
+                applied
             }
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 now >= next_full || deadline.is_some_and(|d| d <= now)
             }
         };
-        let summary = if full {
-            let s = engine.pass(None, false, &shutdown).await;
+        let passed = if full {
+            engine.pass(None, false, &shutdown).await;
             let sync = &engine.config.sync;
             next_full = Instant::now() + with_jitter(sync.interval, sync.jitter, fastrand::f64());
-            Some(s)
+            true
         } else {
             let due = engine.due_instances(Instant::now());
             if !due.is_empty() {
-                Some(engine.pass(Some(&due), false, &shutdown).await)
+                engine.pass(Some(&due), false, &shutdown).await;
+                true
             } else {
-                engine.run_due_hooks(&shutdown, false).await;
-                None
+                engine.run_due_hooks(&shutdown).await;
+                engine.publish_status();
+                false
             }
         };
-        if let (Some(summary), Some(observe)) = (summary.as_ref(), observer.as_mut()) {
-            observe(&engine, summary);
+        if passed {
+            let line = status_line(&engine);
+            if first {
+                systemd::ready(&line);
+                first = false;
+            } else {
+                systemd::status(&line);
+            }
         }
         if shutdown.is_cancelled() {
             break;
         }
     }
+    systemd::stopping();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Waits for `d`, or less if cancelled. Used by the demo.
+/// Clears `alive` when the loop ends, however it ends.
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Re-reads the config file; returns true when a new config was applied.
+fn reload(engine: &mut Engine) -> bool {
+    let source = engine.config.source.clone();
+    tracing::info!(config = %source.display(), "reloading the configuration");
+    let metrics = &engine.shared.metrics;
+    match crate::config::load(&source) {
+        Err(e) => {
+            metrics.config_reload("invalid");
+            // One line: every problem, `key: message`, joined.
+            let problems: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+            tracing::error!(
+                config = %source.display(),
+                problems = %problems.join("; "),
+                "the new configuration is invalid; the old one stays in force"
+            );
+            false
+        }
+        Ok(config) => match engine.reconfigure(config) {
+            Ok(()) => {
+                engine.shared.metrics.config_reload("ok");
+                tracing::info!("configuration reloaded");
+                true
+            }
+            Err(e) => {
+                engine.shared.metrics.config_reload("failed");
+                tracing::error!(error = %e, "cannot apply the new configuration; the old one stays in force");
+                false
+            }
+        },
+    }
+}
+
+/// One line for systemd's STATUS: instances synced, failing, and files on disk.
+fn status_line(engine: &Engine) -> String {
+    let total = engine.config.instances.len();
+    let failing = engine.health.values().filter(|h| h.failures > 0).count();
+    let hooks = engine.hooks.values().filter(|p| p.failures > 0).count();
+    let mut line = format!("{} of {total} instances synced", total - failing);
+    if failing > 0 {
+        line.push_str(&format!(", {failing} failing"));
+    }
+    if hooks > 0 {
+        line.push_str(&format!(", {hooks} hook(s) failing"));
+    }
+    line
+}
+
+/// Waits for `d`; false when `cancel` fired first.
 pub async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,

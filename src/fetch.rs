@@ -19,12 +19,12 @@ pub struct HostPattern(String);
 impl HostPattern {
     /// A pattern from the config (already validated and lower-cased by `config`).
     pub fn new(pattern: &str) -> HostPattern {
-        HostPattern(pattern.to_ascii_lowercase())
+        HostPattern(normalize_host(pattern))
     }
 
     /// True when `host` is allowed by this pattern.
     pub fn matches(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = normalize_host(host);
         match self.0.strip_prefix("*.") {
             Some(suffix) => {
                 host.len() > suffix.len() + 1
@@ -33,6 +33,19 @@ impl HostPattern {
             }
             None => host == self.0,
         }
+    }
+}
+
+/// Lower-case, without a trailing dot, IPv6 without brackets and in canonical form, so that
+/// `[::1]` in the config matches the host `url` gives for `https://[::1]/`.
+fn normalize_host(host: &str) -> String {
+    let bare = host
+        .trim_end_matches('.')
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    match bare.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => bare.to_ascii_lowercase(),
     }
 }
 
@@ -141,7 +154,7 @@ impl Fetcher {
                 url: RedactedUrl::new(url),
             });
         }
-        let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
+        let host = url.host_str().unwrap_or("");
         if !self.allowed.iter().any(|p| p.matches(host)) {
             return Err(FetchError::HostNotAllowed {
                 url: RedactedUrl::new(url),
@@ -257,6 +270,10 @@ mod tests {
         assert!(!p.matches("myhuaweicloud.com"));
         assert!(!p.matches("evilmyhuaweicloud.com"));
         assert!(!p.matches("myhuaweicloud.com.evil.org"));
+        let v6 = HostPattern::new("[::1]");
+        let url = Url::parse("https://[0:0::1]:8443/ca.crt").unwrap();
+        assert!(v6.matches(url.host_str().unwrap()));
+        assert!(!v6.matches("::2"));
         let exact = HostPattern::new("127.0.0.1");
         assert!(exact.matches("127.0.0.1"));
         assert!(!exact.matches("localhost"));

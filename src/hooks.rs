@@ -150,6 +150,10 @@ pub async fn run_command_with_grace(
         .args(&spec.command[1..])
         .env("CERTSYNC_TRUST_DIR", &trust_dir)
         .env("CERTSYNC_CHANGED_FILES", changed.join("\n"))
+        // systemd's notify socket and watchdog are certsync's own: a hook must not speak for it.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

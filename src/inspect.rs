@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cert::{Cert, read_certs_lenient};
+use crate::cert::{Cert, read_certs_lenient, rfc3339};
 
 /// One certificate as `inspect --json` prints it (SPEC 2).
 #[derive(Debug, Serialize)]
@@ -114,10 +114,6 @@ fn report(path: &Path, cert: &Cert) -> CertReport {
         subject_hash: cert.subject_hash_hex(),
         is_ca: cert.is_ca(),
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// The text form: one block per certificate, with days left.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use certsync::commands::{self, EXIT_CONFIG, EXIT_FAILED};
+use certsync::commands::{self, EXIT_FAILED};
 use certsync::config::LogFormat;
 
 /// Keeps the CA certificates of Huawei Cloud GaussDB NoSQL instances current in a trust folder.
@@ -104,9 +104,5 @@ fn main() -> ExitCode {
     });
     // A pass may leave idle pooled connections; don't wait for them.
     runtime.shutdown_background();
-    if code == EXIT_CONFIG {
-        ExitCode::from(EXIT_CONFIG)
-    } else {
-        ExitCode::from(code)
-    }
+    ExitCode::from(code)
 }

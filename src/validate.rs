@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::cert::{Cert, ParseError, encode_pem};
 
@@ -128,9 +127,7 @@ fn forbidden_hint(label: &str) -> &'static str {
 }
 
 fn rfc3339(t: &OffsetDateTime) -> String {
-    // Rfc3339 cannot format years outside 0..=9999; X.509 times never are, but fall back
-    // rather than panic inside Display.
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+    crate::cert::rfc3339(*t)
 }
 
 /// Validates one downloaded body by every rule of SPEC 6 and returns its certificates in
@@ -177,13 +174,9 @@ fn check(cert: &Cert, now: OffsetDateTime, pins: &[[u8; 32]]) -> Result<(), Vali
         });
     }
     if cert.self_issued {
-        if cert.sm2 {
-            tracing::warn!(
-                subject = %cert.subject,
-                fingerprint = %cert.fingerprint(),
-                "SM2 signature cannot be verified here; certificate accepted unchecked"
-            );
-        } else if cert.self_signature_ok != Some(true) {
+        // SM2 cannot be verified here: accepted unchecked (the daemon warns, with the
+        // instance and category).
+        if !cert.sm2 && cert.self_signature_ok != Some(true) {
             return Err(ValidationError::BadSignature {
                 subject: cert.subject.clone(),
             });

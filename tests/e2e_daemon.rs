@@ -117,16 +117,33 @@ async fn sigint_stops_cleanly_too() {
     assert_eq!(d.exit_code().await, Some(0));
 }
 
+/// Rewrites the token file in place with a token of the same length and puts its mtime
+/// back, so certsync's change check cannot see it: only a 401 makes certsync re-read it.
+fn swap_token_unseen(path: &Path, token: &str) {
+    let meta = std::fs::metadata(path).unwrap();
+    assert_eq!(
+        meta.len() as usize,
+        token.len() + 1,
+        "same length keeps the size"
+    );
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::io::Write::write_all(&mut &file, format!("{token}\n").as_bytes()).unwrap();
+    file.set_modified(meta.modified().unwrap()).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_is_picked_up_after_a_401() {
     let h = Harness::new(1).await;
     let mut d = Running::start(&h.config, &["run"]);
     d.wait_for("pass finished").await;
-    // The cloud starts to require a new token; another process rotates the file in place.
-    h.sim.set_token("the-new-token-0123456789");
+    let new_token: String = h.sim.token().chars().rev().collect();
+    assert_ne!(new_token, h.sim.token());
+    h.sim.set_token(&new_token);
     h.sim.rotate(&h.id(0), "international");
-    std::fs::write(&h.token_file, "the-new-token-0123456789\n").unwrap();
+    swap_token_unseen(&h.token_file, &new_token);
+    let before = h.sim.stats();
     d.signal(Signal::USR1);
+    d.wait_for("API answered 401; refreshing credentials").await;
     let line = d.wait_for("pass finished").await;
     assert!(line.contains("failed=0"), "{line}\n{}", d.log());
     assert!(
@@ -134,9 +151,31 @@ async fn a_rotated_token_is_picked_up_after_a_401() {
             .unwrap()
             .starts_with(&h.expected_pem(0))
     );
-    assert!(!d.log().contains("the-new-token-0123456789"));
+    let after = h.sim.stats();
+    assert_eq!(after.unauthorized - before.unauthorized, 1);
+    assert!(!d.log().contains(&new_token));
     d.signal(Signal::TERM);
     assert_eq!(d.exit_code().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_401_fails_the_instance_after_exactly_two_requests() {
+    let h = Harness::new(1).await;
+    let wrong: String = h.sim.token().chars().rev().collect();
+    std::fs::write(&h.token_file, format!("{wrong}\n")).unwrap();
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let stats = h.sim.stats();
+    assert_eq!(
+        (stats.api_requests, stats.unauthorized),
+        (2, 2),
+        "{stats:?}"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("auth method token was refused") && text.contains("APIGW.0301"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,6 +272,8 @@ async fn crash_at_random_moments_while_cas_rotate_leaves_every_file_whole() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     for round in 0..12 {
         let mut d = Running::start(&h.config, &["run"]);
+        // Signal handlers are in place before this line; the first pass starts right after.
+        d.wait_for("certsync starting").await;
         for i in 0..12 {
             if rng.bool() {
                 h.sim.rotate(&h.id(i), "international");

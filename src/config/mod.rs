@@ -82,6 +82,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// `[trust]`.
     pub trust: Trust,
+    /// `[server]`.
+    pub server: Server,
     /// `[[instance]]`, in file order; at least one.
     pub instances: Vec<Instance>,
     /// `[[hook]]`, in file order.
@@ -181,6 +183,14 @@ pub struct Hook {
     pub timeout: Duration,
     /// Run only when files of these instances (by id) changed; `None`: any change.
     pub instances: Option<Vec<String>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    /// `listen`: where `/metrics`, `/healthz`, `/readyz` and `/status` are served; `None`: no
+    /// server.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[log]`.

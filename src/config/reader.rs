@@ -6,6 +6,10 @@
 //! rules. It must not echo values of keys that may hold secrets (callers decide which those are;
 //! unknown keys are never echoed because a misspelt secret key is still a secret).
 
+/// No duration key may exceed ten years: longer values are typos, and date arithmetic with
+/// them would overflow.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -184,7 +188,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// A duration written as a humantime string (`"90s"`, `"15m"`, `"24h"`, `"7d"`).
+    /// A duration written as a humantime string (at most [`MAX_DURATION`]) (`"90s"`, `"15m"`, `"24h"`, `"7d"`).
     pub(super) fn duration(&self, problems: &mut Problems, key: &str) -> Option<Duration> {
         let text = match self.raw(key)? {
             Value::String(s) => s,
@@ -200,6 +204,16 @@ impl<'a> Section<'a> {
             }
         };
         match humantime::parse_duration(text.trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                problems.push(
+                    self.key(key),
+                    format!(
+                        "duration {} is longer than the limit of 10 years",
+                        quote(text)
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 problems.push(

@@ -128,10 +128,10 @@ pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>>
             "not supported yet: discover ([[discover]] tables); list instances with [[instance]]",
         );
     }
-    if let Some(t) = top.table(&mut p, "server") {
-        let server = Section::open(&mut p, "server", t, SERVER_KEYS);
-        unsupported(&mut p, &server, "listen", true);
-    }
+    let server = match top.table(&mut p, "server") {
+        Some(t) => server(&mut p, t),
+        None => Server::default(),
+    };
     let log = top.table(&mut p, "log").map(|t| log(&mut p, t));
 
     match (cloud, auth, sync, trust, log) {
@@ -142,6 +142,7 @@ pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>>
                 auth,
                 sync,
                 trust,
+                server,
                 instances: instances.into_iter().filter_map(|i| i.valid).collect(),
                 hooks,
                 log,
@@ -155,6 +156,22 @@ pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>>
             Err(p.0)
         }
     }
+}
+
+/// `[server]`: `listen` is an IP address and port (`127.0.0.1:9464`, `[::1]:9464`).
+fn server(p: &mut Problems, t: &toml::Table) -> Server {
+    let sec = Section::open(p, "server", t, SERVER_KEYS);
+    let listen = sec.string(p, "listen").and_then(|text| match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.push(
+                sec.key("listen"),
+                format!("{text:?} is not an IP address and port, like \"127.0.0.1:9464\""),
+            );
+            None
+        }
+    });
+    Server { listen }
 }
 
 /// One problem for a TOML syntax error, with the line and column of its start.

@@ -23,6 +23,8 @@ pub struct Harness {
 /// Extra lines for the generated config.
 #[derive(Default, Clone)]
 pub struct Extra {
+    /// `cloud.timeout` (default 5s).
+    pub timeout: &'static str,
     pub cloud: &'static str,
     pub sync: &'static str,
     pub trust: &'static str,
@@ -67,7 +69,7 @@ region = "cn-north-4"
 endpoint = "{endpoint}"
 project_id = "{project}"
 ca_file = "{ca}"
-timeout = "5s"
+timeout = "{timeout}"
 {cloud}
 
 [auth]
@@ -90,6 +92,11 @@ bundle = "ca-bundle.crt"
             endpoint = self.sim.endpoint(),
             project = self.sim.project_id(),
             ca = self.sim.ca_file().display(),
+            timeout = if extra.timeout.is_empty() {
+                "5s"
+            } else {
+                extra.timeout
+            },
             cloud = extra.cloud,
             sync = extra.sync,
             trust = extra.trust,

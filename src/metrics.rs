@@ -1,0 +1,269 @@
+//! The Prometheus metrics of SPEC 10.
+//!
+//! Owns: the registry and every metric family, with one method per event so callers never
+//! spell a metric name. Label values are instance names, categories, hook names and short
+//! stable reasons: never a URL, a path with a query, or a secret. Encoding happens only when
+//! `/metrics` is scraped.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric certsync exports.
+pub struct Metrics {
+    registry: Registry,
+    pass: Family<Labels, Counter>,
+    pass_duration: Histogram,
+    last_success: Family<Labels, Gauge>,
+    not_after: Family<Labels, Gauge>,
+    cert_changes: Family<Labels, Counter>,
+    instance_errors: Family<Labels, Counter>,
+    api_requests: Family<Labels, Counter>,
+    hook_runs: Family<Labels, Counter>,
+    config_reload: Family<Labels, Counter>,
+    // Label sets of the per-instance gauges, so those of a removed instance can be dropped
+    // (Family has no retain).
+    gauges: Mutex<Vec<Labels>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered (counters get `_total` appended).
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let pass = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_pass",
+            "Passes, by result (ok, partial, failed)",
+            pass.clone(),
+        );
+        let pass_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "certsync_pass_duration_seconds",
+            "Duration of a pass, from the first request to the last hook",
+            pass_duration.clone(),
+        );
+        let last_success = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certsync_last_success_timestamp_seconds",
+            "Unix time of the instance's last successful sync",
+            last_success.clone(),
+        );
+        let not_after = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certsync_cert_not_after_timestamp_seconds",
+            "Unix time at which the earliest-expiring CA in use for the instance and category expires",
+            not_after.clone(),
+        );
+        let cert_changes = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_cert_changes",
+            "Changes written to the instance's files",
+            cert_changes.clone(),
+        );
+        let instance_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_instance_errors",
+            "Failed syncs of the instance, by reason",
+            instance_errors.clone(),
+        );
+        let api_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_api_requests",
+            "Requests to the cloud, by operation and HTTP status (0: no answer)",
+            api_requests.clone(),
+        );
+        let hook_runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_hook_runs",
+            "Hook runs, by result",
+            hook_runs.clone(),
+        );
+        let config_reload = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_config_reload",
+            "Configuration reloads, by result (ok, invalid)",
+            config_reload.clone(),
+        );
+        Metrics {
+            registry,
+            pass,
+            pass_duration,
+            last_success,
+            not_after,
+            cert_changes,
+            instance_errors,
+            api_requests,
+            hook_runs,
+            config_reload,
+            gauges: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The text exposition for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A pass ended.
+    pub fn pass(&self, result: &'static str, duration: Duration) {
+        self.pass
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        self.pass_duration.observe(duration.as_secs_f64());
+    }
+
+    /// An instance synced at `when`.
+    pub fn instance_synced(&self, instance: &str, when: SystemTime) {
+        let secs = when
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let labels = vec![("instance", instance.to_string())];
+        self.last_success.get_or_create(&labels).set(secs);
+        self.track(labels);
+    }
+
+    /// The CA in use for (instance, category) expires at `not_after` (Unix seconds).
+    pub fn not_after(&self, instance: &str, category: &str, not_after: i64) {
+        let labels = vec![
+            ("instance", instance.to_string()),
+            ("category", category.to_string()),
+        ];
+        self.not_after.get_or_create(&labels).set(not_after);
+        self.track(labels);
+    }
+
+    /// An instance's file changed.
+    pub fn cert_changed(&self, instance: &str) {
+        self.cert_changes
+            .get_or_create(&vec![("instance", instance.to_string())])
+            .inc();
+    }
+
+    /// An instance failed for `reason`.
+    pub fn instance_error(&self, instance: &str, reason: &str) {
+        self.instance_errors
+            .get_or_create(&vec![
+                ("instance", instance.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A request to the cloud answered `status` (0 when it got no answer).
+    pub fn api_request(&self, operation: &'static str, status: u16) {
+        self.api_requests
+            .get_or_create(&vec![
+                ("operation", operation.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A hook ran.
+    pub fn hook_run(&self, hook: &str, result: &'static str) {
+        self.hook_runs
+            .get_or_create(&vec![
+                ("hook", hook.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A configuration reload was tried.
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reload
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    fn track(&self, labels: Labels) {
+        let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        if !gauges.contains(&labels) {
+            gauges.push(labels);
+        }
+    }
+
+    /// Drops the per-instance gauges of instances that left the configuration (and of
+    /// categories no longer in use), so a removed instance does not look stale forever.
+    pub fn retain(&self, keep: &dyn Fn(&str, Option<&str>) -> bool) {
+        let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        gauges.retain(|labels| {
+            let get = |k: &str| {
+                labels
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.as_str())
+            };
+            let kept = keep(get("instance").unwrap_or(""), get("category"));
+            if !kept {
+                if labels.len() == 1 {
+                    self.last_success.remove(labels);
+                } else {
+                    self.not_after.remove(labels);
+                }
+            }
+            kept
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_those_of_the_spec() {
+        let m = Metrics::new();
+        m.pass("ok", Duration::from_millis(20));
+        m.instance_synced("orders", SystemTime::now());
+        m.not_after("orders", "international", 2_000_000_000);
+        m.cert_changed("orders");
+        m.instance_error("orders", "expired");
+        m.api_request("list_ssl_cert_download_addresses", 200);
+        m.hook_run("reload", "ok");
+        m.config_reload("ok");
+        let text = m.encode();
+        for name in [
+            "certsync_pass_total{result=\"ok\"} 1",
+            "certsync_pass_duration_seconds_count 1",
+            "certsync_last_success_timestamp_seconds{instance=\"orders\"}",
+            "certsync_cert_not_after_timestamp_seconds{instance=\"orders\",category=\"international\"} 2000000000",
+            "certsync_cert_changes_total{instance=\"orders\"} 1",
+            "certsync_instance_errors_total{instance=\"orders\",reason=\"expired\"} 1",
+            "certsync_api_requests_total{operation=\"list_ssl_cert_download_addresses\",status=\"200\"} 1",
+            "certsync_hook_runs_total{hook=\"reload\",result=\"ok\"} 1",
+            "certsync_config_reload_total{result=\"ok\"} 1",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        m.retain(&|i, _| i != "orders");
+        assert!(
+            !m.encode()
+                .contains("certsync_last_success_timestamp_seconds{")
+        );
+    }
+}

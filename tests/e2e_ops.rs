@@ -1,0 +1,351 @@
+//! End-to-end operations: the HTTP server (metrics, health, readiness, status), systemd
+//! notifications through a real datagram socket, and configuration reload on SIGHUP.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rustix::process::{Pid, Signal, kill_process};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+struct Running {
+    child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Running {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("--config").arg(config).arg("run");
+        cmd.env_remove("RUST_LOG").env_remove("NOTIFY_SOCKET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let log2 = log.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                log2.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Running { child, lines, log }
+    }
+
+    async fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return line,
+                Ok(Some(_)) => continue,
+                _ => panic!(
+                    "no line with {needle:?}; log:\n{}",
+                    self.log.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill_process(Pid::from_raw(self.child.id().unwrap() as i32).unwrap(), sig).unwrap();
+    }
+
+    async fn stop(mut self) -> Option<i32> {
+        self.signal(Signal::TERM);
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("certsync did not stop")
+            .unwrap()
+            .code()
+    }
+}
+
+fn with_server(h: &Harness) {
+    h.write_config(&Extra {
+        tail: "\n[server]\nlisten = \"127.0.0.1:0\"\n".into(),
+        ..Extra::default()
+    });
+}
+
+/// The port the server bound, from its start-up log line.
+fn port_from(line: &str) -> u16 {
+    let at = line.find("listen=127.0.0.1:").expect("listen field") + "listen=127.0.0.1:".len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+async fn get(port: u16, path: &str) -> (u16, String) {
+    certsync::cloud::http::install_crypto_provider();
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_reports_metrics_health_readiness_and_status() {
+    let h = Harness::new(2).await;
+    h.sim.set_fault(
+        &h.id(1),
+        certsync_sim::Fault::ApiStatus {
+            status: 500,
+            times: None,
+        },
+    );
+    with_server(&h);
+    let mut d = Running::start(&h.config, &[]);
+    let port = port_from(&d.wait_for("serving /metrics").await);
+    d.wait_for("pass finished").await;
+
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    let (status, body) = get(port, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("instance inst1: no valid CA on disk"),
+        "{body}"
+    );
+
+    let (status, metrics) = get(port, "/metrics").await;
+    assert_eq!(status, 200);
+    for needle in [
+        "certsync_pass_total{result=\"partial\"} 1",
+        "certsync_pass_duration_seconds_count 1",
+        "certsync_last_success_timestamp_seconds{instance=\"inst0\"}",
+        "certsync_cert_not_after_timestamp_seconds{instance=\"inst0\",category=\"international\"}",
+        "certsync_cert_changes_total{instance=\"inst0\"} 1",
+        "certsync_instance_errors_total{instance=\"inst1\",reason=\"api_server_error\"} 1",
+        "certsync_hook_runs_total{hook=\"record\",result=\"ok\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    }
+    assert!(!metrics.contains(&h.sim.token()));
+
+    let (status, body) = get(port, "/status").await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["ready"], false);
+    let inst0 = &doc["instances"][0];
+    assert_eq!(inst0["name"], "inst0");
+    assert_eq!(inst0["categories"][0]["category"], "international");
+    assert_eq!(
+        inst0["categories"][0]["fingerprints"][0],
+        h.sim.ca(&h.id(0), "international").sha256_hex
+    );
+    assert!(inst0["categories"][0]["not_after"].is_string());
+    assert!(inst0["last_success"].is_string());
+    assert!(
+        doc["instances"][1]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500")
+    );
+
+    // The instance recovers: ready.
+    h.sim.clear_fault(&h.id(1));
+    d.signal(Signal::USR1);
+    d.wait_for("pass finished").await;
+    let (status, body) = get(port, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(d.stop().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_clear_error() {
+    let h = Harness::new(1).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    h.write_config(&Extra {
+        tail: format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ..Extra::default()
+    });
+    let out = h.certsync(&["run"]).await;
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains(&format!("server.listen 127.0.0.1:{port}: cannot listen")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Datagrams received on a notify socket.
+struct NotifySocket {
+    socket: Arc<UnixDatagram>,
+    path: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    fn new(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        NotifySocket {
+            socket: Arc::new(socket),
+            path,
+        }
+    }
+
+    /// Reads messages until one contains `needle`; returns every message read.
+    async fn until(&self, needle: &str) -> Vec<String> {
+        let socket = self.socket.clone();
+        let needle = needle.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket
+                    .recv(&mut buf)
+                    .unwrap_or_else(|e| panic!("no {needle:?} in {seen:?}: {e}"));
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = msg.contains(&needle);
+                seen.push(msg);
+                if done {
+                    return seen;
+                }
+            }
+        })
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
+    let h = Harness::new(1).await;
+    let notify = NotifySocket::new(h.tmp.path());
+    let socket = notify.path.to_str().unwrap().to_string();
+    let mut d = Running::start(
+        &h.config,
+        &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")],
+    );
+    let first = notify.until("READY=1").await;
+    assert!(
+        h.file(0).exists(),
+        "READY=1 came before the first pass wrote"
+    );
+    let ready = first.last().unwrap();
+    assert!(
+        ready.contains("STATUS=1 of 1 instances synced"),
+        "{first:?}"
+    );
+    notify.until("WATCHDOG=1").await;
+    d.wait_for("pass finished").await;
+
+    d.signal(Signal::HUP);
+    let reload = notify.until("READY=1").await;
+    assert!(
+        reload.iter().any(|m| m.contains("RELOADING=1")),
+        "{reload:?}"
+    );
+
+    d.signal(Signal::TERM);
+    notify.until("STOPPING=1").await;
+    let code = tokio::time::timeout(Duration::from_secs(30), d.child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_sent_without_a_notify_socket_and_hooks_never_inherit_it() {
+    let h = Harness::new(1).await;
+    let env_dump = h.tmp.path().join("hook-env");
+    h.write_config(&Extra {
+        no_hook: true,
+        tail: format!(
+            "\n[[hook]]\nname = \"env\"\ncommand = [\"/bin/sh\", \"-c\", \"env > {}\"]\n",
+            env_dump.display()
+        ),
+        ..Extra::default()
+    });
+    let notify = NotifySocket::new(h.tmp.path());
+    let socket = notify.path.to_str().unwrap().to_string();
+    let mut d = Running::start(&h.config, &[("NOTIFY_SOCKET", &socket)]);
+    d.wait_for("pass finished").await;
+    let env = std::fs::read_to_string(&env_dump).unwrap();
+    assert!(
+        !env.contains("NOTIFY_SOCKET"),
+        "a hook could talk to systemd as certsync"
+    );
+    assert!(env.contains("CERTSYNC_TRUST_DIR="));
+    assert_eq!(d.stop().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
+    let h = Harness::new(1).await;
+    with_server(&h);
+    let mut d = Running::start(&h.config, &[]);
+    let port = port_from(&d.wait_for("serving /metrics").await);
+    d.wait_for("pass finished").await;
+
+    // Invalid: refused, counted, the daemon goes on with the old config.
+    let good = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        good.replace("concurrency = 4", "concurrency = 0"),
+    )
+    .unwrap();
+    d.signal(Signal::HUP);
+    let line = d.wait_for("the new configuration is invalid").await;
+    assert!(line.contains("sync.concurrency"), "{line}");
+    let (_, metrics) = get(port, "/metrics").await;
+    assert!(
+        metrics.contains("certsync_config_reload_total{result=\"invalid\"} 1"),
+        "{metrics}"
+    );
+
+    // Valid, with one more instance and the first one removed: applied, a pass runs, the
+    // removed instance's file is pruned.
+    h.sim.add_instance("added-instance-0001");
+    let old_file = h.file(0);
+    let text = good.replace(
+        &format!("id = \"{}\"\nname = \"inst0\"", h.id(0)),
+        "id = \"added-instance-0001\"\nname = \"added\"",
+    );
+    std::fs::write(&h.config, text).unwrap();
+    d.signal(Signal::HUP);
+    d.wait_for("configuration reloaded").await;
+    d.wait_for("pass finished").await;
+    assert!(h.trust.join("added-international.crt").exists());
+    assert!(
+        !old_file.exists(),
+        "the removed instance's file was not pruned"
+    );
+    let (_, metrics) = get(port, "/metrics").await;
+    assert!(
+        metrics.contains("certsync_config_reload_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    // Counters keep their history; gauges of a removed instance must go.
+    for gauge in [
+        "certsync_last_success_timestamp_seconds{instance=\"inst0\"}",
+        "certsync_cert_not_after_timestamp_seconds{instance=\"inst0\"",
+    ] {
+        assert!(!metrics.contains(gauge), "{gauge} lingers:\n{metrics}");
+    }
+    assert_eq!(d.stop().await, Some(0));
+}
