@@ -166,6 +166,7 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
     };
     println!("configuration {} is valid\n", path.display());
     println!("{}", config.describe());
+    print_files_on_disk(&config);
     if !online {
         return EXIT_OK;
     }
@@ -220,6 +221,46 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
         }
     }
     code
+}
+
+/// What the trust folder holds now, with days left (read-only: nothing is created or locked).
+fn print_files_on_disk(config: &Config) {
+    let store = match crate::store::Store::open(daemon::store_options(config), true) {
+        Ok(store) => store,
+        Err(e) => {
+            println!("\ntrust folder: cannot read it: {}", error_chain(&e));
+            return;
+        }
+    };
+    let current = store.current();
+    if current.is_empty() {
+        println!("\ntrust folder: no CA written yet");
+        return;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let warning =
+        time::Duration::try_from(config.sync.expiry_warning).unwrap_or(time::Duration::MAX);
+    println!("\ntrust folder now:");
+    for entry in current {
+        let (not_after, left) = match entry.not_after {
+            Some(t) => {
+                let days = (t - now).whole_days();
+                let flag = if t - now <= warning {
+                    " (inside expiry_warning)"
+                } else {
+                    ""
+                };
+                (crate::cert::rfc3339(t), format!("{days} days left{flag}"))
+            }
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "  {} ({}/{}): notAfter {not_after}, {left}",
+            entry.path.display(),
+            entry.instance_id,
+            entry.category
+        );
+    }
 }
 
 /// `certsync inspect [--json] PATH...`.

@@ -438,6 +438,7 @@ async fn check_prints_the_plan_and_online_lists_certificates() {
     assert!(text.contains(&h.sim.endpoint()), "{text}");
     assert!(text.contains("inst0") && text.contains("token"), "{text}");
     assert!(!h.trust.exists(), "check wrote the trust folder");
+    assert!(text.contains("no CA written yet"), "{text}");
     let out = h.certsync(&["check", "--online"]).await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let text = stdout(&out);

@@ -349,3 +349,24 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     }
     assert_eq!(d.stop().await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_span_fields() {
+    let h = Harness::new(1).await;
+    let out = h.certsync(&["--log-format", "json", "once"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let mut updated = None;
+    for line in stderr(&out).lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "CA file updated" {
+            updated = Some(v);
+        }
+    }
+    let v = updated.expect("a 'CA file updated' line");
+    for key in ["instance", "category", "path", "fingerprint", "not_after"] {
+        assert!(v.get(key).is_some(), "{key} missing in {v}");
+    }
+    assert_eq!(v["span"]["name"], "pass", "{v}");
+    assert_eq!(v["instance"], "inst0");
+}
