@@ -25,9 +25,9 @@ use crate::cert::Cert;
 use crate::cloud::api::{ApiClient, ApiError};
 use crate::cloud::auth::{Credentials, TokenFile};
 use crate::cloud::http::{ClientError, RedactedUrl, build_client};
-use crate::config::{Auth, Config, Instance};
+use crate::config::{Auth, Config, HookAction, Instance};
 use crate::fetch::{FetchError, Fetcher};
-use crate::hooks::{HookError, HookSpec, run_command};
+use crate::hooks::{HookError, HookSpec, run_command, send_signal};
 use crate::schedule::{Backoff, with_jitter};
 use crate::server::{CategoryStatus, InstanceStatus, Shared, StatusSnapshot};
 use crate::store::{Change, DesiredEntry, PassInput, Store, StoreError, StoreOptions, StoreReport};
@@ -778,19 +778,28 @@ impl Engine {
             }
             let hook = &self.config.hooks[index];
             let pending = self.hooks.get(&index).expect("queued").clone();
-            let spec = HookSpec {
-                name: hook.name.clone(),
-                command: hook.command.clone(),
-                timeout: hook.timeout,
-            };
             let files: Vec<PathBuf> = pending.changed_files.iter().cloned().collect();
-            let result = run_command(&spec, &self.config.trust.dir, &files, shutdown)
-                .instrument(tracing::info_span!("hook", hook = %hook.name))
-                .await;
+            let started = std::time::Instant::now();
+            let result = match &hook.action {
+                HookAction::Command(command) => {
+                    let spec = HookSpec {
+                        name: hook.name.clone(),
+                        command: command.clone(),
+                        timeout: hook.timeout,
+                    };
+                    run_command(&spec, &self.config.trust.dir, &files, shutdown)
+                        .instrument(tracing::info_span!("hook", hook = %hook.name))
+                        .await
+                        .map(|_| ())
+                }
+                HookAction::Signal { signal, pid_file } => {
+                    send_signal(&hook.name, signal, pid_file).map(|_| ())
+                }
+            };
             match result {
-                Ok(out) => {
+                Ok(()) => {
                     self.shared.metrics.hook_run(&hook.name, "ok");
-                    tracing::info!(hook = %hook.name, duration_ms = out.duration.as_millis() as u64, "hook succeeded");
+                    tracing::info!(hook = %hook.name, duration_ms = started.elapsed().as_millis() as u64, "hook succeeded");
                     self.hooks.remove(&index);
                 }
                 Err(err) => {

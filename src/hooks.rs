@@ -89,6 +89,30 @@ pub enum HookError {
         /// The configured timeout.
         after: Duration,
     },
+    /// A signal hook's pid file could not be read or holds no pid.
+    #[error("hook '{hook}': pid file {}: {reason}", path.display())]
+    PidFile {
+        /// Hook name.
+        hook: String,
+        /// The pid file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A signal hook's process does not exist (or may not be signalled).
+    #[error("hook '{hook}': cannot send {signal} to pid {pid} (from {}): {reason}", path.display())]
+    Signal {
+        /// Hook name.
+        hook: String,
+        /// The signal.
+        signal: String,
+        /// The pid read from the file.
+        pid: i32,
+        /// The pid file.
+        path: PathBuf,
+        /// Why (`no such process`, `permission denied`).
+        reason: String,
+    },
     /// certsync is shutting down and the hook outlived the grace period; its process group
     /// was killed.
     #[error("hook '{hook}' was stopped because certsync is shutting down")]
@@ -96,6 +120,50 @@ pub enum HookError {
         /// Hook name.
         hook: String,
     },
+}
+
+/// Sends `signal` (a name from `config::HOOK_SIGNALS`) to the pid read now from `pid_file`.
+/// A missing file, a file without a pid, or a process that is gone is a failure. Returns the
+/// pid signalled.
+pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, HookError> {
+    use rustix::process::{Pid, Signal, kill_process};
+    let pid_error = |reason: String| HookError::PidFile {
+        hook: hook.to_string(),
+        path: pid_file.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(pid_file).map_err(|e| pid_error(e.to_string()))?;
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        pid_error(format!(
+            "holds no pid ({:?})",
+            text.trim().chars().take(20).collect::<String>()
+        ))
+    })?;
+    // Pid 0 and 1 and negative values would signal groups or init: never.
+    let target = Pid::from_raw(pid)
+        .filter(|_| pid > 1)
+        .ok_or_else(|| pid_error(format!("pid {pid} is not a process certsync may signal")))?;
+    let sig = match signal {
+        "SIGHUP" => Signal::HUP,
+        "SIGINT" => Signal::INT,
+        "SIGQUIT" => Signal::QUIT,
+        "SIGTERM" => Signal::TERM,
+        "SIGUSR1" => Signal::USR1,
+        "SIGUSR2" => Signal::USR2,
+        "SIGWINCH" => Signal::WINCH,
+        "SIGCONT" => Signal::CONT,
+        "SIGALRM" => Signal::ALARM,
+        other => return Err(pid_error(format!("unknown signal {other}"))),
+    };
+    kill_process(target, sig).map_err(|e| HookError::Signal {
+        hook: hook.to_string(),
+        signal: signal.to_string(),
+        pid,
+        path: pid_file.to_path_buf(),
+        reason: io::Error::from(e).to_string(),
+    })?;
+    tracing::info!(hook, signal, pid, "signal sent");
+    Ok(pid)
 }
 
 /// Runs one command hook to completion.

@@ -1103,21 +1103,24 @@ fn hook_instances() {
 }
 
 #[test]
-fn hook_signal_and_pid_file_are_not_supported_yet() {
-    let p =
-        problems(&Cfg::new().tail("[[hook]]\nsignal = \"SIGHUP\"\npid_file = \"/run/app.pid\"\n"));
+fn hook_signal_needs_a_known_signal_and_a_pid_file_and_no_command() {
+    let p = problems(
+        &Cfg::new().tail("[[hook]]\nsignal = \"SIGBOGUS\"\npid_file = \"/run/app.pid\"\n"),
+    );
+    assert_has(&p, "hook[0].signal", &["unknown signal", "\"SIGBOGUS\""]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    let p = problems(&Cfg::new().tail("[[hook]]\nsignal = \"SIGHUP\"\n"));
+    assert_has(&p, "hook[0].pid_file", &["missing"]);
+    let p = problems(&Cfg::new().tail("[[hook]]\npid_file = \"/run/app.pid\"\n"));
+    assert_has(&p, "hook[0].signal", &["missing"]);
+    let p = problems(&Cfg::new().tail(
+        "[[hook]]\nsignal = \"HUP\"\npid_file = \"/run/app.pid\"\ncommand = [\"/bin/true\"]\n",
+    ));
     assert_has(
         &p,
-        "hook[0].signal",
-        &["not supported yet: hook[0].signal", "\"SIGHUP\""],
+        "hook[0].command",
+        &["either command, or signal and pid_file"],
     );
-    assert_has(
-        &p,
-        "hook[0].pid_file",
-        &["not supported yet: hook[0].pid_file", "\"/run/app.pid\""],
-    );
-    // Without a command, the signal form is not also told that command is missing.
-    assert_eq!(p.len(), 2, "{p:?}");
 }
 
 // ---- [[discover]], [server], [log] ----
@@ -1132,11 +1135,11 @@ fn discover_is_not_supported_yet() {
 }
 
 #[test]
-fn server_listen_is_not_supported_yet() {
+fn server_listen_must_be_an_address_and_port() {
     expect(
-        Cfg::new().set("server", "listen", "\"127.0.0.1:9464\""),
+        Cfg::new().set("server", "listen", "\"localhost:http\""),
         "server.listen",
-        &["not supported yet: server.listen", "\"127.0.0.1:9464\""],
+        &["not an IP address and port", "\"localhost:http\""],
     );
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certsync::config::{self, Auth, Config, LogFormat};
+use certsync::config::{self, Auth, Config, HookAction, LogFormat};
 
 const MINIMAL: &str = r#"
 [cloud]
@@ -284,13 +284,20 @@ instances = ["orders", "inst-1", "e73893ef73754465a8bd2e0857bbf13ein02"]
     assert_eq!(c.hooks.len(), 2);
     assert_eq!(c.hooks[0].name, "systemctl");
     assert_eq!(
-        c.hooks[0].command,
-        ["/usr/bin/systemctl", "reload", "app.service"]
+        c.hooks[0].action,
+        HookAction::Command(vec![
+            "/usr/bin/systemctl".into(),
+            "reload".into(),
+            "app.service".into()
+        ])
     );
     assert_eq!(c.hooks[0].timeout, Duration::from_secs(30));
     assert_eq!(c.hooks[0].instances, None);
     assert_eq!(c.hooks[1].name, "tell");
-    assert_eq!(c.hooks[1].command, ["/bin/echo", ""]);
+    assert_eq!(
+        c.hooks[1].action,
+        HookAction::Command(vec!["/bin/echo".into(), "".into()])
+    );
     assert_eq!(c.hooks[1].timeout, Duration::from_secs(90));
     // Names resolve to ids; an instance named twice is listed once.
     assert_eq!(
@@ -488,4 +495,27 @@ fn load_reads_a_real_file() {
     std::fs::write(&path, MINIMAL).unwrap();
     let c = config::load(&path).unwrap();
     assert_eq!(c.trust.dir, dir.path().join("trust"));
+}
+
+#[test]
+fn signal_hooks_resolve_their_pid_file_and_default_name() {
+    let text = format!("{MINIMAL}\n[[hook]]\nsignal = \"usr1\"\npid_file = \"run/app.pid\"\n");
+    let c = parse(&text);
+    assert_eq!(
+        c.hooks[0].action,
+        HookAction::Signal {
+            signal: "SIGUSR1".into(),
+            pid_file: PathBuf::from("/srv/conf/run/app.pid"),
+        }
+    );
+    assert_eq!(c.hooks[0].name, "SIGUSR1-app.pid");
+}
+
+#[test]
+fn server_listen_is_an_address_and_port() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[server]\nlisten = \"127.0.0.1:9464\"\n"
+    ));
+    assert_eq!(c.server.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(parse(MINIMAL).server.listen, None);
 }

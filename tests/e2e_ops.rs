@@ -370,3 +370,68 @@ async fn json_logs_are_one_object_per_line_with_span_fields() {
     assert_eq!(v["span"]["name"], "pass", "{v}");
     assert_eq!(v["instance"], "inst0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_hook_signals_the_pid_read_fresh_from_its_file() {
+    let h = Harness::new(1).await;
+    let fifo = h.tmp.path().join("got-signal");
+    let pid_file = h.tmp.path().join("app.pid");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // An "application" that reports SIGUSR2 through the FIFO (a blocking, event-driven read).
+    let mut app = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "trap 'echo usr2 > {fifo}' USR2; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; while :; do sleep 0.05; done",
+            fifo = fifo.display(),
+            pid = pid_file.display()
+        ))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    h.write_config(&Extra {
+        no_hook: true,
+        tail: format!(
+            "\n[[hook]]\nsignal = \"SIGUSR2\"\npid_file = \"{}\"\n",
+            pid_file.display()
+        ),
+        ..Extra::default()
+    });
+    let reader = {
+        let fifo = fifo.clone();
+        tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    // The pid file appears once the app's trap is set.
+    while !pid_file.exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(reader.await.unwrap().trim(), "usr2");
+    app.kill().await.unwrap();
+    let _ = app.wait().await;
+
+    // The process is gone now: the next change makes the hook fail, naming the pid file.
+    h.sim.rotate(&h.id(0), "international");
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let err = all_output(&out);
+    assert!(
+        err.contains("cannot send SIGUSR2") && err.contains("app.pid"),
+        "{err}"
+    );
+    std::fs::remove_file(&pid_file).unwrap();
+    h.sim.rotate(&h.id(0), "international");
+    let out = h.once().await;
+    assert_eq!(code(&out), 1);
+    assert!(
+        all_output(&out).contains("pid file"),
+        "{}",
+        all_output(&out)
+    );
+}

@@ -175,15 +175,36 @@ pub struct Instance {
 /// One `[[hook]]`.
 #[derive(Debug, Clone)]
 pub struct Hook {
-    /// For logs and metrics; unique. Default: the file name of `command[0]`.
+    /// For logs and metrics; unique. Default: the file name of `command[0]`, or for a signal
+    /// hook `SIGNAL-<pid file name>`.
     pub name: String,
-    /// argv; `command[0]` is an absolute path. Run without a shell.
-    pub command: Vec<String>,
+    /// What the hook does.
+    pub action: HookAction,
     /// Killed (with its process group) after this.
     pub timeout: Duration,
     /// Run only when files of these instances (by id) changed; `None`: any change.
     pub instances: Option<Vec<String>>,
 }
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// `command`: argv; `command[0]` is an absolute path. Run without a shell.
+    Command(Vec<String>),
+    /// `signal` + `pid_file`: send the signal to the pid read fresh from the file at each run.
+    Signal {
+        /// Canonical name, `SIGHUP`.
+        signal: String,
+        /// The pid file (absolute).
+        pid_file: PathBuf,
+    },
+}
+
+/// Signals a signal hook may send.
+pub const HOOK_SIGNALS: &[&str] = &[
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT",
+    "SIGALRM",
+];
 
 /// `[server]`.
 #[derive(Debug, Clone, Default)]
@@ -419,7 +440,18 @@ impl Config {
         let _ = writeln!(s, "hooks ({}):", self.hooks.len());
         for hook in &self.hooks {
             let _ = writeln!(s, "  {}:", hook.name);
-            let _ = writeln!(s, "    command: {:?}", hook.command);
+            match &hook.action {
+                HookAction::Command(argv) => {
+                    let _ = writeln!(s, "    command: {argv:?}");
+                }
+                HookAction::Signal { signal, pid_file } => {
+                    let _ = writeln!(
+                        s,
+                        "    signal: {signal} to the pid in {}",
+                        pid_file.display()
+                    );
+                }
+            }
             let _ = writeln!(s, "    timeout: {}", d(hook.timeout));
             match &hook.instances {
                 Some(ids) => {

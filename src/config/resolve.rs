@@ -121,7 +121,7 @@ pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>>
     if let Some(trust) = &trust {
         check_files(&mut p, trust, &instances);
     }
-    let hooks = hooks(&mut p, &top, &instances);
+    let hooks = hooks(&mut p, &top, &instances, &base);
     if top.has("discover") {
         p.push(
             "discover",
@@ -947,16 +947,72 @@ fn check_files(p: &mut Problems, trust: &Trust, instances: &[ReadInstance]) {
     }
 }
 
-fn hooks(p: &mut Problems, top: &Section<'_>, instances: &[ReadInstance]) -> Vec<Hook> {
+fn hooks(
+    p: &mut Problems,
+    top: &Section<'_>,
+    instances: &[ReadInstance],
+    base: &Path,
+) -> Vec<Hook> {
     let mut out: Vec<(String, Hook)> = Vec::new();
     for (key, table) in top.tables(p, "hook") {
         let sec = Section::open(p, key.clone(), table, HOOK_KEYS);
         let signal_style = sec.has("signal") || sec.has("pid_file");
-        unsupported(p, &sec, "signal", true);
-        unsupported(p, &sec, "pid_file", true);
+        let mut signal_action = None;
+        if signal_style {
+            if sec.has("command") {
+                p.push(
+                    sec.key("command"),
+                    "a hook has either command, or signal and pid_file, not both",
+                );
+            }
+            let signal = sec.string(p, "signal").and_then(|raw| {
+                let upper = raw.trim().to_ascii_uppercase();
+                let canonical = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                if HOOK_SIGNALS.contains(&canonical.as_str()) {
+                    Some(canonical)
+                } else {
+                    p.push(
+                        sec.key("signal"),
+                        format!(
+                            "unknown signal {} (one of {})",
+                            quote(raw),
+                            HOOK_SIGNALS.join(", ")
+                        ),
+                    );
+                    None
+                }
+            });
+            if !sec.has("signal") {
+                p.push(
+                    sec.key("signal"),
+                    "missing: a hook with pid_file needs signal (e.g. \"SIGHUP\")",
+                );
+            }
+            if !sec.has("pid_file") {
+                p.push(
+                    sec.key("pid_file"),
+                    "missing: a signal hook needs pid_file (the pid is read from it at each run)",
+                );
+            }
+            let pid_file = sec.string(p, "pid_file").and_then(|raw| {
+                if raw.is_empty() {
+                    p.push(sec.key("pid_file"), "must not be empty (got \"\")");
+                    None
+                } else {
+                    Some(names::normalize(&base.join(raw)))
+                }
+            });
+            if let (Some(signal), Some(pid_file)) = (signal, pid_file) {
+                signal_action = Some(HookAction::Signal { signal, pid_file });
+            }
+        }
 
         let mut command = Vec::new();
-        if (signal_style && !sec.has("command")) || sec.require_present(p, "command", "") {
+        if !signal_style && sec.require_present(p, "command", "") {
             if let Some(items) = sec.strings(p, "command") {
                 if items.is_empty() {
                     p.push(
@@ -988,11 +1044,20 @@ fn hooks(p: &mut Problems, top: &Section<'_>, instances: &[ReadInstance]) -> Vec
                 String::new()
             }
             Some(n) => n.to_string(),
-            None => command
-                .first()
-                .and_then(|c| Path::new(c).file_name())
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            None => match &signal_action {
+                Some(HookAction::Signal { signal, pid_file }) => format!(
+                    "{signal}-{}",
+                    pid_file
+                        .file_name()
+                        .map(|f| f.to_string_lossy())
+                        .unwrap_or_default()
+                ),
+                _ => command
+                    .first()
+                    .and_then(|c| Path::new(c).file_name())
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            },
         };
         if !name.is_empty()
             && let Some((other_key, _)) = out.iter().find(|(_, h)| h.name == name)
@@ -1047,7 +1112,7 @@ fn hooks(p: &mut Problems, top: &Section<'_>, instances: &[ReadInstance]) -> Vec
             key,
             Hook {
                 name,
-                command,
+                action: signal_action.unwrap_or(HookAction::Command(command)),
                 timeout,
                 instances: filter,
             },
