@@ -1036,6 +1036,12 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             }
         });
     }
+    // Dropped at the end of `run`, which stops the watch.
+    let _watcher = if engine.config.sync.watch_config {
+        watch_config_file(&engine.config.source, controls.reload.clone())
+    } else {
+        None
+    };
     let mut next_full = Instant::now();
     let mut first = true;
     loop {
@@ -1095,6 +1101,60 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
     systemd::stopping();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the config file must be quiet after a change before it is reloaded: editors write
+/// in several steps (temp file, rename, chmod).
+pub const CONFIG_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watches the config file's folder (not the file: an editor's rename-save replaces the
+/// inode) and notifies `reload` once the file has been quiet for [`CONFIG_DEBOUNCE`].
+/// A watch that cannot be set up is logged; SIGHUP still works.
+fn watch_config_file(
+    path: &std::path::Path,
+    reload: Arc<Notify>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let folder = path.parent()?.to_path_buf();
+    let name = path.file_name()?.to_owned();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let handler = move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let ours = event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()));
+            if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the configuration file; SIGHUP still reloads");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&folder, RecursiveMode::NonRecursive) {
+        tracing::warn!(folder = %folder.display(), error = %e, "cannot watch the configuration folder; SIGHUP still reloads");
+        return None;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until no event came for CONFIG_DEBOUNCE.
+            loop {
+                match tokio::time::timeout(CONFIG_DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            tracing::info!("the configuration file changed");
+            reload.notify_one();
+        }
+    });
+    Some(watcher)
 }
 
 /// Clears `alive` when the loop ends, however it ends.

@@ -616,11 +616,7 @@ fn sync_allowed_download_hosts() {
 
 #[test]
 fn sync_watch_config() {
-    expect(
-        Cfg::new().set("sync", "watch_config", "true"),
-        "sync.watch_config",
-        &["not supported yet: sync.watch_config", "true"],
-    );
+    assert_valid(&Cfg::new().set("sync", "watch_config", "true"));
     expect(
         Cfg::new().set("sync", "watch_config", "\"no\""),
         "sync.watch_config",

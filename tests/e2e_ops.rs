@@ -297,7 +297,12 @@ async fn nothing_is_sent_without_a_notify_socket_and_hooks_never_inherit_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     let h = Harness::new(1).await;
-    with_server(&h);
+    // Only SIGHUP reloads here (the file watch has its own test).
+    h.write_config(&Extra {
+        sync: "watch_config = false",
+        tail: "\n[server]\nlisten = \"127.0.0.1:0\"\n".into(),
+        ..Extra::default()
+    });
     let mut d = Running::start(&h.config, &[]);
     let port = port_from(&d.wait_for("serving /metrics").await);
     d.wait_for("pass finished").await;
@@ -434,4 +439,23 @@ async fn a_signal_hook_signals_the_pid_read_fresh_from_its_file() {
         "{}",
         all_output(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_rename_save_of_the_config_file_reloads_it() {
+    let h = Harness::new(1).await;
+    let mut d = Running::start(&h.config, &[]);
+    d.wait_for("pass finished").await;
+    h.sim.add_instance("added-by-edit-0001");
+    let text = std::fs::read_to_string(&h.config).unwrap()
+        + "\n[[instance]]\nid = \"added-by-edit-0001\"\nname = \"edited\"\n";
+    // As vim or an atomic writer saves: a new file renamed over the old one.
+    let tmp = h.tmp.path().join(".certsync.toml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &h.config).unwrap();
+    d.wait_for("the configuration file changed").await;
+    d.wait_for("configuration reloaded").await;
+    d.wait_for("pass finished").await;
+    assert!(h.trust.join("edited-international.crt").exists());
+    assert_eq!(d.stop().await, Some(0));
 }

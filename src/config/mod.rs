@@ -49,6 +49,8 @@ pub const MAX_MAX_DOWNLOAD_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_ALLOWED_DOWNLOAD_HOSTS: &[&str] = &["*.myhuaweicloud.com", "*.myhuaweicloud.eu"];
 /// `sync.expiry_warning` when left out.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86400);
+/// `sync.watch_config` when left out.
+pub const DEFAULT_WATCH_CONFIG: bool = true;
 /// `sync.rotation_overlap` when left out.
 pub const DEFAULT_ROTATION_OVERLAP: Duration = Duration::from_secs(86400);
 /// `trust.file_name` when left out.
@@ -140,6 +142,9 @@ pub struct SyncSettings {
     pub expiry_warning: Duration,
     /// Keep a replaced CA in its instance's file this long (zero: replace at once).
     pub rotation_overlap: Duration,
+    /// Reload when the config file changes (the folder is watched, so editors' rename-saves
+    /// are seen).
+    pub watch_config: bool,
 }
 
 /// `[trust]`: the folder certsync writes.

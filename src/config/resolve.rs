@@ -542,15 +542,9 @@ fn sync(p: &mut Problems, table: &Table) -> SyncSettings {
         .duration(p, "rotation_overlap")
         .unwrap_or(DEFAULT_ROTATION_OVERLAP);
 
-    if sec.boolean(p, "watch_config") == Some(true) {
-        p.push(
-            sec.key("watch_config"),
-            format!(
-                "not supported yet: {} = true (false is accepted)",
-                sec.key("watch_config")
-            ),
-        );
-    }
+    let watch_config = sec
+        .boolean(p, "watch_config")
+        .unwrap_or(DEFAULT_WATCH_CONFIG);
 
     SyncSettings {
         interval,
@@ -562,6 +556,7 @@ fn sync(p: &mut Problems, table: &Table) -> SyncSettings {
         allowed_download_hosts,
         expiry_warning,
         rotation_overlap,
+        watch_config,
     }
 }
 
