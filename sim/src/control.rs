@@ -1,5 +1,6 @@
 //! The simulator's control API under `/_sim/` (no authentication: loopback test infrastructure):
-//! read the state, add and remove instances, rotate CAs, set and clear faults.
+//! read the state, add and remove instances, describe them (ListInstances' fields), rotate CAs,
+//! set and clear faults.
 //!
 //! Owns the translation of control requests into state changes and their JSON answers; it must
 //! not answer cloud API or OBS requests. Key generation happens here (add, rotate, faults), never
@@ -9,7 +10,7 @@ use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 
 use crate::http::{self, SimBody};
-use crate::model::{Fault, Stats};
+use crate::model::{Fault, InstanceMeta, Stats};
 use crate::state::{DEFAULT_CATEGORY, InstanceView, SimError, World};
 
 #[derive(Serialize)]
@@ -116,6 +117,15 @@ pub(crate) fn handle(
             },
             Err(e) => error(StatusCode::BAD_REQUEST, format!("fault body: {e}")),
         },
+        (&Method::PUT, ["instances", id, "meta"]) => {
+            match serde_json::from_slice::<InstanceMeta>(body) {
+                Ok(meta) => match world.set_meta(id, meta) {
+                    Ok(()) => no_content(),
+                    Err(e) => sim_error(e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, format!("meta body: {e}")),
+            }
+        }
         (&Method::DELETE, ["instances", id, "fault"]) => {
             if world.clear_fault(id) {
                 no_content()
