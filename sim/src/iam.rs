@@ -43,7 +43,7 @@ struct PasswordRequest<'a> {
 }
 
 /// Reads a token request body; `Err` is the reason for a 400.
-fn parse_password_request(body: &Value) -> Result<PasswordRequest<'_>, &'static str> {
+fn parse_password_request<'a>(body: &'a Value) -> Result<PasswordRequest<'a>, &'static str> {
     let auth = body.get("auth").ok_or("Expecting to find auth in request body.")?;
     let identity = auth
         .get("identity")
@@ -58,11 +58,11 @@ fn parse_password_request(body: &Value) -> Result<PasswordRequest<'_>, &'static 
     let user = identity
         .pointer("/password/user")
         .ok_or("Expecting to find password.user in identity.")?;
-    let text = |v: Option<&'a Value>, what: &'static str| -> Result<&'a str, &'static str> {
+    fn text<'v>(v: Option<&'v Value>, what: &'static str) -> Result<&'v str, &'static str> {
         v.and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or(what)
-    };
+    }
     let name = text(user.get("name"), "Expecting to find user.name.")?;
     let password = text(user.get("password"), "Expecting to find user.password.")?;
     let domain = text(
