@@ -455,6 +455,12 @@ async fn iam_refuses_wrong_passwords_and_malformed_requests() {
     .await;
     assert_keystone_error(&no_scope, 400, "Expecting to find a project in scope.");
 
+    // A body over the gateway's limit is refused before IAM sees it.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(100 * 1024));
+    let too_large = post_token(&sim, "", &huge).await;
+    assert_eq!(too_large.status, 413, "{}", too_large.text());
+    assert_eq!(too_large.json()["error_code"], "APIG.0201");
+
     let stats = sim.stats();
     assert_eq!((stats.iam_tokens_issued, stats.iam_token_failures), (1, 7));
 }
