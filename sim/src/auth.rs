@@ -71,7 +71,7 @@ impl Caller {
 
 /// Why the gateway refused the credentials: the sub-message after APIG's prefix.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Denial(pub String);
+pub(crate) struct Denial(String);
 
 impl Denial {
     fn new(detail: impl Into<String>) -> Self {
@@ -97,7 +97,7 @@ pub(crate) fn denied(world: &World, detail: &str, request_id: &str) -> Response<
 
 /// Authenticates a gateway request; `Err` says why it must be refused (see [`Denial::respond`]).
 pub(crate) fn authenticate(world: &World, req: &GatewayRequest<'_>) -> Result<Caller, Denial> {
-    // APIG prefers the token when both are sent.
+    // The token is checked first when both are sent (APIG does not document its order).
     if let Some(token) = req.headers.get(AUTH_TOKEN_HEADER) {
         return match token.to_str() {
             Ok(token) => check_token(world, token),
