@@ -1,5 +1,6 @@
 //! The simulator's control API under `/_sim/` (no authentication: loopback test infrastructure):
-//! read the state, add and remove instances, rotate CAs, set and clear faults.
+//! read the state, add and remove instances, describe them (ListInstances' fields), rotate CAs,
+//! set and clear faults, replace IAM's projects.
 //!
 //! Owns the translation of control requests into state changes and their JSON answers; it must
 //! not answer cloud API or OBS requests. Key generation happens here (add, rotate, faults), never
@@ -9,13 +10,15 @@ use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 
 use crate::http::{self, SimBody};
-use crate::model::{Fault, Stats};
+use crate::model::{Fault, InstanceMeta, Project, Stats};
 use crate::state::{DEFAULT_CATEGORY, InstanceView, SimError, World};
 
 #[derive(Serialize)]
 struct StateDoc<'a> {
     endpoint: &'a str,
     project_id: &'a str,
+    region: &'a str,
+    projects: Vec<Project>,
     instances: Vec<InstanceView>,
     stats: Stats,
 }
@@ -77,6 +80,8 @@ pub(crate) fn handle(
             &StateDoc {
                 endpoint: &world.endpoint,
                 project_id: &world.project_id,
+                region: &world.region,
+                projects: world.creds.projects(),
                 instances: world.instances_view(),
                 stats: world.stats(),
             },
@@ -116,6 +121,22 @@ pub(crate) fn handle(
             },
             Err(e) => error(StatusCode::BAD_REQUEST, format!("fault body: {e}")),
         },
+        (&Method::PUT, ["projects"]) => match serde_json::from_slice::<Vec<Project>>(body) {
+            Ok(projects) => {
+                world.creds.set_projects(projects);
+                no_content()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, format!("projects body: {e}")),
+        },
+        (&Method::PUT, ["instances", id, "meta"]) => {
+            match serde_json::from_slice::<InstanceMeta>(body) {
+                Ok(meta) => match world.set_meta(id, meta) {
+                    Ok(()) => no_content(),
+                    Err(e) => sim_error(e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, format!("meta body: {e}")),
+            }
+        }
         (&Method::DELETE, ["instances", id, "fault"]) => {
             if world.clear_fault(id) {
                 no_content()

@@ -3,25 +3,39 @@
 //!
 //! It serves, on one HTTPS listener:
 //! - the GaussDB NoSQL download-link API, `GET /v3/{project_id}/instances/{id}/ssl-cert/download-link`,
-//!   checking `X-Auth-Token` and answering with the cloud's status codes, headers and error bodies;
+//!   and ListInstances, `GET /v3/{project_id}/instances` (paging, filters), both behind the API
+//!   gateway's authentication: `X-Auth-Token`, or an `SDK-HMAC-SHA256` AK/SK signature (verified
+//!   with certsync-sign, as Huawei's SDKs sign) with permanent or temporary credentials, answering
+//!   with the cloud's status codes, headers and error bodies;
+//! - IAM: `POST /v3/auth/tokens` (password) and `GET /v3/projects`;
 //! - OBS-style pre-signed download links (`/obs/...`), freshly minted on every API answer and
 //!   checked (signature, expiry) when fetched;
-//! - a control API under `/_sim/` to change instances, CAs and faults from another process.
+//! - a control API under `/_sim/` to change instances, CAs and faults from another process;
+//!
+//! and, on a second, plain-HTTP listener, the ECS metadata service (session token, temporary
+//! credentials).
 //!
 //! Module map: `model` (public value types), `pki` (certificate generation), `link` (link
-//! signing), `state` (instances, faults, counters; hands out answer *plans*), `router` (method and
-//! path dispatch; the place to add ListInstances, IAM and AK/SK later), `api`, `obs`, `control`
-//! (handlers), `http` (bodies and error documents), `server` (TLS, HTTP/1.1, connections).
+//! signing), `creds` (identities: token, AK/SK, IAM users and tokens, temporary credentials,
+//! projects), `state` (instances, faults, counters; hands out answer *plans*), `router` (method and
+//! path dispatch), `auth` (the gateway's credential checks), `api`, `instances`, `iam`,
+//! `metadata`, `obs`, `control` (handlers), `http` (bodies and error documents), `server` (TLS,
+//! HTTP/1.1, connections).
 //!
 //! Invariants: no key is generated on the request path (only in calls that change instances or
-//! faults); a slow fault delays only the request it applies to; link queries and tokens are never
-//! logged.
+//! faults); a slow fault delays only the request it applies to; link queries, tokens, keys and
+//! passwords are never logged.
 #![forbid(unsafe_code)]
 
 mod api;
+mod auth;
 mod control;
+mod creds;
 mod http;
+mod iam;
+mod instances;
 mod link;
+mod metadata;
 mod model;
 mod obs;
 mod pki;
@@ -32,17 +46,23 @@ mod state;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use model::{BadContent, CaInfo, Fault, Stats};
+pub use model::{
+    BadContent, CaInfo, Fault, InstanceMeta, MetadataTokenMode, Project, Stats,
+};
 pub use state::SimError;
 
 /// The file, in the simulator's directory, holding the root its TLS certificate chains to.
 pub const CA_FILE_NAME: &str = "ca.pem";
 
+/// The region a simulator plays unless told otherwise.
+pub const DEFAULT_REGION: &str = "cn-north-4";
+
 /// How to start a [`Simulator`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimOptions {
     /// Where to listen; default `127.0.0.1:0` (a free port).
     pub listen: SocketAddr,
@@ -55,6 +75,13 @@ pub struct SimOptions {
     /// Where `ca.pem` is written (created if missing); a temporary directory owned by the
     /// simulator (removed when the last handle is dropped) when `None`.
     pub dir: Option<PathBuf>,
+    /// The permanent access key and secret key the gateway accepts; random (shaped like the
+    /// console's: 20 and 40 characters) when `None`.
+    pub ak_sk: Option<(String, String)>,
+    /// The region, which is also the name of the project; [`DEFAULT_REGION`] when `None`.
+    pub region: Option<String>,
+    /// Where the plain-HTTP metadata service listens; default `127.0.0.1:0`.
+    pub metadata_listen: SocketAddr,
 }
 
 impl Default for SimOptions {
@@ -65,7 +92,26 @@ impl Default for SimOptions {
             token: None,
             project_id: None,
             dir: None,
+            ak_sk: None,
+            region: None,
+            metadata_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
         }
+    }
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token and the keys stay out of Debug output.
+        f.debug_struct("SimOptions")
+            .field("listen", &self.listen)
+            .field("instances", &self.instances)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("project_id", &self.project_id)
+            .field("dir", &self.dir)
+            .field("ak_sk", &self.ak_sk.as_ref().map(|_| "<redacted>"))
+            .field("region", &self.region)
+            .field("metadata_listen", &self.metadata_listen)
+            .finish()
     }
 }
 
@@ -83,6 +129,7 @@ pub struct Simulator {
 struct Inner {
     world: Arc<state::World>,
     addr: SocketAddr,
+    metadata_addr: SocketAddr,
     ca_file: PathBuf,
     ca_pem: String,
     cancel: CancellationToken,
@@ -115,11 +162,6 @@ fn url_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A random token shaped like an IAM token (they start with `MII`).
-fn random_token() -> String {
-    format!("MIIsim{}", state::random_hex(48))
-}
-
 fn io_err(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> std::io::Error {
     std::io::Error::other(e)
 }
@@ -141,6 +183,9 @@ impl Simulator {
         let local = listener.local_addr()?;
         let addr = SocketAddr::new(url_ip(local.ip()), local.port());
         let endpoint = format!("https://{addr}");
+        let metadata_listener = tokio::net::TcpListener::bind(opts.metadata_listen).await?;
+        let local = metadata_listener.local_addr()?;
+        let metadata_addr = SocketAddr::new(url_ip(local.ip()), local.port());
 
         let instance_count = opts.instances;
         let ip_san = addr.ip().to_string();
@@ -166,18 +211,45 @@ impl Simulator {
             .project_id
             .clone()
             .unwrap_or_else(|| state::random_hex(16));
-        let token = opts.token.clone().unwrap_or_else(random_token);
-        let world = Arc::new(state::World::new(endpoint, addr.port(), project_id, token));
+        let token = opts.token.clone().unwrap_or_else(creds::random_token);
+        let region = opts
+            .region
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let (ak, sk) = opts
+            .ak_sk
+            .clone()
+            .unwrap_or_else(|| (creds::random_ak(), creds::random_sk()));
+        let project = Project {
+            id: project_id.clone(),
+            name: region.clone(),
+        };
+        let creds = creds::Creds::new(ak, sk, project);
+        let world = Arc::new(state::World::new(
+            endpoint,
+            addr.port(),
+            project_id,
+            region,
+            token,
+            creds,
+        ));
         for (id, cas) in instances {
             world.insert_instance(&id, cas);
         }
         let cancel = CancellationToken::new();
         server::spawn(listener, tls, world.clone(), cancel.clone());
-        tracing::info!(endpoint = %world.endpoint, ca_file = %ca_file.display(), "simulator listening");
+        server::spawn_metadata(metadata_listener, world.clone(), cancel.clone());
+        tracing::info!(
+            endpoint = %world.endpoint,
+            metadata = %metadata_addr,
+            ca_file = %ca_file.display(),
+            "simulator listening"
+        );
         Ok(Simulator {
             inner: Arc::new(Inner {
                 world,
                 addr,
+                metadata_addr,
                 ca_file,
                 ca_pem: root.info.pem.clone(),
                 cancel,
@@ -225,6 +297,94 @@ impl Simulator {
         self.world().set_token(token);
     }
 
+    /// The permanent access key the gateway accepts.
+    pub fn ak(&self) -> String {
+        self.world().creds.ak_sk().0
+    }
+
+    /// The secret key of [`Simulator::ak`].
+    pub fn sk(&self) -> String {
+        self.world().creds.ak_sk().1
+    }
+
+    /// Replaces the permanent AK/SK; requests signed with the old pair get 401 from now on.
+    pub fn set_ak_sk(&self, ak: &str, sk: &str) {
+        self.world().creds.set_ak_sk(ak, sk);
+    }
+
+    /// The region this simulator plays (also the name of its project), e.g. `cn-north-4`.
+    pub fn region(&self) -> String {
+        self.world().region.clone()
+    }
+
+    /// The IAM base URL: the API's endpoint (IAM is served on the same listener).
+    pub fn iam_endpoint(&self) -> String {
+        self.endpoint()
+    }
+
+    /// Adds an IAM user who may get tokens with `POST /v3/auth/tokens`, or changes the password
+    /// of an existing one (tokens issued before stay valid, as on the real IAM until it catches
+    /// up; see [`Simulator::invalidate_iam_tokens`]).
+    pub fn add_iam_user(&self, name: &str, domain: &str, password: &str) {
+        self.world().creds.add_user(name, domain, password);
+    }
+
+    /// How long tokens issued from now on live (default 24 h). `Duration::ZERO` issues tokens
+    /// that are expired at once.
+    pub fn set_iam_token_lifetime(&self, lifetime: Duration) {
+        self.world().creds.set_token_lifetime(lifetime);
+    }
+
+    /// Invalidates every token IAM issued so far: the API answers 401 for them from now on.
+    pub fn invalidate_iam_tokens(&self) {
+        self.world().creds.invalidate_tokens();
+    }
+
+    /// The projects `GET /v3/projects` knows; at start, one: the simulator's project named after
+    /// its region.
+    pub fn projects(&self) -> Vec<Project> {
+        self.world().creds.projects()
+    }
+
+    /// Replaces the projects `GET /v3/projects` (and token scopes) know, e.g. none or two with the
+    /// region's name. The API itself keeps serving [`Simulator::project_id`] only.
+    pub fn set_projects(&self, projects: &[Project]) {
+        self.world().creds.set_projects(projects.to_vec());
+    }
+
+    /// The metadata service's base URL, `http://127.0.0.1:PORT` (plain HTTP, like the real
+    /// `http://169.254.169.254`).
+    pub fn metadata_endpoint(&self) -> String {
+        format!("http://{}", self.inner.metadata_addr)
+    }
+
+    /// How long temporary credentials handed out from now on live (default 24 h).
+    /// `Duration::ZERO` hands out credentials that are expired at once.
+    pub fn set_metadata_credential_lifetime(&self, lifetime: Duration) {
+        self.world().creds.set_temporary_lifetime(lifetime);
+    }
+
+    /// Revokes every temporary credential handed out so far (the gateway answers 401 for them).
+    pub fn revoke_metadata_credentials(&self) {
+        self.world().creds.revoke_temporary();
+    }
+
+    /// Sets how the metadata service answers the session-token `PUT` (default: tokens required).
+    pub fn set_metadata_token_mode(&self, mode: MetadataTokenMode) {
+        self.world().creds.set_metadata_mode(mode);
+    }
+
+    /// Whether the ECS has an agency (default true); without one the metadata service answers
+    /// 401 "Please configure Cloud Service Agency first".
+    pub fn set_metadata_agency(&self, agency: bool) {
+        self.world().creds.set_agency(agency);
+    }
+
+    /// How many temporary credentials the metadata service has handed out.
+    pub fn metadata_fetches(&self) -> u64 {
+        self.stats().metadata_fetches
+    }
+
     /// Instance ids in creation order.
     pub fn instance_ids(&self) -> Vec<String> {
         self.world().instance_ids()
@@ -236,6 +396,22 @@ impl Simulator {
     pub fn add_instance(&self, id: &str) {
         if let Err(e) = self.world().add_instance(id) {
             panic!("certsync-sim: add_instance: {}", error_chain(&e));
+        }
+    }
+
+    /// What ListInstances says about an instance. Panics if it does not exist.
+    pub fn instance_meta(&self, id: &str) -> InstanceMeta {
+        match self.world().meta(id) {
+            Ok(meta) => meta,
+            Err(e) => panic!("certsync-sim: instance_meta: {}", error_chain(&e)),
+        }
+    }
+
+    /// Replaces what ListInstances says about an instance (name, datastore, status, SSL).
+    /// Panics if it does not exist.
+    pub fn set_instance_meta(&self, id: &str, meta: InstanceMeta) {
+        if let Err(e) = self.world().set_meta(id, meta) {
+            panic!("certsync-sim: set_instance_meta: {}", error_chain(&e));
         }
     }
 

@@ -1,5 +1,6 @@
 //! `certsync-sim`: runs the simulator until SIGTERM or SIGINT, after printing one JSON line that
-//! tells a parent process how to reach it (endpoint, CA file, project, instances, token).
+//! tells a parent process how to reach it (endpoint, CA file, project, instances, token, AK/SK,
+//! metadata and IAM endpoints, region).
 //!
 //! Thin: parses arguments, sets up logging on stderr, and calls the library. Nothing but the
 //! announcement line goes to stdout.
@@ -34,6 +35,15 @@ struct Args {
     /// Directory for ca.pem (a temporary directory if absent, removed on exit).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The access key the API accepts with --sk (a random pair if both are absent).
+    #[arg(long, requires = "sk")]
+    ak: Option<String>,
+    /// The secret key of --ak.
+    #[arg(long, requires = "ak")]
+    sk: Option<String>,
+    /// The region, also the name of the project (default cn-north-4).
+    #[arg(long)]
+    region: Option<String>,
 }
 
 /// The line printed once the simulator listens.
@@ -44,6 +54,11 @@ struct Announcement {
     project_id: String,
     instances: Vec<String>,
     token: String,
+    ak: String,
+    sk: String,
+    region: String,
+    iam_endpoint: String,
+    metadata_endpoint: String,
 }
 
 #[tokio::main]
@@ -76,6 +91,9 @@ async fn run(args: Args) -> std::io::Result<()> {
         token: args.token,
         project_id: args.project_id,
         dir: args.dir,
+        ak_sk: args.ak.zip(args.sk),
+        region: args.region,
+        ..SimOptions::default()
     })
     .await?;
     let line = serde_json::to_string(&Announcement {
@@ -84,6 +102,11 @@ async fn run(args: Args) -> std::io::Result<()> {
         project_id: sim.project_id(),
         instances: sim.instance_ids(),
         token: sim.token(),
+        ak: sim.ak(),
+        sk: sim.sk(),
+        region: sim.region(),
+        iam_endpoint: sim.iam_endpoint(),
+        metadata_endpoint: sim.metadata_endpoint(),
     })
     .map_err(std::io::Error::other)?;
     let mut stdout = std::io::stdout().lock();

@@ -1,4 +1,5 @@
-//! The simulator's public value types: CA descriptions, counters and faults.
+//! The simulator's public value types: CA descriptions, instance descriptions, projects,
+//! metadata-service modes, counters and faults.
 //!
 //! Owns only plain data (with its serde shape, which the control API and tests rely on);
 //! it must not hold behaviour that touches the network or the shared state.
@@ -23,10 +24,71 @@ pub struct CaInfo {
 pub struct Stats {
     /// Requests to the download-link API path, whatever their answer.
     pub api_requests: u64,
-    /// API requests answered 401 (bad token or project).
+    /// Requests to ListInstances (`GET /v3/{project_id}/instances`), whatever their answer.
+    pub list_requests: u64,
+    /// Gateway requests (download-link, ListInstances, IAM projects) answered 401 for their
+    /// credentials (token, AK/SK signature, project).
     pub unauthorized: u64,
     /// Download-link GETs answered 200 with a body (including faulty bodies).
     pub downloads: u64,
+    /// IAM tokens issued by `POST /v3/auth/tokens`.
+    pub iam_tokens_issued: u64,
+    /// `POST /v3/auth/tokens` requests refused (bad password, unknown user or scope).
+    pub iam_token_failures: u64,
+    /// `GET /v3/projects` requests, whatever their answer.
+    pub project_lookups: u64,
+    /// Session tokens handed out by the metadata service (`PUT /meta-data/latest/api/token`).
+    pub metadata_session_tokens: u64,
+    /// Temporary credentials handed out by the metadata service
+    /// (`GET /openstack/latest/securitykey` answered 200).
+    pub metadata_fetches: u64,
+}
+
+/// What ListInstances says about an instance besides its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceMeta {
+    /// The instance name; new instances are called `inst-N` (N counts from 1 in creation order).
+    pub name: String,
+    /// `datastore.type`: `cassandra`, `mongodb` (the default), `influxdb`, `redis`, ...
+    pub datastore_type: String,
+    /// `datastore.version`; `4.0` by default.
+    pub datastore_version: String,
+    /// `status`: `normal` (the default), `abnormal`, `creating`, `frozen`, ...
+    pub status: String,
+    /// `ssl`: answered as `"1"` (true, the default) or `"0"`.
+    pub ssl: bool,
+}
+
+impl InstanceMeta {
+    /// The description a new instance gets: `inst-{n}`, mongodb 4.0, normal, SSL on.
+    pub fn numbered(n: usize) -> Self {
+        Self {
+            name: format!("inst-{n}"),
+            datastore_type: "mongodb".to_owned(),
+            datastore_version: "4.0".to_owned(),
+            status: "normal".to_owned(),
+            ssl: true,
+        }
+    }
+}
+
+/// An IAM project, as `GET /v3/projects` lists it (a project's name is its region, e.g. `cn-north-4`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+}
+
+/// How the ECS metadata service answers `PUT /meta-data/latest/api/token`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetadataTokenMode {
+    /// It hands out session tokens, and `GET /openstack/latest/securitykey` requires a valid one
+    /// in `X-Metadata-Token` (401 otherwise).
+    #[default]
+    Required,
+    /// It answers this status (the SDK goes on without a token on 404, 405 and 503), and the
+    /// credentials are served without a session token (IMDSv1 style).
+    Unsupported { status: u16 },
 }
 
 /// A misbehaviour of one instance, set with `Simulator::set_fault` or `PUT /_sim/instances/{id}/fault`.

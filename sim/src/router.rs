@@ -1,8 +1,9 @@
 //! Dispatch of every request the simulator receives to its handler, by method and path, and the
-//! headers every answer carries (`X-Request-Id`, `Server`).
+//! headers every answer carries (`X-Request-Id`, `Server`, and IAM's `X-IAM-Trace-Id`); also the
+//! dispatch of the separate metadata listener.
 //!
-//! This is where new surfaces are plugged in (ListInstances, IAM, ECS metadata, AK/SK checking):
-//! one match arm per route. It must not contain handler logic itself.
+//! One match arm per route. It must not contain handler logic itself; authentication happens in
+//! the handlers (through `auth`), which get the whole request body (signatures cover it).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,13 +13,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, SERVER};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::auth::GatewayRequest;
 use crate::http::{self, SimBody};
 use crate::link::OBJECT_NAME;
 use crate::state::{World, random_hex};
-use crate::{api, control, obs};
+use crate::{api, control, iam, instances, metadata, obs};
 
-/// The largest control request body read (fault documents are tiny).
-const MAX_CONTROL_BODY: usize = 64 * 1024;
+/// The largest request body read (token requests and fault documents are tiny).
+const MAX_BODY: usize = 64 * 1024;
 
 /// The header every answer carries with a fresh 32-hex request id.
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -26,12 +28,27 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// OBS's own request id header.
 static X_OBS_REQUEST_ID: HeaderName = HeaderName::from_static("x-obs-request-id");
 
+/// IAM's trace id header (the SDK reads it when it looks up a project).
+static X_IAM_TRACE_ID: HeaderName = HeaderName::from_static("x-iam-trace-id");
+
 /// Which server a route belongs to, for the headers that server sets.
 #[derive(Clone, Copy)]
 enum Surface {
     Gateway,
+    Iam,
     Obs,
     Control,
+}
+
+/// The parts of a request the gateway authenticates.
+fn gateway_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) -> GatewayRequest<'a> {
+    GatewayRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body,
+    }
 }
 
 /// Serves one request.
@@ -45,20 +62,45 @@ pub(crate) async fn handle(
     let query = parts.uri.query();
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let method = &parts.method;
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| format!("reading the body: {e}"));
+    let gateway = |body| gateway_request(&parts, body);
 
-    let (surface, mut resp) = match segments.as_slice() {
-        [
-            "v3",
-            project_id,
-            "instances",
-            id,
-            "ssl-cert",
-            "download-link",
-        ] if method == Method::GET => (
+    let (surface, mut resp) = match (segments.as_slice(), &body) {
+        (_, Err(e)) if !matches!(segments.first(), Some(&"_sim")) => (
             Surface::Gateway,
-            api::download_link(&world, &parts.headers, project_id, id, &request_id).await,
+            http::gateway_error(StatusCode::BAD_REQUEST, "APIG.0201", e, &request_id),
         ),
-        ["obs", bucket, id, category, object]
+        (
+            [
+                "v3",
+                project_id,
+                "instances",
+                id,
+                "ssl-cert",
+                "download-link",
+            ],
+            Ok(body),
+        ) if method == Method::GET => (
+            Surface::Gateway,
+            api::download_link(&world, &gateway(body), project_id, id, &request_id).await,
+        ),
+        (["v3", project_id, "instances"], Ok(body)) if method == Method::GET => (
+            Surface::Gateway,
+            instances::list(&world, &gateway(body), project_id, &request_id),
+        ),
+        (["v3", "auth", "tokens"], Ok(body)) if method == Method::POST => (
+            Surface::Iam,
+            iam::create_token(&world, query.unwrap_or(""), body),
+        ),
+        (["v3", "projects"], Ok(body)) if method == Method::GET => (
+            Surface::Iam,
+            iam::list_projects(&world, &gateway(body), &request_id),
+        ),
+        (["obs", bucket, id, category, object], _)
             if method == Method::GET && *object == OBJECT_NAME =>
         {
             (
@@ -66,7 +108,7 @@ pub(crate) async fn handle(
                 obs::download(&world, bucket, id, category, query, &request_id).await,
             )
         }
-        ["obs", ..] => (
+        (["obs", ..], _) => (
             Surface::Obs,
             http::obs_error(
                 StatusCode::NOT_FOUND,
@@ -76,14 +118,12 @@ pub(crate) async fn handle(
                 &[],
             ),
         ),
-        ["_sim", rest @ ..] => {
-            let resp = match Limited::new(body, MAX_CONTROL_BODY).collect().await {
-                Ok(collected) => {
-                    control::handle(&world, method, rest, query, &collected.to_bytes())
-                }
+        (["_sim", rest @ ..], body) => {
+            let resp = match body {
+                Ok(body) => control::handle(&world, method, rest, query, body),
                 Err(e) => http::json(
                     StatusCode::BAD_REQUEST,
-                    &serde_json::json!({ "error": format!("reading the body: {e}") }),
+                    &serde_json::json!({ "error": e }),
                 ),
             };
             (Surface::Control, resp)
@@ -106,6 +146,10 @@ pub(crate) async fn handle(
             Surface::Gateway => {
                 headers.insert(SERVER, HeaderValue::from_static("api-gateway"));
             }
+            Surface::Iam => {
+                headers.insert(SERVER, HeaderValue::from_static("api-gateway"));
+                headers.insert(X_IAM_TRACE_ID.clone(), v);
+            }
             Surface::Obs => {
                 headers.insert(SERVER, HeaderValue::from_static("OBS"));
                 headers.insert(X_OBS_REQUEST_ID.clone(), v);
@@ -122,6 +166,22 @@ pub(crate) async fn handle(
         status = resp.status().as_u16(),
         request_id,
         "request"
+    );
+    Ok(resp)
+}
+
+/// Serves one request to the metadata listener.
+pub(crate) async fn handle_metadata(
+    world: Arc<World>,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, Infallible> {
+    let (parts, _body) = req.into_parts();
+    let resp = metadata::handle(&world, &parts.method, parts.uri.path(), &parts.headers);
+    tracing::debug!(
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = resp.status().as_u16(),
+        "metadata request"
     );
     Ok(resp)
 }

@@ -1,8 +1,9 @@
 //! The listening side: TLS (rustls with ring) over a TCP listener, HTTP/1.1 with keep-alive
-//! (hyper), one task per connection, and shutdown through a cancellation token.
+//! (hyper), one task per connection, and shutdown through a cancellation token; and the plain-HTTP
+//! listener of the metadata service (which the real cloud serves over plain HTTP too).
 //!
-//! Owns sockets and connection lifetimes only; every request goes to `router::handle`. It must
-//! not know about routes or state.
+//! Owns sockets and connection lifetimes only; every request goes to `router::handle` (or
+//! `router::handle_metadata`). It must not know about routes or state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,4 +114,46 @@ async fn connection(
         // Includes the deliberate aborts of truncated downloads.
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Serves the metadata service over plain HTTP/1.1 from `listener` until `cancel` fires.
+pub(crate) fn spawn_metadata(listener: TcpListener, world: Arc<World>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = cancel.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let world = world.clone();
+                    let cancel = cancel.clone();
+                    tokio::spawn(async move {
+                        let _ = tcp.set_nodelay(true);
+                        let service =
+                            service_fn(move |req| router::handle_metadata(world.clone(), req));
+                        let conn = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(tcp), service);
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            result = conn.as_mut() => result,
+                            () = cancel.cancelled() => {
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "metadata connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metadata accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+        tracing::debug!("metadata service stopped listening");
+    });
 }

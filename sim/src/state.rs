@@ -1,5 +1,6 @@
-//! The simulated cloud's state: instances with their CAs per category, active faults, the accepted
-//! token and the request counters, shared by the Rust API, the control API and the request handlers.
+//! The simulated cloud's state: instances with their CAs per category, descriptions and active
+//! faults, the accepted token, the identities (`creds`) and the request counters, shared by the
+//! Rust API, the control API and the request handlers.
 //!
 //! Handlers ask it for a *plan* (what to answer) and do the I/O themselves; a plan is computed
 //! under one short lock and never generates keys. Key generation happens only in the calls that
@@ -13,8 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::creds::Creds;
 use crate::link::LinkSigner;
-use crate::model::{BadContent, CaInfo, Fault, Stats};
+use crate::model::{BadContent, CaInfo, Fault, InstanceMeta, Stats};
 use crate::pki::{self, Ca, Leaf, PkiError};
 
 /// The category a new instance gets.
@@ -76,8 +78,14 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub api_requests: AtomicU64,
+    pub list_requests: AtomicU64,
     pub unauthorized: AtomicU64,
     pub downloads: AtomicU64,
+    pub iam_tokens_issued: AtomicU64,
+    pub iam_token_failures: AtomicU64,
+    pub project_lookups: AtomicU64,
+    pub metadata_session_tokens: AtomicU64,
+    pub metadata_fetches: AtomicU64,
 }
 
 impl Counters {
@@ -86,10 +94,17 @@ impl Counters {
     }
 
     fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
-            api_requests: self.api_requests.load(Ordering::Relaxed),
-            unauthorized: self.unauthorized.load(Ordering::Relaxed),
-            downloads: self.downloads.load(Ordering::Relaxed),
+            api_requests: get(&self.api_requests),
+            list_requests: get(&self.list_requests),
+            unauthorized: get(&self.unauthorized),
+            downloads: get(&self.downloads),
+            iam_tokens_issued: get(&self.iam_tokens_issued),
+            iam_token_failures: get(&self.iam_token_failures),
+            project_lookups: get(&self.project_lookups),
+            metadata_session_tokens: get(&self.metadata_session_tokens),
+            metadata_fetches: get(&self.metadata_fetches),
         }
     }
 }
@@ -110,6 +125,9 @@ pub(crate) type CategoryCas = Vec<(String, Ca)>;
 struct Instance {
     cas: CategoryCas,
     fault: Option<ActiveFault>,
+    meta: InstanceMeta,
+    /// When it was created, for ListInstances' `created` field.
+    created: String,
 }
 
 impl Instance {
@@ -137,6 +155,16 @@ struct Registry {
     /// Instance ids in creation order.
     order: Vec<String>,
     instances: HashMap<String, Instance>,
+    /// Instances created so far (names `inst-N` count on from it, also past removals).
+    created: usize,
+}
+
+/// One instance as ListInstances describes it.
+#[derive(Clone, Debug)]
+pub(crate) struct ListedInstance {
+    pub id: String,
+    pub meta: InstanceMeta,
+    pub created: String,
 }
 
 /// What the download-link API should answer for one instance.
@@ -182,6 +210,8 @@ pub(crate) enum DownloadPlan {
 #[derive(Serialize)]
 pub(crate) struct InstanceView {
     pub id: String,
+    #[serde(flatten)]
+    pub meta: InstanceMeta,
     pub categories: Vec<CategoryView>,
     pub fault: Option<Fault>,
 }
@@ -213,7 +243,10 @@ pub(crate) struct World {
     /// The port, for links on other host names.
     pub port: u16,
     pub project_id: String,
+    /// The region this simulator plays (the project's name, e.g. `cn-north-4`).
+    pub region: String,
     token: RwLock<String>,
+    pub creds: Creds,
     pub links: LinkSigner,
     pub counters: Counters,
     registry: Mutex<Registry>,
@@ -238,12 +271,21 @@ pub(crate) fn new_instance_cas(
 }
 
 impl World {
-    pub(crate) fn new(endpoint: String, port: u16, project_id: String, token: String) -> Self {
+    pub(crate) fn new(
+        endpoint: String,
+        port: u16,
+        project_id: String,
+        region: String,
+        token: String,
+        creds: Creds,
+    ) -> Self {
         Self {
             endpoint,
             port,
             project_id,
+            region,
             token: RwLock::new(token),
+            creds,
             links: LinkSigner::new(),
             counters: Counters::default(),
             registry: Mutex::new(Registry::default()),
@@ -283,10 +325,56 @@ impl World {
         if reg.instances.contains_key(id) {
             return false;
         }
+        reg.created += 1;
+        let meta = InstanceMeta::numbered(reg.created);
         reg.order.push(id.to_owned());
-        reg.instances
-            .insert(id.to_owned(), Instance { cas, fault: None });
+        reg.instances.insert(
+            id.to_owned(),
+            Instance {
+                cas,
+                fault: None,
+                meta,
+                created: now_iso_seconds(),
+            },
+        );
         true
+    }
+
+    /// The description of an instance.
+    pub(crate) fn meta(&self, id: &str) -> Result<InstanceMeta, SimError> {
+        self.lock()
+            .instances
+            .get(id)
+            .map(|i| i.meta.clone())
+            .ok_or_else(|| SimError::UnknownInstance { id: id.to_owned() })
+    }
+
+    /// Replaces the description of an instance.
+    pub(crate) fn set_meta(&self, id: &str, meta: InstanceMeta) -> Result<(), SimError> {
+        let mut reg = self.lock();
+        let inst = reg
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| SimError::UnknownInstance { id: id.to_owned() })?;
+        inst.meta = meta;
+        Ok(())
+    }
+
+    /// Every instance as ListInstances sees it, most recently created first (the API's order).
+    pub(crate) fn listed_instances(&self) -> Vec<ListedInstance> {
+        let reg = self.lock();
+        reg.order
+            .iter()
+            .rev()
+            .filter_map(|id| {
+                let inst = reg.instances.get(id)?;
+                Some(ListedInstance {
+                    id: id.clone(),
+                    meta: inst.meta.clone(),
+                    created: inst.created.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Adds an instance with one category, `international`, and a fresh CA.
@@ -453,6 +541,7 @@ impl World {
                 let inst = reg.instances.get(id)?;
                 Some(InstanceView {
                     id: id.clone(),
+                    meta: inst.meta.clone(),
                     categories: inst
                         .cas
                         .iter()
@@ -560,6 +649,13 @@ impl World {
     }
 }
 
+/// Now as `YYYY-MM-DDTHH:MM:SS` (UTC), the API's timestamp shape for `created` and `updated`.
+fn now_iso_seconds() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    now.format(&format).unwrap_or_default()
+}
+
 /// The content type OBS serves `.crt` objects with.
 pub(crate) const CA_CONTENT_TYPE: &str = "application/x-x509-ca-cert";
 
@@ -615,7 +711,18 @@ mod tests {
     use super::*;
 
     fn world() -> World {
-        World::new("https://127.0.0.1:1".into(), 1, "p".into(), "t".into())
+        let project = crate::model::Project {
+            id: "p".into(),
+            name: "cn-north-4".into(),
+        };
+        World::new(
+            "https://127.0.0.1:1".into(),
+            1,
+            "p".into(),
+            "cn-north-4".into(),
+            "t".into(),
+            Creds::new("AK".into(), "SK".into(), project),
+        )
     }
 
     #[test]

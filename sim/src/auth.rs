@@ -1,0 +1,210 @@
+//! Authentication of gateway requests as Huawei's API gateway (APIG) does it: an IAM token in
+//! `X-Auth-Token` (the fixed token of the simulator, or one IAM issued), or an `SDK-HMAC-SHA256`
+//! signature (`Authorization`, `X-Sdk-Date`) checked with certsync-sign's verifier against the
+//! permanent AK/SK or temporary credentials from the metadata service (which must come with
+//! their `X-Security-Token`).
+//!
+//! Owns the decision who is calling and APIG's 401 answers (`APIGW.0301` with its sub-messages);
+//! it must not verify signatures itself (that is certsync-sign) nor look at instances.
+//!
+//! The sub-messages are the ones APIG documents or has been seen sending: "verify aksk signature
+//! fail" (wrong signature, X-Sdk-Date more than 15 minutes off, malformed Authorization), "ak
+//! {AK} not exist" (unknown access key; APIG echoes the key, so clients must not print
+//! `error_msg` unfiltered), "calc ak sk signature fail:signature expired" (expired temporary
+//! credentials), "x-auth-token not found", "decrypt token fail", "token expires".
+
+use std::time::SystemTime;
+
+use certsync_sign::{Incoming, VerifyError};
+use hyper::header::HeaderMap;
+use hyper::{Response, StatusCode};
+
+use crate::creds::{SecretLookup, TokenCheck};
+use crate::http::{self, SimBody};
+use crate::state::{Counters, World};
+
+/// The header that carries an IAM token.
+const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+/// The header that carries the security token of temporary credentials.
+const SECURITY_TOKEN_HEADER: &str = "x-security-token";
+/// The header in which AK/SK callers name their project.
+const PROJECT_ID_HEADER: &str = "x-project-id";
+
+/// The prefix of every APIG authentication error message.
+const PREFIX: &str = "Incorrect IAM authentication information";
+
+/// A request as the gateway authenticates it.
+pub(crate) struct GatewayRequest<'a> {
+    pub method: &'a str,
+    /// The path as received (percent-encoded).
+    pub path: &'a str,
+    /// The query as received, without `?`.
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// Who is calling.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// An IAM token scoped to this project.
+    Token { project_id: String },
+    /// A valid AK/SK signature; the project named in `X-Project-Id`, if any.
+    Signed { project_id: Option<String> },
+}
+
+impl Caller {
+    /// Whether the caller may act in `project_id` (a path's project).
+    pub(crate) fn may_use_project(&self, world: &World, project_id: &str) -> bool {
+        match self {
+            Caller::Token { project_id: scope } => scope == project_id,
+            // The account behind the keys owns the simulator's project; X-Project-Id, when
+            // sent, must name the same project as the path.
+            Caller::Signed { project_id: named } => {
+                project_id == world.project_id && named.as_deref().is_none_or(|n| n == project_id)
+            }
+        }
+    }
+}
+
+/// The 401 APIG answers for bad credentials, counted as unauthorized.
+pub(crate) fn denied(world: &World, detail: &str, request_id: &str) -> Response<SimBody> {
+    Counters::bump(&world.counters.unauthorized);
+    http::gateway_error(
+        StatusCode::UNAUTHORIZED,
+        "APIGW.0301",
+        &format!("{PREFIX}: {detail}"),
+        request_id,
+    )
+}
+
+/// Authenticates a gateway request; `Err` is the 401 to answer.
+pub(crate) fn authenticate(
+    world: &World,
+    req: &GatewayRequest<'_>,
+    request_id: &str,
+) -> Result<Caller, Response<SimBody>> {
+    // APIG prefers the token when both are sent.
+    if let Some(token) = req.headers.get(AUTH_TOKEN_HEADER) {
+        return match token.to_str() {
+            Ok(token) => check_token(world, token, request_id),
+            Err(_) => Err(denied(world, "decrypt token fail", request_id)),
+        };
+    }
+    if req.headers.contains_key(hyper::header::AUTHORIZATION) {
+        return check_signature(world, req, request_id);
+    }
+    Err(denied(world, "x-auth-token not found", request_id))
+}
+
+fn check_token(world: &World, token: &str, request_id: &str) -> Result<Caller, Response<SimBody>> {
+    if world.token_matches(token) {
+        return Ok(Caller::Token {
+            project_id: world.project_id.clone(),
+        });
+    }
+    match world.creds.check_token(token) {
+        TokenCheck::Valid { project_id } => Ok(Caller::Token { project_id }),
+        TokenCheck::Expired { expires_at } => Err(denied(
+            world,
+            &format!("token expires, expires_at: {}", iso_micros(expires_at)),
+            request_id,
+        )),
+        TokenCheck::Unknown => Err(denied(world, "decrypt token fail", request_id)),
+    }
+}
+
+fn check_signature(
+    world: &World,
+    req: &GatewayRequest<'_>,
+    request_id: &str,
+) -> Result<Caller, Response<SimBody>> {
+    let headers: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let incoming = Incoming {
+        method: req.method,
+        path: req.path,
+        query: req.query,
+        headers: &headers,
+        body: req.body,
+    };
+    let mut looked_up: Option<(String, SecretLookup)> = None;
+    let result = certsync_sign::verify(&incoming, SystemTime::now(), |ak| {
+        let lookup = world.creds.secret_of(ak);
+        let secret = match &lookup {
+            SecretLookup::Permanent { secret } | SecretLookup::Temporary { secret, .. } => {
+                Some(secret.clone())
+            }
+            SecretLookup::Unknown => None,
+        };
+        looked_up = Some((ak.to_owned(), lookup));
+        secret
+    });
+    match result {
+        Ok(_) => {}
+        Err(VerifyError::UnknownAccessKey) => {
+            let ak = looked_up.map(|(ak, _)| ak).unwrap_or_default();
+            return Err(denied(world, &format!("ak {ak} not exist"), request_id));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "AK/SK signature refused");
+            return Err(denied(world, "verify aksk signature fail", request_id));
+        }
+    }
+    if let Some((
+        _,
+        SecretLookup::Temporary {
+            security_token,
+            expired,
+            ..
+        },
+    )) = &looked_up
+    {
+        if *expired {
+            return Err(denied(
+                world,
+                "calc ak sk signature fail:signature expired",
+                request_id,
+            ));
+        }
+        let sent = req
+            .headers
+            .get(SECURITY_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if sent != Some(security_token.as_str()) {
+            tracing::debug!("temporary AK without its security token");
+            return Err(denied(world, "verify aksk signature fail", request_id));
+        }
+    }
+    let project_id = req
+        .headers
+        .get(PROJECT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(Caller::Signed { project_id })
+}
+
+/// `t` as IAM writes times: `2024-05-01T12:34:56.000000Z`.
+pub(crate) fn iso_micros(t: SystemTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::from(t)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn iam_times_have_six_fraction_digits() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_714_566_896_000_001);
+        assert_eq!(iso_micros(t), "2024-05-01T12:34:56.000001Z");
+    }
+}
