@@ -44,7 +44,9 @@ struct PasswordRequest<'a> {
 
 /// Reads a token request body; `Err` is the reason for a 400.
 fn parse_password_request<'a>(body: &'a Value) -> Result<PasswordRequest<'a>, &'static str> {
-    let auth = body.get("auth").ok_or("Expecting to find auth in request body.")?;
+    let auth = body
+        .get("auth")
+        .ok_or("Expecting to find auth in request body.")?;
     let identity = auth
         .get("identity")
         .ok_or("Expecting to find identity in auth.")?;
@@ -75,7 +77,10 @@ fn parse_password_request<'a>(body: &'a Value) -> Result<PasswordRequest<'a>, &'
     let scope = if let Some(id) = project.get("id").and_then(Value::as_str) {
         ProjectScope::Id(id)
     } else {
-        ProjectScope::Name(text(project.get("name"), "Expecting scope.project.id or name.")?)
+        ProjectScope::Name(text(
+            project.get("name"),
+            "Expecting scope.project.id or name.",
+        )?)
     };
     Ok(PasswordRequest {
         user: name,
@@ -136,7 +141,10 @@ pub(crate) fn create_token(world: &World, query: &str, body: &[u8]) -> Response<
         keystone_error(status, message)
     };
     let Ok(doc) = serde_json::from_slice::<Value>(body) else {
-        return refused(StatusCode::BAD_REQUEST, "The request body is not valid JSON.");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "The request body is not valid JSON.",
+        );
     };
     let request = match parse_password_request(&doc) {
         Ok(r) => r,
@@ -150,10 +158,16 @@ pub(crate) fn create_token(world: &World, query: &str, body: &[u8]) -> Response<
     ) {
         Ok(issued) => issued,
         Err(TokenRefusal::BadPassword) => {
-            return refused(StatusCode::UNAUTHORIZED, "The username or password is wrong.");
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                "The username or password is wrong.",
+            );
         }
         Err(TokenRefusal::UnknownProject) => {
-            return refused(StatusCode::BAD_REQUEST, "The project in the scope is not found.");
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "The project in the scope is not found.",
+            );
         }
     };
     Counters::bump(&world.counters.iam_tokens_issued);

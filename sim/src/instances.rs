@@ -214,7 +214,11 @@ pub(crate) fn list(
         .listed_instances()
         .into_iter()
         .filter(|i| q.id.as_deref().is_none_or(|p| text_matches(p, &i.id)))
-        .filter(|i| q.name.as_deref().is_none_or(|p| text_matches(p, &i.meta.name)))
+        .filter(|i| {
+            q.name
+                .as_deref()
+                .is_none_or(|p| text_matches(p, &i.meta.name))
+        })
         .filter(|i| {
             q.datastore_type
                 .as_deref()

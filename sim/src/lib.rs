@@ -50,9 +50,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use model::{
-    BadContent, CaInfo, Fault, InstanceMeta, MetadataTokenMode, Project, Stats,
-};
+pub use model::{BadContent, CaInfo, Fault, InstanceMeta, MetadataTokenMode, Project, Stats};
 pub use state::SimError;
 
 /// The file, in the simulator's directory, holding the root its TLS certificate chains to.

@@ -48,7 +48,9 @@ pub(crate) fn handle(
     match path {
         TOKEN_PATH if method == Method::PUT => session_token(world, headers),
         SECURITY_KEY_PATH if method == Method::GET => security_key(world, headers),
-        TOKEN_PATH | SECURITY_KEY_PATH => text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+        TOKEN_PATH | SECURITY_KEY_PATH => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        }
         _ => text(StatusCode::NOT_FOUND, "Not Found"),
     }
 }

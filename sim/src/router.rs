@@ -41,7 +41,10 @@ enum Surface {
 }
 
 /// The parts of a request the gateway authenticates.
-fn gateway_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) -> GatewayRequest<'a> {
+fn gateway_request<'a>(
+    parts: &'a hyper::http::request::Parts,
+    body: &'a [u8],
+) -> GatewayRequest<'a> {
     GatewayRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -121,10 +124,7 @@ pub(crate) async fn handle(
         (["_sim", rest @ ..], body) => {
             let resp = match body {
                 Ok(body) => control::handle(&world, method, rest, query, body),
-                Err(e) => http::json(
-                    StatusCode::BAD_REQUEST,
-                    &serde_json::json!({ "error": e }),
-                ),
+                Err(e) => http::json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
             };
             (Surface::Control, resp)
         }

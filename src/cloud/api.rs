@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use url::Url;
 
-use super::auth::{AuthError, Credentials, header_map};
+use super::auth::{AuthError, Credentials, header_map, scrub, secrets_in};
 use super::http::{RedactedUrl, describe_transport};
 use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
 
@@ -256,7 +256,10 @@ impl ApiClient {
                     return Err(ApiError::Unauthorized {
                         url: shown,
                         method: self.credentials.method(),
-                        fault: parse_fault(status, &body, request_id),
+                        fault: scrub(
+                            parse_fault(status, &body, request_id),
+                            &secrets_in(&headers),
+                        ),
                     });
                 }
                 429 | 500..=599 if tries < PASS_TRIES => {
@@ -267,7 +270,10 @@ impl ApiClient {
                 _ => {
                     return Err(ApiError::Status {
                         url: shown,
-                        fault: parse_fault(status, &body, request_id),
+                        fault: scrub(
+                            parse_fault(status, &body, request_id),
+                            &secrets_in(&headers),
+                        ),
                     });
                 }
             }

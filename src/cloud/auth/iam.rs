@@ -119,7 +119,7 @@ impl PasswordTokens {
                 method: "password",
                 step: STEP_TOKEN,
                 url: shown,
-                fault: reply.fault(),
+                fault: reply.fault(&[password.expose().to_string()]),
             });
         }
         let (token, expires_at, project_id) =

@@ -126,7 +126,7 @@ impl MetadataKeys {
                     state.no_session_since = None;
                     renewed_session = true;
                 }
-                _ => return Err(refused(STEP_KEYS, &shown, &reply)),
+                _ => return Err(refused(STEP_KEYS, &shown, &reply, &headers)),
             }
         }
     }
@@ -179,16 +179,21 @@ impl MetadataKeys {
                 state.no_session_since = Some(Instant::now());
                 Ok(None)
             }
-            _ => Err(refused(STEP_SESSION, &shown, &reply)),
+            _ => Err(refused(STEP_SESSION, &shown, &reply, &[])),
         }
     }
 }
 
-fn refused(step: &'static str, url: &RedactedUrl, reply: &Reply) -> AuthError {
+fn refused(
+    step: &'static str,
+    url: &RedactedUrl,
+    reply: &Reply,
+    sent: &[(String, String)],
+) -> AuthError {
     AuthError::MetadataRefused {
         step,
         url: url.clone(),
-        fault: reply.fault(),
+        fault: reply.fault(&super::secrets_in(sent)),
     }
 }
 

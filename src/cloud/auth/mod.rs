@@ -371,7 +371,7 @@ impl Credentials {
                 method,
                 step,
                 url: shown,
-                fault: reply.fault(),
+                fault: reply.fault(&secrets_in(&headers)),
             });
         }
         iam::parse_projects(&reply.body).map_err(|e| match e {
@@ -416,6 +416,45 @@ pub fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
+/// The credential values in `headers` as sent: tokens, and the access key inside
+/// `Authorization`. See [`scrub`].
+pub fn secrets_in(headers: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let name = name.to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "x-auth-token" | "x-security-token" | "x-metadata-token"
+        ) {
+            out.push(value.clone());
+        } else if name == "authorization"
+            && let Some(rest) = value.split("Access=").nth(1)
+        {
+            out.push(
+                rest.split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            );
+        }
+    }
+    out
+}
+
+/// `fault` with every occurrence of `secrets` replaced by `<redacted>`: the API gateway echoes
+/// an unknown access key in its message ("ak ... not exist"), and no error may show one.
+pub fn scrub(mut fault: ApiFault, secrets: &[String]) -> ApiFault {
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        for text in [&mut fault.code, &mut fault.message] {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+    }
+    fault
+}
+
 /// A small answer from IAM or the metadata service.
 struct Reply {
     status: u16,
@@ -428,12 +467,14 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    fn fault(&self) -> Box<ApiFault> {
+    /// The error answer, read as the SDK reads it, without any of `secrets`.
+    fn fault(&self, secrets: &[String]) -> Box<ApiFault> {
         let request_id = self
             .header("x-request-id")
             .or_else(|| self.header("x-iam-trace-id"))
             .map(str::to_owned);
-        Box::new(super::api::parse_fault(self.status, &self.body, request_id))
+        let fault = super::api::parse_fault(self.status, &self.body, request_id);
+        Box::new(scrub(fault, secrets))
     }
 }
 
@@ -507,6 +548,31 @@ mod tests {
     fn secret_never_prints() {
         let s = Secret::new("MIIEhQYJKoZIhvcNAQcCoIIEdjCCBHICAQEx");
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
+    }
+
+    #[test]
+    fn faults_lose_every_credential_that_was_sent() {
+        let sent = [
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("X-Security-Token".to_string(), "gQpjbiTOKEN".to_string()),
+            (
+                "Authorization".to_string(),
+                "SDK-HMAC-SHA256 Access=AKUNKNOWN01, SignedHeaders=host, Signature=00".to_string(),
+            ),
+        ];
+        let secrets = secrets_in(&sent);
+        assert_eq!(secrets, ["gQpjbiTOKEN", "AKUNKNOWN01"]);
+        let fault = crate::cloud::api::parse_fault(
+            401,
+            br#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information: ak AKUNKNOWN01 not exist"}"#,
+            None,
+        );
+        let fault = scrub(fault, &secrets);
+        assert_eq!(
+            fault.message,
+            "Incorrect IAM authentication information: ak <redacted> not exist"
+        );
+        assert_eq!(fault.code, "APIGW.0301");
     }
 
     #[test]
