@@ -45,9 +45,9 @@ pub(crate) fn authorize_project(
     project_id: &str,
     request_id: &str,
 ) -> Option<Response<SimBody>> {
-    let caller = match auth::authenticate(world, req, request_id) {
+    let caller = match auth::authenticate(world, req) {
         Ok(caller) => caller,
-        Err(denied) => return Some(denied),
+        Err(denial) => return Some(denial.respond(world, request_id)),
     };
     if caller.may_use_project(world, project_id) {
         return None;

@@ -32,6 +32,8 @@ const PROJECT_ID_HEADER: &str = "x-project-id";
 
 /// The prefix of every APIG authentication error message.
 const PREFIX: &str = "Incorrect IAM authentication information";
+/// APIG's sub-message for a signature it cannot verify (also for a stale X-Sdk-Date).
+const SIGNATURE_FAIL: &str = "verify aksk signature fail";
 
 /// A request as the gateway authenticates it.
 pub(crate) struct GatewayRequest<'a> {
@@ -67,6 +69,21 @@ impl Caller {
     }
 }
 
+/// Why the gateway refused the credentials: the sub-message after APIG's prefix.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Denial(String);
+
+impl Denial {
+    fn new(detail: impl Into<String>) -> Self {
+        Denial(detail.into())
+    }
+
+    /// The 401 to answer, counted as unauthorized.
+    pub(crate) fn respond(&self, world: &World, request_id: &str) -> Response<SimBody> {
+        denied(world, &self.0, request_id)
+    }
+}
+
 /// The 401 APIG answers for bad credentials, counted as unauthorized.
 pub(crate) fn denied(world: &World, detail: &str, request_id: &str) -> Response<SimBody> {
     Counters::bump(&world.counters.unauthorized);
@@ -78,26 +95,22 @@ pub(crate) fn denied(world: &World, detail: &str, request_id: &str) -> Response<
     )
 }
 
-/// Authenticates a gateway request; `Err` is the 401 to answer.
-pub(crate) fn authenticate(
-    world: &World,
-    req: &GatewayRequest<'_>,
-    request_id: &str,
-) -> Result<Caller, Response<SimBody>> {
-    // APIG prefers the token when both are sent.
+/// Authenticates a gateway request; `Err` says why it must be refused (see [`Denial::respond`]).
+pub(crate) fn authenticate(world: &World, req: &GatewayRequest<'_>) -> Result<Caller, Denial> {
+    // The token is checked first when both are sent (APIG does not document its order).
     if let Some(token) = req.headers.get(AUTH_TOKEN_HEADER) {
         return match token.to_str() {
-            Ok(token) => check_token(world, token, request_id),
-            Err(_) => Err(denied(world, "decrypt token fail", request_id)),
+            Ok(token) => check_token(world, token),
+            Err(_) => Err(Denial::new("decrypt token fail")),
         };
     }
     if req.headers.contains_key(hyper::header::AUTHORIZATION) {
-        return check_signature(world, req, request_id);
+        return check_signature(world, req);
     }
-    Err(denied(world, "x-auth-token not found", request_id))
+    Err(Denial::new("x-auth-token not found"))
 }
 
-fn check_token(world: &World, token: &str, request_id: &str) -> Result<Caller, Response<SimBody>> {
+fn check_token(world: &World, token: &str) -> Result<Caller, Denial> {
     if world.token_matches(token) {
         return Ok(Caller::Token {
             project_id: world.project_id.clone(),
@@ -105,20 +118,15 @@ fn check_token(world: &World, token: &str, request_id: &str) -> Result<Caller, R
     }
     match world.creds.check_token(token) {
         TokenCheck::Valid { project_id } => Ok(Caller::Token { project_id }),
-        TokenCheck::Expired { expires_at } => Err(denied(
-            world,
-            &format!("token expires, expires_at: {}", iso_micros(expires_at)),
-            request_id,
-        )),
-        TokenCheck::Unknown => Err(denied(world, "decrypt token fail", request_id)),
+        TokenCheck::Expired { expires_at } => Err(Denial::new(format!(
+            "token expires, expires_at: {}",
+            iso_micros(expires_at)
+        ))),
+        TokenCheck::Unknown => Err(Denial::new("decrypt token fail")),
     }
 }
 
-fn check_signature(
-    world: &World,
-    req: &GatewayRequest<'_>,
-    request_id: &str,
-) -> Result<Caller, Response<SimBody>> {
+fn check_signature(world: &World, req: &GatewayRequest<'_>) -> Result<Caller, Denial> {
     let headers: Vec<(&str, &str)> = req
         .headers
         .iter()
@@ -147,11 +155,11 @@ fn check_signature(
         Ok(_) => {}
         Err(VerifyError::UnknownAccessKey) => {
             let ak = looked_up.map(|(ak, _)| ak).unwrap_or_default();
-            return Err(denied(world, &format!("ak {ak} not exist"), request_id));
+            return Err(Denial::new(format!("ak {ak} not exist")));
         }
         Err(e) => {
             tracing::debug!(error = %e, "AK/SK signature refused");
-            return Err(denied(world, "verify aksk signature fail", request_id));
+            return Err(Denial::new(SIGNATURE_FAIL));
         }
     }
     if let Some((
@@ -164,11 +172,7 @@ fn check_signature(
     )) = &looked_up
     {
         if *expired {
-            return Err(denied(
-                world,
-                "calc ak sk signature fail:signature expired",
-                request_id,
-            ));
+            return Err(Denial::new("calc ak sk signature fail:signature expired"));
         }
         let sent = req
             .headers
@@ -176,7 +180,7 @@ fn check_signature(
             .and_then(|v| v.to_str().ok());
         if sent != Some(security_token.as_str()) {
             tracing::debug!("temporary AK without its security token");
-            return Err(denied(world, "verify aksk signature fail", request_id));
+            return Err(Denial::new(SIGNATURE_FAIL));
         }
     }
     let project_id = req

@@ -191,8 +191,8 @@ pub(crate) fn list_projects(
     request_id: &str,
 ) -> Response<SimBody> {
     Counters::bump(&world.counters.project_lookups);
-    if let Err(denied) = auth::authenticate(world, req, request_id) {
-        return denied;
+    if let Err(denial) = auth::authenticate(world, req) {
+        return denial.respond(world, request_id);
     }
     let name = url::form_urlencoded::parse(req.query.as_bytes())
         .find(|(k, _)| k == "name")

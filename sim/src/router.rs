@@ -73,9 +73,15 @@ pub(crate) async fn handle(
     let gateway = |body| gateway_request(&parts, body);
 
     let (surface, mut resp) = match (segments.as_slice(), &body) {
-        (_, Err(e)) if !matches!(segments.first(), Some(&"_sim")) => (
+        // APIG's answer to a body over its limit (the simulator's limit is far lower).
+        (_, Err(_)) if !matches!(segments.first(), Some(&"_sim")) => (
             Surface::Gateway,
-            http::gateway_error(StatusCode::BAD_REQUEST, "APIG.0201", e, &request_id),
+            http::gateway_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "APIG.0201",
+                "Request entity too large",
+                &request_id,
+            ),
         ),
         (
             [

@@ -364,7 +364,8 @@ async fn serves_many_requests_over_concurrent_keep_alive_connections() {
 async fn binary_announces_itself_serves_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certsync-sim"))
-        .args(["--instances", "3", "--token", "MIIbinary", "--dir"])
+        .args(["--instances", "3", "--token", "MIIbinary"])
+        .args(["--ak", "AKBINARY000000000001", "--sk", "SKbinary", "--dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -382,6 +383,12 @@ async fn binary_announces_itself_serves_and_exits_cleanly_on_sigterm() {
     let ca_file = std::path::PathBuf::from(doc["ca_file"].as_str().unwrap());
     assert_eq!(ca_file, dir.path().join("ca.pem"));
     assert_eq!(doc["token"], "MIIbinary");
+    assert_eq!(doc["ak"], "AKBINARY000000000001");
+    assert_eq!(doc["sk"], "SKbinary");
+    assert_eq!(doc["region"], "cn-north-4");
+    assert_eq!(doc["iam_endpoint"], endpoint);
+    let metadata = doc["metadata_endpoint"].as_str().unwrap();
+    assert!(metadata.starts_with("http://127.0.0.1:"), "{metadata}");
     let project = doc["project_id"].as_str().unwrap();
     assert_eq!(project.len(), 32);
     let instances = doc["instances"].as_array().unwrap();
@@ -397,6 +404,17 @@ async fn binary_announces_itself_serves_and_exits_cleanly_on_sigterm() {
         .to_owned();
     let pem = curl_with_ca(&ca_file, &[], &link).await.body;
     assert!(subject(&pem).await.contains(id));
+
+    // The announced keys open the API.
+    let headers = common::Signed::get(&url).sign("AKBINARY000000000001", "SKbinary");
+    let mut args = Vec::new();
+    for (name, value) in &headers {
+        args.push("-H".to_owned());
+        args.push(format!("{name}: {value}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let signed = curl_with_ca(&ca_file, &args, &url).await;
+    assert_eq!(signed.status, 200, "{}", signed.text());
 
     let status = tokio::process::Command::new("kill")
         .args(["-TERM", &child.id().unwrap().to_string()])
@@ -432,6 +450,17 @@ async fn binary_without_dir_uses_and_removes_a_temp_dir_on_sigint() {
     let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(doc["instances"].as_array().unwrap().len(), 1);
     assert!(doc["token"].as_str().unwrap().len() >= 16);
+    // Random keys shaped like the console's.
+    let ak = doc["ak"].as_str().unwrap();
+    assert_eq!(ak.len(), 20);
+    assert!(
+        ak.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+        "{ak}"
+    );
+    let sk = doc["sk"].as_str().unwrap();
+    assert_eq!(sk.len(), 40);
+    assert!(sk.bytes().all(|b| b.is_ascii_alphanumeric()));
     let ca_file = std::path::PathBuf::from(doc["ca_file"].as_str().unwrap());
     assert!(ca_file.exists());
     tokio::process::Command::new("kill")
@@ -468,4 +497,20 @@ async fn works_on_a_current_thread_runtime() {
     let (status, body) = conn.get(&common::api_url(&sim, &id), Some("wrong")).await;
     assert_eq!(status, 401);
     assert!(String::from_utf8_lossy(&body).contains("APIGW.0301"));
+}
+
+#[tokio::test]
+async fn binary_wants_ak_and_sk_together() {
+    for args in [["--ak", "AKONLY"], ["--sk", "SKONLY"]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_certsync-sim"))
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--ak") && err.contains("--sk"), "{err}");
+        assert!(!err.contains("AKONLY") && !err.contains("SKONLY"), "{err}");
+    }
 }

@@ -230,3 +230,96 @@ impl KeepAlive {
         (status, resp.into_body().collect().await.unwrap().to_bytes())
     }
 }
+
+/// A request signed with `SDK-HMAC-SHA256` by certsync-sign's signer, the way the SDK sends it.
+pub struct Signed<'a> {
+    pub method: &'a str,
+    /// The full URL; its query must already be in canonical form (as the SDK sends it).
+    pub url: &'a str,
+    /// Headers sent and signed besides the signer's (`Content-Type: application/json` is added
+    /// when no Content-Type is given, as the SDK does).
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+    /// The signing time (`X-Sdk-Date`).
+    pub at: std::time::SystemTime,
+}
+
+impl<'a> Signed<'a> {
+    pub fn get(url: &'a str) -> Self {
+        Signed {
+            method: "GET",
+            url,
+            headers: Vec::new(),
+            body: b"",
+            at: std::time::SystemTime::now(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The headers to send after signing with `ak`/`sk`.
+    pub fn sign(&self, ak: &str, sk: &str) -> Vec<(String, String)> {
+        let uri: hyper::Uri = self.url.parse().unwrap();
+        let mut headers = self.headers.clone();
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+        }
+        let mut req = certsync_sign::SigningRequest {
+            method: self.method,
+            host: uri.authority().unwrap().as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers,
+            body: self.body,
+        };
+        certsync_sign::Signer::new(ak, sk).sign(&mut req, self.at);
+        req.headers
+    }
+
+    /// Signs with `ak`/`sk` and sends with curl (trusting the simulator's CA only).
+    pub async fn send(&self, sim: &Simulator, ak: &str, sk: &str) -> Resp {
+        let headers = self.sign(ak, sk);
+        send_with_headers(sim, self.method, self.url, &headers, self.body).await
+    }
+}
+
+/// Sends a request with exactly these headers (besides curl's own unsigned ones) and body.
+pub async fn send_with_headers(
+    sim: &Simulator,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Resp {
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("request-body");
+    std::fs::write(&body_file, body).unwrap();
+    let mut args: Vec<String> = vec!["-X".into(), method.into()];
+    for (name, value) in headers {
+        args.push("-H".into());
+        args.push(format!("{name}: {value}"));
+    }
+    if !body.is_empty() {
+        args.push("--data-binary".into());
+        args.push(format!("@{}", body_file.display()));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(sim, &args, url).await
+}
+
+/// The ListInstances URL with a canonical query built from `pairs`.
+pub fn list_instances_url(sim: &Simulator, pairs: &[(&str, &str)]) -> String {
+    let query = certsync_sign::canonical_query(pairs);
+    let base = format!("{}/v3/{}/instances", sim.endpoint(), sim.project_id());
+    if query.is_empty() {
+        base
+    } else {
+        format!("{base}?{query}")
+    }
+}
