@@ -1,8 +1,9 @@
 //! Credentials for the API (SPEC 4), and their refresh.
 //!
-//! Owns: the four methods — `token` (a file re-read when it changes), `aksk` (SDK-HMAC-SHA256
-//! signatures, [`aksk`]), `password` (an IAM token renewed before it expires, [`iam`]) and
-//! `metadata` (temporary AK/SK from the ECS metadata service, [`metadata`]) — the project id
+//! Owns: the four methods — `token` (a file re-read when it changes, submodule `file`), `aksk`
+//! (SDK-HMAC-SHA256 signatures, submodule `aksk`), `password` (an IAM token renewed before it
+//! expires, submodule `iam`) and `metadata` (temporary AK/SK from the ECS metadata service,
+//! submodule `metadata`) — the project id
 //! when the config leaves it out (looked up once in IAM, or read from the IAM token), and the
 //! [`Secret`] type whose `Debug`/`Display` never show the value.
 //!
