@@ -266,6 +266,23 @@ async fn a_wrong_secret_key_fails_naming_aksk_and_apigw_0301_and_shows_no_key() 
     let all = all_output(&out);
     assert!(all.contains("ak <redacted> not exist"), "{all}");
     assert_hidden(&all, &[unknown, &h.sim.sk()]);
+
+    // Synced files stay byte for byte (and untouched) when the keys go bad later.
+    let text = std::fs::read_to_string(&h.config)
+        .unwrap()
+        .replace(unknown, &ak);
+    std::fs::write(&h.config, text).unwrap();
+    let out = certsync(&h, &["once"], &[]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let before = std::fs::read(h.file(0)).unwrap();
+    let mtime = common::mtime(&h.file(0));
+    // The CA rotates, so a pass that got through would rewrite the file.
+    h.sim.rotate(&h.id(0), "international");
+    write_secret(&h, "sk", wrong);
+    let out = certsync(&h, &["once"], &[]).await;
+    assert_eq!(code(&out), 1);
+    assert_eq!(std::fs::read(h.file(0)).unwrap(), before);
+    assert_eq!(common::mtime(&h.file(0)), mtime);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
