@@ -12,9 +12,9 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::cloud::api::ApiClient;
-use crate::cloud::auth::{Credentials, TokenFile};
+use crate::cloud::auth::Credentials;
 use crate::cloud::http::{RedactedUrl, build_client};
-use crate::config::{self, Auth, Config, LogFormat};
+use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, Controls};
 
 /// Exit status: success.
@@ -178,15 +178,29 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let credentials = match &config.auth {
-        Auth::Token { token_file } => Credentials::Token(TokenFile::new(token_file)),
+    let credentials = match Credentials::from_config(&config, http.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("  building the HTTP client failed: {}", error_chain(&e));
+            return EXIT_FAILED;
+        }
     };
-    let api = ApiClient::new(
-        http,
-        config.cloud.endpoint.clone(),
-        config.cloud.project_id.clone(),
-        Arc::new(credentials),
-    );
+    // Authentication first, so a failure says which step failed: this one, or listing.
+    match credentials.authenticate().await {
+        Ok(project_id) => println!(
+            "  authenticate (auth method {}): ok, project {project_id}",
+            credentials.method()
+        ),
+        Err(e) => {
+            println!(
+                "  authenticate (auth method {}): failed: {}",
+                credentials.method(),
+                error_chain(&e)
+            );
+            return EXIT_FAILED;
+        }
+    }
+    let api = ApiClient::new(http, config.cloud.endpoint.clone(), Arc::new(credentials));
     let mut code = EXIT_OK;
     for inst in &config.instances {
         match api.list_certs(&inst.id).await {
@@ -212,7 +226,7 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
             }
             Err(e) => {
                 println!(
-                    "  instance {}: failed: {}",
+                    "  instance {}: list failed: {}",
                     inst.display_name(),
                     error_chain(&e)
                 );

@@ -23,9 +23,9 @@ use tracing::Instrument;
 
 use crate::cert::Cert;
 use crate::cloud::api::{ApiClient, ApiError};
-use crate::cloud::auth::{Credentials, TokenFile};
+use crate::cloud::auth::Credentials;
 use crate::cloud::http::{ClientError, RedactedUrl, build_client};
-use crate::config::{Auth, Config, HookAction, Instance};
+use crate::config::{Config, HookAction, Instance};
 use crate::fetch::{FetchError, Fetcher};
 use crate::hooks::{HookError, HookSpec, run_command, send_signal};
 use crate::schedule::{Backoff, with_jitter};
@@ -937,13 +937,10 @@ async fn sync_instance(
 /// The API client and the fetcher, over one new pooled HTTP client.
 fn clients(config: &Config) -> Result<(ApiClient, Fetcher), DaemonError> {
     let http = build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
-    let credentials = match &config.auth {
-        Auth::Token { token_file } => Credentials::Token(TokenFile::new(token_file)),
-    };
+    let credentials = Credentials::from_config(config, http.clone())?;
     let api = ApiClient::new(
         http.clone(),
         config.cloud.endpoint.clone(),
-        config.cloud.project_id.clone(),
         Arc::new(credentials),
     );
     let fetcher = Fetcher::new(

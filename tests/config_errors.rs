@@ -393,18 +393,28 @@ fn cloud_ca_file() {
 }
 
 #[test]
-fn cloud_iam_endpoint_is_not_supported_yet() {
-    expect(
-        Cfg::new().set(
-            "cloud",
-            "iam_endpoint",
-            "\"https://iam.cn-north-4.myhuaweicloud.com\"",
-        ),
-        "cloud.iam_endpoint",
-        &[
-            "not supported yet: cloud.iam_endpoint",
-            "\"https://iam.cn-north-4.myhuaweicloud.com\"",
-        ],
+fn cloud_iam_endpoint() {
+    for (bad, needle) in [
+        ("http://iam.cn-north-4.myhuaweicloud.com", "https"),
+        ("iam.cn-north-4.myhuaweicloud.com", "not a URL"),
+        ("https://iam.example.com/?x=1", "query"),
+        ("https://iam.example.com/#f", "fragment"),
+    ] {
+        expect(
+            Cfg::new().set("cloud", "iam_endpoint", &format!("{bad:?}")),
+            "cloud.iam_endpoint",
+            &[&format!("{bad:?}"), needle],
+        );
+    }
+    let p = problems(&Cfg::new().set(
+        "cloud",
+        "iam_endpoint",
+        "\"https://user:SeCrEtVaLuE@iam.example.com\"",
+    ));
+    assert_has(&p, "cloud.iam_endpoint", &["credentials", "not shown"]);
+    assert!(
+        p.iter().all(|p| !p.message.contains("SeCrEtVaLuE")),
+        "{p:?}"
     );
 }
 
@@ -422,13 +432,11 @@ fn auth_method() {
         "auth.method",
         &["\"kerberos\"", "unknown"],
     );
-    for method in ["aksk", "password", "metadata"] {
-        expect(
-            Cfg::new().set("auth", "method", &format!("{method:?}")),
-            "auth.method",
-            &["not supported yet: auth.method", &format!("{method:?}")],
-        );
-    }
+    expect(
+        Cfg::new().set("auth", "method", "7"),
+        "auth.method",
+        &["7", "string"],
+    );
 }
 
 #[test]
@@ -450,40 +458,217 @@ fn auth_token_file() {
     );
 }
 
-#[test]
-fn auth_keys_of_other_methods_are_not_supported_yet_and_not_echoed() {
-    for key in [
-        "access_key",
-        "secret_key",
-        "secret_key_file",
-        "security_token",
-        "user",
-        "domain",
-        "password_file",
-        "metadata_endpoint",
-    ] {
-        let p = problems(&Cfg::new().set("auth", key, "\"SeCrEtVaLuE\""));
-        assert_has(
-            &p,
-            &format!("auth.{key}"),
-            &[&format!("not supported yet: auth.{key}")],
-        );
-        assert!(
-            p.iter().all(|p| !p.message.contains("SeCrEtVaLuE")),
-            "{p:?}"
-        );
+/// A complete `[auth]` of each method, for the tests that add a foreign key.
+fn method_cfg(method: &str) -> Cfg {
+    let cfg = Cfg::new().unset("auth", "token_file");
+    match method {
+        "token" => Cfg::new(),
+        "aksk" => cfg
+            .set("auth", "method", "\"aksk\"")
+            .set("auth", "access_key", "\"AK\"")
+            .set("auth", "secret_key_file", "\"sk\""),
+        "password" => cfg
+            .set("auth", "method", "\"password\"")
+            .set("auth", "user", "\"certsync\"")
+            .set("auth", "domain", "\"acme\"")
+            .set("auth", "password_file", "\"pw\""),
+        "metadata" => cfg.set("auth", "method", "\"metadata\""),
+        _ => unreachable!(),
+    }
+}
+
+fn problems_env(cfg: &Cfg, env: &[(&str, &str)]) -> Vec<Problem> {
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    match config::parse_with_env(&cfg.text(), Path::new(SOURCE), &lookup) {
+        Ok(_) => panic!("expected an invalid config:\n{}", cfg.text()),
+        Err(e) => e.problems,
     }
 }
 
 #[test]
-fn aksk_without_project_id_reports_only_the_method() {
-    let p = problems(
-        &Cfg::new()
-            .unset("cloud", "project_id")
-            .set("auth", "method", "\"aksk\""),
+fn auth_keys_of_another_method_are_errors_and_not_echoed() {
+    let keys = [
+        ("token", "token_file"),
+        ("aksk", "access_key"),
+        ("aksk", "secret_key"),
+        ("aksk", "secret_key_file"),
+        ("aksk", "security_token"),
+        ("password", "user"),
+        ("password", "domain"),
+        ("password", "password_file"),
+        ("metadata", "metadata_endpoint"),
+    ];
+    for method in ["token", "aksk", "password", "metadata"] {
+        for (owner, key) in keys.iter().filter(|(m, _)| *m != method) {
+            let p = problems_env(&method_cfg(method).set("auth", key, "\"SeCrEtVaLuE\""), &[]);
+            assert_has(
+                &p,
+                &format!("auth.{key}"),
+                &[
+                    &format!("key of method \"{owner}\""),
+                    &format!("{method:?}"),
+                ],
+            );
+            assert!(
+                p.iter().all(|p| !p.message.contains("SeCrEtVaLuE")),
+                "{p:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn aksk_needs_its_keys_from_the_file_or_the_environment() {
+    let bare = Cfg::new()
+        .unset("auth", "token_file")
+        .set("auth", "method", "\"aksk\"");
+    let p = problems_env(&bare, &[]);
+    assert_has(&p, "auth.access_key", &["missing", "HUAWEICLOUD_SDK_AK"]);
+    assert_has(
+        &p,
+        "auth.secret_key",
+        &["missing", "secret_key_file", "HUAWEICLOUD_SDK_SK"],
     );
-    assert_has(&p, "auth.method", &["not supported yet"]);
+    assert_eq!(p.len(), 2, "{p:?}");
+    // The environment fills in one, the file the other.
+    let p = problems_env(
+        &bare.clone().set("auth", "secret_key", "\"SK\""),
+        &[("HUAWEICLOUD_SDK_SK", "SK2")],
+    );
+    assert_has(&p, "auth.access_key", &["HUAWEICLOUD_SDK_AK"]);
     assert_eq!(p.len(), 1, "{p:?}");
+    // An empty variable counts as unset, as in the SDK.
+    let p = problems_env(
+        &bare.clone().set("auth", "secret_key", "\"SK\""),
+        &[("HUAWEICLOUD_SDK_AK", "")],
+    );
+    assert_has(&p, "auth.access_key", &["missing"]);
+}
+
+#[test]
+fn aksk_secret_key_rules_never_echo_values() {
+    let cfg = method_cfg("aksk");
+    expect(
+        cfg.clone().set("auth", "secret_key", "\"SeCrEtVaLuE\""),
+        "auth.secret_key_file",
+        &["not both"],
+    );
+    for (key, value) in [
+        ("secret_key", "12345"),
+        ("access_key", "12345"),
+        ("security_token", "[\"SeCrEtVaLuE\"]"),
+    ] {
+        let p = problems(
+            &cfg.clone()
+                .unset("auth", "secret_key_file")
+                .set("auth", key, value),
+        );
+        assert_has(
+            &p,
+            &format!("auth.{key}"),
+            &["expected a string", "not shown"],
+        );
+        assert!(
+            p.iter()
+                .all(|p| !p.message.contains("SeCrEtVaLuE") && !p.message.contains("12345")),
+            "{p:?}"
+        );
+    }
+    expect(
+        cfg.clone().set("auth", "access_key", "\"\""),
+        "auth.access_key",
+        &["empty"],
+    );
+    expect(
+        cfg.set("auth", "secret_key_file", "\"\""),
+        "auth.secret_key_file",
+        &["empty"],
+    );
+}
+
+#[test]
+fn project_id_may_be_left_out_except_with_token() {
+    for method in ["aksk", "password", "metadata"] {
+        let cfg = method_cfg(method).unset("cloud", "project_id");
+        let lookup = |_: &str| None;
+        if let Err(e) = config::parse_with_env(&cfg.text(), Path::new(SOURCE), &lookup) {
+            panic!("{method} without project_id: {e}");
+        }
+    }
+    expect(
+        Cfg::new().unset("cloud", "project_id"),
+        "cloud.project_id",
+        &["missing", "token"],
+    );
+    // aksk takes HUAWEICLOUD_SDK_PROJECT_ID, checked like the key.
+    let p = problems_env(
+        &method_cfg("aksk").unset("cloud", "project_id"),
+        &[("HUAWEICLOUD_SDK_PROJECT_ID", "../etc")],
+    );
+    assert_has(
+        &p,
+        "cloud.project_id",
+        &[
+            "HUAWEICLOUD_SDK_PROJECT_ID",
+            "\"../etc\"",
+            "not a project id",
+        ],
+    );
+}
+
+#[test]
+fn password_needs_user_domain_and_password_file() {
+    let cfg = method_cfg("password");
+    for key in ["user", "domain", "password_file"] {
+        expect(
+            cfg.clone().unset("auth", key),
+            &format!("auth.{key}"),
+            &["missing", "password"],
+        );
+        expect(
+            cfg.clone().set("auth", key, "\"\""),
+            &format!("auth.{key}"),
+            &["empty"],
+        );
+    }
+    // The password itself is never inline.
+    expect(
+        cfg.set("auth", "password", "\"SeCrEtVaLuE\""),
+        "auth.password",
+        &["unknown key"],
+    );
+}
+
+#[test]
+fn metadata_endpoint_is_an_http_or_https_url() {
+    let cfg = method_cfg("metadata");
+    for (bad, needle) in [
+        ("ftp://169.254.169.254", "http or https"),
+        ("169.254.169.254", "not a URL"),
+        ("http://169.254.169.254/?a=b", "query"),
+        ("http://169.254.169.254/#x", "fragment"),
+    ] {
+        expect(
+            cfg.clone()
+                .set("auth", "metadata_endpoint", &format!("{bad:?}")),
+            "auth.metadata_endpoint",
+            &[&format!("{bad:?}"), needle],
+        );
+    }
+    let p = problems(&cfg.set(
+        "auth",
+        "metadata_endpoint",
+        "\"http://u:SeCrEtVaLuE@169.254.169.254\"",
+    ));
+    assert_has(&p, "auth.metadata_endpoint", &["credentials"]);
+    assert!(
+        p.iter().all(|p| !p.message.contains("SeCrEtVaLuE")),
+        "{p:?}"
+    );
 }
 
 // ---- [sync] ----

@@ -1,8 +1,9 @@
 //! The API operations certsync uses, with the retry rules of SPEC 5.1.
 //!
-//! Owns: building the download-link request, the in-pass retries of 429/5xx (honouring
-//! Retry-After), the single credential refresh after a 401, and reading the API's error bodies
-//! the way Huawei's SDK does. It returns the listed links; it never downloads them.
+//! Owns: building the download-link request (its query, when it has one, in the canonical form
+//! that AK/SK signatures cover), the in-pass retries of 429/5xx (honouring Retry-After), the
+//! single credential refresh after a 401, and reading the API's error bodies the way Huawei's
+//! SDK does. It returns the listed links; it never downloads them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,7 +11,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use url::Url;
 
-use super::auth::{AuthError, Credentials};
+use super::auth::{AuthError, Credentials, header_map, scrub, secrets_in};
 use super::http::{RedactedUrl, describe_transport};
 use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
 
@@ -65,7 +66,9 @@ pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The API refused the credentials twice (once more after refreshing them).
-    #[error("GET {url}: auth method {method} was refused: {fault}")]
+    #[error(
+        "auth method {method}: the API refused the credentials (GET {url}), also after refreshing them: {fault}"
+    )]
     Unauthorized {
         /// The API URL (it has no query).
         url: RedactedUrl,
@@ -90,6 +93,18 @@ pub enum ApiError {
         /// What failed (never the URL with a query).
         detail: String,
     },
+    /// A header certsync built cannot be sent (a credential with bad characters).
+    #[error(
+        "GET {url}: auth method {method}: header {header} holds characters not allowed in HTTP"
+    )]
+    BadHeader {
+        /// The API URL.
+        url: RedactedUrl,
+        /// The configured auth method.
+        method: &'static str,
+        /// The header's name (never its value).
+        header: String,
+    },
     /// A 2xx answer that is not the documented JSON.
     #[error("GET {url}: unexpected answer: {reason}")]
     BadBody {
@@ -104,7 +119,9 @@ impl ApiError {
     /// A short stable reason for metrics and summaries.
     pub fn reason(&self) -> &'static str {
         match self {
-            ApiError::Auth(_) | ApiError::Unauthorized { .. } => "auth",
+            ApiError::Auth(_) | ApiError::Unauthorized { .. } | ApiError::BadHeader { .. } => {
+                "auth"
+            }
             ApiError::Status { fault, .. } if fault.status == 429 => "throttled",
             ApiError::Status { fault, .. } if fault.status >= 500 => "api_server_error",
             ApiError::Status { .. } => "api_error",
@@ -114,12 +131,12 @@ impl ApiError {
     }
 }
 
-/// The API client: endpoint, project and credentials over the shared HTTP client.
+/// The API client: endpoint and credentials (which know the project) over the shared HTTP
+/// client.
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
     endpoint: Url,
-    project_id: String,
     credentials: Arc<Credentials>,
 }
 
@@ -136,60 +153,87 @@ struct CertInfoBody {
 }
 
 impl ApiClient {
-    /// A client for `endpoint` (scheme + host [+ port]) and `project_id`.
-    pub fn new(
-        http: reqwest::Client,
-        endpoint: Url,
-        project_id: String,
-        credentials: Arc<Credentials>,
-    ) -> ApiClient {
+    /// A client for `endpoint` (scheme + host [+ port] [+ path prefix]); the project id comes
+    /// from `credentials` (configured, or looked up once).
+    pub fn new(http: reqwest::Client, endpoint: Url, credentials: Arc<Credentials>) -> ApiClient {
         ApiClient {
             http,
             endpoint,
-            project_id,
             credentials,
         }
     }
 
-    /// The URL of ListSslCertDownloadAddresses for `instance_id`.
-    pub fn download_link_url(&self, instance_id: &str) -> Url {
+    /// The credentials in use.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// `{endpoint}/v3/{project_id}/{segments...}`, with `query` (pairs) in the canonical form
+    /// that goes on the wire as it is signed.
+    pub async fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, ApiError> {
+        let project_id = self.credentials.project_id().await?;
         let mut url = self.endpoint.clone();
         url.path_segments_mut()
             .expect("https endpoint has a path")
             .pop_if_empty()
-            .extend([
-                "v3",
-                &self.project_id,
-                "instances",
-                instance_id,
-                "ssl-cert",
-                "download-link",
-            ]);
-        url
+            .extend(["v3", project_id.as_str()])
+            .extend(segments);
+        if !query.is_empty() {
+            url.set_query(Some(&certsync_sign::canonical_query(query)));
+        }
+        Ok(url)
+    }
+
+    /// The URL of ListSslCertDownloadAddresses for `instance_id`.
+    pub async fn download_link_url(&self, instance_id: &str) -> Result<Url, ApiError> {
+        self.url(
+            &["instances", instance_id, "ssl-cert", "download-link"],
+            &[],
+        )
+        .await
     }
 
     /// `GET /v3/{project_id}/instances/{id}/ssl-cert/download-link`, with the retries of SPEC 5.1
     /// and 4 (429/5xx up to three tries honouring Retry-After; one credential refresh after 401).
     pub async fn list_certs(&self, instance_id: &str) -> Result<Listing, ApiError> {
-        let url = self.download_link_url(instance_id);
-        let shown = RedactedUrl::new(&url);
+        let url = self.download_link_url(instance_id).await?;
+        let (body, request_id) = self.get(&url).await?;
+        parse_listing(&body, request_id, &RedactedUrl::new(&url))
+    }
+
+    /// GET `url` (an API URL from [`ApiClient::url`]) with credentials: 429/5xx retried up to
+    /// [`PASS_TRIES`] times honouring Retry-After, a 401 answered by refreshing the credentials
+    /// once. Gives the 2xx body and its `X-Request-Id`.
+    pub async fn get(&self, url: &Url) -> Result<(Vec<u8>, Option<String>), ApiError> {
+        let shown = RedactedUrl::new(url);
         let mut tries = 0;
+        // The generation of credentials a 401 refused; refreshed before the retry.
+        let mut refused = None;
         let mut refreshed = false;
         loop {
             tries += 1;
-            let request = self
+            // What the SDK sends and signs; Accept is added after signing, as requests does.
+            let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+            let generation = self
+                .credentials
+                .authorize("GET", url, &mut headers, b"", refused.take())
+                .await?;
+            let map = header_map(&headers).map_err(|header| ApiError::BadHeader {
+                url: shown.clone(),
+                method: self.credentials.method(),
+                header,
+            })?;
+            let response = self
                 .http
                 .get(url.clone())
+                .headers(map)
                 .header("Accept", "application/json")
-                .header("Content-Type", "application/json");
-            let request = self
-                .credentials
-                .authorize(request, refreshed && tries == 1)
-                .await?;
-            let response = request.send().await.map_err(|e| ApiError::Transport {
-                url: shown.clone(),
-                detail: describe_transport(&e),
-            })?;
+                .send()
+                .await
+                .map_err(|e| ApiError::Transport {
+                    url: shown.clone(),
+                    detail: describe_transport(&e),
+                })?;
             let status = response.status().as_u16();
             let request_id = header(&response, "x-request-id");
             let retry_after = header(&response, "retry-after")
@@ -201,18 +245,21 @@ impl ApiClient {
                     detail,
                 })?;
             match status {
-                200..=299 => return parse_listing(&body, request_id, &shown),
+                200..=299 => return Ok((body, request_id)),
                 401 if !refreshed => {
-                    tracing::info!(url = %shown, "API answered 401; refreshing credentials and retrying once");
+                    tracing::info!(url = %shown, method = self.credentials.method(), "API answered 401; refreshing credentials and retrying once");
                     refreshed = true;
+                    refused = Some(generation);
                     tries = 0;
-                    continue;
                 }
                 401 => {
                     return Err(ApiError::Unauthorized {
                         url: shown,
                         method: self.credentials.method(),
-                        fault: parse_fault(status, &body, request_id),
+                        fault: scrub(
+                            parse_fault(status, &body, request_id),
+                            &secrets_in(&headers),
+                        ),
                     });
                 }
                 429 | 500..=599 if tries < PASS_TRIES => {
@@ -223,7 +270,10 @@ impl ApiClient {
                 _ => {
                     return Err(ApiError::Status {
                         url: shown,
-                        fault: parse_fault(status, &body, request_id),
+                        fault: scrub(
+                            parse_fault(status, &body, request_id),
+                            &secrets_in(&headers),
+                        ),
                     });
                 }
             }
@@ -239,7 +289,8 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+/// The body of `response`, refused beyond [`MAX_API_BODY`]; `Err` describes the failure.
+pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| describe_transport(&e))? {
         if body.len() + chunk.len() > MAX_API_BODY {

@@ -44,11 +44,36 @@ pub enum ClientError {
 }
 
 /// Builds the pooled client: system roots plus `ca_file`, per-request `timeout`, no automatic
-/// redirects, HTTPS_PROXY/NO_PROXY honoured (reqwest reads them from the environment).
+/// redirects, https only (the metadata service has a client of its own),
+/// HTTPS_PROXY/NO_PROXY honoured (reqwest reads them from the environment).
 pub fn build_client(
     ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, ClientError> {
+    builder(ca_file, timeout)?
+        .https_only(true)
+        .build()
+        .map_err(ClientError::Build)
+}
+
+/// The client of the ECS metadata service: plain http allowed (it is link-local and has no
+/// TLS), never through a proxy, a short connect timeout (3 s, as the SDK) and at most 10 s per
+/// request. `ca_file` still counts when `metadata_endpoint` is https.
+pub fn build_metadata_client(
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    builder(ca_file, timeout.min(Duration::from_secs(10)))?
+        .connect_timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build()
+        .map_err(ClientError::Build)
+}
+
+fn builder(
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::ClientBuilder, ClientError> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -69,7 +94,7 @@ pub fn build_client(
         }
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(ClientError::Build)
+    Ok(builder)
 }
 
 /// A URL as it may be shown: scheme, host, port and path, without user info, query or

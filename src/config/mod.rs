@@ -6,10 +6,11 @@
 //! resolved plan that `certsync check` prints. Every problem of a file is collected and reported
 //! at once, each naming its key path and the bad value.
 //!
-//! Must not: talk to the network, read credentials (the token file is only named here, never
-//! read), touch the trust folder (only `store` writes there), or keep anything secret in a
-//! message. Keys whose behaviour is not built yet are rejected with `not supported yet: KEY`
-//! rather than ignored.
+//! Must not: talk to the network, read credential files (`token_file`, `secret_key_file` and
+//! `password_file` are only named here, never read), touch the trust folder (only `store`
+//! writes there), or keep anything secret in a message: inline secrets and the SDK's
+//! environment variables (SPEC 4) are held as [`Secret`]. Keys whose behaviour is not built yet
+//! are rejected with `not supported yet: KEY` rather than ignored.
 
 mod names;
 mod reader;
@@ -19,12 +20,23 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use names::MANIFEST_FILE_NAME;
+pub use crate::cloud::auth::Secret;
+pub use names::{MANIFEST_FILE_NAME, is_project_id};
 
 /// `cloud.service` when left out.
 pub const DEFAULT_SERVICE: &str = "gaussdb-nosql";
 /// The services that serve the download-link API.
 pub const SERVICES: &[&str] = &["gaussdb-nosql", "dds"];
+/// The ECS metadata service, when `auth.metadata_endpoint` is left out.
+pub const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";
+/// Environment fallbacks of the `aksk` method, as Huawei's SDKs name them (SPEC 4).
+pub const ENV_AK: &str = "HUAWEICLOUD_SDK_AK";
+/// See [`ENV_AK`].
+pub const ENV_SK: &str = "HUAWEICLOUD_SDK_SK";
+/// See [`ENV_AK`].
+pub const ENV_SECURITY_TOKEN: &str = "HUAWEICLOUD_SDK_SECURITY_TOKEN";
+/// See [`ENV_AK`].
+pub const ENV_PROJECT_ID: &str = "HUAWEICLOUD_SDK_PROJECT_ID";
 /// `cloud.timeout` when left out: per HTTP request.
 pub const DEFAULT_CLOUD_TIMEOUT: Duration = Duration::from_secs(30);
 /// `sync.interval` when left out.
@@ -92,6 +104,9 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     /// `[log]`.
     pub log: Log,
+    /// Things that work but deserve attention (an inline secret in a file others can read).
+    /// `check` prints them; the credentials log them when built. Never hold a secret.
+    pub warnings: Vec<Problem>,
 }
 
 /// `[cloud]`: where the API is and how to reach it.
@@ -103,15 +118,20 @@ pub struct Cloud {
     pub region: String,
     /// API endpoint: `cloud.endpoint`, else derived from service and region. https, no query.
     pub endpoint: url::Url,
-    /// Project id that goes into the API path.
-    pub project_id: String,
+    /// Project id that goes into the API path: `cloud.project_id` (with `aksk`, else
+    /// `HUAWEICLOUD_SDK_PROJECT_ID`). `None` (never with `token`): `aksk` and `metadata` look
+    /// it up in IAM, `password` scopes its token by the region's name and takes the id from it.
+    pub project_id: Option<String>,
+    /// IAM: `cloud.iam_endpoint`, else `https://iam.{region}.myhuaweicloud.com`
+    /// (`.myhuaweicloud.eu` for eu-west-101). https, no query.
+    pub iam_endpoint: url::Url,
     /// Extra roots trusted for the API and downloads (absolute; holds at least one certificate).
     pub ca_file: Option<PathBuf>,
     /// Per HTTP request.
     pub timeout: Duration,
 }
 
-/// `[auth]`: how requests are authenticated (SPEC 4). Only `token` is built so far.
+/// `[auth]`: how requests are authenticated (SPEC 4).
 #[derive(Debug, Clone)]
 pub enum Auth {
     /// An IAM token read from a file (re-read when it changes), sent as `X-Auth-Token`.
@@ -119,6 +139,60 @@ pub enum Auth {
         /// Absolute path of the token file. Not read by the config: it may not exist yet.
         token_file: PathBuf,
     },
+    /// Requests signed with an AK/SK pair (SDK-HMAC-SHA256).
+    AkSk(AkSk),
+    /// An IAM token obtained with a user's password, renewed before it expires.
+    Password(Password),
+    /// Temporary AK/SK and security token from the ECS metadata service.
+    Metadata {
+        /// `auth.metadata_endpoint`, else [`DEFAULT_METADATA_ENDPOINT`]; http or https.
+        metadata_endpoint: url::Url,
+    },
+}
+
+impl Auth {
+    /// The method's name as the config spells it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Auth::Token { .. } => "token",
+            Auth::AkSk(_) => "aksk",
+            Auth::Password(_) => "password",
+            Auth::Metadata { .. } => "metadata",
+        }
+    }
+}
+
+/// `method = "aksk"`: each value from the file, else from the SDK's environment variable.
+#[derive(Debug, Clone)]
+pub struct AkSk {
+    /// `access_key` or `HUAWEICLOUD_SDK_AK`.
+    pub access_key: Secret,
+    /// `secret_key`, `secret_key_file` or `HUAWEICLOUD_SDK_SK`.
+    pub secret_key: SecretKey,
+    /// `security_token` or `HUAWEICLOUD_SDK_SECURITY_TOKEN`: the AK/SK are temporary.
+    pub security_token: Option<Secret>,
+    /// The environment variables a value came from, for `check` (names only).
+    pub from_env: Vec<&'static str>,
+}
+
+/// Where the secret key is.
+#[derive(Debug, Clone)]
+pub enum SecretKey {
+    /// In the config file or the environment.
+    Inline(Secret),
+    /// In a file (absolute), read when needed and again when it changes.
+    File(PathBuf),
+}
+
+/// `method = "password"`.
+#[derive(Debug, Clone)]
+pub struct Password {
+    /// `user`: the IAM user's name.
+    pub user: String,
+    /// `domain`: the account (domain) name the user belongs to.
+    pub domain: String,
+    /// `password_file` (absolute): the password, read when needed; never inline.
+    pub password_file: PathBuf,
 }
 
 /// `[sync]`: timing and limits of passes.
@@ -297,7 +371,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Validates configuration text read from `source`; relative paths in it are resolved against
 /// `source`'s folder (and the files they name are checked where the rules say so).
 pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
-    resolve::resolve(text, source).map_err(|problems| ConfigError {
+    parse_with_env(text, source, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment given as a lookup (the `aksk` fallbacks read
+/// `HUAWEICLOUD_SDK_*`); an empty value counts as unset, as in the SDK.
+pub fn parse_with_env(
+    text: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    resolve::resolve(text, source, &env).map_err(|problems| ConfigError {
         source_path: source.to_path_buf(),
         problems,
     })
@@ -348,7 +433,26 @@ impl Config {
         let _ = writeln!(s, "cloud:");
         let _ = writeln!(s, "  service: {} (region {})", c.service, c.region);
         let _ = writeln!(s, "  endpoint: {}", c.endpoint);
-        let _ = writeln!(s, "  project_id: {}", c.project_id);
+        match (&c.project_id, &self.auth) {
+            (Some(id), _) => {
+                let _ = writeln!(s, "  project_id: {id}");
+            }
+            (None, Auth::Password(_)) => {
+                let _ = writeln!(
+                    s,
+                    "  project_id: from the IAM token (scoped to project {:?})",
+                    c.region
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(
+                    s,
+                    "  project_id: looked up in IAM (GET /v3/projects?name={})",
+                    c.region
+                );
+            }
+        }
+        let _ = writeln!(s, "  iam_endpoint: {}", c.iam_endpoint);
         match &c.ca_file {
             Some(p) => {
                 let _ = writeln!(
@@ -369,6 +473,48 @@ impl Config {
                 let _ = writeln!(s, "  method: token (X-Auth-Token)");
                 let _ = writeln!(s, "  token_file: {}", token_file.display());
             }
+            Auth::AkSk(a) => {
+                let _ = writeln!(s, "  method: aksk (SDK-HMAC-SHA256 signatures)");
+                let origin = |var: &str| {
+                    if a.from_env.contains(&var) {
+                        format!("from {var}")
+                    } else {
+                        "set in this file".to_string()
+                    }
+                };
+                let _ = writeln!(s, "  access_key: {}", origin(ENV_AK));
+                match &a.secret_key {
+                    SecretKey::File(path) => {
+                        let _ = writeln!(s, "  secret_key_file: {}", path.display());
+                    }
+                    SecretKey::Inline(_) => {
+                        let _ = writeln!(s, "  secret_key: {}", origin(ENV_SK));
+                    }
+                }
+                let token = match &a.security_token {
+                    Some(_) => format!("{} (temporary AK/SK)", origin(ENV_SECURITY_TOKEN)),
+                    None => "none (permanent AK/SK)".to_string(),
+                };
+                let _ = writeln!(s, "  security_token: {token}");
+            }
+            Auth::Password(pw) => {
+                let _ = writeln!(
+                    s,
+                    "  method: password (IAM token, renewed before it expires)"
+                );
+                let _ = writeln!(s, "  user: {} (domain {})", pw.user, pw.domain);
+                let _ = writeln!(s, "  password_file: {}", pw.password_file.display());
+            }
+            Auth::Metadata { metadata_endpoint } => {
+                let _ = writeln!(
+                    s,
+                    "  method: metadata (temporary AK/SK from the ECS metadata service)"
+                );
+                let _ = writeln!(s, "  metadata_endpoint: {metadata_endpoint}");
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
         }
 
         let y = &self.sync;

@@ -166,6 +166,23 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A string value that may be a secret: a type error names the type, never the value.
+    pub(super) fn secret_string(&self, problems: &mut Problems, key: &str) -> Option<&'a str> {
+        match self.raw(key)? {
+            Value::String(s) => Some(s),
+            other => {
+                problems.push(
+                    self.key(key),
+                    format!(
+                        "expected a string, got {} (value not shown)",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A boolean value.
     pub(super) fn boolean(&self, problems: &mut Problems, key: &str) -> Option<bool> {
         match self.raw(key)? {

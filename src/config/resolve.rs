@@ -40,18 +40,21 @@ const AUTH_KEYS: &[&str] = &[
     "password_file",
     "metadata_endpoint",
 ];
-/// Keys of the auth methods not built yet. Their values are never echoed: some are secrets.
-const UNSUPPORTED_AUTH_KEYS: &[&str] = &[
-    "access_key",
-    "secret_key",
-    "secret_key_file",
-    "security_token",
-    "user",
-    "domain",
-    "password_file",
-    "metadata_endpoint",
+/// The keys each auth method uses; a key of another method is an error, never ignored.
+const METHOD_KEYS: &[(&str, &[&str])] = &[
+    ("token", &["token_file"]),
+    (
+        "aksk",
+        &[
+            "access_key",
+            "secret_key",
+            "secret_key_file",
+            "security_token",
+        ],
+    ),
+    ("password", &["user", "domain", "password_file"]),
+    ("metadata", &["metadata_endpoint"]),
 ];
-const AUTH_METHODS_NOT_BUILT: &[&str] = &["aksk", "password", "metadata"];
 const SYNC_KEYS: &[&str] = &[
     "interval",
     "jitter",
@@ -93,8 +96,13 @@ const LOG_KEYS: &[&str] = &["format", "level"];
 /// Stands in for values that failed; never returned (any problem makes the result an error).
 const PLACEHOLDER_URL: &str = "https://placeholder.invalid/";
 
-/// Parses and validates; `Err` holds every problem found.
-pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>> {
+/// Parses and validates; `Err` holds every problem found. `env` looks up the SDK's
+/// environment variables (empty values already filtered out).
+pub(super) fn resolve(
+    text: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
     let table: Table = match text.parse() {
         Ok(t) => t,
         Err(e) => return Err(vec![syntax_problem(text, &e)]),
@@ -113,8 +121,11 @@ pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>>
     let method = peek_auth_method(&table);
     let cloud = top
         .table(&mut p, "cloud")
-        .map(|t| cloud(&mut p, t, &base, method));
-    let auth = top.table(&mut p, "auth").map(|t| auth(&mut p, t, &base));
+        .map(|t| cloud(&mut p, t, &base, method, env));
+    let mut warnings = Vec::new();
+    let auth = top
+        .table(&mut p, "auth")
+        .map(|t| auth(&mut p, t, &base, env, &source_abs, &mut warnings));
     let sync = top.table(&mut p, "sync").map(|t| sync(&mut p, t));
     let trust = top.table(&mut p, "trust").map(|t| trust(&mut p, t, &base));
     let instances = instances(&mut p, &top);
@@ -146,6 +157,7 @@ pub(super) fn resolve(text: &str, source: &Path) -> Result<Config, Vec<Problem>>
                 instances: instances.into_iter().filter_map(|i| i.valid).collect(),
                 hooks,
                 log,
+                warnings,
             })
         }
         _ => {
@@ -242,7 +254,24 @@ fn show_raw(sec: &Section<'_>, key: &str) -> String {
     sec.raw(key).map(show).unwrap_or_default()
 }
 
-fn cloud(p: &mut Problems, table: &Table, base: &Path, method: Option<&str>) -> Cloud {
+/// The default host of `service` in `region`: `{service}.{region}.myhuaweicloud.com`, on
+/// `.myhuaweicloud.eu` for eu-west-101 (the one region outside `.com`).
+fn regional_url(service: &str, region: &str) -> Option<url::Url> {
+    let domain = if region == "eu-west-101" {
+        "myhuaweicloud.eu"
+    } else {
+        "myhuaweicloud.com"
+    };
+    url::Url::parse(&format!("https://{service}.{region}.{domain}")).ok()
+}
+
+fn cloud(
+    p: &mut Problems,
+    table: &Table,
+    base: &Path,
+    method: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Cloud {
     let sec = Section::open(p, "cloud", table, CLOUD_KEYS);
     let mut service_ok = true;
     let service = match sec.string(p, "service") {
@@ -279,31 +308,45 @@ fn cloud(p: &mut Problems, table: &Table, base: &Path, method: Option<&str>) -> 
         }
     }
 
-    let endpoint = match sec.string(p, "endpoint") {
+    let api_endpoint = match sec.string(p, "endpoint") {
         Some(s) => endpoint(p, &sec.key("endpoint"), s),
         None if sec.has("endpoint") => None,
         None => match &region {
-            Some(region) if service_ok => {
-                let domain = if region == "eu-west-101" {
-                    "myhuaweicloud.eu"
-                } else {
-                    "myhuaweicloud.com"
-                };
-                url::Url::parse(&format!("https://{service}.{region}.{domain}")).ok()
-            }
+            Some(region) if service_ok => regional_url(&service, region),
             _ => None,
         },
     };
+    let iam_endpoint = match sec.string(p, "iam_endpoint") {
+        Some(s) => endpoint(p, &sec.key("iam_endpoint"), s),
+        None if sec.has("iam_endpoint") => None,
+        None => region.as_deref().and_then(|r| regional_url("iam", r)),
+    };
 
-    // aksk and metadata auth may look the project up in IAM (SPEC 3); those methods are not
-    // built yet and are reported in [auth], so only their absence of project_id is forgiven.
-    let optional = matches!(method, Some("aksk" | "metadata"));
-    let mut project_id = String::new();
-    if sec.has("project_id")
+    // Only the token method cannot learn the project: aksk and metadata look it up in IAM by
+    // the region's name, password scopes its token by that name and reads the id from it.
+    let optional = matches!(method, Some("aksk" | "metadata" | "password"));
+    let mut project_id = None;
+    let from_env = match method {
+        Some("aksk") if !sec.has("project_id") => env(ENV_PROJECT_ID),
+        _ => None,
+    };
+    if let Some(id) = from_env {
+        if names::is_project_id(&id) {
+            project_id = Some(id);
+        } else {
+            p.push(
+                sec.key("project_id"),
+                format!(
+                    "{ENV_PROJECT_ID} {} is not a project id ([A-Za-z0-9-]{{1,64}})",
+                    quote(&id)
+                ),
+            );
+        }
+    } else if sec.has("project_id")
         || (!optional && sec.require_present(p, "project_id", "with auth.method = \"token\""))
     {
         match sec.string(p, "project_id") {
-            Some(id) if names::is_project_id(id) => project_id = id.to_string(),
+            Some(id) if names::is_project_id(id) => project_id = Some(id.to_string()),
             Some(id) => p.push(
                 sec.key("project_id"),
                 format!("{} is not a project id ([A-Za-z0-9-]{{1,64}})", quote(id)),
@@ -311,8 +354,6 @@ fn cloud(p: &mut Problems, table: &Table, base: &Path, method: Option<&str>) -> 
             None => {}
         }
     }
-
-    unsupported(p, &sec, "iam_endpoint", true);
 
     let ca_file = path_value(p, &sec, "ca_file", base).and_then(|path| {
         let raw = show_raw(&sec, "ca_file");
@@ -343,8 +384,10 @@ fn cloud(p: &mut Problems, table: &Table, base: &Path, method: Option<&str>) -> 
     Cloud {
         service,
         region: region.unwrap_or_default(),
-        endpoint: endpoint.unwrap_or_else(|| url::Url::parse(PLACEHOLDER_URL).expect("valid")),
+        endpoint: api_endpoint.unwrap_or_else(|| url::Url::parse(PLACEHOLDER_URL).expect("valid")),
         project_id,
+        iam_endpoint: iam_endpoint
+            .unwrap_or_else(|| url::Url::parse(PLACEHOLDER_URL).expect("valid")),
         ca_file,
         timeout,
     }
@@ -386,16 +429,48 @@ fn endpoint(p: &mut Problems, key: &str, s: &str) -> Option<url::Url> {
     }
 }
 
-/// `[auth]`. `None` when the method is missing, unknown or not built yet.
-fn auth(p: &mut Problems, table: &Table, base: &Path) -> Option<Auth> {
+/// `[auth]`. `None` when the method is missing or unknown, or a key it needs is bad.
+fn auth(
+    p: &mut Problems,
+    table: &Table,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    source: &Path,
+    warnings: &mut Vec<Problem>,
+) -> Option<Auth> {
     let sec = Section::open(p, "auth", table, AUTH_KEYS);
-    for key in UNSUPPORTED_AUTH_KEYS {
-        unsupported(p, &sec, key, false);
-    }
     if !sec.require_present(p, "method", "") {
         return None;
     }
-    match sec.string(p, "method")? {
+    let method = sec.string(p, "method")?;
+    let Some((method, keys)) = METHOD_KEYS.iter().find(|(m, _)| *m == method) else {
+        p.push(
+            sec.key("method"),
+            format!(
+                "unknown method {} (expected \"aksk\", \"token\", \"password\" or \"metadata\")",
+                quote(method)
+            ),
+        );
+        return None;
+    };
+    // A key of another method is a mistake (a half-edited file), not something to ignore.
+    let before = p.len();
+    for (other, other_keys) in METHOD_KEYS {
+        for key in other_keys
+            .iter()
+            .filter(|k| !keys.contains(k) && sec.has(k))
+        {
+            p.push(
+                sec.key(key),
+                format!(
+                    "is a key of method {} but auth.method = {} (value not shown)",
+                    quote(other),
+                    quote(method)
+                ),
+            );
+        }
+    }
+    let auth = match *method {
         "token" => {
             if !sec.require_present(p, "token_file", "with method = \"token\"") {
                 return None;
@@ -403,27 +478,192 @@ fn auth(p: &mut Problems, table: &Table, base: &Path) -> Option<Auth> {
             let token_file = path_value(p, &sec, "token_file", base)?;
             Some(Auth::Token { token_file })
         }
-        m if AUTH_METHODS_NOT_BUILT.contains(&m) => {
+        "aksk" => aksk(p, &sec, base, env, source, warnings).map(Auth::AkSk),
+        "password" => {
+            let why = "with method = \"password\"";
+            let user = sec
+                .require_present(p, "user", why)
+                .then(|| non_empty(p, &sec, "user"))
+                .flatten();
+            let domain = sec
+                .require_present(p, "domain", why)
+                .then(|| non_empty(p, &sec, "domain"))
+                .flatten();
+            let password_file = sec
+                .require_present(p, "password_file", why)
+                .then(|| path_value(p, &sec, "password_file", base))
+                .flatten();
+            Some(Auth::Password(Password {
+                user: user?,
+                domain: domain?,
+                password_file: password_file?,
+            }))
+        }
+        "metadata" => {
+            let metadata_endpoint = match sec.string(p, "metadata_endpoint") {
+                Some(s) => metadata_endpoint(p, &sec.key("metadata_endpoint"), s)?,
+                None if sec.has("metadata_endpoint") => return None,
+                None => url::Url::parse(DEFAULT_METADATA_ENDPOINT).expect("valid"),
+            };
+            Some(Auth::Metadata { metadata_endpoint })
+        }
+        _ => unreachable!("METHOD_KEYS lists every method"),
+    };
+    auth.filter(|_| p.len() == before)
+}
+
+/// A string that must not be empty; echoed in messages (not a secret).
+fn non_empty(p: &mut Problems, sec: &Section<'_>, key: &str) -> Option<String> {
+    match sec.string(p, key)? {
+        "" => {
+            p.push(sec.key(key), "must not be empty (got \"\")");
+            None
+        }
+        s => Some(s.to_string()),
+    }
+}
+
+/// A secret from the file (`key`), else from the environment variable `var`. `Ok(None)`:
+/// neither is set. Values are never echoed.
+fn secret(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    key: &str,
+    var: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+    from_env: &mut Vec<&'static str>,
+) -> Result<Option<Secret>, ()> {
+    if sec.has(key) {
+        return match sec.secret_string(p, key) {
+            Some("") => {
+                p.push(sec.key(key), "must not be empty");
+                Err(())
+            }
+            Some(s) => Ok(Some(Secret::new(s))),
+            None => Err(()),
+        };
+    }
+    Ok(env(var).map(|v| {
+        from_env.push(var);
+        Secret::new(v.trim())
+    }))
+}
+
+/// `method = "aksk"`: every value from the file, else from the SDK's environment variables.
+fn aksk(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    source: &Path,
+    warnings: &mut Vec<Problem>,
+) -> Option<AkSk> {
+    let mut from_env = Vec::new();
+    let access_key = match secret(p, sec, "access_key", ENV_AK, env, &mut from_env) {
+        Ok(Some(ak)) => Some(ak),
+        Ok(None) => {
             p.push(
-                sec.key("method"),
-                format!(
-                    "not supported yet: {} = {} (only \"token\" works in this version)",
-                    sec.key("method"),
-                    quote(m)
-                ),
+                sec.key("access_key"),
+                format!("missing (required with method = \"aksk\"; or set {ENV_AK})"),
             );
             None
         }
-        m => {
+        Err(()) => None,
+    };
+    let secret_key = match (sec.has("secret_key"), sec.has("secret_key_file")) {
+        (true, true) => {
             p.push(
-                sec.key("method"),
-                format!(
-                    "unknown method {} (expected \"aksk\", \"token\", \"password\" or \"metadata\")",
-                    quote(m)
-                ),
+                sec.key("secret_key_file"),
+                "give secret_key or secret_key_file, not both",
             );
             None
         }
+        (false, true) => path_value(p, sec, "secret_key_file", base).map(SecretKey::File),
+        _ => match secret(p, sec, "secret_key", ENV_SK, env, &mut from_env) {
+            Ok(Some(sk)) => Some(SecretKey::Inline(sk)),
+            Ok(None) => {
+                p.push(
+                    sec.key("secret_key"),
+                    format!(
+                        "missing (required with method = \"aksk\": secret_key or \
+                         secret_key_file; or set {ENV_SK})"
+                    ),
+                );
+                None
+            }
+            Err(()) => None,
+        },
+    };
+    let security_token = secret(
+        p,
+        sec,
+        "security_token",
+        ENV_SECURITY_TOKEN,
+        env,
+        &mut from_env,
+    )
+    .ok()?;
+    for key in ["secret_key", "security_token"] {
+        if sec.has(key)
+            && let Some(mode) = group_or_other_readable(source)
+        {
+            let message = format!(
+                "{} holds {} inline and is readable by group or others (mode {mode:04o}); \
+                 use secret_key_file or the environment, or chmod go-rwx the file",
+                source.display(),
+                sec.key(key)
+            );
+            warnings.push(Problem {
+                key: sec.key(key),
+                message,
+            });
+        }
+    }
+    Some(AkSk {
+        access_key: access_key?,
+        secret_key: secret_key?,
+        security_token,
+        from_env,
+    })
+}
+
+/// The permission bits of `path` when group or others may read it.
+fn group_or_other_readable(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+/// `auth.metadata_endpoint`: http (the link-local service has no TLS) or https, a host, no
+/// credentials, query or fragment.
+fn metadata_endpoint(p: &mut Problems, key: &str, s: &str) -> Option<url::Url> {
+    let url = match url::Url::parse(s) {
+        Ok(u) => u,
+        Err(e) => {
+            p.push(key, format!("{} is not a URL: {e}", quote(s)));
+            return None;
+        }
+    };
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        Some("must use http or https")
+    } else if url.host_str().is_none_or(str::is_empty) {
+        Some("has no host")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        p.push(key, "must not hold credentials (value not shown)");
+        return None;
+    } else if url.query().is_some() {
+        Some("must not have a query (?...)")
+    } else if url.fragment().is_some() {
+        Some("must not have a fragment (#...)")
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => {
+            p.push(key, format!("{} {why}", quote(s)));
+            None
+        }
+        None => Some(url),
     }
 }
 
