@@ -7,7 +7,7 @@
 
 use url::Url;
 
-use crate::cloud::http::{RedactedUrl, describe_transport};
+use crate::cloud::http::{self, ReadError, RedactedUrl, describe_transport};
 
 /// At most this many redirects are followed.
 pub const MAX_REDIRECTS: usize = 3;
@@ -227,22 +227,18 @@ async fn read_capped(
     limit: u64,
     shown: &RedactedUrl,
 ) -> Result<Vec<u8>, FetchError> {
-    let mut body = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|e| FetchError::Transport {
-            url: shown.clone(),
-            detail: describe_transport(&e),
-        })?;
-        let Some(chunk) = chunk else { break };
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(FetchError::TooLarge {
+    http::read_capped(response, limit)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => FetchError::TooLarge {
                 url: shown.clone(),
                 limit,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+            },
+            ReadError::Transport(detail) => FetchError::Transport {
+                url: shown.clone(),
+                detail,
+            },
+        })
 }
 
 /// OBS's `<Code>...</Code>`, sanitised, when present.

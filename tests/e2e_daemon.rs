@@ -173,7 +173,8 @@ async fn a_second_401_fails_the_instance_after_exactly_two_requests() {
     );
     let text = stdout(&out);
     assert!(
-        text.contains("auth method token: the API refused the credentials") && text.contains("APIGW.0301"),
+        text.contains("auth method token: the API refused the credentials")
+            && text.contains("APIGW.0301"),
         "{text}"
     );
 }

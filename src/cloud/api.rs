@@ -12,19 +12,28 @@ use serde::Deserialize;
 use url::Url;
 
 use super::auth::{AuthError, Credentials, header_map, scrub, secrets_in};
-use super::http::{RedactedUrl, describe_transport};
+use super::http::{ReadError, RedactedUrl, describe_transport};
 use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
 
 /// API answers larger than this are refused (the real answer is a few hundred bytes).
 pub const MAX_API_BODY: usize = 1 << 20;
 
-/// One entry of the `certs` list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One entry of the `certs` list. Its `Debug` shows the link without its query.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CertLink {
     /// `category` as the API gives it (`international`, `national`, or anything else).
     pub category: String,
     /// `download_link`. Its query is a credential: show it only as [`RedactedUrl`].
     pub url: Url,
+}
+
+impl std::fmt::Debug for CertLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertLink")
+            .field("category", &self.category)
+            .field("url", &RedactedUrl::new(&self.url))
+            .finish()
+    }
 }
 
 /// The answer of ListSslCertDownloadAddresses.
@@ -250,7 +259,8 @@ impl ApiClient {
                     tracing::info!(url = %shown, method = self.credentials.method(), "API answered 401; refreshing credentials and retrying once");
                     refreshed = true;
                     refused = Some(generation);
-                    tries = 0;
+                    // The retry after a refresh does not use up one of the 429/5xx tries.
+                    tries -= 1;
                 }
                 401 => {
                     return Err(ApiError::Unauthorized {
@@ -291,14 +301,12 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 
 /// The body of `response`, refused beyond [`MAX_API_BODY`]; `Err` describes the failure.
 pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe_transport(&e))? {
-        if body.len() + chunk.len() > MAX_API_BODY {
-            return Err(format!("answer larger than {MAX_API_BODY} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    super::http::read_capped(&mut response, MAX_API_BODY as u64)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => format!("answer larger than {MAX_API_BODY} bytes"),
+            ReadError::Transport(detail) => detail,
+        })
 }
 
 fn parse_listing(
@@ -310,16 +318,21 @@ fn parse_listing(
         url: shown.clone(),
         reason,
     };
+    // Only where the JSON went wrong, never its text: a 2xx body holds download links whose
+    // query is a credential (and serde's messages quote the values they reject).
     let parsed: ListingBody = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
-            "not the documented JSON ({e}); body starts {:?}",
-            excerpt(body)
+            "not the documented JSON ({:?} error at line {}, column {}, in {} bytes)",
+            e.classify(),
+            e.line(),
+            e.column(),
+            body.len()
         ))
     })?;
     let mut certs = Vec::new();
     for (i, info) in parsed.certs.unwrap_or_default().into_iter().enumerate() {
         let url = Url::parse(&info.download_link)
-            .map_err(|e| bad(format!("certs[{i}].download_link is not a URL: {e}")))?;
+            .map_err(|e| bad(format!("certs[{i}].download_link is not a URL ({e})")))?;
         certs.push(CertLink {
             category: info.category,
             url,
@@ -423,5 +436,33 @@ mod tests {
             parse_listing(b"<html>", None, &shown),
             Err(ApiError::BadBody { .. })
         ));
+    }
+
+    #[test]
+    fn a_malformed_listing_never_shows_a_link_query() {
+        let shown = RedactedUrl::new(&Url::parse("https://h/x").unwrap());
+        let link =
+            "https://obs.example.myhuaweicloud.com/b/ca.crt?AccessKeyId=AK&Signature=SECRETSIG";
+        for body in [
+            format!(
+                r#"{{"certs":[{{"category":"international","download_link":"{link}"}},{{"category":null,"download_link":"x"}}]}}"#
+            ),
+            format!(r#"{{"certs":"{link}"}}"#),
+            format!(r#"{{"certs":[{{"category":"international","download_link":"{link}"}}"#),
+        ] {
+            let err = parse_listing(body.as_bytes(), None, &shown)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not the documented JSON"), "{err}");
+            assert!(
+                !err.contains("SECRETSIG") && !err.contains("AccessKeyId"),
+                "{err}"
+            );
+        }
+        let link = CertLink {
+            category: "international".into(),
+            url: Url::parse(link).unwrap(),
+        };
+        assert!(!format!("{link:?}").contains("SECRETSIG"));
     }
 }

@@ -131,6 +131,35 @@ impl fmt::Debug for RedactedUrl {
     }
 }
 
+/// Why reading a body stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// More than the limit arrived.
+    TooLarge,
+    /// The connection failed or closed early (described without the URL).
+    Transport(String),
+}
+
+/// Reads the whole body of `response`, refusing more than `limit` bytes as soon as they
+/// arrive (never buffering past the limit).
+pub async fn read_capped(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(describe_transport(&e)))?
+    {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A transport failure described without the URL reqwest would print (it may carry a query).
 pub fn describe_transport(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
