@@ -270,7 +270,22 @@ pub struct Engine {
     backoff: Backoff,
     passes: u64,
     shared: Arc<Shared>,
+    /// Instances found by `[[discover]]`, by id, with the passes they have been missing.
+    discovered: BTreeMap<String, Discovered>,
+    /// The instances of a pass: the configured ones, then the discovered ones present.
+    active: Vec<Instance>,
 }
+
+/// A discovered instance and how many passes in a row ListInstances did not list it.
+#[derive(Clone, Debug)]
+struct Discovered {
+    instance: Instance,
+    missing: u32,
+}
+
+/// A discovered instance that ListInstances stops listing keeps its files this many passes,
+/// then leaves the plan (and `prune` removes its files).
+pub const VANISHED_PASSES: u32 = 3;
 
 /// One instance's certificates, ready for the store.
 type Synced = Vec<DesiredEntry>;
@@ -281,7 +296,7 @@ impl Engine {
     pub fn new(config: Config, read_only: bool) -> Result<Engine, DaemonError> {
         let (api, fetcher) = clients(&config)?;
         let store = Store::open(store_options(&config), read_only)?;
-        Ok(Engine {
+        Ok((Engine {
             backoff: backoff(&config),
             config: Arc::new(config),
             api,
@@ -291,7 +306,10 @@ impl Engine {
             hooks: BTreeMap::new(),
             passes: 0,
             shared: Arc::new(Shared::default()),
+            discovered: BTreeMap::new(),
+            active: Vec::new(),
         })
+        .with_active())
     }
 
     /// Applies a new, already validated configuration. On error the old one stays in force.
@@ -321,8 +339,124 @@ impl Engine {
         self.backoff = backoff(&config);
         self.api = api;
         self.fetcher = fetcher;
+        if config.discover.is_empty() {
+            self.discovered.clear();
+        }
         self.config = Arc::new(config);
+        self.refresh_active();
         Ok(())
+    }
+
+    fn with_active(mut self) -> Engine {
+        self.refresh_active();
+        self
+    }
+
+    /// Recomputes the pass's instances: configured ones keep their explicit settings; a
+    /// discovered one is named by its (sanitised) name, or by its id where names collide.
+    fn refresh_active(&mut self) {
+        let mut active = self.config.instances.clone();
+        let explicit: BTreeSet<&str> = active.iter().map(|i| i.id.as_str()).collect();
+        let present: Vec<&Discovered> = self
+            .discovered
+            .values()
+            .filter(|d| d.missing == 0 && !explicit.contains(d.instance.id.as_str()))
+            .collect();
+        let mut taken: BTreeMap<String, usize> = BTreeMap::new();
+        for inst in &active {
+            *taken.entry(inst.display_name().to_string()).or_default() += 2;
+            *taken.entry(inst.id.clone()).or_default() += 2;
+        }
+        for d in &present {
+            // What the instance will be shown as: its name, or its id when it has none.
+            *taken
+                .entry(d.instance.display_name().to_string())
+                .or_default() += 1;
+        }
+        for d in present {
+            let mut inst = d.instance.clone();
+            if inst
+                .name
+                .as_ref()
+                .is_some_and(|n| taken.get(n).copied().unwrap_or(0) > 1)
+            {
+                inst.name = None;
+            }
+            active.push(inst);
+        }
+        self.active = active;
+    }
+
+    /// The instance ids whose files the store keeps: configured, and discovered ones not yet
+    /// gone for [`VANISHED_PASSES`] passes.
+    fn configured_ids(&self) -> BTreeSet<String> {
+        self.config
+            .instances
+            .iter()
+            .map(|i| i.id.clone())
+            .chain(self.discovered.keys().cloned())
+            .collect()
+    }
+
+    /// Runs every `[[discover]]` query. When one fails, the previous result stays (an outage
+    /// of ListInstances must not look like every instance vanishing).
+    async fn discover(&mut self) {
+        if self.config.discover.is_empty() {
+            return;
+        }
+        let mut found: BTreeMap<String, Instance> = BTreeMap::new();
+        for (index, query) in self.config.discover.iter().enumerate() {
+            let listed = match self
+                .api
+                .list_instances(query.datastore.as_deref(), query.name.as_deref())
+                .await
+            {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::warn!(discover = index, error = %e, "discovery failed; keeping the instances found before");
+                    return;
+                }
+            };
+            for item in listed {
+                if query.ssl_only && !item.ssl {
+                    continue;
+                }
+                if !valid_instance_id(&item.id) {
+                    tracing::warn!(discover = index, id = ?item.id, "skipping an instance whose id is not [A-Za-z0-9-]{{1,64}}");
+                    continue;
+                }
+                found.entry(item.id.clone()).or_insert_with(|| Instance {
+                    name: sanitize_name(&item.name),
+                    id: item.id,
+                    categories: None,
+                    pins: Vec::new(),
+                });
+            }
+        }
+        for (id, d) in self.discovered.iter_mut() {
+            if !found.contains_key(id) {
+                d.missing += 1;
+                if d.missing < VANISHED_PASSES {
+                    tracing::info!(instance = %id, missing = d.missing, "a discovered instance is no longer listed; its files are kept");
+                } else {
+                    tracing::info!(instance = %id, "a discovered instance has been gone for {VANISHED_PASSES} passes; it leaves the plan");
+                }
+            }
+        }
+        self.discovered.retain(|_, d| d.missing < VANISHED_PASSES);
+        for (id, instance) in found {
+            if !self.discovered.contains_key(&id) {
+                tracing::info!(instance = %id, name = ?instance.name, "discovered an instance");
+            }
+            self.discovered.insert(
+                id,
+                Discovered {
+                    instance,
+                    missing: 0,
+                },
+            );
+        }
+        self.refresh_active();
     }
 
     /// The configuration in use.
@@ -362,9 +496,18 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> PassSummary {
         let started = std::time::Instant::now();
+        if only.is_none() && !dry_run {
+            self.discover().await;
+        } else if only.is_none() {
+            // A dry run discovers too, but must not age the vanished-instance counters.
+            let saved = self.discovered.clone();
+            self.discover().await;
+            let active = self.active.clone();
+            self.discovered = saved;
+            self.active = active;
+        }
         let instances: Vec<Instance> = self
-            .config
-            .instances
+            .active
             .iter()
             .filter(|i| only.is_none_or(|set| set.contains(&i.id)))
             .cloned()
@@ -379,7 +522,7 @@ impl Engine {
 
         let mut summary = PassSummary::default();
         let mut input = PassInput {
-            configured: self.config.instances.iter().map(|i| i.id.clone()).collect(),
+            configured: self.configured_ids(),
             ..PassInput::default()
         };
         let mut failures: Vec<(Instance, InstanceError)> = Vec::new();
@@ -408,12 +551,8 @@ impl Engine {
         self.store = Some(store);
 
         // Instances whose file could not be written count as failed too.
-        let by_id: BTreeMap<&str, &Instance> = self
-            .config
-            .instances
-            .iter()
-            .map(|i| (i.id.as_str(), i))
-            .collect();
+        let by_id: BTreeMap<&str, &Instance> =
+            self.active.iter().map(|i| (i.id.as_str(), i)).collect();
         let mut store_failed: BTreeSet<String> = BTreeSet::new();
         let mut report = report;
         for entry in std::mem::take(&mut report.entries) {
@@ -594,14 +733,9 @@ impl Engine {
             h.last_error = Some(error);
             tracing::info!(retry_in = ?delay, failures = h.failures, "instance will be retried");
         }
-        // Forget instances that left the config.
-        let configured: BTreeSet<&str> = self
-            .config
-            .instances
-            .iter()
-            .map(|i| i.id.as_str())
-            .collect();
-        self.health.retain(|id, _| configured.contains(id.as_str()));
+        // Forget instances that left the plan.
+        let configured = self.configured_ids();
+        self.health.retain(|id, _| configured.contains(id));
     }
 
     fn record_metrics(
@@ -613,8 +747,7 @@ impl Engine {
     ) {
         let metrics = &self.shared.metrics;
         let names: BTreeMap<&str, &str> = self
-            .config
-            .instances
+            .active
             .iter()
             .map(|i| (i.id.as_str(), i.display_name()))
             .collect();
@@ -668,7 +801,7 @@ impl Engine {
             last_pass: Some(fmt_time(Some(now))),
             ..StatusSnapshot::default()
         };
-        for inst in &self.config.instances {
+        for inst in &self.active {
             let health = self.health.get(&inst.id).cloned().unwrap_or_default();
             let categories: Vec<CategoryStatus> = current
                 .iter()
@@ -965,6 +1098,29 @@ pub fn instance_deadline(config: &Config) -> Duration {
     2 * config.cloud.timeout + crate::schedule::MAX_RETRY_AFTER
 }
 
+/// An id as the config accepts it: it goes into URLs and file names.
+fn valid_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A discovered instance's name in the name alphabet `[A-Za-z0-9._-]{1,64}` (other characters
+/// become `-`); `None` when nothing usable is left (the id is used then).
+fn sanitize_name(name: &str) -> Option<String> {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let clean = clean.trim_start_matches('.').to_string();
+    (!clean.is_empty() && clean.chars().any(|c| c.is_ascii_alphanumeric())).then_some(clean)
+}
+
 /// The alphabet of categories, as in the config's `categories`.
 fn valid_category(category: &str) -> bool {
     (1..=64).contains(&category.len())
@@ -1197,7 +1353,7 @@ fn reload(engine: &mut Engine) -> bool {
 
 /// One line for systemd's STATUS: instances synced, failing, and files on disk.
 fn status_line(engine: &Engine) -> String {
-    let total = engine.config.instances.len();
+    let total = engine.active.len();
     let failing = engine.health.values().filter(|h| h.failures > 0).count();
     let hooks = engine.hooks.values().filter(|p| p.failures > 0).count();
     let mut line = format!("{} of {total} instances synced", total - failing);

@@ -161,6 +161,44 @@ struct CertInfoBody {
     download_link: String,
 }
 
+/// One instance of ListInstances, the fields discovery uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedInstance {
+    /// `id`.
+    pub id: String,
+    /// `name`.
+    pub name: String,
+    /// `status` (`normal`, `abnormal`, `creating`, ...).
+    pub status: String,
+    /// `datastore.type`.
+    pub datastore_type: String,
+    /// `ssl` is not `"0"`.
+    pub ssl: bool,
+}
+
+#[derive(Deserialize)]
+struct InstancesBody {
+    #[serde(default)]
+    instances: Vec<InstanceBody>,
+    total_count: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct InstanceBody {
+    id: String,
+    #[serde(default)]
+    name: String,
+    status: Option<String>,
+    datastore: Option<DatastoreBody>,
+    ssl: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DatastoreBody {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
 impl ApiClient {
     /// A client for `endpoint` (scheme + host [+ port] [+ path prefix]); the project id comes
     /// from `credentials` (configured, or looked up once).
@@ -208,6 +246,53 @@ impl ApiClient {
         let url = self.download_link_url(instance_id).await?;
         let (body, request_id) = self.get(&url).await?;
         parse_listing(&body, request_id, &RedactedUrl::new(&url))
+    }
+
+    /// ListInstances (`GET /v3/{project_id}/instances`), every page (`offset`/`limit` 100), with
+    /// the `datastore_type` and `name` filters.
+    pub async fn list_instances(
+        &self,
+        datastore: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<ListedInstance>, ApiError> {
+        const PAGE: usize = 100;
+        let mut out: Vec<ListedInstance> = Vec::new();
+        loop {
+            let offset = out.len().to_string();
+            let limit = PAGE.to_string();
+            let mut query = vec![("offset", offset.as_str()), ("limit", limit.as_str())];
+            if let Some(d) = datastore {
+                query.push(("datastore_type", d));
+            }
+            if let Some(n) = name {
+                query.push(("name", n));
+            }
+            let url = self.url(&["instances"], &query).await?;
+            let (body, _) = self.get(&url).await?;
+            let shown = RedactedUrl::new(&url);
+            let page: InstancesBody =
+                serde_json::from_slice(&body).map_err(|e| ApiError::BadBody {
+                    url: shown.clone(),
+                    reason: format!(
+                        "not the documented ListInstances JSON ({:?} error at line {}, column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
+                })?;
+            let got = page.instances.len();
+            out.extend(page.instances.into_iter().map(|i| ListedInstance {
+                id: i.id,
+                name: i.name,
+                status: i.status.unwrap_or_default(),
+                datastore_type: i.datastore.map(|d| d.kind).unwrap_or_default(),
+                ssl: i.ssl.as_deref() != Some("0"),
+            }));
+            // The last page is short; total_count guards against a server that ignores limit.
+            if got < PAGE || page.total_count.is_some_and(|t| out.len() >= t) {
+                return Ok(out);
+            }
+        }
     }
 
     /// GET `url` (an API URL from [`ApiClient::url`]) with credentials: 429/5xx retried up to

@@ -98,6 +98,8 @@ pub struct Config {
     pub trust: Trust,
     /// `[server]`.
     pub server: Server,
+    /// `[[discover]]`: instances found through ListInstances join `instances` at each pass.
+    pub discover: Vec<Discover>,
     /// `[[instance]]`, in file order; at least one.
     pub instances: Vec<Instance>,
     /// `[[hook]]`, in file order.
@@ -264,6 +266,20 @@ pub struct Hook {
     /// Run only when files of these instances (by id) changed; `None`: any change.
     pub instances: Option<Vec<String>>,
 }
+
+/// One `[[discover]]` query of ListInstances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discover {
+    /// `datastore`: the API's `datastore_type` filter (`mongodb`, `cassandra`, ...).
+    pub datastore: Option<String>,
+    /// `name`: the API's name filter; a leading `*` is a fuzzy match.
+    pub name: Option<String>,
+    /// `ssl_only`: skip instances whose `ssl` is `"0"`.
+    pub ssl_only: bool,
+}
+
+/// `discover.ssl_only` when left out.
+pub const DEFAULT_SSL_ONLY: bool = true;
 
 /// What a hook does.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -91,6 +91,7 @@ const HOOK_KEYS: &[&str] = &[
     "pid_file",
 ];
 const SERVER_KEYS: &[&str] = &["listen"];
+const DISCOVER_KEYS: &[&str] = &["datastore", "name", "ssl_only"];
 const LOG_KEYS: &[&str] = &["format", "level"];
 
 /// Stands in for values that failed; never returned (any problem makes the result an error).
@@ -128,17 +129,12 @@ pub(super) fn resolve(
         .map(|t| auth(&mut p, t, &base, env, &source_abs, &mut warnings));
     let sync = top.table(&mut p, "sync").map(|t| sync(&mut p, t));
     let trust = top.table(&mut p, "trust").map(|t| trust(&mut p, t, &base));
-    let instances = instances(&mut p, &top);
+    let discover = discover(&mut p, &top);
+    let instances = instances(&mut p, &top, !discover.is_empty());
     if let Some(trust) = &trust {
-        check_files(&mut p, trust, &instances);
+        check_files(&mut p, trust, &instances, !discover.is_empty());
     }
     let hooks = hooks(&mut p, &top, &instances, &base);
-    if top.has("discover") {
-        p.push(
-            "discover",
-            "not supported yet: discover ([[discover]] tables); list instances with [[instance]]",
-        );
-    }
     let server = match top.table(&mut p, "server") {
         Some(t) => server(&mut p, t),
         None => Server::default(),
@@ -154,6 +150,7 @@ pub(super) fn resolve(
                 sync,
                 trust,
                 server,
+                discover,
                 instances: instances.into_iter().filter_map(|i| i.valid).collect(),
                 hooks,
                 log,
@@ -951,12 +948,50 @@ struct ReadInstance {
     valid: Option<Instance>,
 }
 
-fn instances(p: &mut Problems, top: &Section<'_>) -> Vec<ReadInstance> {
+/// `[[discover]]`: each table a ListInstances query.
+fn discover(p: &mut Problems, top: &Section<'_>) -> Vec<Discover> {
+    let mut out = Vec::new();
+    for (key, table) in top.tables(p, "discover") {
+        let sec = Section::open(p, key.clone(), table, DISCOVER_KEYS);
+        let datastore = sec.string(p, "datastore").and_then(|d| {
+            if !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                Some(d.to_ascii_lowercase())
+            } else {
+                p.push(
+                    sec.key("datastore"),
+                    format!("{} is not a datastore type like \"mongodb\", \"cassandra\", \"redis\" or \"influxdb\"", quote(d)),
+                );
+                None
+            }
+        });
+        let name = sec.string(p, "name").and_then(|n| {
+            if n.is_empty() || n.len() > 128 || n.chars().any(char::is_control) {
+                p.push(
+                    sec.key("name"),
+                    format!("{} is not a usable name filter", quote(n)),
+                );
+                None
+            } else {
+                Some(n.to_string())
+            }
+        });
+        let ssl_only = sec.boolean(p, "ssl_only").unwrap_or(DEFAULT_SSL_ONLY);
+        out.push(Discover {
+            datastore,
+            name,
+            ssl_only,
+        });
+    }
+    out
+}
+
+fn instances(p: &mut Problems, top: &Section<'_>, discovering: bool) -> Vec<ReadInstance> {
     let tables = top.tables(p, "instance");
-    if tables.is_empty() && !matches!(top.raw("instance"), Some(v) if !v.is_array()) {
+    if tables.is_empty() && !discovering && !matches!(top.raw("instance"), Some(v) if !v.is_array())
+    {
         p.push(
             "instance",
-            "at least one [[instance]] is required (got none)",
+            "at least one [[instance]] (or [[discover]]) is required (got none)",
         );
     }
     let mut out: Vec<ReadInstance> = Vec::with_capacity(tables.len());
@@ -1100,7 +1135,7 @@ fn parse_pin(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The rules that tie `trust.file_name` to the instances: every file a plain name of its own.
-fn check_files(p: &mut Problems, trust: &Trust, instances: &[ReadInstance]) {
+fn check_files(p: &mut Problems, trust: &Trust, instances: &[ReadInstance], discovering: bool) {
     let Ok(pieces) = names::parse_template(&trust.file_name) else {
         return;
     };
@@ -1130,7 +1165,14 @@ fn check_files(p: &mut Problems, trust: &Trust, instances: &[ReadInstance]) {
             }
         }
     }
-    if !has(Piece::Name) && !has(Piece::Id) && instances.len() > 1 {
+    if !has(Piece::Name) && !has(Piece::Id) && discovering {
+        p.push(
+            "trust.file_name",
+            format!(
+                "{template} has neither {{name}} nor {{id}}, so [[discover]] cannot add instances"
+            ),
+        );
+    } else if !has(Piece::Name) && !has(Piece::Id) && instances.len() > 1 {
         p.push(
             "trust.file_name",
             format!(
