@@ -164,6 +164,61 @@ layout = "flat""#,
 }
 
 #[test]
+fn trust_shape_keys_resolve() {
+    let c = parse(MINIMAL);
+    assert_eq!(c.trust.owner, None);
+    assert_eq!(c.trust.group, None);
+    assert_eq!(c.trust.write_mode, config::WriteMode::Rename);
+    assert_eq!(c.trust.layout, config::Layout::Flat);
+    assert_eq!(c.trust.pkcs12, None);
+    assert_eq!(c.trust.pkcs12_password_file, None);
+
+    let c = parse(&with(
+        "trust",
+        r#"owner = "root"
+group = 65534
+write_mode = "in-place"
+pkcs12 = "truststore.p12"
+pkcs12_password_file = "secrets/p12-password""#,
+    ));
+    assert_eq!(
+        c.trust.owner,
+        Some(config::Account {
+            id: 0,
+            name: Some("root".into())
+        })
+    );
+    assert_eq!(
+        c.trust.group,
+        Some(config::Account {
+            id: 65534,
+            name: None
+        })
+    );
+    assert_eq!(c.trust.write_mode, config::WriteMode::InPlace);
+    assert_eq!(c.trust.pkcs12.as_deref(), Some("truststore.p12"));
+    assert_eq!(
+        c.trust.pkcs12_password_file.as_deref(),
+        Some(Path::new("/srv/conf/secrets/p12-password"))
+    );
+    let plan = c.describe();
+    assert!(plan.contains("owner: root (0)"), "{plan}");
+    assert!(plan.contains("group: 65534"), "{plan}");
+    assert!(plan.contains("write_mode: in-place"), "{plan}");
+    assert!(
+        plan.contains(
+            "pkcs12: /srv/conf/trust/truststore.p12 (password from /srv/conf/secrets/p12-password)"
+        ),
+        "{plan}"
+    );
+
+    let c = parse(&with("trust", "layout = \"atomic-dir\"\nowner = \"0\""));
+    assert_eq!(c.trust.layout, config::Layout::AtomicDir);
+    assert_eq!(c.trust.owner.map(|a| a.id), Some(0));
+    assert!(c.describe().contains("pkcs12: none"));
+}
+
+#[test]
 fn relative_paths_resolve_against_the_config_folder() {
     let c = parse_at(MINIMAL, "/srv/conf/certsync.toml");
     let Auth::Token { token_file } = &c.auth;
