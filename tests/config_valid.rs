@@ -214,7 +214,7 @@ pkcs12_password_file = "secrets/p12-password""#,
 
     let c = parse(&with("trust", "layout = \"atomic-dir\"\nowner = \"0\""));
     assert_eq!(c.trust.layout, config::Layout::AtomicDir);
-    assert_eq!(c.trust.owner.map(|a| a.id), Some(0));
+    assert_eq!(c.trust.owner.as_ref().map(|a| a.id), Some(0));
     assert!(c.describe().contains("pkcs12: none"));
 }
 
