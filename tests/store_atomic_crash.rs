@@ -140,7 +140,7 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
             }
         });
 
-        for round in 0..8 {
+        for round in 0..20 {
             let mut child = Command::new(&exe)
                 .args([
                     "--exact",
