@@ -229,7 +229,7 @@ fn all_problems_of_a_file_are_reported_at_once() {
         .set("auth", "method", "\"kerberos\"")
         .set("sync", "interval", "\"1s\"")
         .set("trust", "mode", "\"0999\"")
-        .set("trust", "owner", "\"app\"")
+        .set("trust", "owner", "\"no-such-user-certsync\"")
         .set("trust", "colour", "\"red\"")
         .instances("[[instance]]\nid = \"a b\"\n[[instance]]\nid = \"ok\"\nname = \"-\"\ncategories = [\"\"]\n")
         .tail("[[hook]]\ncommand = [\"/bin/true\"]\n[[hook]]\ncommand = [\"true\"]\ntimeout = 5\n")
@@ -244,17 +244,16 @@ fn all_problems_of_a_file_are_reported_at_once() {
     assert_has(
         &p,
         "trust.owner",
-        &["not supported yet: trust.owner", "\"app\""],
+        &["no user named", "\"no-such-user-certsync\""],
     );
     assert_has(&p, "trust.colour", &["\"colour\""]);
     assert_has(&p, "instance[0].id", &["\"a b\""]);
     assert_has(&p, "instance[1].categories[0]", &["\"\""]);
     assert_has(&p, "hook[1].command[0]", &["\"true\""]);
     assert_has(&p, "hook[1].timeout", &["5"]);
-    assert_has(&p, "discover", &["not supported yet: discover"]);
     assert_has(&p, "log.level", &["\"\""]);
     // The name "-" is valid; no other problem is invented.
-    assert_eq!(p.len(), 13, "{p:#?}");
+    assert_eq!(p.len(), 12, "{p:#?}");
 }
 
 // ---- [cloud] ----
@@ -916,35 +915,112 @@ fn trust_booleans() {
 }
 
 #[test]
-fn trust_keys_not_supported_yet() {
-    for (key, value) in [
-        ("owner", "\"app\""),
-        ("group", "\"app\""),
-        ("pkcs12", "\"truststore.p12\""),
-        ("pkcs12_password_file", "\"p12-password\""),
-        ("write_mode", "\"in-place\""),
-        ("layout", "\"atomic-dir\""),
-    ] {
-        expect(
-            Cfg::new().set("trust", key, value),
-            &format!("trust.{key}"),
-            &[&format!("not supported yet: trust.{key}"), value],
-        );
-    }
+fn trust_owner_and_group_need_a_known_name_or_a_number() {
+    expect(
+        Cfg::new().set("trust", "owner", "\"no-such-user-certsync\""),
+        "trust.owner",
+        &[
+            "no user named \"no-such-user-certsync\" in /etc/passwd",
+            "by number",
+        ],
+    );
+    expect(
+        Cfg::new().set("trust", "group", "\"no-such-group-certsync\""),
+        "trust.group",
+        &["no group named \"no-such-group-certsync\" in /etc/group"],
+    );
+    expect(
+        Cfg::new().set("trust", "owner", "4294967295"),
+        "trust.owner",
+        &["4294967295", "is not an id"],
+    );
+    expect(
+        Cfg::new().set("trust", "group", "\"99999999999\""),
+        "trust.group",
+        &["\"99999999999\"", "is not an id"],
+    );
+    expect(
+        Cfg::new().set("trust", "owner", "true"),
+        "trust.owner",
+        &["a user name or number"],
+    );
+    expect(
+        Cfg::new().set("trust", "owner", "-1"),
+        "trust.owner",
+        &["-1"],
+    );
+    // root (0) and its group exist on every system.
+    assert_valid(
+        &Cfg::new()
+            .set("trust", "owner", "\"root\"")
+            .set("trust", "group", "0"),
+    );
+}
+
+#[test]
+fn trust_write_mode_layout_and_pkcs12_rules() {
     expect(
         Cfg::new().set("trust", "write_mode", "\"copy\""),
         "trust.write_mode",
-        &["\"copy\""],
+        &["\"copy\"", "\"rename\" or \"in-place\""],
     );
     expect(
         Cfg::new().set("trust", "layout", "\"tree\""),
         "trust.layout",
-        &["\"tree\""],
+        &["\"tree\"", "\"flat\" or \"atomic-dir\""],
     );
+    expect(
+        Cfg::new().set("trust", "write_mode", "\"in-place\"").set(
+            "trust",
+            "layout",
+            "\"atomic-dir\"",
+        ),
+        "trust.write_mode",
+        &["cannot be combined with layout = \"atomic-dir\""],
+    );
+    expect(
+        Cfg::new().set("trust", "pkcs12", "\"sub/truststore.p12\""),
+        "trust.pkcs12",
+        &["\"sub/truststore.p12\"", "plain file name"],
+    );
+    expect(
+        Cfg::new()
+            .set("trust", "bundle", "\"all.pem\"")
+            .set("trust", "pkcs12", "\"all.pem\""),
+        "trust.pkcs12",
+        &["bundle's name"],
+    );
+    expect(
+        Cfg::new().set("trust", "pkcs12", "\"..data\""),
+        "trust.pkcs12",
+        &["starts with '.'"],
+    );
+    expect(
+        Cfg::new()
+            .set("trust", "pkcs12", "\"inst-1-international.crt\"")
+            .set("trust", "file_name", "\"{id}-{category}.crt\""),
+        "instance[0]",
+        &["truststore's name"],
+    );
+    expect(
+        Cfg::new().set("trust", "pkcs12_password_file", "\"p12-password\""),
+        "trust.pkcs12_password_file",
+        &["has no effect without trust.pkcs12"],
+    );
+    for (key, value) in [
+        ("write_mode", "\"rename\""),
+        ("write_mode", "\"in-place\""),
+        ("layout", "\"flat\""),
+        ("layout", "\"atomic-dir\""),
+    ] {
+        assert_valid(&Cfg::new().set("trust", key, value));
+    }
     assert_valid(
-        &Cfg::new()
-            .set("trust", "write_mode", "\"rename\"")
-            .set("trust", "layout", "\"flat\""),
+        &Cfg::new().set("trust", "pkcs12", "\"truststore.p12\"").set(
+            "trust",
+            "pkcs12_password_file",
+            "\"p12-password\"",
+        ),
     );
 }
 
@@ -1307,11 +1383,21 @@ fn hook_signal_needs_a_known_signal_and_a_pid_file_and_no_command() {
 // ---- [[discover]], [server], [log] ----
 
 #[test]
-fn discover_is_not_supported_yet() {
+fn discover_filters_are_checked() {
     expect(
-        Cfg::new().tail("[[discover]]\ndatastore = \"mongodb\"\n"),
-        "discover",
-        &["not supported yet: discover"],
+        Cfg::new().tail("[[discover]]\ndatastore = \"mongo db\"\n"),
+        "discover[0].datastore",
+        &["\"mongo db\""],
+    );
+    expect(
+        Cfg::new().tail("[[discover]]\nssl_only = \"yes\"\n"),
+        "discover[0].ssl_only",
+        &["\"yes\""],
+    );
+    expect(
+        Cfg::new().tail("[[discover]]\nbogus = 1\n"),
+        "discover[0].bogus",
+        &["bogus"],
     );
 }
 

@@ -9,9 +9,9 @@
 //! Must not: talk to the network, read credential files (`token_file`, `secret_key_file` and
 //! `password_file` are only named here, never read), touch the trust folder (only `store`
 //! writes there), or keep anything secret in a message: inline secrets and the SDK's
-//! environment variables (SPEC 4) are held as [`Secret`]. Keys whose behaviour is not built yet
-//! are rejected with `not supported yet: KEY` rather than ignored.
+//! environment variables (SPEC 4) are held as [`Secret`].
 
+mod accounts;
 mod names;
 mod reader;
 mod resolve;
@@ -238,6 +238,57 @@ pub struct Trust {
     pub capath: bool,
     /// Remove managed files no longer produced.
     pub prune: bool,
+    /// Owner given to every file written (needs the privilege to chown).
+    pub owner: Option<Account>,
+    /// Group given to every file written.
+    pub group: Option<Account>,
+    /// How an existing file is replaced.
+    pub write_mode: WriteMode,
+    /// How the files are laid out in the folder.
+    pub layout: Layout,
+    /// File name of the PKCS#12 truststore, if wanted.
+    pub pkcs12: Option<String>,
+    /// Absolute path of the file holding the truststore password; `None`: "changeit". Only
+    /// named here, never read (it is a secret; the store reads it at each pass).
+    pub pkcs12_password_file: Option<PathBuf>,
+}
+
+/// A user or group of `trust.owner` / `trust.group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The uid or gid.
+    pub id: u32,
+    /// The name it was given by in the file, if it was a name.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "{name} ({})", self.id),
+            None => write!(f, "{}", self.id),
+        }
+    }
+}
+
+/// `trust.write_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// `"rename"`: a temporary file renamed over the old one (atomic; a new inode).
+    #[default]
+    Rename,
+    /// `"in-place"`: the existing inode rewritten (single-file bind mounts; not atomic).
+    InPlace,
+}
+
+/// `trust.layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `"flat"`: every file a regular file in the folder.
+    #[default]
+    Flat,
+    /// `"atomic-dir"`: Kubernetes-style `..data` swap of the whole set.
+    AtomicDir,
 }
 
 /// One `[[instance]]`.
@@ -432,6 +483,9 @@ impl Trust {
     /// Why `name` may not be written into the trust folder as an instance file, if it may not:
     /// not a plain visible file name, or the manifest's, the bundle's or a hash file's name.
     pub fn file_name_problem(&self, name: &str) -> Option<String> {
+        if self.pkcs12.as_deref() == Some(name) {
+            return Some("is the truststore's name (trust.pkcs12)".into());
+        }
         names::file_name_problem(name, self.bundle.as_deref())
     }
 }
@@ -576,6 +630,40 @@ impl Config {
             yes_no(t.capath)
         );
         let _ = writeln!(s, "  prune: {}", yes_no(t.prune));
+        let show_account = |a: &Option<Account>| match a {
+            Some(a) => a.to_string(),
+            None => "certsync's own".into(),
+        };
+        let _ = writeln!(s, "  owner: {}", show_account(&t.owner));
+        let _ = writeln!(s, "  group: {}", show_account(&t.group));
+        let _ = writeln!(
+            s,
+            "  write_mode: {}",
+            match t.write_mode {
+                WriteMode::Rename => "rename (atomic)",
+                WriteMode::InPlace => "in-place (keeps the inode; readers may see a partial file)",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  layout: {}",
+            match t.layout {
+                Layout::Flat => "flat",
+                Layout::AtomicDir => "atomic-dir (..data swap)",
+            }
+        );
+        match &t.pkcs12 {
+            Some(p) => {
+                let password = match &t.pkcs12_password_file {
+                    Some(f) => format!("password from {}", f.display()),
+                    None => "password \"changeit\"".into(),
+                };
+                let _ = writeln!(s, "  pkcs12: {} ({password})", t.dir.join(p).display());
+            }
+            None => {
+                let _ = writeln!(s, "  pkcs12: none");
+            }
+        }
 
         let _ = writeln!(s, "instances ({}):", self.instances.len());
         for inst in &self.instances {

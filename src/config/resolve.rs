@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::accounts;
 use super::names::{self, Piece};
 use super::reader::{Problems, Section, expected, quote, show};
 use super::*;
@@ -208,20 +209,6 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
 /// `project_id` is required.
 fn peek_auth_method(table: &Table) -> Option<&str> {
     table.get("auth")?.as_table()?.get("method")?.as_str()
-}
-
-/// Reports a key whose behaviour is not built yet. `echo` is false for keys that may hold
-/// secrets.
-fn unsupported(p: &mut Problems, sec: &Section<'_>, key: &str, echo: bool) {
-    if let Some(value) = sec.raw(key) {
-        let key = sec.key(key);
-        let message = if echo {
-            format!("not supported yet: {key} = {}", show(value))
-        } else {
-            format!("not supported yet: {key} (value not shown)")
-        };
-        p.push(key, message);
-    }
 }
 
 /// A path relative to the config file's folder, made absolute and normalised.
@@ -888,11 +875,52 @@ fn trust(p: &mut Problems, table: &Table, base: &Path) -> Trust {
     let capath = sec.boolean(p, "capath").unwrap_or(DEFAULT_CAPATH);
     let prune = sec.boolean(p, "prune").unwrap_or(DEFAULT_PRUNE);
 
-    for key in ["owner", "group", "pkcs12", "pkcs12_password_file"] {
-        unsupported(p, &sec, key, true);
+    let owner = account(p, &sec, "owner", accounts::PASSWD_FILE, "user");
+    let group = account(p, &sec, "group", accounts::GROUP_FILE, "group");
+    let write_mode = choice(
+        p,
+        &sec,
+        "write_mode",
+        [
+            ("rename", WriteMode::Rename),
+            ("in-place", WriteMode::InPlace),
+        ],
+    );
+    let layout = choice(
+        p,
+        &sec,
+        "layout",
+        [("flat", Layout::Flat), ("atomic-dir", Layout::AtomicDir)],
+    );
+    if write_mode == WriteMode::InPlace && layout == Layout::AtomicDir {
+        p.push(
+            sec.key("write_mode"),
+            "\"in-place\" cannot be combined with layout = \"atomic-dir\" (which replaces every \
+             file with a new one in a new folder); use one or the other",
+        );
     }
-    choice(p, &sec, "write_mode", "rename", "in-place");
-    choice(p, &sec, "layout", "flat", "atomic-dir");
+
+    let pkcs12 = sec.string(p, "pkcs12").and_then(|name| {
+        let problem = if bundle.as_deref() == Some(name) {
+            Some("is the bundle's name (trust.bundle)".to_string())
+        } else {
+            names::file_name_problem(name, None)
+        };
+        match problem {
+            Some(why) => {
+                p.push(sec.key("pkcs12"), format!("{} {why}", quote(name)));
+                None
+            }
+            None => Some(name.to_string()),
+        }
+    });
+    let pkcs12_password_file = path_value(p, &sec, "pkcs12_password_file", base);
+    if pkcs12_password_file.is_some() && !sec.has("pkcs12") {
+        p.push(
+            sec.key("pkcs12_password_file"),
+            "has no effect without trust.pkcs12 (the truststore it protects)",
+        );
+    }
 
     Trust {
         dir,
@@ -901,29 +929,91 @@ fn trust(p: &mut Problems, table: &Table, base: &Path) -> Trust {
         bundle,
         capath,
         prune,
+        owner,
+        group,
+        write_mode,
+        layout,
+        pkcs12,
+        pkcs12_password_file,
     }
 }
 
-/// A string key with one built value and one value not built yet.
-fn choice(p: &mut Problems, sec: &Section<'_>, key: &str, built: &str, not_built: &str) {
-    match sec.string(p, key) {
-        None => {}
-        Some(v) if v == built => {}
-        Some(v) if v == not_built => p.push(
-            sec.key(key),
-            format!(
-                "not supported yet: {} = {} (\"{built}\" is accepted)",
+/// `trust.owner` / `trust.group`: a number (TOML integer or digits), else a name looked up in
+/// `file`.
+fn account(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    key: &str,
+    file: &str,
+    what: &str,
+) -> Option<Account> {
+    let raw = sec.raw(key)?;
+    let text = match raw {
+        Value::Integer(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        other => {
+            p.push(
                 sec.key(key),
-                quote(v)
-            ),
-        ),
-        Some(v) => p.push(
-            sec.key(key),
-            format!(
-                "unknown value {} (expected \"{built}\" or \"{not_built}\")",
-                quote(v)
-            ),
-        ),
+                expected(&format!("a {what} name or number"), other),
+            );
+            return None;
+        }
+    };
+    if let Some(number) = accounts::parse_number(&text) {
+        return match number {
+            Ok(id) => Some(Account { id, name: None }),
+            Err(why) => {
+                p.push(sec.key(key), format!("{} {why}", show(raw)));
+                None
+            }
+        };
+    }
+    match accounts::lookup(Path::new(file), &text) {
+        Ok(Some(id)) => Some(Account {
+            id,
+            name: Some(text),
+        }),
+        Ok(None) => {
+            p.push(
+                sec.key(key),
+                format!(
+                    "no {what} named {} in {file} (a {what} known only to NSS, such as LDAP, must be given by number)",
+                    show(raw)
+                ),
+            );
+            None
+        }
+        Err(why) => {
+            p.push(sec.key(key), format!("{}: {why}", show(raw)));
+            None
+        }
+    }
+}
+
+/// A string key with a fixed set of values; the first is the default.
+fn choice<T: Copy, const N: usize>(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    key: &str,
+    values: [(&str, T); N],
+) -> T {
+    match sec.string(p, key) {
+        None => values[0].1,
+        Some(v) => match values.iter().find(|(name, _)| *name == v) {
+            Some((_, value)) => *value,
+            None => {
+                let names: Vec<String> = values.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                p.push(
+                    sec.key(key),
+                    format!(
+                        "unknown value {} (expected {})",
+                        quote(v),
+                        names.join(" or ")
+                    ),
+                );
+                values[0].1
+            }
+        },
     }
 }
 

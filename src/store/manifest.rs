@@ -21,9 +21,33 @@ const MANIFEST_VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub(crate) struct Manifest {
     version: u32,
-    /// Managed files by name (flat layout: a plain file name, no `/`). A BTreeMap keeps the
+    /// How the managed names are laid out on disk. Left out for `flat`, so a flat folder's
+    /// manifest is the same as before layouts existed.
+    #[serde(default, skip_serializing_if = "ManifestLayout::is_flat")]
+    pub layout: ManifestLayout,
+    /// Managed files by their visible name (a plain file name, no `/`). A BTreeMap keeps the
     /// serialisation sorted, so equal states give byte-identical manifests.
     pub files: BTreeMap<String, Record>,
+}
+
+/// The layout the folder may be in. `AtomicDir` is recorded *before* the first `..<timestamp>`
+/// folder is made and stays until the last one is gone, so that certsync only ever removes
+/// `..data` and `..<timestamp>` folders while its manifest says it made them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ManifestLayout {
+    /// Every managed name is a regular file.
+    #[default]
+    Flat,
+    /// Managed names are symlinks `name -> ..data/name` (or, mid-switch, regular files), and
+    /// `..data` and `..<timestamp>` folders may exist.
+    AtomicDir,
+}
+
+impl ManifestLayout {
+    fn is_flat(&self) -> bool {
+        *self == ManifestLayout::Flat
+    }
 }
 
 /// One managed file.
@@ -46,6 +70,14 @@ pub(crate) enum Record {
     Bundle { sha256: String },
     /// A `<subject_hash>.<n>` file.
     Hash { sha256: String },
+    /// The PKCS#12 truststore. Its encoding is randomised (salts), so whether it must be
+    /// rewritten is decided by the set of CAs it holds, not by its bytes.
+    Truststore {
+        /// SHA-256 (hex) of the bytes certsync last wrote (to notice a file changed behind it).
+        sha256: String,
+        /// Fingerprints of the CAs it holds, sorted.
+        cas: Vec<String>,
+    },
 }
 
 impl Record {
@@ -54,7 +86,8 @@ impl Record {
         match self {
             Record::Instance { sha256, .. }
             | Record::Bundle { sha256 }
-            | Record::Hash { sha256 } => sha256,
+            | Record::Hash { sha256 }
+            | Record::Truststore { sha256, .. } => sha256,
         }
     }
 
@@ -80,6 +113,7 @@ impl Record {
             } => format!("the file of instance {instance_id} category {category}"),
             Record::Bundle { .. } => "a bundle certsync manages".into(),
             Record::Hash { .. } => "a hash file certsync manages".into(),
+            Record::Truststore { .. } => "the truststore certsync manages".into(),
         }
     }
 }
@@ -103,6 +137,7 @@ impl Default for Manifest {
     fn default() -> Self {
         Manifest {
             version: MANIFEST_VERSION,
+            layout: ManifestLayout::Flat,
             files: BTreeMap::new(),
         }
     }
@@ -110,9 +145,10 @@ impl Default for Manifest {
 
 impl Manifest {
     /// Builds a manifest from records.
-    pub fn with_files(files: BTreeMap<String, Record>) -> Manifest {
+    pub fn with_files(layout: ManifestLayout, files: BTreeMap<String, Record>) -> Manifest {
         Manifest {
             version: MANIFEST_VERSION,
+            layout,
             files,
         }
     }
@@ -135,19 +171,20 @@ impl Manifest {
                     "file {name:?}: sha256 is not 64 lower-case hex digits"
                 ));
             }
-            if let Record::Instance {
-                current, replaced, ..
-            } = record
-            {
-                let bad = current
+            let fingerprints: Vec<&String> = match record {
+                Record::Instance {
+                    current, replaced, ..
+                } => current
                     .iter()
                     .chain(replaced.iter().map(|r| &r.sha256))
-                    .find(|fp| !is_hex_digest(fp));
-                if let Some(fp) = bad {
-                    return Err(format!(
-                        "file {name:?}: fingerprint {fp:?} is not 64 lower-case hex digits"
-                    ));
-                }
+                    .collect(),
+                Record::Truststore { cas, .. } => cas.iter().collect(),
+                _ => Vec::new(),
+            };
+            if let Some(fp) = fingerprints.into_iter().find(|fp| !is_hex_digest(fp)) {
+                return Err(format!(
+                    "file {name:?}: fingerprint {fp:?} is not 64 lower-case hex digits"
+                ));
             }
         }
         Ok(manifest)
@@ -175,6 +212,9 @@ pub(crate) fn check_file_name(name: &str) -> Result<(), &'static str> {
     }
     if name.starts_with(".certsync") {
         return Err("names starting with .certsync are reserved for certsync's own files");
+    }
+    if name.starts_with("..") {
+        return Err("names starting with .. are reserved for the atomic-dir layout (..data)");
     }
     Ok(())
 }
@@ -224,7 +264,14 @@ mod tests {
         );
         files.insert("b.crt".to_string(), Record::Bundle { sha256: FP.into() });
         files.insert("12345678.0".to_string(), Record::Hash { sha256: FP.into() });
-        Manifest::with_files(files)
+        files.insert(
+            "truststore.p12".to_string(),
+            Record::Truststore {
+                sha256: FP.into(),
+                cas: vec![FP.into()],
+            },
+        );
+        Manifest::with_files(ManifestLayout::Flat, files)
     }
 
     #[test]
@@ -236,6 +283,11 @@ mod tests {
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains("\"kind\": \"instance\""));
         assert!(text.contains("\"replaced_at\": \"2024-01-02T03:04:05.5Z\""));
+        assert!(!text.contains("layout"), "flat is left out: {text}");
+        let atomic = Manifest::with_files(ManifestLayout::AtomicDir, m.files.clone());
+        let text = String::from_utf8(atomic.to_bytes()).unwrap();
+        assert!(text.contains("\"layout\": \"atomic-dir\""), "{text}");
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), atomic);
     }
 
     #[test]
@@ -260,7 +312,16 @@ mod tests {
     #[test]
     fn file_name_rules() {
         assert!(check_file_name("orders-international.crt").is_ok());
-        for bad in ["", ".", "..", "a/b", ".certsync-manifest.json", "x\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            ".certsync-manifest.json",
+            "x\0",
+            "..data",
+            "..2026_01_01_00_00_00.000000000",
+        ] {
             assert!(check_file_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,18 +1,32 @@
 //! The trust folder (SPEC 7): the only writer of it.
 //!
 //! Owns: the instance files (current CAs, then replaced CAs inside `rotation_overlap`), the
-//! bundle, the `<subject_hash>.<n>` files, the manifest that says which files are certsync's,
-//! the folder lock, and the crash-safe order of writes. Flat layout, `rename` write mode.
+//! bundle, the `<subject_hash>.<n>` files, the PKCS#12 truststore, the manifest that says which
+//! files are certsync's, the folder lock, owner and mode of the files, the two layouts (`flat`,
+//! `atomic-dir`) and write modes (`rename`, `in-place`), and the crash-safe order of writes.
 //!
-//! It must not: touch a file that is not in its manifest, follow a symlink, write a file whose
-//! bytes (and mode) are already right, or leave a partial file. It does no network I/O, no
-//! validation of certificates (it gets validated [`Cert`]s) and runs no hooks.
+//! It must not: touch a file that is not in its manifest, follow a symlink it did not make,
+//! write a file whose bytes (mode, owner) are already right, or leave a partial file (except
+//! what `in-place` documents). It does no network I/O, no validation of certificates (it gets
+//! validated [`Cert`]s) and runs no hooks.
 //!
-//! Crash safety: a pass first computes everything (a [`plan`]), then, if it creates new names,
-//! writes a manifest listing old and new managed files together, then renames the content
-//! files into place, removes pruned files, fsyncs the folder and writes the final manifest.
-//! A SIGKILL at any point leaves every file old or new, and every file certsync created named
-//! in the manifest on disk.
+//! Crash safety: a pass first computes everything (a [`plan`]), then, if it creates new names
+//! (or enters the atomic-dir layout), writes a manifest listing old and new managed files
+//! together, then puts the content in place, removes pruned files, fsyncs the folder and writes
+//! the final manifest. A SIGKILL at any point leaves every file old or new, and every file
+//! certsync created named in the manifest on disk.
+//! - `flat` + `rename`: each file is a temp file (owner and mode set first) renamed over it.
+//! - `flat` + `in-place`: an existing file is truncated and rewritten in its inode (for
+//!   single-file bind mounts); a reader or a crash can see it partial for that moment.
+//! - `atomic-dir`: the whole set is written into a new hidden `..<timestamp>` folder, then
+//!   `..data` is pointed at it in one rename, and each visible name is a symlink
+//!   `name -> ..data/name`; every visible name therefore switches from the old set to the new
+//!   one in the same instant. New names get their symlink after the swap, removed names lose it
+//!   after the swap; old generations are removed last (and at open, after a crash).
+//! - Switching layouts replaces each managed name in one rename (regular file <-> symlink)
+//!   with the same content; `..data` and the generations go only after every name is a
+//!   regular file again. The manifest records the layout so that certsync only ever removes
+//!   `..data` and generations it made.
 //!
 //! Choices where SPEC leaves room:
 //! - With `prune = false`, an instance file that is no longer produced keeps its manifest
@@ -24,10 +38,18 @@
 //!   so a changed `mode` takes effect.
 //! - The bundle is not created while it would be empty; a managed bundle is emptied when its
 //!   last CA leaves.
-//! - `StoreReport::other` lists only bundle/hash/pruned files that changed, not unchanged ones.
+//! - `StoreReport::other` lists only bundle/hash/truststore/pruned files that changed, not
+//!   unchanged ones.
+//! - The truststore holds the same CAs as the bundle (current and overlapping), less SM2 ones.
+//! - In the atomic-dir layout the unit of writing is the whole set: a file that cannot be
+//!   written into the new generation fails the pass's writes and keeps the old set whole.
+//!   A shape that cannot be *computed* (the truststore's password file, say) keeps its old
+//!   file in the new generation while the others change.
+//! - Changing only the layout is not a change of any file (same bytes): hooks do not run.
 
 mod manifest;
 mod plan;
+pub mod truststore;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -39,8 +61,9 @@ use std::time::{Duration, SystemTime};
 use time::OffsetDateTime;
 
 use crate::cert::Cert;
-use manifest::{MANIFEST_NAME, Manifest, Record};
+use manifest::{MANIFEST_NAME, Manifest, ManifestLayout, Record};
 use plan::{Plan, RemovalResult};
+use write::{Attrs, Visible};
 
 /// How the trust folder is kept (the `[trust]` table, resolved).
 #[derive(Clone, Debug)]
@@ -57,6 +80,75 @@ pub struct StoreOptions {
     pub prune: bool,
     /// How long a replaced CA stays in its instance file after the new one arrives.
     pub rotation_overlap: Duration,
+    /// Owner (uid) given to every file written; `None`: certsync's own.
+    pub owner: Option<u32>,
+    /// Group (gid) given to every file written; `None`: certsync's own.
+    pub group: Option<u32>,
+    /// How an existing file is replaced.
+    pub write_mode: WriteMode,
+    /// How the set of files is laid out.
+    pub layout: Layout,
+    /// File name of the PKCS#12 truststore inside `dir`; `None`: no truststore.
+    pub pkcs12: Option<String>,
+    /// File holding the truststore's password; `None`: [`truststore::DEFAULT_PASSWORD`].
+    pub pkcs12_password_file: Option<PathBuf>,
+}
+
+impl StoreOptions {
+    /// Options with the defaults of SPEC 3 for `dir`: mode 0644, no bundle, hash files, prune,
+    /// 24 h overlap, no owner or group, `rename`, `flat`, no truststore.
+    pub fn new(dir: PathBuf) -> StoreOptions {
+        StoreOptions {
+            dir,
+            mode: 0o644,
+            bundle: None,
+            capath: true,
+            prune: true,
+            rotation_overlap: Duration::from_secs(86400),
+            owner: None,
+            group: None,
+            write_mode: WriteMode::Rename,
+            layout: Layout::Flat,
+            pkcs12: None,
+            pkcs12_password_file: None,
+        }
+    }
+
+    fn attrs(&self) -> Attrs {
+        Attrs {
+            mode: self.mode,
+            uid: self.owner,
+            gid: self.group,
+        }
+    }
+
+    fn manifest_layout(&self) -> ManifestLayout {
+        match self.layout {
+            Layout::Flat => ManifestLayout::Flat,
+            Layout::AtomicDir => ManifestLayout::AtomicDir,
+        }
+    }
+}
+
+/// `trust.write_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Temp file, fsync, rename over the name: atomic, new inode.
+    #[default]
+    Rename,
+    /// Truncate and rewrite the existing inode (single-file bind mounts); new files are still
+    /// created atomically.
+    InPlace,
+}
+
+/// `trust.layout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Every file a regular file in the folder.
+    #[default]
+    Flat,
+    /// Kubernetes-style: `..<timestamp>` folders, `..data` symlink, visible symlinks.
+    AtomicDir,
 }
 
 /// The trust folder, open: its manifest and the certificates of its managed files.
@@ -211,6 +303,27 @@ pub enum StoreError {
     InvalidName { name: String, reason: &'static str },
     #[error("{path} is already {other}")]
     NameConflict { path: PathBuf, other: String },
+    #[error(
+        "cannot give {path} to {owner}: {source} (setting another owner, or a group certsync is not a member of, needs root or CAP_CHOWN)"
+    )]
+    Chown {
+        path: PathBuf,
+        /// The owner asked for, e.g. `uid 65534 and gid 65534`.
+        owner: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot write truststore {path}: cannot read its password from {password_file}: {source}; the old truststore is kept"
+    )]
+    PasswordFile {
+        path: PathBuf,
+        password_file: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write truststore {path}: {reason}; the old truststore is kept")]
+    Truststore { path: PathBuf, reason: String },
 }
 
 impl Store {
@@ -243,6 +356,12 @@ impl Store {
         } else {
             load_manifest(&opts.dir)?
         };
+        if !read_only && manifest.layout == ManifestLayout::AtomicDir {
+            // Generations a crash left behind (made before `..data` was swapped to them, or
+            // whose removal after the swap did not happen).
+            let current = write::current_generation(&opts.dir)?;
+            write::remove_generations(&opts.dir, current.as_deref())?;
+        }
         let pool = load_pool(&opts.dir, &manifest);
         Ok(Store {
             opts,
@@ -349,16 +468,35 @@ impl Store {
             .as_ref()
             .expect("execute needs a writable store");
         let old = &self.manifest.files;
+        let old_layout = self.manifest.layout;
+        let target_layout = self.opts.manifest_layout();
+        // While either says atomic-dir, generations may exist: the manifest must say so.
+        let union_layout = if old_layout == ManifestLayout::AtomicDir
+            || target_layout == ManifestLayout::AtomicDir
+        {
+            ManifestLayout::AtomicDir
+        } else {
+            ManifestLayout::Flat
+        };
 
-        // 1. New names must be in the manifest on disk before they exist.
+        // 1. New names (and a first generation) must be in the manifest on disk before they
+        //    exist.
         let creates_new = plan.writes.iter().any(|w| !old.contains_key(&w.name));
+        let enters_atomic = union_layout != old_layout;
         let mut aborted: Option<(io::ErrorKind, String)> = None;
-        if creates_new {
+        if target_layout == ManifestLayout::AtomicDir
+            && old_layout == ManifestLayout::Flat
+            && let Err(e) = check_no_foreign_data_link(&dir)
+        {
+            aborted = Some((io::ErrorKind::AlreadyExists, e.to_string()));
+            plan.errors.push(e);
+        }
+        if aborted.is_none() && (creates_new || enters_atomic) {
             let mut union = plan.final_files.clone();
             for (name, record) in old {
                 union.entry(name.clone()).or_insert_with(|| record.clone());
             }
-            let union = Manifest::with_files(union);
+            let union = Manifest::with_files(union_layout, union);
             if let Err(e) = save_manifest(&dir, dir_fd, &union, self.opts.mode) {
                 aborted = Some(match &e {
                     StoreError::Io { source, .. } => (source.kind(), e.to_string()),
@@ -368,37 +506,28 @@ impl Store {
             }
         }
 
-        // 2. Content files (in parallel), then removals, then one folder fsync.
+        // 2. The content, the removals, one folder fsync, and the layout's own steps.
+        let mut layout_errors = Vec::new();
+        let mut final_layout = union_layout;
         let (write_results, removal_results) = match &aborted {
-            Some((kind, msg)) => (
-                plan.writes
-                    .iter()
-                    .map(|w| {
-                        Err(StoreError::Io {
-                            path: dir.join(&w.name),
-                            op: "write (the manifest that must list it first was not saved)",
-                            source: io::Error::new(*kind, msg.clone()),
-                        })
-                    })
-                    .collect(),
-                plan.removals
-                    .iter()
-                    .map(|_| RemovalResult::Skipped)
-                    .collect(),
+            Some((kind, msg)) => blocked_results(
+                &dir,
+                &plan,
+                *kind,
+                msg,
+                "write (the manifest that must list it first was not saved)",
             ),
-            None => {
-                let writes = run_writes(&dir, self.opts.mode, &plan.writes);
-                let removals: Vec<RemovalResult> = plan
-                    .removals
-                    .iter()
-                    .map(|r| match write::remove_file(&dir.join(&r.name)) {
-                        Ok(true) => RemovalResult::Removed,
-                        Ok(false) => RemovalResult::Gone,
-                        Err(e) => RemovalResult::Failed(e),
-                    })
-                    .collect();
-                (writes, removals)
-            }
+            None => match self.opts.layout {
+                Layout::Flat => {
+                    let (writes, removals, converted) =
+                        self.execute_flat(&plan, old_layout, &mut layout_errors);
+                    if converted {
+                        final_layout = ManifestLayout::Flat;
+                    }
+                    (writes, removals)
+                }
+                Layout::AtomicDir => self.execute_atomic(&plan, &mut layout_errors),
+            },
         };
         let touched = write_results.iter().any(Result::is_ok)
             || removal_results
@@ -406,13 +535,24 @@ impl Store {
                 .any(|r| matches!(r, RemovalResult::Removed));
         let new_certs = std::mem::take(&mut plan.new_certs);
         let (mut report, final_files) = plan.finish(&dir, old, write_results, removal_results);
+        report.errors.append(&mut layout_errors);
         if touched && let Err(e) = write::sync_dir(dir_fd, &dir) {
             report.errors.push(e);
         }
 
         // 3. The final manifest, when it says something the one on disk does not.
-        if aborted.is_none() && (final_files != *old || creates_new || self.manifest_dirty) {
-            let manifest = Manifest::with_files(final_files.clone());
+        let on_disk_layout = if creates_new || enters_atomic {
+            union_layout
+        } else {
+            old_layout
+        };
+        if aborted.is_none()
+            && (final_files != *old
+                || creates_new
+                || self.manifest_dirty
+                || final_layout != on_disk_layout)
+        {
+            let manifest = Manifest::with_files(final_layout, final_files.clone());
             match save_manifest(&dir, dir_fd, &manifest, self.opts.mode) {
                 Ok(()) => self.manifest_dirty = false,
                 Err(e) => {
@@ -428,9 +568,250 @@ impl Store {
         }
         let used = used_fingerprints(&final_files);
         self.pool.retain(|fp, _| used.contains(fp.as_str()));
-        self.manifest = Manifest::with_files(final_files);
+        self.manifest = Manifest::with_files(
+            if aborted.is_some() {
+                on_disk_layout
+            } else {
+                final_layout
+            },
+            final_files,
+        );
         report
     }
+
+    /// The flat layout: each write on its own (rename, or in place), then the removals. When
+    /// the folder was in the atomic-dir layout, every managed name still a symlink through
+    /// `..data` is replaced by a regular file with the same bytes, and then `..data` and the
+    /// generations are removed. Returns whether that switch is complete (or was not needed).
+    fn execute_flat(
+        &self,
+        plan: &Plan,
+        old_layout: ManifestLayout,
+        errors: &mut Vec<StoreError>,
+    ) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>, bool) {
+        let dir = &self.opts.dir;
+        let writes = run_writes(dir, &self.opts.attrs(), self.opts.write_mode, &plan.writes);
+        let removals: Vec<RemovalResult> = plan
+            .removals
+            .iter()
+            .map(|r| match write::remove_file(dir, &r.name) {
+                Ok(true) => RemovalResult::Removed,
+                Ok(false) => RemovalResult::Gone,
+                Err(e) => RemovalResult::Failed(e),
+            })
+            .collect();
+        if old_layout == ManifestLayout::Flat {
+            return (writes, removals, true);
+        }
+        let written: HashSet<&str> = plan.writes.iter().map(|w| w.name.as_str()).collect();
+        let mut complete = true;
+        for name in plan.final_files.keys() {
+            if written.contains(name.as_str()) {
+                continue;
+            }
+            let converted = match write::visible_kind(dir, name) {
+                Ok(Visible::DataLink) => match write::read_managed(dir, name) {
+                    Ok(Some(file)) => write::write_atomic(dir, name, &file.content, &{
+                        // The bytes and mode stay; only the kind of entry changes.
+                        let mut attrs = self.opts.attrs();
+                        attrs.mode = file.mode;
+                        attrs
+                    }),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = converted {
+                errors.push(e);
+                complete = false;
+            }
+        }
+        // A write that failed may have left its name a symlink through `..data`.
+        if complete
+            && writes.iter().any(Result::is_err)
+            && plan
+                .writes
+                .iter()
+                .any(|w| matches!(write::visible_kind(dir, &w.name), Ok(Visible::DataLink)))
+        {
+            complete = false;
+        }
+        if complete {
+            let removed = write::sync_dir(self.dir_fd.as_ref().expect("writable"), dir)
+                .and_then(|()| write::remove_generations(dir, None));
+            if let Err(e) = removed {
+                errors.push(e);
+                complete = false;
+            }
+        }
+        (writes, removals, complete)
+    }
+
+    /// The atomic-dir layout: when anything changes (or the folder is not yet in this layout),
+    /// the whole final set goes into a new generation, `..data` is swapped to it, the visible
+    /// symlinks are made and the removed names unlinked, then old generations are removed.
+    /// A failure before the swap fails every write and leaves the old set as it was.
+    fn execute_atomic(
+        &self,
+        plan: &Plan,
+        errors: &mut Vec<StoreError>,
+    ) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>) {
+        let dir = &self.opts.dir;
+        let dir_fd = self.dir_fd.as_ref().expect("writable");
+        let current = match write::current_generation(dir) {
+            Ok(c) => c,
+            Err(e) => {
+                let (kind, msg) = (io::ErrorKind::Other, e.to_string());
+                errors.push(e);
+                return blocked_results(dir, plan, kind, &msg, "write (..data unreadable)");
+            }
+        };
+        let in_shape = current.is_some()
+            && self.manifest.layout == ManifestLayout::AtomicDir
+            && plan.final_files.keys().all(|name| {
+                matches!(
+                    write::visible_kind(dir, name),
+                    Ok(Visible::DataLink | Visible::Other)
+                )
+            });
+        if plan.writes.is_empty() && plan.removals.is_empty() && in_shape {
+            return (Vec::new(), Vec::new());
+        }
+
+        // The new set: planned bytes, else what the visible name holds now (a failed
+        // instance's file, an unchanged one). A name that cannot be read (a foreign symlink
+        // put in its place, say) is left out and its visible entry left alone.
+        let planned: HashMap<&str, &[u8]> = plan
+            .writes
+            .iter()
+            .map(|w| (w.name.as_str(), w.content.as_slice()))
+            .collect();
+        let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
+        for name in plan.final_files.keys() {
+            if planned.contains_key(name.as_str()) {
+                continue;
+            }
+            match write::read_managed(dir, name) {
+                Ok(Some(file)) => kept.push((name.clone(), file.content)),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        let files: Vec<(&str, &[u8])> = planned
+            .iter()
+            .map(|(n, c)| (*n, *c))
+            .chain(kept.iter().map(|(n, c)| (n.as_str(), c.as_slice())))
+            .collect();
+        let swapped =
+            write::build_generation(dir, &files, &self.opts.attrs()).and_then(|generation| {
+                match write::swap_data_link(dir, &generation)
+                    .and_then(|()| write::sync_dir(dir_fd, dir))
+                {
+                    Ok(()) => Ok(generation),
+                    Err(e) => {
+                        // Not swapped (or not durably): the old set stays the one in use.
+                        if write::current_generation(dir).ok().flatten().as_deref()
+                            != Some(&generation)
+                        {
+                            let _ = std::fs::remove_dir_all(dir.join(&generation));
+                        }
+                        Err(e)
+                    }
+                }
+            });
+        let generation = match swapped {
+            Ok(g) => g,
+            Err(e) => {
+                let (kind, msg) = match &e {
+                    StoreError::Io { source, .. } => (source.kind(), e.to_string()),
+                    _ => (io::ErrorKind::Other, e.to_string()),
+                };
+                errors.push(e);
+                return blocked_results(
+                    dir,
+                    plan,
+                    kind,
+                    &msg,
+                    "write (the new generation could not be completed)",
+                );
+            }
+        };
+
+        // Visible names: every file of the set becomes (or stays) `name -> ..data/name`.
+        let mut link_errors: HashMap<&str, StoreError> = HashMap::new();
+        for (name, _) in &files {
+            let linked = match write::visible_kind(dir, name) {
+                Ok(Visible::DataLink) => Ok(()),
+                Ok(_) => write::link_visible(dir, name),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = linked {
+                link_errors.insert(name, e);
+            }
+        }
+        let writes = plan
+            .writes
+            .iter()
+            .map(|w| match link_errors.remove(w.name.as_str()) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            })
+            .collect();
+        errors.extend(link_errors.into_values());
+        let removals = plan
+            .removals
+            .iter()
+            .map(|r| match write::remove_file(dir, &r.name) {
+                Ok(true) => RemovalResult::Removed,
+                Ok(false) => RemovalResult::Gone,
+                Err(e) => RemovalResult::Failed(e),
+            })
+            .collect();
+        let cleaned = write::sync_dir(dir_fd, dir)
+            .and_then(|()| write::remove_generations(dir, Some(&generation)));
+        if let Err(e) = cleaned {
+            errors.push(e);
+        }
+        (writes, removals)
+    }
+}
+
+/// Refuses to enter the atomic-dir layout over a `..data` that certsync did not make.
+fn check_no_foreign_data_link(dir: &Path) -> Result<(), StoreError> {
+    let link = dir.join(write::DATA_LINK);
+    if write::exists_nofollow(&link)? {
+        return Err(StoreError::Unmanaged { path: link });
+    }
+    Ok(())
+}
+
+/// Every write failed with the same cause (and no removal was tried): the results of a pass
+/// stopped before it wrote anything.
+fn blocked_results(
+    dir: &Path,
+    plan: &Plan,
+    kind: io::ErrorKind,
+    msg: &str,
+    op: &'static str,
+) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>) {
+    (
+        plan.writes
+            .iter()
+            .map(|w| {
+                Err(StoreError::Io {
+                    path: dir.join(&w.name),
+                    op,
+                    source: io::Error::new(kind, msg.to_string()),
+                })
+            })
+            .collect(),
+        plan.removals
+            .iter()
+            .map(|_| RemovalResult::Skipped)
+            .collect(),
+    )
 }
 
 /// Fingerprints of every CA an instance record names (current and replaced).
@@ -445,17 +826,32 @@ fn used_fingerprints(files: &BTreeMap<String, Record>) -> HashSet<&str> {
                 .map(String::as_str)
                 .chain(replaced.iter().map(|r| r.sha256.as_str()))
                 .collect::<Vec<_>>(),
-            _ => Vec::new(),
+            Record::Bundle { .. } | Record::Hash { .. } | Record::Truststore { .. } => Vec::new(),
         })
         .collect()
 }
 
-/// Writes every planned file; for many files, on a few threads, since each waits on its own
-/// fsync. Results in input order.
-fn run_writes(dir: &Path, mode: u32, writes: &[plan::Write]) -> Vec<Result<(), StoreError>> {
+/// Writes every planned file of the flat layout; for many files, on a few threads, since each
+/// waits on its own fsync. Results in input order.
+fn run_writes(
+    dir: &Path,
+    attrs: &Attrs,
+    mode: WriteMode,
+    writes: &[plan::Write],
+) -> Vec<Result<(), StoreError>> {
     const THREADS: usize = 16;
     const MIN_PER_THREAD: usize = 8;
-    let one = |w: &plan::Write| write::write_atomic(dir, &w.name, &w.content, mode);
+    let one = |w: &plan::Write| match (mode, w.change) {
+        (WriteMode::InPlace, Change::Updated) => {
+            match write::write_in_place(dir, &w.name, &w.content, attrs) {
+                Ok(true) => Ok(()),
+                // Not a regular file (a symlink through `..data`): created atomically.
+                Ok(false) => write::write_atomic(dir, &w.name, &w.content, attrs),
+                Err(e) => Err(e),
+            }
+        }
+        _ => write::write_atomic(dir, &w.name, &w.content, attrs),
+    };
     if writes.len() < 2 * MIN_PER_THREAD {
         return writes.iter().map(one).collect();
     }
@@ -483,7 +879,13 @@ fn save_manifest(
     manifest: &Manifest,
     mode: u32,
 ) -> Result<(), StoreError> {
-    write::write_atomic(dir, MANIFEST_NAME, &manifest.to_bytes(), mode)?;
+    // certsync's own file: its mode, but no chown (consumers never read it).
+    let attrs = Attrs {
+        mode,
+        uid: None,
+        gid: None,
+    };
+    write::write_atomic(dir, MANIFEST_NAME, &manifest.to_bytes(), &attrs)?;
     write::sync_dir(dir_fd, dir)
 }
 
@@ -508,7 +910,7 @@ fn load_manifest(dir: &Path) -> Result<Manifest, StoreError> {
 fn load_pool(dir: &Path, manifest: &Manifest) -> HashMap<String, Cert> {
     let mut pool = HashMap::new();
     let read_into = |name: &str, pool: &mut HashMap<String, Cert>| {
-        if let Ok(Some(file)) = write::read_existing(&dir.join(name))
+        if let Ok(Some(file)) = write::read_managed(dir, name)
             && let Ok(certs) = crate::cert::read_certs_lenient(&file.content)
         {
             for cert in certs {
@@ -524,7 +926,7 @@ fn load_pool(dir: &Path, manifest: &Manifest) -> HashMap<String, Cert> {
     let needed = used_fingerprints(&manifest.files);
     if needed.iter().any(|fp| !pool.contains_key(*fp)) {
         for (name, record) in &manifest.files {
-            if !matches!(record, Record::Instance { .. }) {
+            if matches!(record, Record::Bundle { .. } | Record::Hash { .. }) {
                 read_into(name, &mut pool);
             }
         }

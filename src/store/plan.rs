@@ -2,8 +2,9 @@
 //! the files to write (with their bytes) and the files to remove, plus the per-entry results.
 //!
 //! Owns: the rules of SPEC 7 about *what* the folder holds (rotation overlap, which files are
-//! no longer produced, bundle and hash-file contents, name conflicts, unmanaged files). It
-//! reads the folder (to compare bytes) but never writes it; `store::execute` does.
+//! no longer produced, bundle, hash-file and truststore contents, name conflicts, unmanaged
+//! files). It reads the folder (to compare bytes, in either layout) but never writes it;
+//! `store::execute` does. The plan is the same for both layouts and write modes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::manifest::{Record, Replaced, check_file_name};
-use super::write::{self, Existing};
+use super::truststore;
+use super::write::{self, Attrs, Existing};
 use super::{Change, EntryOutcome, PassInput, StoreError, StoreOptions, StoreReport};
 use crate::cert::Cert;
 
@@ -26,6 +28,7 @@ pub(crate) enum Owner {
     Instance(String),
     Bundle,
     Hash,
+    Truststore,
 }
 
 /// A file to write: its bytes differ from the folder's (or it is missing).
@@ -96,6 +99,7 @@ pub(crate) fn plan(
     }
     let mut p = Planner {
         opts,
+        attrs: opts.attrs(),
         old,
         certs,
         input,
@@ -106,7 +110,8 @@ pub(crate) fn plan(
         errors: Vec::new(),
     };
     let entries = p.plan_entries();
-    p.plan_bundle_and_hashes();
+    let set = p.plan_bundle_and_hashes();
+    p.plan_truststore(&set);
     Plan {
         entries,
         final_files: p.final_files,
@@ -123,6 +128,7 @@ pub(crate) fn plan(
 
 struct Planner<'a> {
     opts: &'a StoreOptions,
+    attrs: Attrs,
     old: &'a BTreeMap<String, Record>,
     certs: HashMap<String, &'a Cert>,
     input: &'a PassInput,
@@ -133,7 +139,7 @@ struct Planner<'a> {
     errors: Vec<StoreError>,
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
     /// Instance files: the updates, then the managed files nobody produces any more.
     fn plan_entries(&mut self) -> Vec<PlannedEntry> {
         let mut claimed: HashSet<&str> = HashSet::new();
@@ -224,6 +230,12 @@ impl Planner<'_> {
                 other: "the bundle".into(),
             });
         }
+        if self.opts.pkcs12.as_deref() == Some(name) {
+            return Err(StoreError::NameConflict {
+                path,
+                other: "the truststore".into(),
+            });
+        }
         if claimed.contains(name) {
             return Err(StoreError::NameConflict {
                 path,
@@ -253,7 +265,7 @@ impl Planner<'_> {
                 });
             }
         };
-        let existing = write::read_existing(&path)?;
+        let existing = self.read(name)?;
         if existing.is_some() && !self.old.contains_key(name) {
             return Err(StoreError::Unmanaged { path });
         }
@@ -303,14 +315,25 @@ impl Planner<'_> {
             current: fingerprints.to_vec(),
             replaced,
         };
-        let change = needed_change(existing.as_ref(), &content, self.opts.mode);
+        let change = needed_change(existing.as_ref(), &content, &self.attrs);
         Ok((record, change.map(|c| (c, content))))
     }
 
+    /// Reads what is at `name`: a managed name in either layout, any other name without
+    /// following anything (so a symlink in the way is refused).
+    fn read(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+        if self.old.contains_key(name) {
+            write::read_managed(&self.opts.dir, name)
+        } else {
+            write::read_existing(&self.opts.dir.join(name))
+        }
+    }
+
     /// The bundle and hash files, derived from the instance records of `final_files`.
-    fn plan_bundle_and_hashes(&mut self) {
+    /// Returns that set of CAs (by fingerprint) for the truststore.
+    fn plan_bundle_and_hashes(&mut self) -> BTreeMap<String, &'a Cert> {
         // Every CA of every managed instance file, by fingerprint (the BTreeMap orders them).
-        let mut set: BTreeMap<String, &Cert> = BTreeMap::new();
+        let mut set: BTreeMap<String, &'a Cert> = BTreeMap::new();
         for record in self.final_files.values() {
             if let Record::Instance {
                 current, replaced, ..
@@ -337,18 +360,11 @@ impl Planner<'_> {
             };
             self.plan_file(bundle, content, record, Owner::Bundle);
         }
-        for (name, record) in self.old {
-            if matches!(record, Record::Bundle { .. })
-                && self.opts.bundle.as_ref() != Some(name)
-                && !self.final_files.contains_key(name)
-            {
-                if self.opts.prune {
-                    self.remove(name, Owner::Bundle);
-                } else {
-                    self.final_files.insert(name.clone(), record.clone());
-                }
-            }
-        }
+        self.retire(
+            |r| matches!(r, Record::Bundle { .. }),
+            self.opts.bundle.clone(),
+            Owner::Bundle,
+        );
 
         let mut hashes: BTreeMap<String, &Cert> = BTreeMap::new();
         if self.opts.capath {
@@ -376,6 +392,137 @@ impl Planner<'_> {
                 self.remove(name, Owner::Hash);
             }
         }
+        set
+    }
+
+    /// A managed bundle or truststore under another name than `current` (the option changed
+    /// or was removed): removed with `prune`, else kept as it is.
+    fn retire(&mut self, kind: impl Fn(&Record) -> bool, current: Option<String>, owner: Owner) {
+        for (name, record) in self.old {
+            if kind(record)
+                && current.as_ref() != Some(name)
+                && !self.final_files.contains_key(name)
+            {
+                if self.opts.prune {
+                    self.remove(name, owner.clone());
+                } else {
+                    self.final_files.insert(name.clone(), record.clone());
+                }
+            }
+        }
+    }
+
+    /// The PKCS#12 truststore: every CA of `set` but SM2 ones (Java cannot read them). It is
+    /// rewritten only when its set of CAs, the password, its owner or mode changed, or it was
+    /// changed behind certsync's back: the encoding is randomised, so bytes say nothing.
+    /// Any failure (password file, encoding, a file in the way) is an error of the truststore
+    /// alone: it keeps its old file and record, and the other files go ahead.
+    fn plan_truststore(&mut self, set: &BTreeMap<String, &'a Cert>) {
+        self.retire(
+            |r| matches!(r, Record::Truststore { .. }),
+            self.opts.pkcs12.clone(),
+            Owner::Truststore,
+        );
+        let Some(name) = self.opts.pkcs12.clone() else {
+            return;
+        };
+        let old = self.old.get(&name);
+        let is_truststore = |r: &Record| matches!(r, Record::Truststore { .. });
+        // Like the bundle: not created while it would be empty.
+        if set.is_empty() && !old.is_some_and(is_truststore) {
+            return;
+        }
+        let path = self.opts.dir.join(&name);
+        let keep_old = |p: &mut Self| {
+            if let Some(r) = old.filter(|r| is_truststore(r)) {
+                p.final_files.insert(name.clone(), r.clone());
+            }
+        };
+        if let Some(other) = self
+            .final_files
+            .get(&name)
+            .or(old.filter(|r| !is_truststore(r)))
+        {
+            self.errors.push(StoreError::NameConflict {
+                path,
+                other: other.describe(),
+            });
+            return;
+        }
+        let existing = match self.read(&name) {
+            Ok(existing) => existing,
+            Err(e) => {
+                self.errors.push(e);
+                keep_old(self);
+                return;
+            }
+        };
+        if existing.is_some() && old.is_none() {
+            self.errors.push(StoreError::Unmanaged { path });
+            return;
+        }
+        let password_file = self.opts.pkcs12_password_file.as_deref();
+        let password = match truststore::password(password_file) {
+            Ok(p) => p,
+            Err(source) => {
+                self.errors.push(StoreError::PasswordFile {
+                    path,
+                    password_file: password_file.map(Path::to_path_buf).unwrap_or_default(),
+                    source,
+                });
+                keep_old(self);
+                return;
+            }
+        };
+        let (included, left_out): (Vec<&Cert>, Vec<&Cert>) =
+            set.values().copied().partition(|c| !c.sm2);
+        let cas: Vec<String> = included.iter().map(|c| c.fingerprint()).collect();
+        if let (
+            Some(Record::Truststore {
+                sha256,
+                cas: old_cas,
+            }),
+            Some(e),
+        ) = (old, &existing)
+            && *old_cas == cas
+            && sha256_hex(&e.content) == *sha256
+            && e.has(&self.attrs)
+            && truststore::opens_with(&e.content, &password)
+        {
+            self.final_files.insert(name, old.expect("matched").clone());
+            return;
+        }
+        let content = match truststore::encode(&included, &password) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.errors.push(StoreError::Truststore { path, reason });
+                keep_old(self);
+                return;
+            }
+        };
+        for cert in &left_out {
+            tracing::warn!(
+                path = %path.display(),
+                subject = %cert.subject,
+                fingerprint = %cert.fingerprint(),
+                "SM2 certificate left out of the PKCS#12 truststore: Java cannot read it"
+            );
+        }
+        let record = Record::Truststore {
+            sha256: sha256_hex(&content),
+            cas,
+        };
+        self.writes.push(Write {
+            name: name.clone(),
+            content,
+            change: if existing.is_some() {
+                Change::Updated
+            } else {
+                Change::Created
+            },
+            owner: Owner::Truststore,
+        });
+        self.final_files.insert(name, record);
     }
 
     /// Plans a bundle or hash file.
@@ -397,7 +544,7 @@ impl Planner<'_> {
             });
             return;
         }
-        let existing = match write::read_existing(&path) {
+        let existing = match self.read(name) {
             Ok(existing) => existing,
             Err(e) => {
                 self.errors.push(e);
@@ -411,7 +558,7 @@ impl Planner<'_> {
             self.errors.push(StoreError::Unmanaged { path });
             return;
         }
-        if let Some(change) = needed_change(existing.as_ref(), &content, self.opts.mode) {
+        if let Some(change) = needed_change(existing.as_ref(), &content, &self.attrs) {
             self.writes.push(Write {
                 name: name.to_string(),
                 content,
@@ -471,7 +618,9 @@ impl Plan {
                 Ok(()) => {
                     match &w.owner {
                         Owner::Entry(_) | Owner::Instance(_) => {}
-                        Owner::Bundle | Owner::Hash => report.other.push((path.clone(), w.change)),
+                        Owner::Bundle | Owner::Hash | Owner::Truststore => {
+                            report.other.push((path.clone(), w.change))
+                        }
                     }
                     if let Some((id, _)) = final_files.get(&w.name).and_then(Record::owner) {
                         report.changed_instances.insert(id.to_string());
@@ -537,11 +686,11 @@ fn still_overlapping(r: &Replaced, now: OffsetDateTime, overlap: Duration) -> bo
     in_window && now < r.not_after
 }
 
-/// `None`: the file already holds these bytes with this mode, leave it alone.
-fn needed_change(existing: Option<&Existing>, content: &[u8], mode: u32) -> Option<Change> {
+/// `None`: the file already holds these bytes with this mode and owner, leave it alone.
+fn needed_change(existing: Option<&Existing>, content: &[u8], attrs: &Attrs) -> Option<Change> {
     match existing {
         None => Some(Change::Created),
-        Some(e) if e.content == content && e.mode == mode => None,
+        Some(e) if e.content == content && e.has(attrs) => None,
         Some(_) => Some(Change::Updated),
     }
 }

@@ -202,3 +202,196 @@ pub fn openssl_fingerprint(path: &Path) -> String {
 pub fn mtime(path: &Path) -> std::time::SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
+
+// ---- real TLS clients (tests/clients_*.rs) ----
+
+/// `openssl s_server` on a free loopback port with a certificate and key (PEM), answering
+/// HTTP (`-www`). Killed on drop.
+pub struct TlsServer {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl TlsServer {
+    /// Starts it and waits until it listens: s_server prints `ACCEPT <addr>:<port>` once its
+    /// socket is bound (port 0 asks the kernel for a free one).
+    pub fn start(cert_pem: &str, key_pem: &str) -> TlsServer {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn openssl s_server");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("s_server exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("ACCEPT ") {
+                break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        // Keep draining its output, so a full pipe never blocks it.
+        std::thread::spawn(move || for _ in lines {});
+        TlsServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `curl --silent --show-error -o /dev/null` with the trust arguments, against `url`.
+pub fn curl(trust: &[&std::ffi::OsStr], url: &str) -> Output {
+    std::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+        ])
+        .args(trust)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl")
+}
+
+/// `curl --cacert FILE`.
+pub fn curl_cacert(file: &Path, url: &str) -> Output {
+    curl(&["--cacert".as_ref(), file.as_os_str()], url)
+}
+
+/// `curl --capath DIR` (no CA file: only the folder is trusted).
+pub fn curl_capath(dir: &Path, url: &str) -> Output {
+    curl(&["--capath".as_ref(), dir.as_os_str()], url)
+}
+
+/// `openssl s_client -CApath DIR -verify_return_error` to 127.0.0.1:port, trusting nothing
+/// but the folder and checking the IP address in the certificate.
+pub fn s_client_capath(dir: &Path, port: u16) -> Output {
+    std::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-verify_return_error",
+            "-no-CAfile",
+            "-no-CAstore",
+            "-verify_ip",
+            "127.0.0.1",
+        ])
+        .arg("-CApath")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client")
+}
+
+/// `keytool -list` of a PKCS#12 truststore: (exit ok, entries shown as trustedCertEntry,
+/// the "Your keystore contains N entries" count, whole output).
+pub fn keytool_list(p12: &Path, password: &str) -> (bool, usize, Option<usize>, String) {
+    let out = std::process::Command::new("keytool")
+        .args(["-list", "-storetype", "PKCS12", "-keystore"])
+        .arg(p12)
+        .args(["-storepass", password])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keytool");
+    let text = all_output(&out);
+    let trusted = text
+        .lines()
+        .filter(|l| l.contains("trustedCertEntry"))
+        .count();
+    let count = text.lines().find_map(|l| {
+        l.strip_prefix("Your keystore contains ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    });
+    (out.status.success(), trusted, count, text)
+}
+
+/// A Java TLS client (compiled once per test process with `javac`): loads the PKCS#12
+/// truststore as Java applications do, trusts only it, and completes a handshake with
+/// 127.0.0.1:port checking the host. Exit 0 and `HANDSHAKE OK` when Java trusts the server.
+pub fn java_handshake(p12: &Path, password: &str, port: u16) -> Output {
+    static CLASSES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let classes = CLASSES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let src = dir.join("TlsCheck.java");
+        std::fs::write(&src, JAVA_TLS_CHECK).unwrap();
+        let out = std::process::Command::new("javac")
+            .arg("-d")
+            .arg(&dir)
+            .arg(&src)
+            .output()
+            .expect("run javac");
+        assert!(out.status.success(), "javac: {}", all_output(&out));
+        dir
+    });
+    std::process::Command::new("java")
+        .arg("-cp")
+        .arg(classes)
+        .arg("TlsCheck")
+        .arg(p12)
+        .arg(password)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run java")
+}
+
+const JAVA_TLS_CHECK: &str = r#"
+import java.io.FileInputStream;
+import java.io.InputStream;
+import java.security.KeyStore;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLParameters;
+import javax.net.ssl.SSLSocket;
+import javax.net.ssl.TrustManagerFactory;
+
+public class TlsCheck {
+    public static void main(String[] args) throws Exception {
+        KeyStore trust = KeyStore.getInstance("PKCS12");
+        try (InputStream in = new FileInputStream(args[0])) {
+            trust.load(in, args[1].toCharArray());
+        }
+        TrustManagerFactory tmf =
+            TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+        tmf.init(trust);
+        SSLContext ctx = SSLContext.getInstance("TLS");
+        ctx.init(null, tmf.getTrustManagers(), null);
+        try (SSLSocket s = (SSLSocket) ctx.getSocketFactory()
+                .createSocket("127.0.0.1", Integer.parseInt(args[2]))) {
+            SSLParameters p = s.getSSLParameters();
+            p.setEndpointIdentificationAlgorithm("HTTPS");
+            s.setSSLParameters(p);
+            s.startHandshake();
+            System.out.println("HANDSHAKE OK " + s.getSession().getPeerPrincipal());
+        }
+    }
+}
+"#;

@@ -68,12 +68,9 @@ impl TestCa {
 /// Options with a bundle, hash files, prune and the given overlap.
 pub fn opts(dir: &Path, overlap: Duration) -> StoreOptions {
     StoreOptions {
-        dir: dir.to_path_buf(),
-        mode: 0o644,
         bundle: Some("ca-bundle.crt".to_string()),
-        capath: true,
-        prune: true,
         rotation_overlap: overlap,
+        ..StoreOptions::new(dir.to_path_buf())
     }
 }
 

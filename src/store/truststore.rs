@@ -1,0 +1,132 @@
+//! The PKCS#12 truststore (`trust.pkcs12`): every CA as a trusted certificate entry, the way
+//! Java's `keytool -importcert` makes them (`keytool -list` shows `trustedCertEntry`).
+//!
+//! Owns: encoding the truststore, reading its password (from `pkcs12_password_file`, else the
+//! conventional `changeit`), and telling whether an existing truststore opens with a password.
+//! It must not: write files (the store does), or put the password in any error or log.
+
+use std::io;
+use std::path::Path;
+
+use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, Pkcs12Archive};
+
+use crate::cert::Cert;
+
+/// The password Java tools assume for a truststore when none is configured.
+pub const DEFAULT_PASSWORD: &str = "changeit";
+
+/// The truststore password: the password file's content without surrounding whitespace (a
+/// trailing newline is what editors and `echo` leave), else [`DEFAULT_PASSWORD`]. Read at each
+/// pass, so a changed password file takes effect (the truststore is then rewritten).
+pub(crate) fn password(file: Option<&Path>) -> io::Result<String> {
+    let Some(file) = file else {
+        return Ok(DEFAULT_PASSWORD.to_string());
+    };
+    let text = std::fs::read_to_string(file)?;
+    let password = text.trim();
+    if password.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the file is empty (a truststore needs a password)",
+        ));
+    }
+    Ok(password.to_string())
+}
+
+/// Encodes `certs` as a PKCS#12 truststore protected by `password` (PBES2 with AES-256 and an
+/// HMAC-SHA-256 MAC, which Java reads since 8u301/11.0.12). Each entry's alias is the CA's
+/// SHA-256 fingerprint: unique, stable, and what an operator greps for. The encoding is
+/// randomised (salts), so two calls give different bytes for the same CAs.
+pub(crate) fn encode(certs: &[&Cert], password: &str) -> Result<Vec<u8>, String> {
+    let mut store = KeyStore::new();
+    for cert in certs {
+        let entry = Certificate::from_der(&cert.der)
+            .map_err(|e| format!("certificate {}: {e}", cert.subject))?;
+        store.add_entry(&cert.fingerprint(), KeyStoreEntry::Certificate(entry));
+    }
+    store
+        .writer(password)
+        .write()
+        .map_err(|e| format!("PKCS#12 encoding failed: {e}"))
+}
+
+/// Whether `data` is a PKCS#12 file that opens (MAC and decryption) with `password`.
+pub(crate) fn opens_with(data: &[u8], password: &str) -> bool {
+    Pkcs12Archive::from_pkcs12(data, password).is_ok()
+}
+
+/// What reading a PKCS#12 file with a password gave.
+#[derive(Debug)]
+pub enum Opened {
+    /// The certificates (DER) of its certificate bags, and whether each is marked trusted.
+    Certs(Vec<(Vec<u8>, bool)>),
+    /// A PKCS#12 file whose MAC does not verify with this password.
+    WrongPassword,
+    /// Not a PKCS#12 file (or one this library cannot read), with the reason.
+    NotPkcs12(String),
+}
+
+/// Reads the certificates of a PKCS#12 file (for `inspect`).
+pub fn open(data: &[u8], password: &str) -> Opened {
+    match Pkcs12Archive::from_pkcs12(data, password) {
+        Ok(archive) => Opened::Certs(
+            archive
+                .certs
+                .into_iter()
+                .map(|bag| (bag.cert.as_der().to_vec(), bag.trusted))
+                .collect(),
+        ),
+        Err(p12_keystore::error::Error::MacError(_)) => Opened::WrongPassword,
+        Err(e) => Opened::NotPkcs12(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca(cn: &str) -> Cert {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Cert::from_der(params.self_signed(&key).unwrap().der()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_holds_every_ca_as_trusted_and_checks_the_password() {
+        let (a, b) = (ca("A"), ca("B"));
+        let bytes = encode(&[&a, &b], "s3cret").unwrap();
+        assert!(opens_with(&bytes, "s3cret"));
+        assert!(!opens_with(&bytes, "changeit"));
+        match open(&bytes, "s3cret") {
+            Opened::Certs(mut certs) => {
+                certs.sort();
+                let mut want = vec![(a.der.clone(), true), (b.der.clone(), true)];
+                want.sort();
+                assert_eq!(certs, want);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(open(&bytes, "wrong"), Opened::WrongPassword));
+        assert!(matches!(open(b"not der", "x"), Opened::NotPkcs12(_)));
+        // Randomised: same CAs, different bytes.
+        assert_ne!(encode(&[&a, &b], "s3cret").unwrap(), bytes);
+    }
+
+    #[test]
+    fn password_is_trimmed_defaults_to_changeit_and_must_not_be_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(password(None).unwrap(), "changeit");
+        let file = tmp.path().join("pw");
+        std::fs::write(&file, "  hunter2 \n").unwrap();
+        assert_eq!(password(Some(&file)).unwrap(), "hunter2");
+        std::fs::write(&file, "\n").unwrap();
+        let err = password(Some(&file)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let err = password(Some(&tmp.path().join("missing"))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+}

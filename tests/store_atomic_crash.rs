@@ -1,0 +1,227 @@
+//! The atomic-dir layout under a running reader and under SIGKILL (SPEC 7): at every moment,
+//! every visible name resolves to a whole file of either the old or the new set, and the files
+//! read through one `..data` always agree with each other (the bundle is exactly the union of
+//! the instance files); after a kill the store opens, removes stray generations and converges.
+//!
+//! The writer is this test binary itself, re-run with `CERTSYNC_ATOMIC_CRASH_DIR` set: the test
+//! `atomic_writer_process` is its entry point and does nothing without that variable.
+
+mod store_support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use certsync::cert::{encode_pem, read_certs_lenient};
+use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions};
+use store_support::*;
+
+const DIR_VAR: &str = "CERTSYNC_ATOMIC_CRASH_DIR";
+const INSTANCES: usize = 12;
+
+fn atomic_opts(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        layout: Layout::AtomicDir,
+        ..opts(dir, Duration::from_secs(3600))
+    }
+}
+
+/// The writer: endless passes that rotate CAs and add and drop instances, printing `pass N`.
+#[test]
+fn atomic_writer_process() {
+    let Some(dir) = std::env::var_os(DIR_VAR) else {
+        return;
+    };
+    let cas: Vec<TestCa> = (0..6)
+        .map(|i| TestCa::new(&format!("atomic CA {i}")))
+        .collect();
+    let mut store = Store::open(atomic_opts(Path::new(&dir)), false).expect("open in writer");
+    let base = SystemTime::now();
+    for k in 0usize.. {
+        let mut input = PassInput::default();
+        for i in 0..INSTANCES {
+            let id = format!("inst{i:02}");
+            if (i + k) % 5 == 0 {
+                continue; // not configured this pass: pruned
+            }
+            input.configured.insert(id.clone());
+            input.synced.insert(id.clone());
+            input.updates.push(DesiredEntry {
+                instance_id: id.clone(),
+                category: "international".into(),
+                file_name: format!("{id}-international.crt"),
+                certs: vec![cas[(i + k) % cas.len()].cert.clone()],
+            });
+        }
+        let report = store.apply(&input, base + Duration::from_secs(600 * k as u64), false);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        println!("pass {k}");
+    }
+}
+
+/// One consistent read of the set through `..data`: `None` when the generation went away
+/// under the reader (it must then see the next one).
+fn read_set(dir: &Path) -> Option<Vec<(String, Vec<u8>)>> {
+    let generation = std::fs::read_link(dir.join("..data")).ok()?;
+    let gen_dir = dir.join(generation);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&gen_dir).ok()? {
+        let name = entry.ok()?.file_name().into_string().unwrap();
+        out.push((name.clone(), std::fs::read(gen_dir.join(&name)).ok()?));
+    }
+    out.sort();
+    Some(out)
+}
+
+fn whole(name: &str, content: &[u8]) {
+    let certs = read_certs_lenient(content).unwrap_or_else(|e| panic!("{name} is not whole: {e}"));
+    let normalised: String = certs.iter().map(|c| encode_pem(&c.der)).collect();
+    assert_eq!(normalised.as_bytes(), content, "{name} is partial");
+}
+
+/// The bundle of a set is exactly the union of its instance files.
+fn consistent(set: &[(String, Vec<u8>)]) {
+    let mut union = BTreeSet::new();
+    let mut bundle = None;
+    for (name, content) in set {
+        whole(name, content);
+        let fps: BTreeSet<String> = read_certs_lenient(content)
+            .unwrap()
+            .iter()
+            .map(|c| c.fingerprint())
+            .collect();
+        if name == "ca-bundle.crt" {
+            bundle = Some(fps);
+        } else if name.ends_with(".crt") {
+            union.extend(fps);
+        }
+    }
+    if let Some(bundle) = bundle {
+        assert_eq!(
+            bundle, union,
+            "the bundle disagrees with the instance files of its set"
+        );
+    }
+}
+
+#[test]
+fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let exe = std::env::current_exe().unwrap();
+    let stop = AtomicBool::new(false);
+    let reads = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // The reader: through every visible name, and through one `..data` at a time.
+        let reader = s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    std::thread::yield_now();
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let name = entry.file_name().into_string().unwrap();
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    // A name removed by this swap may dangle for a moment (ENOENT): it is
+                    // not in the new set. Whatever opens is whole.
+                    if let Ok(content) = std::fs::read(dir.join(&name)) {
+                        whole(&name, &content);
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if let Some(set) = read_set(&dir) {
+                    consistent(&set);
+                }
+            }
+        });
+
+        for round in 0..20 {
+            let mut child = Command::new(&exe)
+                .args([
+                    "--exact",
+                    "atomic_writer_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(DIR_VAR, &dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn writer");
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let passes_first = 2 + fastrand::usize(0..3);
+            let mut passes = 0;
+            for line in lines.by_ref() {
+                if line.expect("writer output").starts_with("pass ") {
+                    passes += 1;
+                    if passes == passes_first {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(passes, passes_first, "round {round}: writer ended early");
+            // The random kill moment (not a wait for an event).
+            std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap writer");
+
+            // After the kill: every visible name is managed and whole or (removed) dangling.
+            let manifest = manifest(&dir);
+            let files = manifest["files"].as_object().expect("files");
+            for name in names(&dir) {
+                if name.starts_with('.') {
+                    continue;
+                }
+                assert!(files.contains_key(&name), "round {round}: {name} unmanaged");
+            }
+            let store = Store::open(atomic_opts(&dir), false)
+                .unwrap_or_else(|e| panic!("round {round}: reopen: {e}"));
+            let gens: Vec<String> = names(&dir)
+                .into_iter()
+                .filter(|n| n.starts_with("..") && n != "..data")
+                .collect();
+            assert_eq!(gens.len(), 1, "round {round}: stray generations {gens:?}");
+            assert!(
+                names(&dir).iter().all(|n| !n.starts_with(".certsync-tmp-")),
+                "round {round}"
+            );
+            drop(store);
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().expect("reader saw a partial or mixed set");
+    });
+    assert!(reads.load(Ordering::Relaxed) > 0, "the reader read nothing");
+
+    // Converge with a real pass.
+    let a = TestCa::new("final");
+    let zero_overlap = StoreOptions {
+        rotation_overlap: Duration::ZERO,
+        ..atomic_opts(&dir)
+    };
+    let mut store = Store::open(zero_overlap, false).unwrap();
+    // Later than every pass of the writer (whose clock ran 10 minutes a pass), so that no
+    // replaced CA is still inside its overlap.
+    let report = store.apply(
+        &pass(vec![entry("inst00", "international", &[&a])], &[]),
+        SystemTime::now() + Duration::from_secs(30 * 86400),
+        false,
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let visible: Vec<String> = names(&dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    let mut expected = vec![
+        format!("{}.0", a.cert.subject_hash_hex()),
+        "ca-bundle.crt".to_string(),
+        "inst00-international.crt".into(),
+    ];
+    expected.sort();
+    assert_eq!(visible, expected);
+    assert_eq!(read(dir.join("inst00-international.crt")), a.pem());
+}

@@ -1,0 +1,105 @@
+//! `trust.owner` / `trust.group` end to end with the real binary: as root certsync gives the
+//! files to the configured user and group (checked with stat(1)); without the privilege
+//! (certsync run as `nobody` through setpriv(1)) every file fails with a clear error naming
+//! the path, the owner asked for and the reason, and nothing is left behind.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+
+fn stat_owner(path: &Path) -> String {
+    let out = std::process::Command::new("stat")
+        .args(["-c", "%u:%g %a"])
+        .arg(path)
+        .output()
+        .expect("run stat");
+    assert!(out.status.success(), "{}", all_output(&out));
+    stdout(&out).trim().to_string()
+}
+
+#[tokio::test]
+async fn as_root_files_belong_to_the_configured_user_and_group() {
+    let extra = Extra {
+        trust: "owner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\npkcs12 = \"truststore.p12\"",
+        no_hook: true,
+        ..Extra::default()
+    };
+    let h = Harness::with(1, extra).await;
+    let out = h.certsync(&["check"]).await;
+    assert!(
+        stdout(&out).contains("owner: nobody (65534)"),
+        "{}",
+        all_output(&out)
+    );
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&h.trust).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.starts_with('.') {
+            continue;
+        }
+        assert_eq!(
+            stat_owner(&h.trust.join(&name)),
+            "65534:65534 640",
+            "{name}"
+        );
+        checked += 1;
+    }
+    // instance file, bundle, hash file, truststore
+    assert_eq!(checked, 4);
+}
+
+#[tokio::test]
+async fn without_the_privilege_chown_fails_clearly_and_leaves_nothing() {
+    let extra = Extra {
+        trust: "owner = \"root\"\ngroup = \"root\"",
+        no_hook: true,
+        ..Extra::default()
+    };
+    let h = Harness::with(1, extra).await;
+    // nobody must reach the config, token, simulator CA and trust folder.
+    std::fs::set_permissions(h.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(&h.trust).unwrap();
+    std::os::unix::fs::chown(&h.trust, Some(65534), Some(65534)).unwrap();
+
+    let out = tokio::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            BIN,
+        ])
+        .arg("--config")
+        .arg(&h.config)
+        .arg("once")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run setpriv");
+    let text = all_output(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    let file = h.file(0);
+    assert!(
+        text.contains(&format!(
+            "cannot give {} to uid 0 and gid 0",
+            file.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Operation not permitted"), "{text}");
+    assert!(text.contains("CAP_CHOWN"), "{text}");
+    // No file with the wrong owner ever appeared, and no temporary file is left.
+    let left: Vec<String> = std::fs::read_dir(&h.trust)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".certsync-manifest.json")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
