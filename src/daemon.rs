@@ -276,6 +276,44 @@ pub struct Engine {
     active: Vec<Instance>,
 }
 
+/// What the daemon keeps with the trust folder (in the store's manifest) across restarts.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct DaemonState {
+    /// Hooks owed a run, by name, with the files changed since they last ran.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    owed_hooks: BTreeMap<String, BTreeSet<PathBuf>>,
+    /// Instances found by discovery, by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    discovered: BTreeMap<String, DiscoveredState>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct DiscoveredState {
+    name: Option<String>,
+    missing: u32,
+}
+
+impl DaemonState {
+    /// `None` when there is nothing to keep, so a folder without discovery or owed hooks has
+    /// no state in its manifest.
+    fn to_json(&self) -> Option<serde_json::Value> {
+        if self.owed_hooks.is_empty() && self.discovered.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_value(self).expect("the daemon state serialises"))
+        }
+    }
+}
+
+/// Whether `hook` runs for a change of `changed` instances (`any_change`: some file changed,
+/// which is what a hook without an `instances` filter waits for).
+fn hook_wants(hook: &crate::config::Hook, changed: &BTreeSet<String>, any_change: bool) -> bool {
+    match &hook.instances {
+        None => any_change,
+        Some(ids) => ids.iter().any(|id| changed.contains(id)),
+    }
+}
+
 /// A discovered instance and how many passes in a row ListInstances did not list it.
 #[derive(Clone, Debug)]
 struct Discovered {
@@ -348,6 +386,7 @@ impl Engine {
     }
 
     fn with_active(mut self) -> Engine {
+        self.restore_state();
         self.refresh_active();
         self
     }
@@ -541,8 +580,31 @@ impl Engine {
         let now = SystemTime::now();
         let (store, report) = {
             let input = input.clone();
+            // The hooks this pass will owe a run, saved with the manifest before any file
+            // changes: a crash or stop before they ran does not lose them.
+            let owed = self.owed_hooks();
+            let hooks = self.config.hooks.clone();
+            let discovered = self.discovered_state();
             tokio::task::spawn_blocking(move || {
-                let report = store.apply(&input, now, dry_run);
+                let report = store.apply_with_state(&input, now, dry_run, |preview| {
+                    let mut owed = owed;
+                    for hook in &hooks {
+                        if hook_wants(
+                            hook,
+                            &preview.changed_instances,
+                            !preview.changed_files.is_empty(),
+                        ) {
+                            owed.entry(hook.name.clone())
+                                .or_default()
+                                .extend(preview.changed_files.iter().cloned());
+                        }
+                    }
+                    DaemonState {
+                        owed_hooks: owed,
+                        discovered,
+                    }
+                    .to_json()
+                });
                 (store, report)
             })
             .await
@@ -639,6 +701,7 @@ impl Engine {
             self.warn_expiring(now);
             self.queue_hooks(&report);
             summary.failed_hooks = self.run_due_hooks(shutdown).await;
+            self.save_state().await;
             let result = if summary.ok() {
                 "ok"
             } else if summary.failed_instances < input.synced.len() + failures.len() {
@@ -874,11 +937,7 @@ impl Engine {
             return;
         }
         for (index, hook) in self.config.hooks.iter().enumerate() {
-            let wanted = match &hook.instances {
-                None => true,
-                Some(ids) => ids.iter().any(|id| report.changed_instances.contains(id)),
-            };
-            if wanted {
+            if hook_wants(hook, &report.changed_instances, true) {
                 let pending = self.hooks.entry(index).or_insert_with(|| PendingHook {
                     changed_files: BTreeSet::new(),
                     failures: 0,
@@ -890,6 +949,106 @@ impl Engine {
                 // New changes run the hook now, even while it waits for a retry.
                 pending.next_retry = None;
             }
+        }
+    }
+
+    /// The hooks owed a run, by name, with their changed files.
+    fn owed_hooks(&self) -> BTreeMap<String, BTreeSet<PathBuf>> {
+        self.hooks
+            .iter()
+            .map(|(index, p)| {
+                (
+                    self.config.hooks[*index].name.clone(),
+                    p.changed_files.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn discovered_state(&self) -> BTreeMap<String, DiscoveredState> {
+        self.discovered
+            .iter()
+            .map(|(id, d)| {
+                (
+                    id.clone(),
+                    DiscoveredState {
+                        name: d.instance.name.clone(),
+                        missing: d.missing,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Saves the owed hooks and discovered instances with the folder, when they changed.
+    pub(crate) async fn save_state(&mut self) {
+        let state = DaemonState {
+            owed_hooks: self.owed_hooks(),
+            discovered: self.discovered_state(),
+        }
+        .to_json();
+        let Some(mut store) = self.store.take() else {
+            return;
+        };
+        let (store, result) = tokio::task::spawn_blocking(move || {
+            let result = store.save_state(state);
+            (store, result)
+        })
+        .await
+        .expect("store task does not panic");
+        self.store = Some(store);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot save the daemon state with the trust folder");
+        }
+    }
+
+    /// Takes back what an earlier run saved: hooks it still owed (they run after the first
+    /// pass) and the instances it had discovered (so a restart does not prune them).
+    fn restore_state(&mut self) {
+        let Some(value) = self.store.as_ref().and_then(|s| s.state()).cloned() else {
+            return;
+        };
+        let state: DaemonState = match serde_json::from_value(value) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable daemon state in the manifest");
+                return;
+            }
+        };
+        for (name, files) in state.owed_hooks {
+            match self.config.hooks.iter().position(|h| h.name == name) {
+                Some(index) => {
+                    tracing::info!(hook = %name, "a hook the last run owed will run after the first pass");
+                    self.hooks.insert(
+                        index,
+                        PendingHook {
+                            changed_files: files,
+                            failures: 0,
+                            next_retry: None,
+                        },
+                    );
+                }
+                None => {
+                    tracing::info!(hook = %name, "a hook the last run owed is no longer configured")
+                }
+            }
+        }
+        if !self.config.discover.is_empty() {
+            for (id, d) in state.discovered {
+                self.discovered.insert(
+                    id.clone(),
+                    Discovered {
+                        instance: Instance {
+                            id,
+                            name: d.name,
+                            categories: None,
+                            pins: Vec::new(),
+                        },
+                        missing: d.missing,
+                    },
+                );
+            }
+            self.refresh_active();
         }
     }
 
@@ -1246,6 +1405,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
                 true
             } else {
                 engine.run_due_hooks(&shutdown).await;
+                engine.save_state().await;
                 engine.publish_status();
                 false
             }

@@ -348,3 +348,80 @@ async fn demo_runs_against_its_simulator_and_stops_on_ctrl_c() {
     d.signal(Signal::INT);
     assert_eq!(d.exit_code().await, Some(0), "{}", d.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_owed_when_certsync_dies_runs_at_the_next_start() {
+    let h = Harness::with(
+        1,
+        Extra {
+            no_hook: true,
+            ..Extra::default()
+        },
+    )
+    .await;
+    let flag = h.tmp.path().join("may-finish");
+    let started = h.tmp.path().join("hook-started");
+    let ran = h.tmp.path().join("hook-ran");
+    h.write_config(&Extra {
+        no_hook: true,
+        tail: format!(
+            "\n[[hook]]\nname = \"slow\"\ntimeout = \"60s\"\ncommand = [\"/bin/sh\", \"-c\", \"if [ -e {flag} ]; then echo ran >> {ran}; else echo $$ > {started}.tmp; mv {started}.tmp {started}; exec sleep 60; fi\"]\n",
+            flag = flag.display(),
+            ran = ran.display(),
+            started = started.display()
+        ),
+        ..Extra::default()
+    });
+    let mut d = Running::start(&h.config, &["run"]);
+    // The files are written, the hook is running: certsync dies before it finishes.
+    while !started.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(h.file(0).exists());
+    d.signal(Signal::KILL);
+    let _ = d.child.wait().await;
+    let hook_pid: i32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process_group(Pid::from_raw(hook_pid).unwrap(), Signal::KILL);
+    std::fs::write(&flag, "").unwrap();
+    // Nothing changed since, but the hook is still owed: it runs once, then no more.
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(stdout(&out).contains(" unchanged "), "{}", stdout(&out));
+    assert_eq!(std::fs::read_to_string(&ran).unwrap().lines().count(), 1);
+    assert_eq!(code(&h.once().await), 0);
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap().lines().count(),
+        1,
+        "ran again without a change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_failed_in_once_is_retried_by_the_next_run() {
+    let h = Harness::with(
+        1,
+        Extra {
+            no_hook: true,
+            ..Extra::default()
+        },
+    )
+    .await;
+    let flag = h.tmp.path().join("ok");
+    h.write_config(&Extra {
+        no_hook: true,
+        tail: format!(
+            "\n[[hook]]\nname = \"needs-flag\"\ncommand = [\"/bin/sh\", \"-c\", \"test -e {}\"]\n",
+            flag.display()
+        ),
+        ..Extra::default()
+    });
+    assert_eq!(code(&h.once().await), 1);
+    std::fs::write(&flag, "").unwrap();
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(stderr(&out).contains("hook succeeded"), "{}", stderr(&out));
+}

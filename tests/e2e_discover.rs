@@ -235,3 +235,23 @@ async fn a_failing_list_keeps_the_discovered_instances() {
     );
     assert_eq!(s.files(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_instances_are_counted_across_restarts() {
+    let s = setup(2).await;
+    let ids = s.sim.instance_ids();
+    s.write_config("\n[[discover]]\n");
+    assert_eq!(code(&s.once().await), 0);
+    let gone = s.trust.join(format!(
+        "{}-international.crt",
+        s.sim.instance_meta(&ids[0]).name
+    ));
+    s.sim.remove_instance(&ids[0]);
+    for round in 1..=2 {
+        assert_eq!(code(&s.once().await), 0);
+        assert!(gone.exists(), "pruned after {round} run(s) without it");
+    }
+    assert_eq!(code(&s.once().await), 0);
+    assert!(!gone.exists(), "kept after three runs without it");
+    assert_eq!(s.files().len(), 1);
+}

@@ -28,6 +28,10 @@ pub(crate) struct Manifest {
     /// Managed files by their visible name (a plain file name, no `/`). A BTreeMap keeps the
     /// serialisation sorted, so equal states give byte-identical manifests.
     pub files: BTreeMap<String, Record>,
+    /// State the daemon keeps with the folder (hooks still owed a run, discovered instances),
+    /// opaque to the store: saved in the same atomic writes as the records it goes with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<serde_json::Value>,
 }
 
 /// The layout the folder may be in. `AtomicDir` is recorded *before* the first `..<timestamp>`
@@ -139,17 +143,23 @@ impl Default for Manifest {
             version: MANIFEST_VERSION,
             layout: ManifestLayout::Flat,
             files: BTreeMap::new(),
+            state: None,
         }
     }
 }
 
 impl Manifest {
-    /// Builds a manifest from records.
-    pub fn with_files(layout: ManifestLayout, files: BTreeMap<String, Record>) -> Manifest {
+    /// A manifest of `files` (records) carrying the daemon's `state`.
+    pub fn with_state(
+        layout: ManifestLayout,
+        files: BTreeMap<String, Record>,
+        state: Option<serde_json::Value>,
+    ) -> Manifest {
         Manifest {
             version: MANIFEST_VERSION,
             layout,
             files,
+            state,
         }
     }
 

@@ -207,6 +207,39 @@ pub struct PassInput {
     pub configured: BTreeSet<String>,
 }
 
+/// What a pass is about to change, before it changes anything.
+#[derive(Clone, Debug, Default)]
+pub struct Preview {
+    /// Files to be written or removed (absolute).
+    pub changed_files: Vec<PathBuf>,
+    /// Instances whose files change.
+    pub changed_instances: BTreeSet<String>,
+}
+
+impl Preview {
+    fn of(dir: &Path, plan: &Plan) -> Preview {
+        Preview {
+            changed_files: plan
+                .writes
+                .iter()
+                .map(|w| dir.join(&w.name))
+                .chain(plan.removals.iter().map(|r| dir.join(&r.name)))
+                .collect(),
+            changed_instances: plan
+                .entries
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.result,
+                        Ok(Change::Created | Change::Updated | Change::Removed)
+                    )
+                })
+                .map(|e| e.instance_id.clone())
+                .collect(),
+        }
+    }
+}
+
 /// What happened to one file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -377,6 +410,21 @@ impl Store {
     /// every problem is in the report, per entry or in `errors`. `dry_run` computes the same
     /// report but writes nothing and leaves the store's state unchanged.
     pub fn apply(&mut self, input: &PassInput, now: SystemTime, dry_run: bool) -> StoreReport {
+        let saved = self.manifest.state.clone();
+        self.apply_with_state(input, now, dry_run, move |_| saved)
+    }
+
+    /// [`Store::apply`], and `state` computes the daemon state to save with this pass from
+    /// what the pass is about to change (`None`: no state). A new state is written
+    /// in the manifest *before* any file changes, so a crash in between cannot lose it (the
+    /// daemon records there the hooks it owes a run).
+    pub fn apply_with_state(
+        &mut self,
+        input: &PassInput,
+        now: SystemTime,
+        dry_run: bool,
+        state: impl FnOnce(&Preview) -> Option<serde_json::Value>,
+    ) -> StoreReport {
         let plan = plan::plan(
             &self.opts,
             &self.manifest.files,
@@ -402,9 +450,38 @@ impl Store {
             }
             return report;
         }
-        let report = self.execute(plan);
+        let preview = Preview::of(&self.opts.dir, &plan);
+        let new_state = state(&preview);
+        let report = self.execute(plan, new_state);
         self.last_pass = Some(now);
         report
+    }
+
+    /// The daemon state saved with the folder.
+    pub fn state(&self) -> Option<&serde_json::Value> {
+        self.manifest.state.as_ref()
+    }
+
+    /// Saves a new daemon state (the records stay as they are). A no-op when it is unchanged.
+    pub fn save_state(&mut self, state: Option<serde_json::Value>) -> Result<(), StoreError> {
+        if state == self.manifest.state {
+            return Ok(());
+        }
+        let Some(dir_fd) = self.dir_fd.as_ref() else {
+            return Err(StoreError::Io {
+                path: self.opts.dir.clone(),
+                op: "write (the store was opened read-only)",
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            });
+        };
+        let manifest = Manifest::with_state(
+            self.manifest.layout,
+            self.manifest.files.clone(),
+            state.clone(),
+        );
+        save_manifest(&self.opts.dir, dir_fd, &manifest, self.opts.mode)?;
+        self.manifest.state = state;
+        Ok(())
     }
 
     /// The earliest moment after the last pass at which a replaced CA leaves a file
@@ -461,7 +538,8 @@ impl Store {
     }
 
     /// Carries out a plan in the crash-safe order and updates the in-memory state.
-    fn execute(&mut self, mut plan: Plan) -> StoreReport {
+    fn execute(&mut self, mut plan: Plan, state: Option<serde_json::Value>) -> StoreReport {
+        let state_changes = state != self.manifest.state;
         let dir = self.opts.dir.clone();
         let dir_fd = self
             .dir_fd
@@ -491,12 +569,12 @@ impl Store {
             aborted = Some((io::ErrorKind::AlreadyExists, e.to_string()));
             plan.errors.push(e);
         }
-        if aborted.is_none() && (creates_new || enters_atomic) {
+        if aborted.is_none() && (creates_new || enters_atomic || state_changes) {
             let mut union = plan.final_files.clone();
             for (name, record) in old {
                 union.entry(name.clone()).or_insert_with(|| record.clone());
             }
-            let union = Manifest::with_files(union_layout, union);
+            let union = Manifest::with_state(union_layout, union, state.clone());
             if let Err(e) = save_manifest(&dir, dir_fd, &union, self.opts.mode) {
                 aborted = Some(match &e {
                     StoreError::Io { source, .. } => (source.kind(), e.to_string()),
@@ -541,7 +619,7 @@ impl Store {
         }
 
         // 3. The final manifest, when it says something the one on disk does not.
-        let on_disk_layout = if creates_new || enters_atomic {
+        let on_disk_layout = if creates_new || enters_atomic || state_changes {
             union_layout
         } else {
             old_layout
@@ -552,7 +630,7 @@ impl Store {
                 || self.manifest_dirty
                 || final_layout != on_disk_layout)
         {
-            let manifest = Manifest::with_files(final_layout, final_files.clone());
+            let manifest = Manifest::with_state(final_layout, final_files.clone(), state.clone());
             match save_manifest(&dir, dir_fd, &manifest, self.opts.mode) {
                 Ok(()) => self.manifest_dirty = false,
                 Err(e) => {
@@ -568,13 +646,19 @@ impl Store {
         }
         let used = used_fingerprints(&final_files);
         self.pool.retain(|fp, _| used.contains(fp.as_str()));
-        self.manifest = Manifest::with_files(
+        let kept_state = if aborted.is_some() {
+            self.manifest.state.clone()
+        } else {
+            state
+        };
+        self.manifest = Manifest::with_state(
             if aborted.is_some() {
                 on_disk_layout
             } else {
                 final_layout
             },
             final_files,
+            kept_state,
         );
         report
     }
