@@ -281,7 +281,7 @@ mod tests {
                 cas: vec![FP.into()],
             },
         );
-        Manifest::with_files(ManifestLayout::Flat, files)
+        Manifest::with_state(ManifestLayout::Flat, files, None)
     }
 
     #[test]
@@ -294,7 +294,7 @@ mod tests {
         assert!(text.contains("\"kind\": \"instance\""));
         assert!(text.contains("\"replaced_at\": \"2024-01-02T03:04:05.5Z\""));
         assert!(!text.contains("layout"), "flat is left out: {text}");
-        let atomic = Manifest::with_files(ManifestLayout::AtomicDir, m.files.clone());
+        let atomic = Manifest::with_state(ManifestLayout::AtomicDir, m.files.clone(), None);
         let text = String::from_utf8(atomic.to_bytes()).unwrap();
         assert!(text.contains("\"layout\": \"atomic-dir\""), "{text}");
         assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), atomic);
