@@ -351,11 +351,9 @@ async fn serves_many_requests_over_concurrent_keep_alive_connections() {
     let stats = sim.stats();
     assert_eq!(stats.api_requests, INSTANCES as u64);
     assert_eq!(stats.downloads, INSTANCES as u64);
-    // Generous even for a debug build on two cores; a regression to per-request key generation
-    // or serialised handling would blow it.
-    assert!(
-        elapsed < Duration::from_secs(20),
-        "{} requests took {elapsed:?}",
+    // A figure, not an assertion: timing belongs in benchmarks (benches/sync.rs).
+    println!(
+        "{} requests over {CONNECTIONS} connections took {elapsed:?}",
         INSTANCES * 2
     );
 }

@@ -75,6 +75,8 @@ pub async fn curl_with_ca(ca_file: &Path, extra: &[&str], url: &str) -> Resp {
         .arg(&body)
         .args(extra)
         .arg(url)
+        // A test that gives up on a request (dropping this future) must not leave curl behind.
+        .kill_on_drop(true)
         .status()
         .await
         .expect("curl runs");
