@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use certsync_sim::{BadContent, Fault, SimOptions, Simulator};
 use common::{api_url, curl, fingerprint, link_of, list, openssl, subject};
 
@@ -390,7 +388,7 @@ async fn slow_api_and_slow_download_delay_only_their_instance() {
     // pending (the delay is long enough that a loaded machine cannot blur the two).
     let sim = sim(2).await;
     let ids = sim.instance_ids();
-    sim.set_fault(&ids[0], Fault::SlowApi { millis: 20_000 });
+    sim.set_fault(&ids[0], Fault::SlowApi { millis: 4_000 });
     let slow = {
         let sim = sim.clone();
         let id = ids[0].clone();
@@ -401,7 +399,7 @@ async fn slow_api_and_slow_download_delay_only_their_instance() {
     slow.abort();
 
     let link = link_of(&sim, &ids[0], "international").await;
-    sim.set_fault(&ids[0], Fault::SlowDownload { millis: 20_000 });
+    sim.set_fault(&ids[0], Fault::SlowDownload { millis: 4_000 });
     let other_link = link_of(&sim, &ids[1], "international").await;
     let slow = {
         let sim = sim.clone();
