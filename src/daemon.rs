@@ -332,7 +332,8 @@ impl Engine {
     /// Builds the client and opens the trust folder. `read_only` (for `--dry-run`) opens the
     /// folder without creating, locking or cleaning it.
     pub fn new(config: Config, read_only: bool) -> Result<Engine, DaemonError> {
-        let (api, fetcher) = clients(&config)?;
+        let shared = Arc::new(Shared::default());
+        let (api, fetcher) = clients(&config, &shared)?;
         let store = Store::open(store_options(&config), read_only)?;
         Ok((Engine {
             backoff: backoff(&config),
@@ -343,7 +344,7 @@ impl Engine {
             health: BTreeMap::new(),
             hooks: BTreeMap::new(),
             passes: 0,
-            shared: Arc::new(Shared::default()),
+            shared,
             discovered: BTreeMap::new(),
             active: Vec::new(),
         })
@@ -354,7 +355,7 @@ impl Engine {
     /// Health records of instances still configured, and hooks still configured that wait for
     /// a retry, carry over.
     pub fn reconfigure(&mut self, config: Config) -> Result<(), DaemonError> {
-        let (api, fetcher) = clients(&config)?;
+        let (api, fetcher) = clients(&config, &self.shared)?;
         // The store holds the folder's lock: release it before opening the (maybe same) folder.
         let old_options = store_options(&self.config);
         drop(self.store.take());
@@ -1227,14 +1228,18 @@ async fn sync_instance(
 }
 
 /// The API client and the fetcher, over one new pooled HTTP client.
-fn clients(config: &Config) -> Result<(ApiClient, Fetcher), DaemonError> {
+fn clients(config: &Config, shared: &Arc<Shared>) -> Result<(ApiClient, Fetcher), DaemonError> {
     let http = build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
     let credentials = Credentials::from_config(config, http.clone())?;
+    let counted = shared.clone();
     let api = ApiClient::new(
         http.clone(),
         config.cloud.endpoint.clone(),
         Arc::new(credentials),
-    );
+    )
+    .with_observer(Arc::new(move |operation, status| {
+        counted.metrics.api_request(operation, status)
+    }));
     let fetcher = Fetcher::new(
         http,
         &config.sync.allowed_download_hosts,

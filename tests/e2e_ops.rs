@@ -135,6 +135,8 @@ async fn the_server_reports_metrics_health_readiness_and_status() {
         "certsync_cert_changes_total{instance=\"inst0\"} 1",
         "certsync_instance_errors_total{instance=\"inst1\",reason=\"api_server_error\"} 1",
         "certsync_hook_runs_total{hook=\"record\",result=\"ok\"} 1",
+        "certsync_api_requests_total{operation=\"list_ssl_cert_download_addresses\",status=\"200\"} 1",
+        "certsync_api_requests_total{operation=\"list_ssl_cert_download_addresses\",status=\"500\"} 3",
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }

@@ -147,7 +147,17 @@ pub struct ApiClient {
     http: reqwest::Client,
     endpoint: Url,
     credentials: Arc<Credentials>,
+    observer: Option<RequestObserver>,
 }
+
+/// Told of every API request: the operation's name and the HTTP status (0: no answer). The
+/// daemon counts them in `certsync_api_requests_total`.
+pub type RequestObserver = Arc<dyn Fn(&'static str, u16) + Send + Sync>;
+
+/// Operation names, as Huawei's SDK calls them.
+pub const OP_LIST_CERTS: &str = "list_ssl_cert_download_addresses";
+/// ListInstances.
+pub const OP_LIST_INSTANCES: &str = "list_instances";
 
 #[derive(Deserialize)]
 struct ListingBody {
@@ -207,6 +217,19 @@ impl ApiClient {
             http,
             endpoint,
             credentials,
+            observer: None,
+        }
+    }
+
+    /// The same client, telling `observer` of every request.
+    pub fn with_observer(mut self, observer: RequestObserver) -> ApiClient {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, operation: &'static str, status: u16) {
+        if let Some(observer) = &self.observer {
+            observer(operation, status);
         }
     }
 
@@ -244,7 +267,7 @@ impl ApiClient {
     /// and 4 (429/5xx up to three tries honouring Retry-After; one credential refresh after 401).
     pub async fn list_certs(&self, instance_id: &str) -> Result<Listing, ApiError> {
         let url = self.download_link_url(instance_id).await?;
-        let (body, request_id) = self.get(&url).await?;
+        let (body, request_id) = self.get(OP_LIST_CERTS, &url).await?;
         parse_listing(&body, request_id, &RedactedUrl::new(&url))
     }
 
@@ -268,7 +291,7 @@ impl ApiClient {
                 query.push(("name", n));
             }
             let url = self.url(&["instances"], &query).await?;
-            let (body, _) = self.get(&url).await?;
+            let (body, _) = self.get(OP_LIST_INSTANCES, &url).await?;
             let shown = RedactedUrl::new(&url);
             let page: InstancesBody =
                 serde_json::from_slice(&body).map_err(|e| ApiError::BadBody {
@@ -298,7 +321,11 @@ impl ApiClient {
     /// GET `url` (an API URL from [`ApiClient::url`]) with credentials: 429/5xx retried up to
     /// [`PASS_TRIES`] times honouring Retry-After, a 401 answered by refreshing the credentials
     /// once. Gives the 2xx body and its `X-Request-Id`.
-    pub async fn get(&self, url: &Url) -> Result<(Vec<u8>, Option<String>), ApiError> {
+    pub async fn get(
+        &self,
+        operation: &'static str,
+        url: &Url,
+    ) -> Result<(Vec<u8>, Option<String>), ApiError> {
         let shown = RedactedUrl::new(url);
         let mut tries = 0;
         // The generation of credentials a 401 refused; refreshed before the retry.
@@ -324,11 +351,15 @@ impl ApiClient {
                 .header("Accept", "application/json")
                 .send()
                 .await
-                .map_err(|e| ApiError::Transport {
-                    url: shown.clone(),
-                    detail: describe_transport(&e),
+                .map_err(|e| {
+                    self.observe(operation, 0);
+                    ApiError::Transport {
+                        url: shown.clone(),
+                        detail: describe_transport(&e),
+                    }
                 })?;
             let status = response.status().as_u16();
+            self.observe(operation, status);
             let request_id = header(&response, "x-request-id");
             let retry_after = header(&response, "retry-after")
                 .and_then(|v| parse_retry_after(&v, SystemTime::now()));
