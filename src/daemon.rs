@@ -362,12 +362,15 @@ impl Engine {
         match Store::open(store_options(&config), false) {
             Ok(store) => self.store = Some(store),
             Err(e) => {
-                self.store = Some(Store::open(old_options, false)?);
+                // Reopen the old folder; if even that fails, keep a read-only view so the
+                // engine stays usable (passes then report the folder's error).
+                self.store = Some(
+                    Store::open(old_options.clone(), false)
+                        .or_else(|_| Store::open(old_options, true))?,
+                );
                 return Err(e.into());
             }
         }
-        let configured: BTreeSet<&str> = config.instances.iter().map(|i| i.id.as_str()).collect();
-        self.health.retain(|id, _| configured.contains(id.as_str()));
         let old_hooks = std::mem::take(&mut self.hooks);
         for (index, pending) in old_hooks {
             let name = &self.config.hooks[index].name;
@@ -383,6 +386,8 @@ impl Engine {
         }
         self.config = Arc::new(config);
         self.refresh_active();
+        let configured = self.configured_ids();
+        self.health.retain(|id, _| configured.contains(id));
         Ok(())
     }
 
@@ -423,6 +428,13 @@ impl Engine {
                 inst.name = None;
             }
             active.push(inst);
+        }
+        // An instance that left the plan is no longer retried on its own schedule.
+        let ids: BTreeSet<&str> = active.iter().map(|i| i.id.as_str()).collect();
+        for (id, health) in self.health.iter_mut() {
+            if !ids.contains(id.as_str()) {
+                health.next_retry = None;
+            }
         }
         self.active = active;
     }
@@ -536,15 +548,21 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> PassSummary {
         let started = std::time::Instant::now();
-        if only.is_none() && !dry_run {
-            self.discover().await;
-        } else if only.is_none() {
+        if only.is_none() {
             // A dry run discovers too, but must not age the vanished-instance counters.
-            let saved = self.discovered.clone();
-            self.discover().await;
-            let active = self.active.clone();
-            self.discovered = saved;
-            self.active = active;
+            let saved = dry_run.then(|| self.discovered.clone());
+            tokio::select! {
+                _ = self.discover() => {}
+                _ = shutdown.cancelled() => {
+                    tracing::info!("shutdown during discovery: no file was written");
+                    return PassSummary::default();
+                }
+            }
+            if let Some(saved) = saved {
+                let active = self.active.clone();
+                self.discovered = saved;
+                self.active = active;
+            }
         }
         let instances: Vec<Instance> = self
             .active
@@ -552,6 +570,7 @@ impl Engine {
             .filter(|i| only.is_none_or(|set| set.contains(&i.id)))
             .cloned()
             .collect();
+        let fetch_started = std::time::Instant::now();
         let results = tokio::select! {
             r = self.sync_all(instances) => r,
             _ = shutdown.cancelled() => {
@@ -560,6 +579,7 @@ impl Engine {
             }
         };
 
+        let fetch_ms = fetch_started.elapsed().as_millis() as u64;
         let mut summary = PassSummary::default();
         let mut input = PassInput {
             configured: self.configured_ids(),
@@ -577,6 +597,7 @@ impl Engine {
         }
 
         // The store does blocking file I/O (fsync): keep it off the async workers.
+        let store_started = std::time::Instant::now();
         let mut store = self.store.take().expect("store present between passes");
         let now = SystemTime::now();
         let (store, report) = {
@@ -612,6 +633,7 @@ impl Engine {
             .expect("store task does not panic")
         };
         self.store = Some(store);
+        let store_ms = store_started.elapsed().as_millis() as u64;
 
         // Instances whose file could not be written count as failed too.
         let by_id: BTreeMap<&str, &Instance> =
@@ -717,6 +739,8 @@ impl Engine {
             instances = input.synced.len() + failures.len(),
             failed = summary.failed_instances,
             changed_files = report.changed_files.len(),
+            fetch_ms,
+            store_ms,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "pass finished"
         );
@@ -1134,9 +1158,12 @@ impl Engine {
     }
 
     fn due_instances(&self, now: Instant) -> BTreeSet<String> {
+        let active: BTreeSet<&str> = self.active.iter().map(|i| i.id.as_str()).collect();
         self.health
             .iter()
-            .filter(|(_, h)| h.next_retry.is_some_and(|t| t <= now))
+            .filter(|(id, h)| {
+                active.contains(id.as_str()) && h.next_retry.is_some_and(|t| t <= now)
+            })
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -1531,7 +1558,11 @@ fn reload(engine: &mut Engine) -> bool {
 /// One line for systemd's STATUS: instances synced, failing, and files on disk.
 fn status_line(engine: &Engine) -> String {
     let total = engine.active.len();
-    let failing = engine.health.values().filter(|h| h.failures > 0).count();
+    let failing = engine
+        .active
+        .iter()
+        .filter(|i| engine.health.get(&i.id).is_some_and(|h| h.failures > 0))
+        .count();
     let hooks = engine.hooks.values().filter(|p| p.failures > 0).count();
     let mut line = format!("{} of {total} instances synced", total - failing);
     if failing > 0 {

@@ -229,6 +229,13 @@ pub async fn run_command_with_grace(
         .process_group(0)
         // If this future is dropped, the hook must not live on unsupervised.
         .kill_on_drop(true);
+    // The SDK's credential variables (AK, SK, security token) are certsync's secrets, not the
+    // hook's.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HUAWEICLOUD_") {
+            command.env_remove(&key);
+        }
+    }
     let started = Instant::now();
     let mut child = command.spawn().map_err(spawn_error)?;
     tracing::debug!(hook, program, pid = child.id(), "hook started");

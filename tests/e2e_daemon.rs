@@ -4,83 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use rustix::process::{Pid, Signal, kill_process};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
-
-/// A running `certsync` whose stderr lines arrive as events.
-struct Running {
-    child: tokio::process::Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(config: &Path, args: &[&str]) -> Running {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.arg("--config").arg(config).args(args);
-        cmd.env_remove("RUST_LOG");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd.kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let (tx, lines) = mpsc::unbounded_channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stderr.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(child.stdout.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    log.lock().unwrap().push_str(&format!("{line}\n"));
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Running { child, lines, log }
-    }
-
-    /// Waits for a line containing `needle` (up to 30 s, then fails with the log so far).
-    async fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line.contains(needle) => return line,
-                Ok(Some(_)) => continue,
-                _ => panic!(
-                    "no line with {needle:?}; log:\n{}",
-                    self.log.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, sig: Signal) {
-        let pid = Pid::from_raw(self.child.id().unwrap() as i32).unwrap();
-        kill_process(pid, sig).unwrap();
-    }
-
-    async fn exit_code(&mut self) -> Option<i32> {
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("certsync did not exit")
-            .unwrap()
-            .code()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
+use rustix::process::{Pid, Signal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_syncs_at_once_starts_a_pass_on_sigusr1_and_stops_cleanly_on_sigterm() {
@@ -315,32 +242,8 @@ async fn demo_runs_against_its_simulator_and_stops_on_ctrl_c() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo-trust");
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(["demo", "--dir"]).arg(&dir).env_remove("RUST_LOG");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().unwrap();
-    let (tx, lines) = mpsc::unbounded_channel();
-    let mut d = Running {
-        child,
-        lines,
-        log: Arc::new(Mutex::new(String::new())),
-    };
-    for stream in [
-        Box::new(d.child.stderr.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(d.child.stdout.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        let log = d.log.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-    }
+    cmd.args(["demo", "--dir"]).arg(&dir);
+    let mut d = Running::spawn(cmd);
     d.wait_for("demo hook: changed files").await;
     for name in ["orders", "sessions", "metrics"] {
         assert!(dir.join(format!("{name}-international.crt")).exists());
@@ -374,9 +277,7 @@ async fn a_hook_owed_when_certsync_dies_runs_at_the_next_start() {
     });
     let mut d = Running::start(&h.config, &["run"]);
     // The files are written, the hook is running: certsync dies before it finishes.
-    while !started.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_file(&started).await;
     assert!(h.file(0).exists());
     d.signal(Signal::KILL);
     let _ = d.child.wait().await;

@@ -5,75 +5,11 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rustix::process::{Pid, Signal, kill_process};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
-
-struct Running {
-    child: tokio::process::Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(config: &Path, env: &[(&str, &str)]) -> Running {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.arg("--config").arg(config).arg("run");
-        cmd.env_remove("RUST_LOG").env_remove("NOTIFY_SOCKET");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let (tx, lines) = mpsc::unbounded_channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let log2 = log.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                log2.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Running { child, lines, log }
-    }
-
-    async fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line.contains(needle) => return line,
-                Ok(Some(_)) => continue,
-                _ => panic!(
-                    "no line with {needle:?}; log:\n{}",
-                    self.log.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill_process(Pid::from_raw(self.child.id().unwrap() as i32).unwrap(), sig).unwrap();
-    }
-
-    async fn stop(mut self) -> Option<i32> {
-        self.signal(Signal::TERM);
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("certsync did not stop")
-            .unwrap()
-            .code()
-    }
-}
+use rustix::process::Signal;
 
 fn with_server(h: &Harness) {
     h.write_config(&Extra {
@@ -113,7 +49,7 @@ async fn the_server_reports_metrics_health_readiness_and_status() {
         },
     );
     with_server(&h);
-    let mut d = Running::start(&h.config, &[]);
+    let mut d = Running::start(&h.config, &["run"]);
     let port = port_from(&d.wait_for("serving /metrics").await);
     d.wait_for("pass finished").await;
 
@@ -237,8 +173,9 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     let h = Harness::new(1).await;
     let notify = NotifySocket::new(h.tmp.path());
     let socket = notify.path.to_str().unwrap().to_string();
-    let mut d = Running::start(
+    let mut d = Running::start_env(
         &h.config,
+        &["run"],
         &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")],
     );
     let first = notify.until("READY=1").await;
@@ -272,7 +209,7 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_sent_without_a_notify_socket_and_hooks_never_inherit_it() {
+async fn hooks_never_inherit_the_notify_socket() {
     let h = Harness::new(1).await;
     let env_dump = h.tmp.path().join("hook-env");
     h.write_config(&Extra {
@@ -285,9 +222,17 @@ async fn nothing_is_sent_without_a_notify_socket_and_hooks_never_inherit_it() {
     });
     let notify = NotifySocket::new(h.tmp.path());
     let socket = notify.path.to_str().unwrap().to_string();
-    let mut d = Running::start(&h.config, &[("NOTIFY_SOCKET", &socket)]);
+    let mut d = Running::start_env(
+        &h.config,
+        &["run"],
+        &[
+            ("NOTIFY_SOCKET", &socket),
+            ("HUAWEICLOUD_SDK_SK", "sk-never-for-hooks"),
+        ],
+    );
     d.wait_for("pass finished").await;
     let env = std::fs::read_to_string(&env_dump).unwrap();
+    assert!(!env.contains("sk-never-for-hooks"), "a hook got the SK");
     assert!(
         !env.contains("NOTIFY_SOCKET"),
         "a hook could talk to systemd as certsync"
@@ -305,7 +250,7 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         tail: "\n[server]\nlisten = \"127.0.0.1:0\"\n".into(),
         ..Extra::default()
     });
-    let mut d = Running::start(&h.config, &[]);
+    let mut d = Running::start(&h.config, &["run"]);
     let port = port_from(&d.wait_for("serving /metrics").await);
     d.wait_for("pass finished").await;
 
@@ -414,9 +359,7 @@ async fn a_signal_hook_signals_the_pid_read_fresh_from_its_file() {
         tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap())
     };
     // The pid file appears once the app's trap is set.
-    while !pid_file.exists() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_file(&pid_file).await;
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     assert_eq!(reader.await.unwrap().trim(), "usr2");
@@ -446,7 +389,7 @@ async fn a_signal_hook_signals_the_pid_read_fresh_from_its_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_editor_rename_save_of_the_config_file_reloads_it() {
     let h = Harness::new(1).await;
-    let mut d = Running::start(&h.config, &[]);
+    let mut d = Running::start(&h.config, &["run"]);
     d.wait_for("pass finished").await;
     h.sim.add_instance("added-by-edit-0001");
     let text = std::fs::read_to_string(&h.config).unwrap()

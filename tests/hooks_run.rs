@@ -258,11 +258,8 @@ async fn timeout_kills_the_process_group() {
         }
         other => panic!("{other:?}"),
     }
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= timeout && elapsed < Duration::from_secs(20),
-        "{elapsed:?}"
-    );
+    // Not before the timeout (the kill itself is proved by the grandchild's end below).
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .expect("the hook wrote its grandchild's pid")
         .trim()
@@ -276,13 +273,11 @@ async fn background_grandchild_does_not_make_the_run_hang() {
     // The grandchild inherits stdout/stderr and keeps them open for 1000 s; the hook itself
     // exits at once and must be reported as soon as its pipes are drained.
     let hook = sh_spec("sleep 1000 & echo $!", &[], LONG);
-    let started = std::time::Instant::now();
-    let out = run(&hook).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    // A hang would last the grandchild's 1000 s; a minute tells the two apart on any machine.
+    let out = tokio::time::timeout(Duration::from_secs(60), run(&hook))
+        .await
+        .expect("run_command waited for the grandchild's pipes")
+        .unwrap();
     let pid: i32 = out.output.trim().parse().unwrap();
     // Not ours to kill after a normal exit (it may be a daemon the hook started); clean up.
     kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();

@@ -10,6 +10,10 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_certsync");
 
+pub mod running;
+#[allow(unused_imports)]
+pub use running::{Running, wait_for_file};
+
 pub struct Harness {
     pub sim: Simulator,
     pub tmp: TempDir,
