@@ -234,6 +234,32 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
             }
         }
     }
+    for (index, query) in config.discover.iter().enumerate() {
+        match api
+            .list_instances(query.datastore.as_deref(), query.name.as_deref())
+            .await
+        {
+            Ok(found) => {
+                let with_ssl = found.iter().filter(|i| i.ssl).count();
+                let kept = if query.ssl_only {
+                    with_ssl
+                } else {
+                    found.len()
+                };
+                println!(
+                    "  discover[{index}]: ListInstances found {} instance(s), {with_ssl} with SSL; {kept} would be synced",
+                    found.len()
+                );
+            }
+            Err(e) => {
+                println!(
+                    "  discover[{index}]: ListInstances failed: {}",
+                    error_chain(&e)
+                );
+                code = EXIT_FAILED;
+            }
+        }
+    }
     code
 }
 

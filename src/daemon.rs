@@ -633,6 +633,7 @@ impl Engine {
             .expect("store task does not panic")
         };
         self.store = Some(store);
+        self.shared.touch();
         let store_ms = store_started.elapsed().as_millis() as u64;
 
         // Instances whose file could not be written count as failed too.
@@ -785,6 +786,7 @@ impl Engine {
         let mut out = Vec::with_capacity(tasks.len());
         while let Some(joined) = tasks.join_next().await {
             out.push(joined.expect("instance task does not panic"));
+            self.shared.touch();
         }
         // Config order, so logs, summaries and store input are stable.
         out.sort_by_key(|(index, _, _)| *index);
@@ -1113,6 +1115,7 @@ impl Engine {
                     send_signal(&hook.name, signal, pid_file).map(|_| ())
                 }
             };
+            self.shared.touch();
             match result {
                 Ok(()) => {
                     self.shared.metrics.hook_run(&hook.name, "ok");
@@ -1374,6 +1377,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
     let mut engine = Engine::new(config, false)?;
     let shared = engine.shared();
     let shutdown = controls.shutdown.clone();
+    shared.touch();
     shared.alive.store(true, Ordering::Relaxed);
     let _alive = AliveGuard(shared.clone());
     if let Some(listen) = engine.config.server.listen {
@@ -1383,15 +1387,24 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
         let shared = shared.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            // Fed only while the scheduler loop is alive: a dead loop lets systemd restart us.
-            while shared.alive.load(Ordering::Relaxed) {
-                systemd::watchdog();
+            // Fed only while the scheduler loop shows progress within the watchdog period:
+            // a dead or stuck loop lets systemd restart us.
+            loop {
+                if shared.healthy(2 * every) {
+                    systemd::watchdog();
+                } else if !shared.alive.load(Ordering::Relaxed) {
+                    break;
+                } else {
+                    tracing::error!(stuck_for = ?shared.heartbeat_age(), "the scheduler makes no progress; not feeding the watchdog");
+                }
                 if !sleep_or_cancel(every, &stop).await {
                     break;
                 }
             }
         });
     }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Dropped at the end of `run`, which stops the watch.
     let _watcher = if engine.config.sync.watch_config {
         watch_config_file(&engine.config.source, controls.reload.clone())
@@ -1407,9 +1420,12 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             .flatten()
             .min()
             .expect("next_full is always set");
+        shared.touch();
         let full = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            // While it waits, the loop still shows it is alive.
+            _ = heartbeat.tick() => continue,
             _ = controls.pass_now.notified() => {
                 tracing::info!("SIGUSR1: starting a pass now");
                 true
@@ -1514,6 +1530,9 @@ fn watch_config_file(
     Some(watcher)
 }
 
+/// How often the waiting scheduler shows it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
 /// Clears `alive` when the loop ends, however it ends.
 struct AliveGuard(Arc<Shared>);
 
@@ -1540,18 +1559,26 @@ fn reload(engine: &mut Engine) -> bool {
             );
             false
         }
-        Ok(config) => match engine.reconfigure(config) {
-            Ok(()) => {
-                engine.shared.metrics.config_reload("ok");
-                tracing::info!("configuration reloaded");
-                true
+        Ok(config) => {
+            if config.server.listen != engine.config.server.listen {
+                tracing::warn!("server.listen changed: it takes effect when certsync restarts");
             }
-            Err(e) => {
-                engine.shared.metrics.config_reload("failed");
-                tracing::error!(error = %e, "cannot apply the new configuration; the old one stays in force");
-                false
+            if config.sync.watch_config != engine.config.sync.watch_config {
+                tracing::warn!("sync.watch_config changed: it takes effect when certsync restarts");
             }
-        },
+            match engine.reconfigure(config) {
+                Ok(()) => {
+                    engine.shared.metrics.config_reload("ok");
+                    tracing::info!("configuration reloaded");
+                    true
+                }
+                Err(e) => {
+                    engine.shared.metrics.config_reload("failed");
+                    tracing::error!(error = %e, "cannot apply the new configuration; the old one stays in force");
+                    false
+                }
+            }
+        }
     }
 }
 

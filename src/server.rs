@@ -5,8 +5,9 @@
 //! a scrape. It never touches the trust folder or the network beyond its own socket.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -68,7 +69,7 @@ pub struct StatusSnapshot {
 }
 
 /// State shared between the daemon (writer) and the handlers (readers).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     /// The metrics registry.
     pub metrics: Metrics,
@@ -76,9 +77,48 @@ pub struct Shared {
     pub status: RwLock<StatusSnapshot>,
     /// True while the scheduler loop runs.
     pub alive: AtomicBool,
+    /// Milliseconds after `epoch` of the scheduler's last sign of progress.
+    heartbeat_ms: AtomicU64,
+    epoch: Instant,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            metrics: Metrics::default(),
+            status: RwLock::new(StatusSnapshot {
+                reasons: vec!["the first pass has not finished".into()],
+                ..StatusSnapshot::default()
+            }),
+            alive: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// The scheduler counts as stuck (`/healthz` 503) after this long without progress: longer
+/// than any single step may take (an instance's deadline, a hook's timeout).
+pub const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
 impl Shared {
+    /// The scheduler made progress (a loop turn, an instance done, a hook run).
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last progress.
+    pub fn heartbeat_age(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Alive and not stuck for longer than `limit`.
+    pub fn healthy(&self, limit: Duration) -> bool {
+        self.alive.load(Ordering::Relaxed) && self.heartbeat_age() < limit
+    }
+
     /// Publishes a new snapshot.
     pub fn publish(&self, snapshot: StatusSnapshot) {
         *self.status.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
@@ -145,8 +185,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.alive.load(Ordering::Relaxed) {
+    if shared.healthy(STALL_LIMIT) {
         (StatusCode::OK, "ok\n").into_response()
+    } else if shared.alive.load(Ordering::Relaxed) {
+        let age = shared.heartbeat_age().as_secs();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("scheduler stuck: no progress for {age} s\n"),
+        )
+            .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "scheduler stopped\n").into_response()
     }

@@ -255,3 +255,22 @@ async fn vanished_instances_are_counted_across_restarts() {
     assert!(!gone.exists(), "kept after three runs without it");
     assert_eq!(s.files().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_runs_the_discovery_queries() {
+    let s = setup(3).await;
+    s.write_config("\n[[discover]]\ndatastore = \"mongodb\"\n");
+    let out = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&s.config)
+        .args(["check", "--online"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(
+        stdout(&out).contains("discover[0]: ListInstances found 3 instance(s)"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -404,3 +404,20 @@ async fn an_editor_rename_save_of_the_config_file_reloads_it() {
     assert!(h.trust.join("edited-international.crt").exists());
     assert_eq!(d.stop().await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_the_first_pass_has_not_finished() {
+    let h = Harness::new(1).await;
+    h.sim
+        .set_fault(&h.id(0), certsync_sim::Fault::SlowApi { millis: 3000 });
+    with_server(&h);
+    let mut d = Running::start(&h.config, &["run"]);
+    let port = port_from(&d.wait_for("serving /metrics").await);
+    let (status, body) = get(port, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("the first pass has not finished"), "{body}");
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    d.wait_for("pass finished").await;
+    assert_eq!(get(port, "/readyz").await.0, 200);
+    assert_eq!(d.stop().await, Some(0));
+}
