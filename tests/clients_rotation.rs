@@ -53,6 +53,15 @@ fn refused(what: &str, out: &Output) {
         "{what} should refuse:\n{}",
         all_output(out)
     );
+    // Refused for the certificate, not because the server was gone or the client broken.
+    let text = all_output(out).to_lowercase();
+    assert!(
+        ["certificate", "verify", "pkix", "certification path"]
+            .iter()
+            .any(|w| text.contains(w)),
+        "{what} failed, but not on the certificate:\n{}",
+        all_output(out)
+    );
 }
 
 async fn rotation_with_overlap(layout: Layout) {
