@@ -80,6 +80,7 @@ async fn the_server_reports_metrics_health_readiness_and_status() {
 
     let (status, body) = get(port, "/status").await;
     assert_eq!(status, 200);
+    assert!(!body.contains(&h.sim.token()), "the token is in /status");
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["ready"], false);
     let inst0 = &doc["instances"][0];
