@@ -21,6 +21,8 @@ use crate::{api, control, iam, instances, metadata, obs};
 
 /// The largest request body read (token requests and fault documents are tiny).
 const MAX_BODY: usize = 64 * 1024;
+/// Bodies up to this size are read whole even when refused (see `handle`).
+const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// The header every answer carries with a fresh 32-hex request id.
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -65,11 +67,20 @@ pub(crate) async fn handle(
     let query = parts.uri.query();
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let method = &parts.method;
-    let body = Limited::new(body, MAX_BODY)
+    // Read (up to a hard cap) before judging the size: answering 413 while the client is
+    // still sending would reset the connection under it instead of giving it the answer.
+    let body = Limited::new(body, DRAIN_LIMIT)
         .collect()
         .await
         .map(|collected| collected.to_bytes())
-        .map_err(|e| format!("reading the body: {e}"));
+        .map_err(|e| format!("reading the body: {e}"))
+        .and_then(|bytes| {
+            if bytes.len() > MAX_BODY {
+                Err(format!("body of {} bytes over the limit", bytes.len()))
+            } else {
+                Ok(bytes)
+            }
+        });
     let gateway = |body| gateway_request(&parts, body);
 
     let (surface, mut resp) = match (segments.as_slice(), &body) {
