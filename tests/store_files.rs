@@ -1059,3 +1059,56 @@ fn write_failures_are_per_entry_and_keep_the_old_state() {
     assert_eq!(store.next_deadline(), Some(t + mins(20) + HOUR));
     assert!(names(&dir).iter().all(|n| !n.starts_with(".certsync-tmp-")));
 }
+
+#[test]
+fn derived_files_follow_an_instance_file_that_could_not_be_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let (a1, a2, b1, b2) = (
+        TestCa::new("A1"),
+        TestCa::new("A2"),
+        TestCa::new("B1"),
+        TestCa::new("B2"),
+    );
+    let mut store = Store::open(opts(&dir, Duration::ZERO), false).unwrap();
+    let t = t0();
+    store.apply(
+        &pass(
+            vec![
+                entry("a", "international", &[&a1]),
+                entry("b", "international", &[&b1]),
+            ],
+            &[],
+        ),
+        t,
+        false,
+    );
+    // a's file cannot be replaced (immutable); b's can.
+    let a_file = dir.join("a-international.crt");
+    let _frozen = Immutable::new(&a_file);
+    let report = store.apply(
+        &pass(
+            vec![
+                entry("a", "international", &[&a2]),
+                entry("b", "international", &[&b2]),
+            ],
+            &[],
+        ),
+        t + mins(10),
+        false,
+    );
+    assert!(report.entries[0].result.is_err(), "{:?}", report.entries[0]);
+    assert!(matches!(report.entries[1].result, Ok(Change::Updated)));
+    assert_eq!(std::fs::read_to_string(&a_file).unwrap(), a1.pem());
+    // The bundle agrees with the instance files: a's old CA (still in its file), b's new one.
+    let bundle = std::fs::read_to_string(dir.join("ca-bundle.crt")).unwrap();
+    assert!(
+        bundle.contains(&a1.pem()),
+        "a's CA left the bundle but not its file"
+    );
+    assert!(
+        !bundle.contains(&a2.pem()),
+        "the bundle is ahead of a's file"
+    );
+    assert!(bundle.contains(&b2.pem()) && !bundle.contains(&b1.pem()));
+}

@@ -452,7 +452,41 @@ impl Store {
         }
         let preview = Preview::of(&self.opts.dir, &plan);
         let new_state = state(&preview);
-        let report = self.execute(plan, new_state);
+        let mut report = self.execute(plan, new_state.clone());
+        // The bundle, hash files and truststore were planned from the new records. Where an
+        // instance file could not be written its old record stays, so plan once more with that
+        // instance treated as failed: the derived files then match the instance files again.
+        let failed: BTreeSet<&str> = report
+            .entries
+            .iter()
+            .filter(|e| e.result.is_err())
+            .map(|e| e.instance_id.as_str())
+            .collect();
+        if !failed.is_empty() {
+            let mut again = input.clone();
+            again
+                .updates
+                .retain(|u| !failed.contains(u.instance_id.as_str()));
+            again.synced.retain(|id| !failed.contains(id.as_str()));
+            let plan = plan::plan(
+                &self.opts,
+                &self.manifest.files,
+                &self.pool,
+                &again,
+                OffsetDateTime::from(now),
+            );
+            if !plan.writes.is_empty() || !plan.removals.is_empty() {
+                let second = self.execute(plan, new_state);
+                report.other.extend(second.other);
+                report.errors.extend(second.errors);
+                for path in second.changed_files {
+                    if !report.changed_files.contains(&path) {
+                        report.changed_files.push(path);
+                    }
+                }
+                report.changed_instances.extend(second.changed_instances);
+            }
+        }
         self.last_pass = Some(now);
         report
     }
