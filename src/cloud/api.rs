@@ -12,7 +12,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::auth::{AuthError, Credentials, header_map, scrub, secrets_in};
-use super::http::{ReadError, RedactedUrl, describe_transport};
+use super::http::{ReadError, RedactedUrl, USER_AGENT, describe_transport};
 use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
 
 /// API answers larger than this are refused (the real answer is a few hundred bytes).
@@ -334,7 +334,12 @@ impl ApiClient {
         loop {
             tries += 1;
             // What the SDK sends and signs; Accept is added after signing, as requests does.
-            let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+            // User-Agent is set here (not only on the client) so that, like the SDK's, it is
+            // among the signed headers.
+            let mut headers = vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("User-Agent".to_string(), USER_AGENT.to_string()),
+            ];
             let generation = self
                 .credentials
                 .authorize("GET", url, &mut headers, b"", refused.take())

@@ -20,6 +20,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The User-Agent of every request (API requests also sign it, as the SDK does).
+pub const USER_AGENT: &str = concat!("certsync/", env!("CARGO_PKG_VERSION"));
+
 /// Failure to build the HTTP client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -80,7 +83,7 @@ fn builder(
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_idle_timeout(Duration::from_secs(50))
-        .user_agent(concat!("certsync/", env!("CARGO_PKG_VERSION")));
+        .user_agent(USER_AGENT);
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|source| ClientError::ReadCaFile {
             path: path.to_path_buf(),
