@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -600,8 +600,9 @@ impl Engine {
         let store_started = std::time::Instant::now();
         let mut store = self.store.take().expect("store present between passes");
         let now = SystemTime::now();
-        let (store, report) = {
-            let input = input.clone();
+        let (store, report, input) = {
+            // Moved into the blocking task and back (not cloned: it holds every certificate).
+            let input = std::mem::take(&mut input);
             // The hooks this pass will owe a run, saved with the manifest before any file
             // changes: a crash or stop before they ran does not lose them.
             let owed = self.owed_hooks();
@@ -627,7 +628,7 @@ impl Engine {
                     }
                     .to_json()
                 });
-                (store, report)
+                (store, report, input)
             })
             .await
             .expect("store task does not panic")
@@ -754,37 +755,46 @@ impl Engine {
         &self,
         instances: Vec<Instance>,
     ) -> Vec<(Instance, Result<Synced, InstanceError>)> {
-        let limit = Arc::new(Semaphore::new(self.config.sync.concurrency));
+        // At most `concurrency` tasks exist at once: a task's future is allocated whole when it
+        // is spawned, so spawning every instance up front would cost memory per instance.
+        let limit = self.config.sync.concurrency.max(1);
+        let total = instances.len();
+        let mut pending = instances.into_iter().enumerate();
         let mut tasks = JoinSet::new();
-        for (index, inst) in instances.into_iter().enumerate() {
-            let limit = limit.clone();
-            let api = self.api.clone();
-            let fetcher = self.fetcher.clone();
-            let config = self.config.clone();
-            let span = tracing::info_span!("instance", instance = inst.display_name().to_string());
-            tasks.spawn(
-                async move {
-                    let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-                    let deadline = instance_deadline(&config);
-                    let result = match tokio::time::timeout(
-                        deadline,
-                        sync_instance(&api, &fetcher, &config, &inst),
-                    )
-                    .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err(InstanceError::Deadline {
-                            instance: inst.display_name().to_string(),
-                            after: deadline,
-                        }),
-                    };
-                    (index, inst, result)
-                }
-                .instrument(span),
-            );
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        while let Some(joined) = tasks.join_next().await {
+        let mut out = Vec::with_capacity(total);
+        loop {
+            while tasks.len() < limit {
+                let Some((index, inst)) = pending.next() else {
+                    break;
+                };
+                let api = self.api.clone();
+                let fetcher = self.fetcher.clone();
+                let config = self.config.clone();
+                let span =
+                    tracing::info_span!("instance", instance = inst.display_name().to_string());
+                tasks.spawn(
+                    async move {
+                        let deadline = instance_deadline(&config);
+                        let result = match tokio::time::timeout(
+                            deadline,
+                            sync_instance(&api, &fetcher, &config, &inst),
+                        )
+                        .await
+                        {
+                            Ok(result) => result,
+                            Err(_) => Err(InstanceError::Deadline {
+                                instance: inst.display_name().to_string(),
+                                after: deadline,
+                            }),
+                        };
+                        (index, inst, result)
+                    }
+                    .instrument(span),
+                );
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
             out.push(joined.expect("instance task does not panic"));
             self.shared.touch();
         }
