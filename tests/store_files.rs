@@ -934,32 +934,6 @@ fn empty_pass_input_on_empty_store_changes_nothing() {
     assert_eq!(names(&dir), [".certsync-manifest.json", "ca-bundle.crt"]);
 }
 
-/// Makes a folder immutable (`chattr +i`: even root cannot create, rename or remove in it)
-/// until dropped.
-struct Immutable<'a>(&'a std::path::Path);
-
-impl<'a> Immutable<'a> {
-    fn new(dir: &'a std::path::Path) -> Immutable<'a> {
-        let ok = std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(dir)
-            .status()
-            .expect("run chattr")
-            .success();
-        assert!(ok, "chattr +i {}", dir.display());
-        Immutable(dir)
-    }
-}
-
-impl Drop for Immutable<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("chattr")
-            .arg("-i")
-            .arg(self.0)
-            .status();
-    }
-}
-
 #[test]
 fn write_failures_are_per_entry_and_keep_the_old_state() {
     let tmp = tempfile::tempdir().unwrap();

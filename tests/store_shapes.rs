@@ -767,27 +767,3 @@ fn truststore_name_in_the_way_is_refused() {
     assert_eq!(read(dir.join("truststore.p12")), "someone else's");
     assert_eq!(read(dir.join("a-international.crt")), a.pem());
 }
-
-struct Immutable<'a>(&'a Path);
-
-impl<'a> Immutable<'a> {
-    fn new(path: &'a Path) -> Immutable<'a> {
-        let ok = std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .status()
-            .expect("run chattr")
-            .success();
-        assert!(ok, "chattr +i {}", path.display());
-        Immutable(path)
-    }
-}
-
-impl Drop for Immutable<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("chattr")
-            .arg("-i")
-            .arg(self.0)
-            .status();
-    }
-}

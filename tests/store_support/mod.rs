@@ -152,3 +152,29 @@ pub fn t0() -> SystemTime {
 pub fn mins(n: u64) -> Duration {
     Duration::from_secs(60 * n)
 }
+
+/// Makes a file or folder immutable (`chattr +i`: even root cannot change, rename or remove it,
+/// or create in a folder) until dropped.
+pub struct Immutable<'a>(&'a Path);
+
+impl<'a> Immutable<'a> {
+    pub fn new(path: &'a Path) -> Immutable<'a> {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .expect("run chattr")
+            .success();
+        assert!(ok, "chattr +i {}", path.display());
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(self.0)
+            .status();
+    }
+}
