@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
@@ -37,31 +36,6 @@ fn input(id: &str, ca: &Cert) -> PassInput {
 struct Tally {
     ok: usize,
     failures: Vec<String>,
-}
-
-fn accepted(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} should accept:\n{}",
-        all_output(out)
-    );
-}
-
-fn refused(what: &str, out: &Output) {
-    assert!(
-        !out.status.success(),
-        "{what} should refuse:\n{}",
-        all_output(out)
-    );
-    // Refused for the certificate, not because the server was gone or the client broken.
-    let text = all_output(out).to_lowercase();
-    assert!(
-        ["certificate", "verify", "pkix", "certification path"]
-            .iter()
-            .any(|w| text.contains(w)),
-        "{what} failed, but not on the certificate:\n{}",
-        all_output(out)
-    );
 }
 
 async fn rotation_with_overlap(layout: Layout) {

@@ -399,3 +399,31 @@ public class TlsCheck {
     }
 }
 "#;
+
+/// A client run that must have accepted the server.
+pub fn accepted(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} should accept, got {:?}:\n{}",
+        out.status,
+        all_output(out)
+    );
+}
+
+/// A client run that must have refused the server, for its certificate (not because the
+/// server was gone or the client broken).
+pub fn refused(what: &str, out: &Output) {
+    assert!(
+        !out.status.success(),
+        "{what} should refuse:\n{}",
+        all_output(out)
+    );
+    let text = all_output(out).to_lowercase();
+    assert!(
+        ["certificate", "verify", "pkix", "certification path"]
+            .iter()
+            .any(|w| text.contains(w)),
+        "{what} failed, but not on the certificate:\n{}",
+        all_output(out)
+    );
+}
