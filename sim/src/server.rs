@@ -98,10 +98,40 @@ async fn connection(
             return;
         }
     };
-    let service = service_fn(move |req| router::handle(world.clone(), req));
+    // Errors include the deliberate aborts of truncated downloads.
+    serve_http(tls, peer, world, cancel, Surface::Cloud).await;
+}
+
+/// Which router a connection speaks to.
+#[derive(Clone, Copy)]
+enum Surface {
+    Cloud,
+    Metadata,
+}
+
+/// HTTP/1.1 with keep-alive on one connection until either side closes or `cancel` fires
+/// (then in-flight requests finish).
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    world: Arc<World>,
+    cancel: CancellationToken,
+    surface: Surface,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let world = world.clone();
+        async move {
+            match surface {
+                Surface::Cloud => router::handle(world, req).await,
+                Surface::Metadata => router::handle_metadata(world, req).await,
+            }
+        }
+    });
     let conn = http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -111,7 +141,6 @@ async fn connection(
         }
     };
     if let Err(e) = result {
-        // Includes the deliberate aborts of truncated downloads.
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -130,22 +159,7 @@ pub(crate) fn spawn_metadata(listener: TcpListener, world: Arc<World>, cancel: C
                     let cancel = cancel.clone();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
-                        let service =
-                            service_fn(move |req| router::handle_metadata(world.clone(), req));
-                        let conn = http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(tcp), service);
-                        tokio::pin!(conn);
-                        let result = tokio::select! {
-                            result = conn.as_mut() => result,
-                            () = cancel.cancelled() => {
-                                conn.as_mut().graceful_shutdown();
-                                conn.await
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "metadata connection ended with an error");
-                        }
+                        serve_http(tcp, peer, world, cancel, Surface::Metadata).await;
                     });
                 }
                 Err(e) => {
