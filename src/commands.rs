@@ -6,14 +6,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cloud::api::ApiClient;
-use crate::cloud::auth::Credentials;
-use crate::cloud::http::{RedactedUrl, build_client};
+use crate::cloud::http::RedactedUrl;
 use crate::config::{self, Config, LogFormat};
 use crate::daemon::{self, Controls};
 
@@ -171,20 +168,14 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
         return EXIT_OK;
     }
     println!("\nonline check:");
-    let http = match build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout) {
-        Ok(h) => h,
+    let api = match crate::cloud::connect(&config) {
+        Ok((_, api)) => api,
         Err(e) => {
             println!("  building the HTTP client failed: {}", error_chain(&e));
             return EXIT_FAILED;
         }
     };
-    let credentials = match Credentials::from_config(&config, http.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("  building the HTTP client failed: {}", error_chain(&e));
-            return EXIT_FAILED;
-        }
-    };
+    let credentials = api.credentials();
     // Authentication first, so a failure says which step failed: this one, or listing.
     match credentials.authenticate().await {
         Ok(project_id) => println!(
@@ -200,7 +191,6 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
             return EXIT_FAILED;
         }
     }
-    let api = ApiClient::new(http, config.cloud.endpoint.clone(), Arc::new(credentials));
     let mut code = EXIT_OK;
     for inst in &config.instances {
         match api.list_certs(&inst.id).await {

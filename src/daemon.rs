@@ -23,8 +23,7 @@ use tracing::Instrument;
 
 use crate::cert::Cert;
 use crate::cloud::api::{ApiClient, ApiError};
-use crate::cloud::auth::Credentials;
-use crate::cloud::http::{ClientError, RedactedUrl, build_client};
+use crate::cloud::http::{ClientError, RedactedUrl};
 use crate::config::{Config, HookAction, Instance};
 use crate::fetch::{FetchError, Fetcher};
 use crate::hooks::{HookError, HookSpec, run_command, send_signal};
@@ -1269,15 +1268,9 @@ async fn sync_instance(
 
 /// The API client and the fetcher, over one new pooled HTTP client.
 fn clients(config: &Config, shared: &Arc<Shared>) -> Result<(ApiClient, Fetcher), DaemonError> {
-    let http = build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
-    let credentials = Credentials::from_config(config, http.clone())?;
+    let (http, api) = crate::cloud::connect(config)?;
     let counted = shared.clone();
-    let api = ApiClient::new(
-        http.clone(),
-        config.cloud.endpoint.clone(),
-        Arc::new(credentials),
-    )
-    .with_observer(Arc::new(move |operation, status| {
+    let api = api.with_observer(Arc::new(move |operation, status| {
         counted.metrics.api_request(operation, status)
     }));
     let fetcher = Fetcher::new(

@@ -7,3 +7,20 @@
 pub mod api;
 pub mod auth;
 pub mod http;
+
+use std::sync::Arc;
+
+/// The pooled HTTP client and the API client over it, with the configured credentials: what
+/// `run`, `once` and `check --online` all talk to the cloud with.
+pub fn connect(
+    config: &crate::config::Config,
+) -> Result<(reqwest::Client, api::ApiClient), http::ClientError> {
+    let client = http::build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
+    let credentials = auth::Credentials::from_config(config, client.clone())?;
+    let api = api::ApiClient::new(
+        client.clone(),
+        config.cloud.endpoint.clone(),
+        Arc::new(credentials),
+    );
+    Ok((client, api))
+}
