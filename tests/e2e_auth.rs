@@ -370,7 +370,9 @@ async fn password_token_is_renewed_after_a_401_once_for_all_instances() {
         stats.iam_tokens_issued, 2,
         "one renewal for three 401s: {stats:?}"
     );
-    assert_eq!(stats.unauthorized, 3, "{stats:?}");
+    // How many of the three were refused depends on how they interleave on a loaded machine
+    // (a request sent after the renewal carries the new token); the renewal happens once.
+    assert!((1..=3).contains(&stats.unauthorized), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
