@@ -1,8 +1,8 @@
-//! The reference vectors `shared/vectors/aksk-signing.json`, produced by Huawei's Python SDK
+//! The reference vectors `sign/tests/vectors/aksk-signing.json`, produced by Huawei's Python SDK
 //! (huaweicloudsdkcore 3.1.219) with a frozen clock: every canonical request, string to sign and
 //! Authorization must come out byte for byte, and the verifier must accept each final request
-//! and refuse it tampered. The file is read where the workspace's checkout keeps `shared/`
-//! beside it; it is not copied into the project.
+//! and refuse it tampered. They are test data kept in the repository, so a fresh clone tests
+//! against them with nothing beside it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use crate::{Incoming, Signer, SigningRequest, VerifyError, canonical_query, pars
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/aksk-signing.json"
+    "/tests/vectors/aksk-signing.json"
 );
 
 fn load() -> Value {
