@@ -325,7 +325,7 @@ struct Discovered {
 pub const VANISHED_PASSES: u32 = 3;
 
 /// One instance's certificates, ready for the store.
-type Synced = Vec<DesiredEntry>;
+pub type Synced = Vec<DesiredEntry>;
 
 impl Engine {
     /// Builds the client and opens the trust folder. `read_only` (for `--dry-run`) opens the
@@ -1181,7 +1181,10 @@ impl Engine {
     }
 }
 
-async fn sync_instance(
+/// Lists, downloads and validates one instance's certificates (every rule of SPEC 6, the
+/// host allowlist included): what a pass hands to the store for it. `check --online` runs it
+/// too, and writes nothing.
+pub async fn sync_instance(
     api: &ApiClient,
     fetcher: &Fetcher,
     config: &Config,
@@ -1267,7 +1270,7 @@ async fn sync_instance(
 }
 
 /// The API client and the fetcher, over one new pooled HTTP client.
-fn clients(config: &Config, shared: &Arc<Shared>) -> Result<(ApiClient, Fetcher), DaemonError> {
+pub fn clients(config: &Config, shared: &Arc<Shared>) -> Result<(ApiClient, Fetcher), DaemonError> {
     let (http, api) = crate::cloud::connect(config)?;
     let counted = shared.clone();
     let api = api.with_observer(Arc::new(move |operation, status| {

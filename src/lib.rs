@@ -24,4 +24,5 @@ pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod systemd;
+pub mod text;
 pub mod validate;

@@ -47,7 +47,7 @@
 //!   file in the new generation while the others change.
 //! - Changing only the layout is not a change of any file (same bytes): hooks do not run.
 
-mod manifest;
+pub(crate) mod manifest;
 mod plan;
 pub mod truststore;
 mod write;
