@@ -292,25 +292,9 @@ impl ApiClient {
             }
             let url = self.url(&["instances"], &query).await?;
             let (body, _) = self.get(OP_LIST_INSTANCES, &url).await?;
-            let shown = RedactedUrl::new(&url);
-            let page: InstancesBody =
-                serde_json::from_slice(&body).map_err(|e| ApiError::BadBody {
-                    url: shown.clone(),
-                    reason: format!(
-                        "not the documented ListInstances JSON ({:?} error at line {}, column {})",
-                        e.classify(),
-                        e.line(),
-                        e.column()
-                    ),
-                })?;
+            let page = parse_instances_page(&body, &RedactedUrl::new(&url))?;
             let got = page.instances.len();
-            out.extend(page.instances.into_iter().map(|i| ListedInstance {
-                id: i.id,
-                name: i.name,
-                status: i.status.unwrap_or_default(),
-                datastore_type: i.datastore.map(|d| d.kind).unwrap_or_default(),
-                ssl: i.ssl.as_deref() != Some("0"),
-            }));
+            out.extend(page.instances);
             // The last page is short; total_count guards against a server that ignores limit.
             if got < PAGE || page.total_count.is_some_and(|t| out.len() >= t) {
                 return Ok(out);
@@ -430,7 +414,47 @@ pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u
         })
 }
 
-fn parse_listing(
+/// One page of ListInstances: its instances and its `total_count`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstancesPage {
+    /// The instances of this page.
+    pub instances: Vec<ListedInstance>,
+    /// `total_count`, when the answer has it.
+    pub total_count: Option<usize>,
+}
+
+/// Reads one ListInstances answer (`shown` is the request's URL, for errors).
+pub(crate) fn parse_instances_page(
+    body: &[u8],
+    shown: &RedactedUrl,
+) -> Result<InstancesPage, ApiError> {
+    let page: InstancesBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+        url: shown.clone(),
+        reason: format!(
+            "not the documented ListInstances JSON ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })?;
+    Ok(InstancesPage {
+        instances: page
+            .instances
+            .into_iter()
+            .map(|i| ListedInstance {
+                id: i.id,
+                name: i.name,
+                status: i.status.unwrap_or_default(),
+                datastore_type: i.datastore.map(|d| d.kind).unwrap_or_default(),
+                ssl: i.ssl.as_deref() != Some("0"),
+            })
+            .collect(),
+        total_count: page.total_count,
+    })
+}
+
+/// Reads a download-link answer (`shown` is the request's URL, for errors).
+pub(crate) fn parse_listing(
     body: &[u8],
     request_id: Option<String>,
     shown: &RedactedUrl,
