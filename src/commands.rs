@@ -134,7 +134,7 @@ pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
     };
     let mut out = std::io::stdout().lock();
     for line in &summary.lines {
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", line.render(summary.dry_run));
     }
     if dry_run {
         let _ = writeln!(

@@ -7,8 +7,7 @@
 //! rotation-overlap deadlines, SIGUSR1) and shutdown. It is the only module that knows every
 //! stage; the stages never call each other.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,11 +25,12 @@ use crate::cloud::api::{ApiClient, ApiError};
 use crate::cloud::http::{ClientError, RedactedUrl};
 use crate::config::{Config, HookAction, Instance};
 use crate::fetch::{FetchError, Fetcher};
-use crate::hooks::{HookError, HookSpec, run_command, send_signal};
+use crate::hooks::{ChangedFiles, HookError, HookSpec, run_command, send_signal};
 use crate::schedule::{Backoff, with_jitter};
 use crate::server::{CategoryStatus, InstanceStatus, Shared, StatusSnapshot};
 use crate::store::{Change, DesiredEntry, PassInput, Store, StoreError, StoreOptions, StoreReport};
 use crate::systemd;
+use crate::text::Untrusted;
 use crate::validate::{Policy, ValidationError, validate};
 
 /// Signals from outside the loop: stop, or start a pass now.
@@ -125,6 +125,14 @@ pub enum InstanceError {
         /// The deadline.
         after: Duration,
     },
+    /// Syncing it failed with an internal error (a bug): the other instances go on.
+    #[error("instance {instance}: internal error: {detail}")]
+    Internal {
+        /// Display name.
+        instance: String,
+        /// What the panic said.
+        detail: String,
+    },
     /// Writing its file failed.
     #[error("instance {instance}: category {category}: {source}")]
     Store {
@@ -159,6 +167,7 @@ impl InstanceError {
             InstanceError::Invalid { source, .. } => source.rule(),
             InstanceError::BadCategory { .. } => "bad_category",
             InstanceError::Deadline { .. } => "deadline",
+            InstanceError::Internal { .. } => "internal",
             InstanceError::Store { .. } => "store",
         }
     }
@@ -178,11 +187,62 @@ pub struct InstanceHealth {
 }
 
 /// A hook that must run: because files changed, or because it failed before.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct PendingHook {
-    changed_files: BTreeSet<PathBuf>,
+    files: OwedFiles,
     failures: u32,
     next_retry: Option<Instant>,
+}
+
+/// The files changed since a hook last ran, by what last happened to each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct OwedFiles {
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    written: BTreeSet<PathBuf>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    removed: BTreeSet<PathBuf>,
+}
+
+impl OwedFiles {
+    /// Adds a pass's changes: a path is in the list of the last thing that happened to it.
+    fn add(&mut self, written: &[PathBuf], removed: &[PathBuf]) {
+        for p in written {
+            self.removed.remove(p);
+            self.written.insert(p.clone());
+        }
+        for p in removed {
+            self.written.remove(p);
+            self.removed.insert(p.clone());
+        }
+    }
+
+    fn to_changed(&self) -> ChangedFiles {
+        ChangedFiles {
+            written: self.written.iter().cloned().collect(),
+            removed: self.removed.iter().cloned().collect(),
+        }
+    }
+}
+
+/// An owed hook as saved: `{written, removed}`, or (saved by an older certsync) one list of
+/// changed files, taken as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SavedOwed {
+    Split(OwedFiles),
+    Flat(BTreeSet<PathBuf>),
+}
+
+impl From<SavedOwed> for OwedFiles {
+    fn from(saved: SavedOwed) -> OwedFiles {
+        match saved {
+            SavedOwed::Split(files) => files,
+            SavedOwed::Flat(written) => OwedFiles {
+                written,
+                removed: BTreeSet::new(),
+            },
+        }
+    }
 }
 
 /// What happened to one instance file in a pass, for `once` and the logs.
@@ -207,38 +267,50 @@ pub enum LineStatus {
     Unchanged,
     /// Written (or would be, in a dry run).
     Updated,
+    /// Removed (or would be, in a dry run): nothing has produced it for
+    /// [`crate::store::UNPRODUCED_PASSES`] passes.
+    Removed,
     /// Failed; its files kept as they were.
     Failed(String),
 }
 
-impl fmt::Display for SummaryLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self
-            .file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "-".into());
-        let status = match &self.status {
-            LineStatus::Unchanged => "unchanged".to_string(),
-            LineStatus::Updated => "updated".to_string(),
-            LineStatus::Failed(reason) => format!("failed: {reason}"),
+impl SummaryLine {
+    /// The line `once` prints: `instance/category file status notAfter=...`, with every
+    /// piece of outside text (categories, API messages, subjects in errors) escaped.
+    /// `dry_run` words what would change as such.
+    pub fn render(&self, dry_run: bool) -> String {
+        let status = match (&self.status, dry_run) {
+            (LineStatus::Unchanged, _) => "unchanged".to_string(),
+            (LineStatus::Updated, false) => "updated".to_string(),
+            (LineStatus::Updated, true) => "would update".to_string(),
+            (LineStatus::Removed, false) => "removed".to_string(),
+            (LineStatus::Removed, true) => "would remove".to_string(),
+            (LineStatus::Failed(reason), _) => format!("failed: {}", Untrusted(reason)),
         };
-        let not_after = fmt_time(self.not_after);
-        write!(
-            f,
-            "{}/{} {} {} notAfter={}",
-            self.instance,
-            self.category.as_deref().unwrap_or("-"),
-            file,
-            status,
-            not_after
-        )
+        let not_after = match self.not_after {
+            Some(t) => format!(" notAfter={}", fmt_time(Some(t))),
+            None => String::new(),
+        };
+        let file = self.file.as_ref().map(|p| p.display().to_string());
+        match (&self.category, file) {
+            (Some(category), Some(file)) => format!(
+                "{}/{} {} {status}{not_after}",
+                self.instance,
+                Untrusted(category),
+                Untrusted(&file)
+            ),
+            (None, Some(file)) => format!("{} {status}{not_after}", Untrusted(&file)),
+            // No file of it exists yet: say so rather than print placeholders.
+            (_, None) => format!("{} (no file written yet) {status}", self.instance),
+        }
     }
 }
 
 /// The result of one pass.
 #[derive(Debug, Default)]
 pub struct PassSummary {
+    /// The pass was a dry run: nothing was written, no hook ran.
+    pub dry_run: bool,
     /// One line per instance and category.
     pub lines: Vec<SummaryLine>,
     /// Instances that failed.
@@ -269,27 +341,40 @@ pub struct Engine {
     backoff: Backoff,
     passes: u64,
     shared: Arc<Shared>,
-    /// Instances found by `[[discover]]`, by id, with the passes they have been missing.
-    discovered: BTreeMap<String, Discovered>,
+    /// Instances found by `[[discover]]` the last time it answered, by id.
+    discovered: BTreeMap<String, Instance>,
     /// The instances of a pass: the configured ones, then the discovered ones present.
     active: Vec<Instance>,
+    /// What the last pass could not do in the trust folder (SPEC 7): shown in `/readyz` and
+    /// `/status` until a pass succeeds at it.
+    store_errors: Vec<String>,
+    /// Whether failed instances are retried (by `run`; `once` exits instead).
+    retries: bool,
 }
 
 /// What the daemon keeps with the trust folder (in the store's manifest) across restarts.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, serde::Serialize)]
 struct DaemonState {
     /// Hooks owed a run, by name, with the files changed since they last ran.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    owed_hooks: BTreeMap<String, BTreeSet<PathBuf>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    owed_hooks: BTreeMap<String, OwedFiles>,
     /// Instances found by discovery, by id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    discovered: BTreeMap<String, DiscoveredState>,
+}
+
+/// [`DaemonState`] as read back (older shapes accepted).
+#[derive(Debug, Default, serde::Deserialize)]
+struct SavedState {
+    #[serde(default)]
+    owed_hooks: BTreeMap<String, SavedOwed>,
+    #[serde(default)]
     discovered: BTreeMap<String, DiscoveredState>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct DiscoveredState {
     name: Option<String>,
-    missing: u32,
 }
 
 impl DaemonState {
@@ -313,16 +398,8 @@ fn hook_wants(hook: &crate::config::Hook, changed: &BTreeSet<String>, any_change
     }
 }
 
-/// A discovered instance and how many passes in a row ListInstances did not list it.
-#[derive(Clone, Debug)]
-struct Discovered {
-    instance: Instance,
-    missing: u32,
-}
-
-/// A discovered instance that ListInstances stops listing keeps its files this many passes,
-/// then leaves the plan (and `prune` removes its files).
-pub const VANISHED_PASSES: u32 = 3;
+/// The categories the API documents (SPEC 1): a failed instance may list any of them.
+const KNOWN_CATEGORIES: [&str; 2] = ["international", "national"];
 
 /// One instance's certificates, ready for the store.
 pub type Synced = Vec<DesiredEntry>;
@@ -346,6 +423,8 @@ impl Engine {
             shared,
             discovered: BTreeMap::new(),
             active: Vec::new(),
+            store_errors: Vec::new(),
+            retries: true,
         })
         .with_active())
     }
@@ -401,10 +480,10 @@ impl Engine {
     fn refresh_active(&mut self) {
         let mut active = self.config.instances.clone();
         let explicit: BTreeSet<&str> = active.iter().map(|i| i.id.as_str()).collect();
-        let present: Vec<&Discovered> = self
+        let present: Vec<&Instance> = self
             .discovered
             .values()
-            .filter(|d| d.missing == 0 && !explicit.contains(d.instance.id.as_str()))
+            .filter(|d| !explicit.contains(d.id.as_str()))
             .collect();
         let mut taken: BTreeMap<String, usize> = BTreeMap::new();
         for inst in &active {
@@ -413,12 +492,10 @@ impl Engine {
         }
         for d in &present {
             // What the instance will be shown as: its name, or its id when it has none.
-            *taken
-                .entry(d.instance.display_name().to_string())
-                .or_default() += 1;
+            *taken.entry(d.display_name().to_string()).or_default() += 1;
         }
         for d in present {
-            let mut inst = d.instance.clone();
+            let mut inst = d.clone();
             if inst
                 .name
                 .as_ref()
@@ -438,8 +515,8 @@ impl Engine {
         self.active = active;
     }
 
-    /// The instance ids whose files the store keeps: configured, and discovered ones not yet
-    /// gone for [`VANISHED_PASSES`] passes.
+    /// The instance ids of the plan: configured, and discovered the last time discovery
+    /// answered. Their files are theirs: kept while they fail, never taken by another.
     fn configured_ids(&self) -> BTreeSet<String> {
         self.config
             .instances
@@ -484,29 +561,22 @@ impl Engine {
                 });
             }
         }
-        for (id, d) in self.discovered.iter_mut() {
+        for (id, d) in &self.discovered {
             if !found.contains_key(id) {
-                d.missing += 1;
-                if d.missing < VANISHED_PASSES {
-                    tracing::info!(instance = %id, missing = d.missing, "a discovered instance is no longer listed; its files are kept");
-                } else {
-                    tracing::info!(instance = %id, "a discovered instance has been gone for {VANISHED_PASSES} passes; it leaves the plan");
-                }
+                tracing::info!(
+                    instance = d.display_name(),
+                    id = %id,
+                    "a discovered instance is no longer listed; its files are kept until nothing has produced them for {} passes",
+                    crate::store::UNPRODUCED_PASSES
+                );
             }
         }
-        self.discovered.retain(|_, d| d.missing < VANISHED_PASSES);
-        for (id, instance) in found {
-            if !self.discovered.contains_key(&id) {
+        for (id, instance) in &found {
+            if !self.discovered.contains_key(id) {
                 tracing::info!(instance = %id, name = ?instance.name, "discovered an instance");
             }
-            self.discovered.insert(
-                id,
-                Discovered {
-                    instance,
-                    missing: 0,
-                },
-            );
         }
+        self.discovered = found;
         self.refresh_active();
     }
 
@@ -548,10 +618,17 @@ impl Engine {
     ) -> PassSummary {
         let started = std::time::Instant::now();
         if only.is_none() {
-            // A dry run discovers too, but must not age the vanished-instance counters.
+            // A dry run discovers too, but must not change what the daemon remembers.
             let saved = dry_run.then(|| self.discovered.clone());
+            // Bounded: a ListInstances that never ends must not keep the configured
+            // instances from their pass (SPEC 5.4). On the deadline the previous result stays.
+            let deadline = instance_deadline(&self.config);
             tokio::select! {
-                _ = self.discover() => {}
+                r = tokio::time::timeout(deadline, self.discover()) => {
+                    if r.is_err() {
+                        tracing::warn!(after = ?deadline, "discovery did not finish in time; keeping the instances found before");
+                    }
+                }
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutdown during discovery: no file was written");
                     return PassSummary::default();
@@ -569,6 +646,7 @@ impl Engine {
             .filter(|i| only.is_none_or(|set| set.contains(&i.id)))
             .cloned()
             .collect();
+        let planned = instances.len();
         let fetch_started = std::time::Instant::now();
         let results = tokio::select! {
             r = self.sync_all(instances) => r,
@@ -579,7 +657,10 @@ impl Engine {
         };
 
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
-        let mut summary = PassSummary::default();
+        let mut summary = PassSummary {
+            dry_run,
+            ..PassSummary::default()
+        };
         let mut input = PassInput {
             configured: self.configured_ids(),
             ..PassInput::default()
@@ -594,21 +675,29 @@ impl Engine {
                 Err(err) => failures.push((inst, err)),
             }
         }
+        input.protected = self.protected_names(&input.synced);
+        // Only a full pass in which something synced is evidence of what the config no
+        // longer produces (SPEC 5.3): a retry of a few instances, or a pass in which every
+        // instance failed (a wrong key after an edit, an outage), must not count toward
+        // removing anyone's files.
+        input.counts = only.is_none() && (!input.synced.is_empty() || planned == 0);
 
         // The store does blocking file I/O (fsync): keep it off the async workers.
         let store_started = std::time::Instant::now();
         let mut store = self.store.take().expect("store present between passes");
         let now = SystemTime::now();
-        let (store, report, input) = {
-            // Moved into the blocking task and back (not cloned: it holds every certificate).
-            let input = std::mem::take(&mut input);
-            // The hooks this pass will owe a run, saved with the manifest before any file
-            // changes: a crash or stop before they ran does not lose them.
-            let owed = self.owed_hooks();
-            let hooks = self.config.hooks.clone();
-            let discovered = self.discovered_state();
-            tokio::task::spawn_blocking(move || {
-                let report = store.apply_with_state(&input, now, dry_run, |preview| {
+        // Moved into the blocking task and back (not cloned: it holds every certificate).
+        let moved_input = std::mem::take(&mut input);
+        // The hooks this pass will owe a run, saved with the manifest before any file
+        // changes: a crash or stop before they ran does not lose them.
+        let owed = self.owed_hooks();
+        let hooks = self.config.hooks.clone();
+        let discovered = self.discovered_state();
+        let joined = tokio::task::spawn_blocking(move || {
+            // A bug in the store must not take the daemon down with it: the pass fails, the
+            // folder is reopened from disk below.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store.apply_with_state(&moved_input, now, dry_run, |preview| {
                     let mut owed = owed;
                     for hook in &hooks {
                         if hook_wants(
@@ -618,7 +707,7 @@ impl Engine {
                         ) {
                             owed.entry(hook.name.clone())
                                 .or_default()
-                                .extend(preview.changed_files.iter().cloned());
+                                .add(&preview.written_files, &preview.removed_files);
                         }
                     }
                     DaemonState {
@@ -626,23 +715,50 @@ impl Engine {
                         discovered,
                     }
                     .to_json()
-                });
-                (store, report, input)
-            })
-            .await
-            .expect("store task does not panic")
+                })
+            }));
+            (store, applied, moved_input)
+        })
+        .await;
+        let report = match joined {
+            Ok((store, Ok(report), moved_input)) => {
+                self.store = Some(store);
+                input = moved_input;
+                report
+            }
+            Ok((store, Err(panic), moved_input)) => {
+                input = moved_input;
+                let detail = panic_text(&*panic);
+                tracing::error!(detail = %detail, "the trust folder's pass failed with an internal error; reopening the folder");
+                drop(store);
+                self.store = Some(self.reopen_store());
+                store_panic_report(&input, &self.config.trust.dir, &detail)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the trust folder's task failed; reopening the folder");
+                self.store = Some(self.reopen_store());
+                StoreReport {
+                    errors: vec![StoreError::Refused {
+                        reason: format!("internal error: {e}"),
+                    }],
+                    ..StoreReport::default()
+                }
+            }
         };
-        self.store = Some(store);
         self.shared.touch();
         let store_ms = store_started.elapsed().as_millis() as u64;
 
         // Instances whose file could not be written count as failed too.
         let by_id: BTreeMap<&str, &Instance> =
             self.active.iter().map(|i| (i.id.as_str(), i)).collect();
-        let mut store_failed: BTreeSet<String> = BTreeSet::new();
+        let mut store_failed: BTreeMap<String, String> = BTreeMap::new();
         let mut report = report;
+        let mut store_errors: Vec<(&'static str, String)> = Vec::new();
         for entry in std::mem::take(&mut report.entries) {
-            let inst = by_id[entry.instance_id.as_str()];
+            let name = by_id
+                .get(entry.instance_id.as_str())
+                .map(|i| i.display_name().to_string())
+                .unwrap_or_else(|| entry.instance_id.clone());
             match entry.result {
                 Ok(change) => {
                     let status = match change {
@@ -651,8 +767,8 @@ impl Engine {
                     };
                     if status == LineStatus::Updated {
                         tracing::info!(
-                            instance = inst.display_name(),
-                            category = %entry.category,
+                            instance = name.as_str(),
+                            category = %Untrusted(&entry.category),
                             path = %entry.path.display(),
                             fingerprint = entry.fingerprints.join(",").as_str(),
                             not_after = %fmt_time(entry.not_after),
@@ -661,7 +777,7 @@ impl Engine {
                         );
                     }
                     summary.lines.push(SummaryLine {
-                        instance: inst.display_name().to_string(),
+                        instance: name,
                         category: Some(entry.category.clone()),
                         file: Some(entry.path.clone()),
                         status,
@@ -669,26 +785,52 @@ impl Engine {
                     });
                 }
                 Err(err) => {
+                    store_errors.push((err.reason(), err.to_string()));
                     let err = InstanceError::Store {
-                        instance: inst.display_name().to_string(),
+                        instance: name.clone(),
                         category: entry.category.clone(),
                         source: err,
                     };
-                    store_failed.insert(inst.id.clone());
+                    store_failed
+                        .entry(entry.instance_id.clone())
+                        .or_insert_with(|| err.to_string());
+                    tracing::warn!(instance = name.as_str(), error = %err, "instance failed; its files are kept as they were");
                     summary.lines.push(SummaryLine {
-                        instance: inst.display_name().to_string(),
+                        instance: name,
                         category: Some(entry.category.clone()),
                         file: Some(entry.path.clone()),
                         status: LineStatus::Failed(err.to_string()),
                         not_after: None,
                     });
-                    tracing::warn!(instance = inst.display_name(), error = %err, "instance failed");
                 }
             }
         }
         for err in &report.errors {
             tracing::error!(error = %err, "trust folder");
             summary.store_errors.push(err.to_string());
+            store_errors.push((err.reason(), err.to_string()));
+        }
+        for removed in &report.removed {
+            if !dry_run {
+                tracing::info!(path = %removed.path.display(), reason = %removed.reason, "removed a managed file");
+            }
+            summary.lines.push(SummaryLine {
+                instance: "-".into(),
+                category: None,
+                file: Some(removed.path.clone()),
+                status: LineStatus::Removed,
+                not_after: None,
+            });
+        }
+        for waiting in &report.unproduced {
+            tracing::warn!(
+                path = %waiting.path.display(),
+                instance = %waiting.instance_id,
+                category = %Untrusted(&waiting.category),
+                passes = waiting.passes,
+                "no configured or discovered instance produces this file any more; it is kept, and removed after {} passes without it (trust.prune)",
+                crate::store::UNPRODUCED_PASSES
+            );
         }
 
         // Failed instances: one line per file the store still has for them, else one line.
@@ -721,6 +863,7 @@ impl Engine {
 
         if !dry_run {
             self.record_health(&input.synced, &store_failed, &failures, now);
+            self.record_store_errors(store_errors);
             self.record_metrics(&summary, &failures, &report.changed_instances, now);
             self.warn_expiring(now);
             self.queue_hooks(&report);
@@ -748,8 +891,44 @@ impl Engine {
         summary
     }
 
+    /// The file names that instances of the plan would produce but that did not sync in this
+    /// pass (they failed, or were not part of it), with the instance's id: the store keeps
+    /// those files and lets no other instance take their names (SPEC 5.3, 7). Since a
+    /// failed instance's categories are unknown, every category it may list counts: its
+    /// `categories` filter, else the categories the API documents and every category a file
+    /// in the folder has.
+    fn protected_names(&self, synced: &BTreeSet<String>) -> BTreeMap<String, String> {
+        let store = self.store.as_ref().expect("store");
+        let mut seen: BTreeSet<String> = KNOWN_CATEGORIES.iter().map(|c| c.to_string()).collect();
+        seen.extend(store.current().into_iter().map(|s| s.category));
+        let mut protected = BTreeMap::new();
+        for inst in self.active.iter().filter(|i| !synced.contains(&i.id)) {
+            let categories: Vec<&String> = match &inst.categories {
+                Some(filter) => filter.iter().collect(),
+                None => seen.iter().collect(),
+            };
+            for category in categories {
+                let name = self.config.trust.file_name_for(inst, category);
+                protected.entry(name).or_insert_with(|| inst.id.clone());
+            }
+        }
+        protected
+    }
+
+    /// A fresh store on the configured folder after an internal failure; a read-only view if
+    /// even that fails (passes then report the folder's error).
+    fn reopen_store(&self) -> Store {
+        let options = store_options(&self.config);
+        Store::open(options.clone(), false)
+            .or_else(|_| Store::open(options.clone(), true))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot reopen the trust folder");
+                Store::unopened(options)
+            })
+    }
+
     /// Lists, downloads and validates every instance, `concurrency` at a time. One instance's
-    /// failure or slowness does not affect the others' results.
+    /// failure, slowness or panic does not affect the others' results.
     async fn sync_all(
         &self,
         instances: Vec<Instance>,
@@ -760,6 +939,8 @@ impl Engine {
         let total = instances.len();
         let mut pending = instances.into_iter().enumerate();
         let mut tasks = JoinSet::new();
+        // What a task was for, so a task that panicked still fails its own instance.
+        let mut running: HashMap<tokio::task::Id, (usize, Instance)> = HashMap::new();
         let mut out = Vec::with_capacity(total);
         loop {
             while tasks.len() < limit {
@@ -771,10 +952,12 @@ impl Engine {
                 let config = self.config.clone();
                 let span =
                     tracing::info_span!("instance", instance = inst.display_name().to_string());
-                tasks.spawn(
+                let task_inst = inst.clone();
+                let handle = tasks.spawn(
                     async move {
+                        let inst = task_inst;
                         let deadline = instance_deadline(&config);
-                        let result = match tokio::time::timeout(
+                        match tokio::time::timeout(
                             deadline,
                             sync_instance(&api, &fetcher, &config, &inst),
                         )
@@ -785,16 +968,41 @@ impl Engine {
                                 instance: inst.display_name().to_string(),
                                 after: deadline,
                             }),
-                        };
-                        (index, inst, result)
+                        }
                     }
                     .instrument(span),
                 );
+                running.insert(handle.id(), (index, inst));
             }
-            let Some(joined) = tasks.join_next().await else {
+            let Some(joined) = tasks.join_next_with_id().await else {
                 break;
             };
-            out.push(joined.expect("instance task does not panic"));
+            let (id, result) = match joined {
+                Ok((id, result)) => (id, result),
+                Err(e) => {
+                    let id = e.id();
+                    let name = running
+                        .get(&id)
+                        .map(|(_, i)| i.display_name().to_string())
+                        .unwrap_or_default();
+                    let detail = if e.is_panic() {
+                        panic_text(&*e.into_panic())
+                    } else {
+                        e.to_string()
+                    };
+                    tracing::error!(instance = name.as_str(), detail = %detail, "internal error while syncing an instance; the others go on");
+                    (
+                        id,
+                        Err(InstanceError::Internal {
+                            instance: name,
+                            detail,
+                        }),
+                    )
+                }
+            };
+            if let Some((index, inst)) = running.remove(&id) {
+                out.push((index, inst, result));
+            }
             self.shared.touch();
         }
         // Config order, so logs, summaries and store input are stable.
@@ -805,11 +1013,11 @@ impl Engine {
     fn record_health(
         &mut self,
         synced: &BTreeSet<String>,
-        store_failed: &BTreeSet<String>,
+        store_failed: &BTreeMap<String, String>,
         failures: &[(Instance, InstanceError)],
         now: SystemTime,
     ) {
-        for id in synced.difference(store_failed) {
+        for id in synced.iter().filter(|id| !store_failed.contains_key(*id)) {
             let h = self.health.entry(id.clone()).or_default();
             *h = InstanceHealth {
                 last_success: Some(now),
@@ -819,22 +1027,37 @@ impl Engine {
         let failed = failures
             .iter()
             .map(|(i, e)| (i.id.clone(), e.to_string()))
-            .chain(
-                store_failed
-                    .iter()
-                    .map(|id| (id.clone(), "writing its file failed".to_string())),
-            );
+            .chain(store_failed.iter().map(|(id, e)| (id.clone(), e.clone())));
+        let names: HashMap<&str, &str> = self
+            .active
+            .iter()
+            .map(|i| (i.id.as_str(), i.display_name()))
+            .collect();
         for (id, error) in failed {
-            let h = self.health.entry(id).or_default();
+            let name = names.get(id.as_str()).copied().unwrap_or(id.as_str());
+            let h = self.health.entry(id.clone()).or_default();
             h.failures += 1;
             let delay = self.backoff.delay(h.failures, fastrand::f64());
             h.next_retry = Some(Instant::now() + delay);
             h.last_error = Some(error);
-            tracing::info!(retry_in = ?delay, failures = h.failures, "instance will be retried");
+            if self.retries {
+                tracing::info!(instance = name, retry_in = ?delay, failures = h.failures, "instance will be retried");
+            }
         }
         // Forget instances that left the plan.
         let configured = self.configured_ids();
         self.health.retain(|id, _| configured.contains(id));
+    }
+
+    /// The trust folder's failures of this pass: counted by reason, and kept for `/readyz`
+    /// and `/status` until a pass has none.
+    fn record_store_errors(&mut self, errors: Vec<(&'static str, String)>) {
+        for (reason, _) in &errors {
+            self.shared.metrics.store_error(reason);
+        }
+        let mut texts: Vec<String> = errors.into_iter().map(|(_, text)| text).collect();
+        texts.dedup();
+        self.store_errors = texts;
     }
 
     fn record_metrics(
@@ -934,6 +1157,18 @@ impl Engine {
                 failures: health.failures,
             });
         }
+        if let Err(e) = self.store.as_ref().expect("store").check_folder() {
+            let text = e.to_string();
+            if !self.store_errors.contains(&text) {
+                snapshot.store_errors.push(text);
+            }
+        }
+        snapshot
+            .store_errors
+            .extend(self.store_errors.iter().cloned());
+        for err in &snapshot.store_errors {
+            snapshot.reasons.push(format!("trust folder: {err}"));
+        }
         for (index, pending) in &self.hooks {
             if pending.failures > 0 {
                 let name = self.config.hooks[*index].name.clone();
@@ -972,16 +1207,11 @@ impl Engine {
         if !report.changed() {
             return;
         }
+        let (written, removed) = split_changes(report);
         for (index, hook) in self.config.hooks.iter().enumerate() {
             if hook_wants(hook, &report.changed_instances, true) {
-                let pending = self.hooks.entry(index).or_insert_with(|| PendingHook {
-                    changed_files: BTreeSet::new(),
-                    failures: 0,
-                    next_retry: None,
-                });
-                pending
-                    .changed_files
-                    .extend(report.changed_files.iter().cloned());
+                let pending = self.hooks.entry(index).or_default();
+                pending.files.add(&written, &removed);
                 // New changes run the hook now, even while it waits for a retry.
                 pending.next_retry = None;
             }
@@ -989,15 +1219,10 @@ impl Engine {
     }
 
     /// The hooks owed a run, by name, with their changed files.
-    fn owed_hooks(&self) -> BTreeMap<String, BTreeSet<PathBuf>> {
+    fn owed_hooks(&self) -> BTreeMap<String, OwedFiles> {
         self.hooks
             .iter()
-            .map(|(index, p)| {
-                (
-                    self.config.hooks[*index].name.clone(),
-                    p.changed_files.clone(),
-                )
-            })
+            .map(|(index, p)| (self.config.hooks[*index].name.clone(), p.files.clone()))
             .collect()
     }
 
@@ -1008,8 +1233,7 @@ impl Engine {
                 (
                     id.clone(),
                     DiscoveredState {
-                        name: d.instance.name.clone(),
-                        missing: d.missing,
+                        name: d.name.clone(),
                     },
                 )
             })
@@ -1044,7 +1268,7 @@ impl Engine {
         let Some(value) = self.store.as_ref().and_then(|s| s.state()).cloned() else {
             return;
         };
-        let state: DaemonState = match serde_json::from_value(value) {
+        let state: SavedState = match serde_json::from_value(value) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring unreadable daemon state in the manifest");
@@ -1058,9 +1282,8 @@ impl Engine {
                     self.hooks.insert(
                         index,
                         PendingHook {
-                            changed_files: files,
-                            failures: 0,
-                            next_retry: None,
+                            files: files.into(),
+                            ..PendingHook::default()
                         },
                     );
                 }
@@ -1073,14 +1296,11 @@ impl Engine {
             for (id, d) in state.discovered {
                 self.discovered.insert(
                     id.clone(),
-                    Discovered {
-                        instance: Instance {
-                            id,
-                            name: d.name,
-                            categories: None,
-                            pins: Vec::new(),
-                        },
-                        missing: d.missing,
+                    Instance {
+                        id,
+                        name: d.name,
+                        categories: None,
+                        pins: Vec::new(),
                     },
                 );
             }
@@ -1106,7 +1326,7 @@ impl Engine {
             }
             let hook = &self.config.hooks[index];
             let pending = self.hooks.get(&index).expect("queued").clone();
-            let files: Vec<PathBuf> = pending.changed_files.iter().cloned().collect();
+            let files = pending.files.to_changed();
             let started = std::time::Instant::now();
             let result = match &hook.action {
                 HookAction::Command(command) => {
@@ -1269,6 +1489,51 @@ pub async fn sync_instance(
         .collect())
 }
 
+/// The files a pass wrote and those it removed (absolute paths).
+fn split_changes(report: &StoreReport) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let removed: BTreeSet<&PathBuf> = report.removed.iter().map(|r| &r.path).collect();
+    let written = report
+        .changed_files
+        .iter()
+        .filter(|p| !removed.contains(p))
+        .cloned()
+        .collect();
+    (written, removed.into_iter().cloned().collect())
+}
+
+/// What a panic carried, as text (its `&str` or `String` payload).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// The report of a store pass that panicked: every update failed, nothing is known to have
+/// changed (the folder is reopened from disk).
+fn store_panic_report(input: &PassInput, dir: &std::path::Path, detail: &str) -> StoreReport {
+    let reason = format!("internal error in the trust folder's pass: {detail}");
+    StoreReport {
+        entries: input
+            .updates
+            .iter()
+            .map(|u| crate::store::EntryOutcome {
+                instance_id: u.instance_id.clone(),
+                category: u.category.clone(),
+                path: dir.join(&u.file_name),
+                result: Err(StoreError::Refused {
+                    reason: reason.clone(),
+                }),
+                not_after: None,
+                fingerprints: Vec::new(),
+            })
+            .collect(),
+        errors: vec![StoreError::Refused { reason }],
+        ..StoreReport::default()
+    }
+}
+
 /// The API client and the fetcher, over one new pooled HTTP client.
 pub fn clients(config: &Config, shared: &Arc<Shared>) -> Result<(ApiClient, Fetcher), DaemonError> {
     let (http, api) = crate::cloud::connect(config)?;
@@ -1368,6 +1633,8 @@ fn fmt_time(t: Option<OffsetDateTime>) -> String {
 /// `certsync once`: one pass, then hooks (unless `dry_run`).
 pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonError> {
     let mut engine = Engine::new(config, dry_run)?;
+    // `once` exits after its pass: nothing is retried, so the log must not promise it.
+    engine.retries = false;
     let shutdown = CancellationToken::new();
     Ok(engine.pass(None, dry_run, &shutdown).await)
 }

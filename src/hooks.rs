@@ -166,19 +166,43 @@ pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, Hoo
     Ok(pid)
 }
 
+/// The files a hook is told about: written (created or updated) and removed since it last
+/// ran. A file is in one list only: the last thing that happened to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangedFiles {
+    /// Files created or rewritten.
+    pub written: Vec<PathBuf>,
+    /// Files removed.
+    pub removed: Vec<PathBuf>,
+}
+
+impl ChangedFiles {
+    /// Every file: the written ones, then the removed ones.
+    pub fn all(&self) -> Vec<PathBuf> {
+        self.written.iter().chain(&self.removed).cloned().collect()
+    }
+
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty() && self.removed.is_empty()
+    }
+}
+
 /// Runs one command hook to completion.
 ///
-/// `trust_dir` is passed as `CERTSYNC_TRUST_DIR` and `changed_files` as
-/// `CERTSYNC_CHANGED_FILES` (one per line), both made absolute (a relative changed file is
-/// taken relative to `trust_dir`). When `shutdown` is cancelled the hook gets
+/// `trust_dir` is passed as `CERTSYNC_TRUST_DIR`; every changed file as
+/// `CERTSYNC_CHANGED_FILES` (one per line, SPEC 8), and the same split by what happened in
+/// `CERTSYNC_WRITTEN_FILES` and `CERTSYNC_REMOVED_FILES`, so a hook need not stat each path
+/// to learn whether it still exists. Paths are absolute (a relative changed file is taken
+/// relative to `trust_dir`). When `shutdown` is cancelled the hook gets
 /// [`SHUTDOWN_GRACE`] to finish; a hook is not started at all once `shutdown` is cancelled.
 pub async fn run_command(
     spec: &HookSpec,
     trust_dir: &Path,
-    changed_files: &[PathBuf],
+    changed: &ChangedFiles,
     shutdown: &CancellationToken,
 ) -> Result<HookOutput, HookError> {
-    run_command_with_grace(spec, trust_dir, changed_files, shutdown, SHUTDOWN_GRACE).await
+    run_command_with_grace(spec, trust_dir, changed, shutdown, SHUTDOWN_GRACE).await
 }
 
 /// [`run_command`] with a chosen shutdown grace period. Public only so that tests of the
@@ -187,7 +211,7 @@ pub async fn run_command(
 pub async fn run_command_with_grace(
     spec: &HookSpec,
     trust_dir: &Path,
-    changed_files: &[PathBuf],
+    changed: &ChangedFiles,
     shutdown: &CancellationToken,
     grace: Duration,
 ) -> Result<HookOutput, HookError> {
@@ -208,16 +232,21 @@ pub async fn run_command_with_grace(
         )));
     }
     let trust_dir = std::path::absolute(trust_dir).map_err(spawn_error)?;
-    let changed: Vec<String> = changed_files
-        .iter()
-        .map(|p| trust_dir.join(p).to_string_lossy().into_owned())
-        .collect();
+    let lines = |files: &[PathBuf]| -> String {
+        files
+            .iter()
+            .map(|p| trust_dir.join(p).to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
 
     let mut command = Command::new(program);
     command
         .args(&spec.command[1..])
         .env("CERTSYNC_TRUST_DIR", &trust_dir)
-        .env("CERTSYNC_CHANGED_FILES", changed.join("\n"))
+        .env("CERTSYNC_CHANGED_FILES", lines(&changed.all()))
+        .env("CERTSYNC_WRITTEN_FILES", lines(&changed.written))
+        .env("CERTSYNC_REMOVED_FILES", lines(&changed.removed))
         // systemd's notify socket and watchdog are certsync's own: a hook must not speak for it.
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")

@@ -29,6 +29,7 @@ pub struct Metrics {
     api_requests: Family<Labels, Counter>,
     hook_runs: Family<Labels, Counter>,
     config_reload: Family<Labels, Counter>,
+    store_errors: Family<Labels, Counter>,
     // Label sets of the per-instance gauges, so those of a removed instance can be dropped
     // (Family has no retain).
     gauges: Mutex<Vec<Labels>>,
@@ -104,8 +105,15 @@ impl Metrics {
             "Configuration reloads, by result (ok, invalid)",
             config_reload.clone(),
         );
+        let store_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_store_errors",
+            "Failures writing the trust folder, by reason (one per failing file and pass)",
+            store_errors.clone(),
+        );
         Metrics {
             registry,
+            store_errors,
             pass,
             pass_duration,
             last_success,
@@ -190,6 +198,13 @@ impl Metrics {
                 ("hook", hook.to_string()),
                 ("result", result.to_string()),
             ])
+            .inc();
+    }
+
+    /// Writing the trust folder failed for `reason` (a short stable word).
+    pub fn store_error(&self, reason: &'static str) {
+        self.store_errors
+            .get_or_create(&vec![("reason", reason.to_string())])
             .inc();
     }
 

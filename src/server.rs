@@ -64,6 +64,8 @@ pub struct StatusSnapshot {
     pub instances: Vec<InstanceStatus>,
     /// Hooks waiting for a retry after a failure.
     pub failing_hooks: Vec<String>,
+    /// What the last pass could not write in the trust folder (path and error), SPEC 7.
+    pub store_errors: Vec<String>,
     /// End of the last pass, RFC 3339.
     pub last_pass: Option<String>,
 }

@@ -28,6 +28,8 @@ fn input(id: &str, ca: &Cert) -> PassInput {
         }],
         synced: [id.to_string()].into(),
         configured: [id.to_string()].into(),
+        counts: true,
+        ..PassInput::default()
     }
 }
 

@@ -422,11 +422,15 @@ async fn dry_run_writes_nothing_and_runs_no_hook() {
     assert!(h.hook_runs().is_empty());
     let text = stdout(&out);
     assert!(text.contains("would write"), "{text}");
+    // What would change is worded as such (issue 8: it said "updated").
     assert_eq!(
-        text.lines().filter(|l| l.contains(" updated ")).count(),
+        text.lines()
+            .filter(|l| l.contains(" would update "))
+            .count(),
         2,
         "{text}"
     );
+    assert!(!text.contains(" updated "), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,10 +540,22 @@ async fn every_listed_category_gets_its_own_file_and_unknown_ones_pass_through()
         let want = certsync::cert::encode_pem(&h.sim.ca(&h.id(0), category).der);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), want, "{category}");
     }
-    // The API stops listing a category: its file is pruned.
+    // The API stops listing a category: its file is pruned after UNPRODUCED_PASSES passes
+    // without it, and the pass that removes it says so.
     h.sim.set_categories(&h.id(0), &["international"]);
-    assert_eq!(code(&h.once().await), 0);
-    assert!(!h.trust.join("inst0-national.crt").exists());
+    for _ in 1..certsync::store::UNPRODUCED_PASSES {
+        assert_eq!(code(&h.once().await), 0);
+        assert!(h.trust.join("inst0-national.crt").exists());
+    }
+    let out = h.once().await;
+    assert_eq!(code(&out), 0);
+    let national = h.trust.join("inst0-national.crt");
+    assert!(!national.exists());
+    assert!(
+        stdout(&out).contains(&format!("{} removed", national.display())),
+        "{}",
+        stdout(&out)
+    );
     assert!(h.trust.join("inst0-international.crt").exists());
 }
 

@@ -271,8 +271,9 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         "{metrics}"
     );
 
-    // Valid, with one more instance and the first one removed: applied, a pass runs, the
-    // removed instance's file is pruned.
+    // Valid, with one more instance and the first one removed: applied, a pass runs; the
+    // removed instance's file is pruned after UNPRODUCED_PASSES passes without it, each
+    // removal logged with the file and the reason.
     h.sim.add_instance("added-instance-0001");
     let old_file = h.file(0);
     let text = good.replace(
@@ -284,9 +285,23 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     d.wait_for("configuration reloaded").await;
     d.wait_for("pass finished").await;
     assert!(h.trust.join("added-international.crt").exists());
+    for _ in 1..certsync::store::UNPRODUCED_PASSES {
+        assert!(old_file.exists(), "pruned before its time");
+        d.signal(Signal::USR1);
+        d.wait_for("pass finished").await;
+    }
     assert!(
         !old_file.exists(),
         "the removed instance's file was not pruned"
+    );
+    let log = d.log();
+    let removal = log
+        .lines()
+        .find(|l| l.contains("removed a managed file"))
+        .unwrap_or_else(|| panic!("no removal logged:\n{log}"));
+    assert!(
+        removal.contains(&old_file.display().to_string()) && removal.contains("3 passes"),
+        "{removal}"
     );
     let (_, metrics) = get(port, "/metrics").await;
     assert!(

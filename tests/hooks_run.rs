@@ -8,7 +8,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certsync::hooks::{HookError, HookSpec, OUTPUT_LIMIT, run_command, run_command_with_grace};
+use certsync::hooks::{
+    ChangedFiles, HookError, HookSpec, OUTPUT_LIMIT, run_command, run_command_with_grace,
+};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open};
 use tokio_util::sync::CancellationToken;
@@ -43,7 +45,13 @@ fn sh_spec(script: &str, args: &[&Path], timeout: Duration) -> HookSpec {
 const LONG: Duration = Duration::from_secs(60);
 
 async fn run(spec: &HookSpec) -> Result<certsync::hooks::HookOutput, HookError> {
-    run_command(spec, Path::new("/tmp"), &[], &CancellationToken::new()).await
+    run_command(
+        spec,
+        Path::new("/tmp"),
+        &ChangedFiles::default(),
+        &CancellationToken::new(),
+    )
+    .await
 }
 
 /// Waits (on a pidfd, not by polling) until process `pid` has exited, or panics after 10 s.
@@ -96,36 +104,42 @@ async fn read_fifo(path: &Path) -> String {
 async fn environment_is_passed() {
     let dir = tempfile::tempdir().unwrap();
     let trust = dir.path().join("trust");
-    let (out_dir, out_files, out_path) = (
-        dir.path().join("dir"),
-        dir.path().join("files"),
-        dir.path().join("path"),
-    );
+    let out = |name: &str| dir.path().join(name);
     let hook = sh_spec(
-        r#"printf %s "$CERTSYNC_TRUST_DIR" > "$1"; printf %s "$CERTSYNC_CHANGED_FILES" > "$2"; printf %s "$PATH" > "$3""#,
-        &[&out_dir, &out_files, &out_path],
+        r#"printf %s "$CERTSYNC_TRUST_DIR" > "$1"; printf %s "$CERTSYNC_CHANGED_FILES" > "$2"; printf %s "$PATH" > "$3"; printf %s "$CERTSYNC_WRITTEN_FILES" > "$4"; printf %s "$CERTSYNC_REMOVED_FILES" > "$5""#,
+        &[
+            &out("dir"),
+            &out("files"),
+            &out("path"),
+            &out("written"),
+            &out("removed"),
+        ],
         LONG,
     );
-    let changed = vec![
-        trust.join("orders-international.crt"),
-        PathBuf::from("relative.crt"),
-    ];
-    let out = run_command(&hook, &trust, &changed, &CancellationToken::new())
+    let changed = ChangedFiles {
+        written: vec![
+            trust.join("orders-international.crt"),
+            PathBuf::from("relative.crt"),
+        ],
+        removed: vec![trust.join("gone-international.crt")],
+    };
+    let result = run_command(&hook, &trust, &changed, &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(out.status_code, 0);
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-    assert_eq!(read(&out_dir), trust.to_str().unwrap());
-    assert_eq!(
-        read(&out_files),
-        format!(
-            "{}\n{}",
-            trust.join("orders-international.crt").display(),
-            trust.join("relative.crt").display()
-        )
+    assert_eq!(result.status_code, 0);
+    let read = |name: &str| std::fs::read_to_string(out(name)).unwrap();
+    assert_eq!(read("dir"), trust.to_str().unwrap());
+    let written = format!(
+        "{}\n{}",
+        trust.join("orders-international.crt").display(),
+        trust.join("relative.crt").display()
     );
+    let removed = trust.join("gone-international.crt").display().to_string();
+    assert_eq!(read("files"), format!("{written}\n{removed}"));
+    assert_eq!(read("written"), written);
+    assert_eq!(read("removed"), removed);
     // The rest of the environment is inherited.
-    assert_eq!(read(&out_path), std::env::var("PATH").unwrap());
+    assert_eq!(read("path"), std::env::var("PATH").unwrap());
 }
 
 #[tokio::test]
@@ -134,7 +148,7 @@ async fn relative_trust_dir_is_made_absolute() {
     let out = run_command(
         &hook,
         Path::new("some/trust"),
-        &[],
+        &ChangedFiles::default(),
         &CancellationToken::new(),
     )
     .await
@@ -295,7 +309,14 @@ async fn shutdown_stops_a_running_hook_after_the_grace() {
     let task = {
         let (hook, shutdown) = (hook.clone(), shutdown.clone());
         tokio::spawn(async move {
-            run_command_with_grace(&hook, Path::new("/tmp"), &[], &shutdown, grace).await
+            run_command_with_grace(
+                &hook,
+                Path::new("/tmp"),
+                &ChangedFiles::default(),
+                &shutdown,
+                grace,
+            )
+            .await
         })
     };
     let pid: i32 = read_fifo(&fifo).await.trim().parse().unwrap();
@@ -323,7 +344,15 @@ async fn hook_finishing_within_the_grace_keeps_its_result() {
     let shutdown = CancellationToken::new();
     let task = {
         let (hook, shutdown) = (hook.clone(), shutdown.clone());
-        tokio::spawn(async move { run_command(&hook, Path::new("/tmp"), &[], &shutdown).await })
+        tokio::spawn(async move {
+            run_command(
+                &hook,
+                Path::new("/tmp"),
+                &ChangedFiles::default(),
+                &shutdown,
+            )
+            .await
+        })
     };
     assert_eq!(read_fifo(&ready).await, "ready\n");
     shutdown.cancel();
@@ -348,7 +377,13 @@ async fn no_hook_starts_after_shutdown() {
     let hook = sh_spec(r#"touch "$1""#, &[&marker], LONG);
     let shutdown = CancellationToken::new();
     shutdown.cancel();
-    let result = run_command(&hook, Path::new("/tmp"), &[], &shutdown).await;
+    let result = run_command(
+        &hook,
+        Path::new("/tmp"),
+        &ChangedFiles::default(),
+        &shutdown,
+    )
+    .await;
     assert!(
         matches!(result, Err(HookError::Stopped { .. })),
         "{result:?}"

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use certsync::store::{Change, PassInput, Store, StoreError, StoreOptions};
+use certsync::store::{Change, PassInput, Store, StoreError, StoreOptions, UNPRODUCED_PASSES};
 use store_support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -359,14 +359,38 @@ fn prune_removes_gone_instances_and_vanished_categories() {
         t,
         false,
     );
-    // b left the config; a no longer lists "national".
-    let report = store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t,
-        false,
-    );
+    // b left the config; a no longer lists "national". Nothing produces those files now:
+    // they stay (and their CAs in the bundle) for UNPRODUCED_PASSES - 1 passes.
+    let later = pass(vec![entry("a", "international", &[&a])], &[]);
+    for n in 1..UNPRODUCED_PASSES {
+        let report = store.apply(&later, t, false);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.removed.is_empty(), "pass {n}: {:?}", report.removed);
+        assert!(!report.changed(), "pass {n}");
+        for kept in ["a-national.crt", "b-international.crt"] {
+            assert!(dir.join(kept).exists(), "pass {n}: {kept}");
+            assert!(
+                report
+                    .unproduced
+                    .iter()
+                    .any(|u| u.path == dir.join(kept) && u.passes == n),
+                "pass {n}: {:?}",
+                report.unproduced
+            );
+        }
+        assert!(read(dir.join("ca-bundle.crt")).contains(&b.pem()));
+    }
+    let report = store.apply(&later, t, false);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     for gone in ["a-national.crt", "b-international.crt"] {
+        assert!(
+            report
+                .removed
+                .iter()
+                .any(|r| r.path == dir.join(gone) && r.reason.contains("3 passes")),
+            "{:?}",
+            report.removed
+        );
         assert!(!dir.join(gone).exists(), "{gone}");
         assert!(report.other.contains(&(dir.join(gone), Change::Removed)));
         assert!(report.changed_files.contains(&dir.join(gone)));
@@ -397,9 +421,14 @@ fn renamed_file_is_pruned_and_the_new_name_written() {
     );
     let mut renamed = entry("a", "international", &[&a]);
     renamed.file_name = "orders.crt".into();
-    let report = store.apply(&pass(vec![renamed], &[]), t0(), false);
+    let report = store.apply(&pass(vec![renamed.clone()], &[]), t0(), false);
     assert!(matches!(report.entries[0].result, Ok(Change::Created)));
     assert_eq!(read(dir.join("orders.crt")), a.pem());
+    // The old name is no longer produced: it goes after UNPRODUCED_PASSES passes.
+    assert!(dir.join("a-international.crt").exists());
+    for _ in 1..UNPRODUCED_PASSES {
+        store.apply(&pass(vec![renamed.clone()], &[]), t0(), false);
+    }
     assert!(!dir.join("a-international.crt").exists());
 }
 
@@ -542,13 +571,15 @@ fn unmanaged_file_in_the_way_is_refused_and_others_proceed() {
     );
 
     // Removing the instance from the config never removes the unmanaged file.
-    let report = store.apply(&pass(vec![], &[]), t0(), false);
-    assert!(
-        report
-            .errors
-            .iter()
-            .all(|e| matches!(e, StoreError::Unmanaged { .. }))
-    );
+    for _ in 0..UNPRODUCED_PASSES {
+        let report = store.apply(&pass(vec![], &[]), t0(), false);
+        assert!(
+            report
+                .errors
+                .iter()
+                .all(|e| matches!(e, StoreError::Unmanaged { .. }))
+        );
+    }
     assert_eq!(read(dir.join("a-international.crt")), "mine\n");
     assert!(!dir.join("b-international.crt").exists());
 }
@@ -615,6 +646,9 @@ fn managed_file_replaced_by_a_symlink_is_neither_followed_nor_removed() {
     );
 
     // Pruning it refuses as well.
+    for _ in 1..UNPRODUCED_PASSES {
+        store.apply(&pass(vec![], &[]), t0(), false);
+    }
     let report = store.apply(&pass(vec![], &[]), t0(), false);
     assert!(report.errors.iter().any(|e| matches!(
         e,
@@ -756,6 +790,10 @@ fn dry_run_writes_nothing_and_keeps_state() {
     assert_eq!(snapshot(&dir), before);
     assert_eq!(store.current()[0].fingerprints, [a.fp()]);
     assert_eq!(store.next_deadline(), None);
+    // The last pass before its removal, dry: it would go, and stays.
+    for _ in 1..UNPRODUCED_PASSES {
+        store.apply(&pass(vec![], &[]), t0(), false);
+    }
     let report = store.apply(&pass(vec![], &[]), t0(), true);
     assert!(
         report
@@ -845,6 +883,8 @@ fn invalid_names_and_conflicts_are_per_entry_errors() {
     let mut bundle = entry("c", "international", &[&a]);
     bundle.file_name = "ca-bundle.crt".into();
     let first = entry("d", "international", &[&a]);
+    store.apply(&pass(vec![first.clone()], &[]), t0(), false);
+    let d_before = facts(dir.join("d-international.crt"));
     let mut twin = entry("e", "international", &[&a]);
     twin.file_name = first.file_name.clone();
     let report = store.apply(
@@ -864,11 +904,17 @@ fn invalid_names_and_conflicts_are_per_entry_errors() {
         report.entries[2].result,
         Err(StoreError::NameConflict { .. })
     ));
-    assert!(matches!(report.entries[3].result, Ok(Change::Created)));
-    assert!(matches!(
-        report.entries[4].result,
-        Err(StoreError::NameConflict { .. })
-    ));
+    // Two entries of one pass on one name: both fail, each naming the other, and the file
+    // keeps its content (SPEC 7).
+    for (i, other) in [(3, "instance e"), (4, "instance d")] {
+        match &report.entries[i].result {
+            Err(e @ StoreError::NameConflict { .. }) => {
+                assert!(e.to_string().contains(other), "{e}")
+            }
+            other => panic!("entry {i}: {other:?}"),
+        }
+    }
+    assert_eq!(facts(dir.join("d-international.crt")), d_before);
     assert!(!tmp.path().join("escape.crt").exists());
 
     // A configured instance that failed keeps its name against another instance.
@@ -924,7 +970,10 @@ fn empty_pass_input_on_empty_store_changes_nothing() {
         t0(),
         false,
     );
-    let report = store.apply(&PassInput::default(), t0(), false);
+    for _ in 1..UNPRODUCED_PASSES {
+        store.apply(&pass(vec![], &[]), t0(), false);
+    }
+    let report = store.apply(&pass(vec![], &[]), t0(), false);
     assert!(
         report
             .other

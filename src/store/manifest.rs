@@ -69,6 +69,10 @@ pub(crate) enum Record {
         /// CAs that left the current set and are kept for the overlap, most recent first.
         #[serde(default)]
         replaced: Vec<Replaced>,
+        /// Consecutive counting passes in which no instance produced this file (SPEC 5.3);
+        /// it is removed when this reaches `UNPRODUCED_PASSES`. Left out while 0.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unproduced: u32,
     },
     /// The bundle of every CA.
     Bundle { sha256: String },
@@ -84,7 +88,28 @@ pub(crate) enum Record {
     },
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl Record {
+    /// Passes in which nothing produced this instance file (0 for other records).
+    pub fn unproduced(&self) -> u32 {
+        match self {
+            Record::Instance { unproduced, .. } => *unproduced,
+            _ => 0,
+        }
+    }
+
+    /// The same record with another unproduced count.
+    pub fn with_unproduced(&self, passes: u32) -> Record {
+        let mut r = self.clone();
+        if let Record::Instance { unproduced, .. } = &mut r {
+            *unproduced = passes;
+        }
+        r
+    }
+
     /// SHA-256 (hex) of the content the record describes.
     pub fn sha256(&self) -> &str {
         match self {
@@ -270,6 +295,7 @@ mod tests {
                     replaced_at: time::macros::datetime!(2024-01-02 03:04:05.5 UTC),
                     not_after: time::macros::datetime!(2030-01-01 00:00 UTC),
                 }],
+                unproduced: 0,
             },
         );
         files.insert("b.crt".to_string(), Record::Bundle { sha256: FP.into() });

@@ -54,7 +54,6 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -63,7 +62,7 @@ use time::OffsetDateTime;
 use crate::cert::Cert;
 use manifest::{MANIFEST_NAME, Manifest, ManifestLayout, Record};
 use plan::{Plan, RemovalResult};
-use write::{Attrs, Visible};
+use write::{Attrs, Folder, Visible};
 
 /// How the trust folder is kept (the `[trust]` table, resolved).
 #[derive(Clone, Debug)]
@@ -154,8 +153,11 @@ pub enum Layout {
 /// The trust folder, open: its manifest and the certificates of its managed files.
 pub struct Store {
     opts: StoreOptions,
-    /// The folder, flock-ed for the life of the store; `None` when read-only.
-    dir_fd: Option<OwnedFd>,
+    /// The folder, opened once; every access is relative to it. `None`: a read-only store
+    /// of a folder that does not exist (yet).
+    folder: Option<Folder>,
+    /// The folder is locked and may be written (not a read-only view).
+    writable: bool,
     manifest: Manifest,
     /// Certificates by fingerprint: every CA a managed file holds or a pass supplied. Replaced
     /// CAs are written back from here, so their DER need not be kept in the manifest.
@@ -170,7 +172,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("dir", &self.opts.dir)
-            .field("read_only", &self.dir_fd.is_none())
+            .field("read_only", &!self.writable)
             .field("managed_files", &self.manifest.files.len())
             .finish_non_exhaustive()
     }
@@ -203,8 +205,17 @@ pub struct PassInput {
     pub updates: Vec<DesiredEntry>,
     /// Instance ids that synced OK: their managed files not in `updates` are no longer produced.
     pub synced: BTreeSet<String>,
-    /// Instance ids in the config: managed files of other instances are no longer produced.
+    /// Instance ids in the config (and discovered): managed files of other instances are no
+    /// longer produced, and another instance's file is never taken over while it is here.
     pub configured: BTreeSet<String>,
+    /// File names that an instance of the plan would produce but that did not sync this pass
+    /// (it failed, or was not part of it), with that instance's id: such a file is never
+    /// removed, and no other entry may take its name (SPEC 5.3, 7).
+    pub protected: BTreeMap<String, String>,
+    /// Whether this pass counts toward removing files that nothing produces any more: a
+    /// full pass in which something synced (not a retry of a few instances, and not a pass
+    /// in which every instance failed, which proves nothing about what the config produces).
+    pub counts: bool,
 }
 
 /// What a pass is about to change, before it changes anything.
@@ -212,19 +223,26 @@ pub struct PassInput {
 pub struct Preview {
     /// Files to be written or removed (absolute).
     pub changed_files: Vec<PathBuf>,
+    /// Of those, the files to be written.
+    pub written_files: Vec<PathBuf>,
+    /// Of those, the files to be removed.
+    pub removed_files: Vec<PathBuf>,
     /// Instances whose files change.
     pub changed_instances: BTreeSet<String>,
 }
 
 impl Preview {
     fn of(dir: &Path, plan: &Plan) -> Preview {
+        let written_files: Vec<PathBuf> = plan.writes.iter().map(|w| dir.join(&w.name)).collect();
+        let removed_files: Vec<PathBuf> = plan.removals.iter().map(|r| dir.join(&r.name)).collect();
         Preview {
-            changed_files: plan
-                .writes
+            changed_files: written_files
                 .iter()
-                .map(|w| dir.join(&w.name))
-                .chain(plan.removals.iter().map(|r| dir.join(&r.name)))
+                .chain(&removed_files)
+                .cloned()
                 .collect(),
+            written_files,
+            removed_files,
             changed_instances: plan
                 .entries
                 .iter()
@@ -267,9 +285,40 @@ pub struct EntryOutcome {
     pub fingerprints: Vec<String>,
 }
 
+/// A managed file removed by a pass, and why (each removal is logged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Why it went.
+    pub reason: String,
+}
+
+/// A managed instance file that nothing produces any more: kept until it has been so for
+/// [`UNPRODUCED_PASSES`] passes that count, then removed (with `prune`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unproduced {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// The instance that wrote it.
+    pub instance_id: String,
+    /// Its category.
+    pub category: String,
+    /// Passes that counted so far.
+    pub passes: u32,
+}
+
+/// A managed instance file that no instance produces any more is removed after this many
+/// passes without it (SPEC 5.3), each counting only when [`PassInput::counts`].
+pub const UNPRODUCED_PASSES: u32 = 3;
+
 /// What a pass did (or, in a dry run, would do).
 #[derive(Debug, Default)]
 pub struct StoreReport {
+    /// Managed files removed, with the reason.
+    pub removed: Vec<RemovedFile>,
+    /// Instance files nothing produces, waiting for removal.
+    pub unproduced: Vec<Unproduced>,
     /// One per update, in input order.
     pub entries: Vec<EntryOutcome>,
     /// Bundle, hash files and pruned files that changed (absolute paths).
@@ -357,6 +406,56 @@ pub enum StoreError {
     },
     #[error("cannot write truststore {path}: {reason}; the old truststore is kept")]
     Truststore { path: PathBuf, reason: String },
+    #[error(
+        "trust folder {path} is now {now}, not the folder certsync opened and locked; nothing is written until certsync is reloaded (SIGHUP) or restarted"
+    )]
+    FolderMoved { path: PathBuf, now: String },
+    #[error(
+        "{path} has {links} hard links; rewriting it in place would change a file outside the trust folder, so certsync does not (remove the extra links)"
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+    #[error("{path} is {size} bytes, more than the {limit} certsync ever writes; not read")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("not written: {reason}")]
+    Refused { reason: String },
+}
+
+impl StoreError {
+    /// A short stable reason, for `certsync_store_errors_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::CreateDir { .. } => "create_dir",
+            StoreError::Io { source, .. } => {
+                use rustix::io::Errno;
+                match source.raw_os_error().map(Errno::from_raw_os_error) {
+                    Some(Errno::NOSPC) => "no_space",
+                    Some(Errno::DQUOT) => "quota",
+                    Some(Errno::IO) => "eio",
+                    Some(Errno::ACCESS | Errno::PERM) => "permission",
+                    Some(Errno::ROFS) => "read_only_fs",
+                    _ => "io",
+                }
+            }
+            StoreError::Unmanaged { .. } => "unmanaged",
+            StoreError::NotRegularFile { .. } => "not_regular_file",
+            StoreError::Manifest { .. } => "manifest",
+            StoreError::Locked { .. } => "locked",
+            StoreError::RelativeDir { .. } => "relative_dir",
+            StoreError::InvalidName { .. } => "invalid_name",
+            StoreError::NameConflict { .. } => "name_conflict",
+            StoreError::Chown { .. } => "chown",
+            StoreError::PasswordFile { .. } => "password_file",
+            StoreError::Truststore { .. } => "truststore",
+            StoreError::FolderMoved { .. } => "folder_moved",
+            StoreError::HardLinked { .. } => "hard_linked",
+            StoreError::TooLarge { .. } => "too_large",
+            StoreError::Refused { .. } => "refused",
+        }
+    }
 }
 
 impl Store {
@@ -376,34 +475,55 @@ impl Store {
                 reason,
             })?;
         }
-        let dir_fd = if read_only {
-            None
+        let folder = if read_only {
+            Folder::open_existing(&opts.dir)?
         } else {
             write::create_dir(&opts.dir)?;
-            let fd = write::open_and_lock_dir(&opts.dir)?;
-            write::remove_temp_files(&opts.dir)?;
-            Some(fd)
+            let folder = Folder::open(&opts.dir)?;
+            folder.lock()?;
+            folder.remove_temp_files()?;
+            Some(folder)
         };
-        let manifest = if read_only && !write::exists_nofollow(&opts.dir)? {
-            Manifest::default()
-        } else {
-            load_manifest(&opts.dir)?
+        let manifest = match &folder {
+            Some(folder) => load_manifest(folder)?,
+            None => Manifest::default(),
         };
-        if !read_only && manifest.layout == ManifestLayout::AtomicDir {
+        if let Some(folder) = &folder
+            && !read_only
+            && manifest.layout == ManifestLayout::AtomicDir
+        {
             // Generations a crash left behind (made before `..data` was swapped to them, or
             // whose removal after the swap did not happen).
-            let current = write::current_generation(&opts.dir)?;
-            write::remove_generations(&opts.dir, current.as_deref())?;
+            let current = folder.current_generation()?;
+            folder.remove_generations(current.as_deref())?;
         }
-        let pool = load_pool(&opts.dir, &manifest);
+        let pool = folder
+            .as_ref()
+            .map(|f| load_pool(f, &manifest))
+            .unwrap_or_default();
         Ok(Store {
             opts,
-            dir_fd,
+            folder,
+            writable: !read_only,
             manifest,
             pool,
             last_pass: None,
             manifest_dirty: false,
         })
+    }
+
+    /// A store that holds no folder and writes nothing (every pass reports it read-only):
+    /// what the daemon keeps when the folder cannot even be opened for reading.
+    pub fn unopened(opts: StoreOptions) -> Store {
+        Store {
+            opts,
+            folder: None,
+            writable: false,
+            manifest: Manifest::default(),
+            pool: HashMap::new(),
+            last_pass: None,
+            manifest_dirty: false,
+        }
     }
 
     /// Brings the folder to the state `input` asks for at time `now`. Never fails as a whole:
@@ -425,14 +545,21 @@ impl Store {
         dry_run: bool,
         state: impl FnOnce(&Preview) -> Option<serde_json::Value>,
     ) -> StoreReport {
+        if self.writable
+            && !dry_run
+            && let Some(Err(e)) = self.folder.as_ref().map(Folder::check_path)
+        {
+            return self.refused(input, e);
+        }
         let plan = plan::plan(
             &self.opts,
+            self.folder.as_ref(),
             &self.manifest.files,
             &self.pool,
             input,
             OffsetDateTime::from(now),
         );
-        if dry_run || self.dir_fd.is_none() {
+        if dry_run || !self.writable {
             let writes = plan.writes.iter().map(|_| Ok(())).collect();
             let removals = plan
                 .removals
@@ -470,6 +597,7 @@ impl Store {
             again.synced.retain(|id| !failed.contains(id.as_str()));
             let plan = plan::plan(
                 &self.opts,
+                self.folder.as_ref(),
                 &self.manifest.files,
                 &self.pool,
                 &again,
@@ -491,6 +619,50 @@ impl Store {
         report
     }
 
+    /// The folder, when this store may write it.
+    fn writable_folder(&self) -> Result<&Folder, StoreError> {
+        match &self.folder {
+            Some(folder) if self.writable => Ok(folder),
+            _ => Err(StoreError::Io {
+                path: self.opts.dir.clone(),
+                op: "write (the store was opened read-only)",
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            }),
+        }
+    }
+
+    /// Whether the configured path still names the folder this store opened and locked.
+    pub fn check_folder(&self) -> Result<(), StoreError> {
+        match &self.folder {
+            Some(folder) => folder.check_path(),
+            None => Ok(()),
+        }
+    }
+
+    /// The report of a pass refused as a whole before anything was read or written: every
+    /// update fails with `error`'s message, and `error` is the pass's store error.
+    fn refused(&self, input: &PassInput, error: StoreError) -> StoreReport {
+        let message = error.to_string();
+        StoreReport {
+            entries: input
+                .updates
+                .iter()
+                .map(|u| EntryOutcome {
+                    instance_id: u.instance_id.clone(),
+                    category: u.category.clone(),
+                    path: self.opts.dir.join(&u.file_name),
+                    result: Err(StoreError::Refused {
+                        reason: message.clone(),
+                    }),
+                    not_after: u.certs.iter().map(|c| c.not_after).min(),
+                    fingerprints: u.certs.iter().map(Cert::fingerprint).collect(),
+                })
+                .collect(),
+            errors: vec![error],
+            ..StoreReport::default()
+        }
+    }
+
     /// The daemon state saved with the folder.
     pub fn state(&self) -> Option<&serde_json::Value> {
         self.manifest.state.as_ref()
@@ -501,19 +673,14 @@ impl Store {
         if state == self.manifest.state {
             return Ok(());
         }
-        let Some(dir_fd) = self.dir_fd.as_ref() else {
-            return Err(StoreError::Io {
-                path: self.opts.dir.clone(),
-                op: "write (the store was opened read-only)",
-                source: io::Error::from(io::ErrorKind::PermissionDenied),
-            });
-        };
+        let folder = self.writable_folder()?;
+        folder.check_path()?;
         let manifest = Manifest::with_state(
             self.manifest.layout,
             self.manifest.files.clone(),
             state.clone(),
         );
-        save_manifest(&self.opts.dir, dir_fd, &manifest, self.opts.mode)?;
+        save_manifest(folder, &manifest, self.opts.mode)?;
         self.manifest.state = state;
         Ok(())
     }
@@ -575,9 +742,10 @@ impl Store {
     fn execute(&mut self, mut plan: Plan, state: Option<serde_json::Value>) -> StoreReport {
         let state_changes = state != self.manifest.state;
         let dir = self.opts.dir.clone();
-        let dir_fd = self
-            .dir_fd
+        let folder = self
+            .folder
             .as_ref()
+            .filter(|_| self.writable)
             .expect("execute needs a writable store");
         let old = &self.manifest.files;
         let old_layout = self.manifest.layout;
@@ -598,7 +766,7 @@ impl Store {
         let mut aborted: Option<(io::ErrorKind, String)> = None;
         if target_layout == ManifestLayout::AtomicDir
             && old_layout == ManifestLayout::Flat
-            && let Err(e) = check_no_foreign_data_link(&dir)
+            && let Err(e) = check_no_foreign_data_link(folder)
         {
             aborted = Some((io::ErrorKind::AlreadyExists, e.to_string()));
             plan.errors.push(e);
@@ -609,7 +777,7 @@ impl Store {
                 union.entry(name.clone()).or_insert_with(|| record.clone());
             }
             let union = Manifest::with_state(union_layout, union, state.clone());
-            if let Err(e) = save_manifest(&dir, dir_fd, &union, self.opts.mode) {
+            if let Err(e) = save_manifest(folder, &union, self.opts.mode) {
                 aborted = Some(match &e {
                     StoreError::Io { source, .. } => (source.kind(), e.to_string()),
                     _ => (io::ErrorKind::Other, e.to_string()),
@@ -648,7 +816,7 @@ impl Store {
         let new_certs = std::mem::take(&mut plan.new_certs);
         let (mut report, final_files) = plan.finish(&dir, old, write_results, removal_results);
         report.errors.append(&mut layout_errors);
-        if touched && let Err(e) = write::sync_dir(dir_fd, &dir) {
+        if touched && let Err(e) = folder.sync() {
             report.errors.push(e);
         }
 
@@ -665,7 +833,7 @@ impl Store {
                 || final_layout != on_disk_layout)
         {
             let manifest = Manifest::with_state(final_layout, final_files.clone(), state.clone());
-            match save_manifest(&dir, dir_fd, &manifest, self.opts.mode) {
+            match save_manifest(folder, &manifest, self.opts.mode) {
                 Ok(()) => self.manifest_dirty = false,
                 Err(e) => {
                     self.manifest_dirty = true;
@@ -707,17 +875,14 @@ impl Store {
         old_layout: ManifestLayout,
         errors: &mut Vec<StoreError>,
     ) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>, bool) {
-        let dir = &self.opts.dir;
-        let writes = run_writes(dir, &self.opts.attrs(), self.opts.write_mode, &plan.writes);
-        let removals: Vec<RemovalResult> = plan
-            .removals
-            .iter()
-            .map(|r| match write::remove_file(dir, &r.name) {
-                Ok(true) => RemovalResult::Removed,
-                Ok(false) => RemovalResult::Gone,
-                Err(e) => RemovalResult::Failed(e),
-            })
-            .collect();
+        let folder = self.folder.as_ref().expect("writable");
+        let writes = run_writes(
+            folder,
+            &self.opts.attrs(),
+            self.opts.write_mode,
+            &plan.writes,
+        );
+        let removals = remove_all(folder, &plan.removals);
         if old_layout == ManifestLayout::Flat {
             return (writes, removals, true);
         }
@@ -727,9 +892,9 @@ impl Store {
             if written.contains(name.as_str()) {
                 continue;
             }
-            let converted = match write::visible_kind(dir, name) {
-                Ok(Visible::DataLink) => match write::read_managed(dir, name) {
-                    Ok(Some(file)) => write::write_atomic(dir, name, &file.content, &{
+            let converted = match folder.visible_kind(name) {
+                Ok(Visible::DataLink) => match folder.read_managed(name) {
+                    Ok(Some(file)) => folder.write_atomic(name, &file.content, &{
                         // The bytes and mode stay; only the kind of entry changes.
                         let mut attrs = self.opts.attrs();
                         attrs.mode = file.mode;
@@ -752,13 +917,12 @@ impl Store {
             && plan
                 .writes
                 .iter()
-                .any(|w| matches!(write::visible_kind(dir, &w.name), Ok(Visible::DataLink)))
+                .any(|w| matches!(folder.visible_kind(&w.name), Ok(Visible::DataLink)))
         {
             complete = false;
         }
         if complete {
-            let removed = write::sync_dir(self.dir_fd.as_ref().expect("writable"), dir)
-                .and_then(|()| write::remove_generations(dir, None));
+            let removed = folder.sync().and_then(|()| folder.remove_generations(None));
             if let Err(e) = removed {
                 errors.push(e);
                 complete = false;
@@ -776,9 +940,9 @@ impl Store {
         plan: &Plan,
         errors: &mut Vec<StoreError>,
     ) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>) {
-        let dir = &self.opts.dir;
-        let dir_fd = self.dir_fd.as_ref().expect("writable");
-        let current = match write::current_generation(dir) {
+        let folder = self.folder.as_ref().expect("writable");
+        let dir = folder.path();
+        let current = match folder.current_generation() {
             Ok(c) => c,
             Err(e) => {
                 let (kind, msg) = (io::ErrorKind::Other, e.to_string());
@@ -790,7 +954,7 @@ impl Store {
             && self.manifest.layout == ManifestLayout::AtomicDir
             && plan.final_files.keys().all(|name| {
                 matches!(
-                    write::visible_kind(dir, name),
+                    folder.visible_kind(name),
                     Ok(Visible::DataLink | Visible::Other)
                 )
             });
@@ -811,7 +975,7 @@ impl Store {
             if planned.contains_key(name.as_str()) {
                 continue;
             }
-            match write::read_managed(dir, name) {
+            match folder.read_managed(name) {
                 Ok(Some(file)) => kept.push((name.clone(), file.content)),
                 Ok(None) => {}
                 Err(e) => errors.push(e),
@@ -822,18 +986,37 @@ impl Store {
             .map(|(n, c)| (*n, *c))
             .chain(kept.iter().map(|(n, c)| (n.as_str(), c.as_slice())))
             .collect();
-        let swapped =
-            write::build_generation(dir, &files, &self.opts.attrs()).and_then(|generation| {
-                match write::swap_data_link(dir, &generation)
-                    .and_then(|()| write::sync_dir(dir_fd, dir))
+
+        // Names that do not exist yet get their symlink before the swap: it resolves in the
+        // same instant as every other name of the new set, and a crash right after the swap
+        // cannot leave a new CA without its visible name (a hash file, say) until a restart.
+        // Until the swap it points at nothing, as the name did before.
+        let mut link_errors: HashMap<&str, StoreError> = HashMap::new();
+        let mut pre_linked: Vec<&str> = Vec::new();
+        for (name, _) in &files {
+            if matches!(folder.visible_kind(name), Ok(Visible::Missing)) {
+                match folder.link_visible(name) {
+                    Ok(()) => pre_linked.push(name),
+                    Err(e) => {
+                        link_errors.insert(name, e);
+                    }
+                }
+            }
+        }
+        let swapped = folder
+            .build_generation(&files, &self.opts.attrs())
+            .and_then(|generation| {
+                match folder
+                    .swap_data_link(&generation)
+                    .and_then(|()| folder.sync())
                 {
                     Ok(()) => Ok(generation),
                     Err(e) => {
                         // Not swapped (or not durably): the old set stays the one in use.
-                        if write::current_generation(dir).ok().flatten().as_deref()
+                        if folder.current_generation().ok().flatten().as_deref()
                             != Some(&generation)
                         {
-                            let _ = std::fs::remove_dir_all(dir.join(&generation));
+                            let _ = folder.remove_generation(&generation);
                         }
                         Err(e)
                     }
@@ -842,6 +1025,10 @@ impl Store {
         let generation = match swapped {
             Ok(g) => g,
             Err(e) => {
+                // The new names stay unborn: their links go with the generation.
+                for name in pre_linked {
+                    let _ = folder.remove_file(name);
+                }
                 let (kind, msg) = match &e {
                     StoreError::Io { source, .. } => (source.kind(), e.to_string()),
                     _ => (io::ErrorKind::Other, e.to_string()),
@@ -858,11 +1045,13 @@ impl Store {
         };
 
         // Visible names: every file of the set becomes (or stays) `name -> ..data/name`.
-        let mut link_errors: HashMap<&str, StoreError> = HashMap::new();
         for (name, _) in &files {
-            let linked = match write::visible_kind(dir, name) {
+            if link_errors.contains_key(name) {
+                continue;
+            }
+            let linked = match folder.visible_kind(name) {
                 Ok(Visible::DataLink) => Ok(()),
-                Ok(_) => write::link_visible(dir, name),
+                Ok(_) => folder.link_visible(name),
                 Err(e) => Err(e),
             };
             if let Err(e) = linked {
@@ -878,17 +1067,10 @@ impl Store {
             })
             .collect();
         errors.extend(link_errors.into_values());
-        let removals = plan
-            .removals
-            .iter()
-            .map(|r| match write::remove_file(dir, &r.name) {
-                Ok(true) => RemovalResult::Removed,
-                Ok(false) => RemovalResult::Gone,
-                Err(e) => RemovalResult::Failed(e),
-            })
-            .collect();
-        let cleaned = write::sync_dir(dir_fd, dir)
-            .and_then(|()| write::remove_generations(dir, Some(&generation)));
+        let removals = remove_all(folder, &plan.removals);
+        let cleaned = folder
+            .sync()
+            .and_then(|()| folder.remove_generations(Some(&generation)));
         if let Err(e) = cleaned {
             errors.push(e);
         }
@@ -896,11 +1078,24 @@ impl Store {
     }
 }
 
+/// Removes every planned removal, in order.
+fn remove_all(folder: &Folder, removals: &[plan::Removal]) -> Vec<RemovalResult> {
+    removals
+        .iter()
+        .map(|r| match folder.remove_file(&r.name) {
+            Ok(true) => RemovalResult::Removed,
+            Ok(false) => RemovalResult::Gone,
+            Err(e) => RemovalResult::Failed(e),
+        })
+        .collect()
+}
+
 /// Refuses to enter the atomic-dir layout over a `..data` that certsync did not make.
-fn check_no_foreign_data_link(dir: &Path) -> Result<(), StoreError> {
-    let link = dir.join(write::DATA_LINK);
-    if write::exists_nofollow(&link)? {
-        return Err(StoreError::Unmanaged { path: link });
+fn check_no_foreign_data_link(folder: &Folder) -> Result<(), StoreError> {
+    if folder.exists(write::DATA_LINK)? {
+        return Err(StoreError::Unmanaged {
+            path: folder.join(write::DATA_LINK),
+        });
     }
     Ok(())
 }
@@ -952,7 +1147,7 @@ fn used_fingerprints(files: &BTreeMap<String, Record>) -> HashSet<&str> {
 /// Writes every planned file of the flat layout; for many files, on a few threads, since each
 /// waits on its own fsync. Results in input order.
 fn run_writes(
-    dir: &Path,
+    folder: &Folder,
     attrs: &Attrs,
     mode: WriteMode,
     writes: &[plan::Write],
@@ -961,14 +1156,14 @@ fn run_writes(
     const MIN_PER_THREAD: usize = 8;
     let one = |w: &plan::Write| match (mode, w.change) {
         (WriteMode::InPlace, Change::Updated) => {
-            match write::write_in_place(dir, &w.name, &w.content, attrs) {
+            match folder.write_in_place(&w.name, &w.content, attrs) {
                 Ok(true) => Ok(()),
                 // Not a regular file (a symlink through `..data`): created atomically.
-                Ok(false) => write::write_atomic(dir, &w.name, &w.content, attrs),
+                Ok(false) => folder.write_atomic(&w.name, &w.content, attrs),
                 Err(e) => Err(e),
             }
         }
-        _ => write::write_atomic(dir, &w.name, &w.content, attrs),
+        _ => folder.write_atomic(&w.name, &w.content, attrs),
     };
     if writes.len() < 2 * MIN_PER_THREAD {
         return writes.iter().map(one).collect();
@@ -991,29 +1186,26 @@ fn run_writes(
 }
 
 /// Writes the manifest atomically and makes it durable (folder fsync).
-fn save_manifest(
-    dir: &Path,
-    dir_fd: &OwnedFd,
-    manifest: &Manifest,
-    mode: u32,
-) -> Result<(), StoreError> {
+fn save_manifest(folder: &Folder, manifest: &Manifest, mode: u32) -> Result<(), StoreError> {
     // certsync's own file: its mode, but no chown (consumers never read it).
     let attrs = Attrs {
         mode,
         uid: None,
         gid: None,
     };
-    write::write_atomic(dir, MANIFEST_NAME, &manifest.to_bytes(), &attrs)?;
-    write::sync_dir(dir_fd, dir)
+    folder.write_atomic(MANIFEST_NAME, &manifest.to_bytes(), &attrs)?;
+    folder.sync()
 }
 
 /// Reads the manifest; a missing one is an empty folder state, an unreadable one an error.
-fn load_manifest(dir: &Path) -> Result<Manifest, StoreError> {
-    let path = dir.join(MANIFEST_NAME);
-    let existing = write::read_existing(&path).map_err(|e| StoreError::Manifest {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+fn load_manifest(folder: &Folder) -> Result<Manifest, StoreError> {
+    let path = folder.join(MANIFEST_NAME);
+    let existing = folder
+        .read_file(MANIFEST_NAME)
+        .map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     match existing {
         None => Ok(Manifest::default()),
         Some(file) => {
@@ -1025,10 +1217,10 @@ fn load_manifest(dir: &Path) -> Result<Manifest, StoreError> {
 /// Certificates of the managed files, by fingerprint. Instance files first; the bundle and
 /// hash files only if some recorded CA was not found there (an instance file lost or
 /// changed behind certsync's back). Unreadable files are skipped: they are rewritten later.
-fn load_pool(dir: &Path, manifest: &Manifest) -> HashMap<String, Cert> {
+fn load_pool(folder: &Folder, manifest: &Manifest) -> HashMap<String, Cert> {
     let mut pool = HashMap::new();
     let read_into = |name: &str, pool: &mut HashMap<String, Cert>| {
-        if let Ok(Some(file)) = write::read_managed(dir, name)
+        if let Ok(Some(file)) = folder.read_managed(name)
             && let Ok(certs) = crate::cert::read_certs_lenient(&file.content)
         {
             for cert in certs {

@@ -15,8 +15,11 @@ use time::OffsetDateTime;
 
 use super::manifest::{Record, Replaced, check_file_name};
 use super::truststore;
-use super::write::{self, Attrs, Existing};
-use super::{Change, EntryOutcome, PassInput, StoreError, StoreOptions, StoreReport};
+use super::write::{Attrs, Existing, Folder};
+use super::{
+    Change, EntryOutcome, PassInput, RemovedFile, StoreError, StoreOptions, StoreReport,
+    UNPRODUCED_PASSES,
+};
 use crate::cert::Cert;
 
 /// Who asked for a write or a removal (for the report).
@@ -24,11 +27,26 @@ use crate::cert::Cert;
 pub(crate) enum Owner {
     /// The update at this index of `PassInput::updates`.
     Entry(usize),
-    /// An instance file no longer produced (prune).
-    Instance(String),
+    /// An instance file no longer produced (prune): its instance id and category.
+    Instance(String, String),
     Bundle,
     Hash,
     Truststore,
+}
+
+impl Owner {
+    /// Why a file of this owner is removed, for the log line each removal gets.
+    fn removal_reason(&self) -> String {
+        match self {
+            Owner::Instance(id, category) => format!(
+                "no configured or discovered instance has produced it for {UNPRODUCED_PASSES} passes (it was the file of instance {id} category {category})"
+            ),
+            Owner::Entry(_) => "its entry was replaced".into(),
+            Owner::Bundle => "trust.bundle no longer names it".into(),
+            Owner::Hash => "its CA is no longer in any instance file".into(),
+            Owner::Truststore => "trust.pkcs12 no longer names it".into(),
+        }
+    }
 }
 
 /// A file to write: its bytes differ from the folder's (or it is missing).
@@ -86,6 +104,7 @@ pub(crate) struct Plan {
 /// files.
 pub(crate) fn plan(
     opts: &StoreOptions,
+    folder: Option<&Folder>,
     old: &BTreeMap<String, Record>,
     pool: &HashMap<String, Cert>,
     input: &PassInput,
@@ -99,6 +118,7 @@ pub(crate) fn plan(
     }
     let mut p = Planner {
         opts,
+        folder,
         attrs: opts.attrs(),
         old,
         certs,
@@ -128,6 +148,8 @@ pub(crate) fn plan(
 
 struct Planner<'a> {
     opts: &'a StoreOptions,
+    /// The folder to compare with; `None`: it does not exist (a read-only view).
+    folder: Option<&'a Folder>,
     attrs: Attrs,
     old: &'a BTreeMap<String, Record>,
     certs: HashMap<String, &'a Cert>,
@@ -142,7 +164,13 @@ struct Planner<'a> {
 impl<'a> Planner<'a> {
     /// Instance files: the updates, then the managed files nobody produces any more.
     fn plan_entries(&mut self) -> Vec<PlannedEntry> {
-        let mut claimed: HashSet<&str> = HashSet::new();
+        // Names that two or more entries of this pass map to: every one of them fails, and
+        // the file keeps its content (SPEC 7). A category string from the API must not decide
+        // which instance gets a file.
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, entry) in self.input.updates.iter().enumerate() {
+            by_name.entry(entry.file_name.as_str()).or_default().push(i);
+        }
         let mut failed_owners: HashSet<(&str, &str)> = HashSet::new();
         let mut entries = Vec::with_capacity(self.input.updates.len());
         for (i, entry) in self.input.updates.iter().enumerate() {
@@ -153,7 +181,27 @@ impl<'a> Planner<'a> {
                 .filter(|c| seen.insert(c.sha256))
                 .collect();
             let fingerprints: Vec<String> = current.iter().map(|c| c.fingerprint()).collect();
-            let result = match self.plan_entry(entry, &current, &fingerprints, &claimed) {
+            let sharing = &by_name[entry.file_name.as_str()];
+            let result = if sharing.len() > 1 {
+                let others: Vec<String> = sharing
+                    .iter()
+                    .filter(|j| **j != i)
+                    .map(|j| {
+                        let o = &self.input.updates[*j];
+                        format!("instance {} category {:?}", o.instance_id, o.category)
+                    })
+                    .collect();
+                Err(StoreError::NameConflict {
+                    path: self.opts.dir.join(&entry.file_name),
+                    other: format!(
+                        "the name of {} in this same pass; none of them is written",
+                        others.join(" and ")
+                    ),
+                })
+            } else {
+                self.plan_entry(entry, &current, &fingerprints)
+            };
+            let result = match result {
                 Ok((record, write)) => {
                     self.final_files.insert(entry.file_name.clone(), record);
                     match write {
@@ -173,7 +221,6 @@ impl<'a> Planner<'a> {
                     failed_owners.insert((&entry.instance_id, &entry.category));
                     // The file stays as it was, and so does its record.
                     if let Some(r) = self.old.get(&entry.file_name)
-                        && r.owner() == Some((&entry.instance_id, &entry.category))
                         && !self.final_files.contains_key(&entry.file_name)
                     {
                         self.final_files.insert(entry.file_name.clone(), r.clone());
@@ -181,7 +228,6 @@ impl<'a> Planner<'a> {
                     Err(e)
                 }
             };
-            claimed.insert(&entry.file_name);
             entries.push(PlannedEntry {
                 instance_id: entry.instance_id.clone(),
                 category: entry.category.clone(),
@@ -199,12 +245,28 @@ impl<'a> Planner<'a> {
             if self.final_files.contains_key(name) {
                 continue;
             }
+            // Its instance failed (or was not part of this pass), one of its entries failed,
+            // an instance that failed would produce this name, or pruning is off: it stays
+            // as it is, and so does its count.
             let instance_failed =
                 self.input.configured.contains(id) && !self.input.synced.contains(id);
-            if instance_failed || failed_owners.contains(&(id, category)) || !self.opts.prune {
+            if instance_failed
+                || failed_owners.contains(&(id, category))
+                || self.input.protected.contains_key(name)
+                || !self.opts.prune
+            {
                 self.final_files.insert(name.clone(), record.clone());
+                continue;
+            }
+            // Nothing produces it any more: it goes after UNPRODUCED_PASSES passes that count.
+            let missing = record
+                .unproduced()
+                .saturating_add(u32::from(self.input.counts));
+            if missing >= UNPRODUCED_PASSES {
+                self.remove(name, Owner::Instance(id.to_string(), category.to_string()));
             } else {
-                self.remove(name, Owner::Instance(id.to_string()));
+                self.final_files
+                    .insert(name.clone(), record.with_unproduced(missing));
             }
         }
         entries
@@ -216,7 +278,6 @@ impl<'a> Planner<'a> {
         entry: &super::DesiredEntry,
         current: &[&Cert],
         fingerprints: &[String],
-        claimed: &HashSet<&str>,
     ) -> Result<(Record, EntryWrite), StoreError> {
         let name = entry.file_name.as_str();
         check_file_name(name).map_err(|reason| StoreError::InvalidName {
@@ -236,21 +297,25 @@ impl<'a> Planner<'a> {
                 other: "the truststore".into(),
             });
         }
-        if claimed.contains(name) {
+        if let Some(by) = self.input.protected.get(name)
+            && *by != entry.instance_id
+        {
             return Err(StoreError::NameConflict {
                 path,
-                other: "the file of another entry of this pass".into(),
+                other: format!(
+                    "the file that instance {by} would write (it did not sync this pass, so its file is kept)"
+                ),
             });
         }
         let owner = (entry.instance_id.as_str(), entry.category.as_str());
         let prev = match self.old.get(name) {
             None => None,
             Some(r) if r.owner() == Some(owner) => Some(r),
-            // A file whose instance is gone or no longer lists it may be taken over.
+            // The file of an instance that is still configured or discovered stays its own,
+            // whether or not that instance still lists it; only a file whose instance left
+            // (a corrected id, say) may be taken over.
             Some(r @ Record::Instance { instance_id, .. }) => {
-                if self.input.configured.contains(instance_id)
-                    && !self.input.synced.contains(instance_id)
-                {
+                if self.input.configured.contains(instance_id) {
                     return Err(StoreError::NameConflict {
                         path,
                         other: r.describe(),
@@ -314,6 +379,7 @@ impl<'a> Planner<'a> {
             category: entry.category.clone(),
             current: fingerprints.to_vec(),
             replaced,
+            unproduced: 0,
         };
         let change = needed_change(existing.as_ref(), &content, &self.attrs);
         Ok((record, change.map(|c| (c, content))))
@@ -322,10 +388,13 @@ impl<'a> Planner<'a> {
     /// Reads what is at `name`: a managed name in either layout, any other name without
     /// following anything (so a symlink in the way is refused).
     fn read(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+        let Some(folder) = self.folder else {
+            return Ok(None);
+        };
         if self.old.contains_key(name) {
-            write::read_managed(&self.opts.dir, name)
+            folder.read_managed(name)
         } else {
-            write::read_existing(&self.opts.dir.join(name))
+            folder.read_file(name)
         }
     }
 
@@ -571,7 +640,7 @@ impl<'a> Planner<'a> {
 
     /// Plans removing a managed file; one already gone just loses its record.
     fn remove(&mut self, name: &str, owner: Owner) {
-        match write::exists_nofollow(&self.opts.dir.join(name)) {
+        match self.folder.map_or(Ok(false), |f| f.exists(name)) {
             Ok(false) => {}
             Ok(true) => self.removals.push(Removal {
                 name: name.to_string(),
@@ -617,7 +686,7 @@ impl Plan {
             match result {
                 Ok(()) => {
                     match &w.owner {
-                        Owner::Entry(_) | Owner::Instance(_) => {}
+                        Owner::Entry(_) | Owner::Instance(..) => {}
                         Owner::Bundle | Owner::Hash | Owner::Truststore => {
                             report.other.push((path.clone(), w.change))
                         }
@@ -642,9 +711,13 @@ impl Plan {
             let path = dir.join(&r.name);
             match result {
                 RemovalResult::Removed => {
-                    if let Owner::Instance(id) = &r.owner {
+                    if let Owner::Instance(id, _) = &r.owner {
                         report.changed_instances.insert(id.clone());
                     }
+                    report.removed.push(RemovedFile {
+                        path: path.clone(),
+                        reason: r.owner.removal_reason(),
+                    });
                     report.other.push((path.clone(), Change::Removed));
                     report.changed_files.push(path);
                 }
@@ -668,6 +741,23 @@ impl Plan {
                 not_after: planned.not_after,
                 fingerprints: planned.fingerprints,
             });
+        }
+        for (name, record) in &final_files {
+            if let Record::Instance {
+                instance_id,
+                category,
+                unproduced,
+                ..
+            } = record
+                && *unproduced > 0
+            {
+                report.unproduced.push(super::Unproduced {
+                    path: dir.join(name),
+                    instance_id: instance_id.clone(),
+                    category: category.clone(),
+                    passes: *unproduced,
+                });
+            }
         }
         (report, final_files)
     }

@@ -1,19 +1,27 @@
-//! File-system primitives of the store: reading without following symlinks, atomic writes
-//! (temp file with the final owner and mode, fsync, rename), in-place rewrites, removal, the
-//! `..data` generations of the atomic-dir layout, the folder lock and fsync, and cleanup of
-//! leftover temp files and generations.
+//! File-system primitives of the store, all relative to the trust folder's descriptor: reading
+//! without following symlinks, atomic writes (temp file with the final owner and mode, fsync,
+//! rename), in-place rewrites, removal, the `..data` generations of the atomic-dir layout, the
+//! folder lock and fsync, and cleanup of leftover temp files and generations.
 //!
-//! Owns: every system call the store makes on the trust folder. It knows nothing of
+//! Owns: every system call the store makes on the trust folder. The folder is opened once
+//! ([`Folder::open`]) and every later call is an `*at` call on that descriptor with a plain
+//! file name (never a path), never following a symlink (SPEC 7): swapping the folder's path
+//! for a symlink, or a file in it for a symlink or a hard link, cannot make certsync write,
+//! read or remove anything outside the folder it locked. [`Folder::check_path`] tells the
+//! store whether the configured path still names that folder. It knows nothing of
 //! certificates or the manifest and never decides *what* to write; `store` does.
+//!
+//! Hand-written rather than `tempfile`/`std::fs`: those work by path, and the point here is to
+//! never resolve a path again after the folder was opened.
 
-use std::fs::{self, File, Permissions};
-use std::io::{self, Read, Write as _};
+use std::ffi::CStr;
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Uid};
+use rustix::io::Errno;
 use time::OffsetDateTime;
 
 use super::StoreError;
@@ -29,6 +37,11 @@ const DATA_TMP: &str = "..data_tmp";
 
 /// Mode of a folder certsync creates (SPEC 7).
 const DIR_MODE: u32 = 0o755;
+
+/// The largest file the store reads back. Its own largest file is a bundle or truststore of
+/// every CA (about 1.7 KiB of PEM each: 10,000 distinct CAs are 17 MiB); anything larger at a
+/// managed name was not written by certsync, and reading it whole would cost that much memory.
+pub(crate) const MAX_READ_BYTES: u64 = 64 << 20;
 
 /// Permission bits and, when configured, owner and group of every file written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,67 +85,6 @@ impl Existing {
     }
 }
 
-/// Reads a regular file without following a symlink at its name. `Ok(None)`: nothing there.
-/// A symlink, folder, FIFO or device in the way is [`StoreError::NotRegularFile`].
-pub(crate) fn read_existing(path: &Path) -> Result<Option<Existing>, StoreError> {
-    // NONBLOCK so that a FIFO in the way cannot hang the pass.
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        // ELOOP is what O_NOFOLLOW answers for a symlink.
-        Err(rustix::io::Errno::LOOP) => {
-            return Err(StoreError::NotRegularFile {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(io_error(path, "open", e.into())),
-    };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| io_error(path, "stat", e.into()))?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(StoreError::NotRegularFile {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut file = File::from(fd);
-    let mut content = Vec::with_capacity(stat.st_size.max(0) as usize);
-    file.read_to_end(&mut content)
-        .map_err(|e| io_error(path, "read", e))?;
-    Ok(Some(Existing {
-        content,
-        mode: stat.st_mode & 0o7777,
-        uid: stat.st_uid,
-        gid: stat.st_gid,
-    }))
-}
-
-/// Whether something (of any type, symlinks not followed) exists at `path`.
-pub(crate) fn exists_nofollow(path: &Path) -> Result<bool, StoreError> {
-    match fs::symlink_metadata(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_error(path, "stat", e)),
-    }
-}
-
-/// Reads a *managed* name, in either layout: a regular file, or the atomic-dir symlink
-/// `name -> ..data/name` (read through `..data` into its generation, which must be one of
-/// certsync's `..<timestamp>` folders; nothing else is followed). That symlink left dangling
-/// (a crash between the steps of a swap) reads as missing, so the file is written again.
-/// Any other symlink or non-file is [`StoreError::NotRegularFile`].
-pub(crate) fn read_managed(dir: &Path, name: &str) -> Result<Option<Existing>, StoreError> {
-    let path = dir.join(name);
-    match visible_kind(dir, name)? {
-        Visible::Missing => Ok(None),
-        Visible::File => read_existing(&path),
-        Visible::DataLink => match current_generation(dir)? {
-            Some(generation) => read_existing(&dir.join(generation).join(name)),
-            None => Ok(None),
-        },
-        Visible::Other => Err(StoreError::NotRegularFile { path }),
-    }
-}
-
 /// What a visible name of the folder is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Visible {
@@ -145,47 +97,574 @@ pub(crate) enum Visible {
     Other,
 }
 
-pub(crate) fn visible_kind(dir: &Path, name: &str) -> Result<Visible, StoreError> {
-    let path = dir.join(name);
-    match fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Visible::Missing),
-        Err(e) => Err(io_error(&path, "stat", e)),
-        Ok(m) if m.file_type().is_file() => Ok(Visible::File),
-        Ok(m) if m.file_type().is_symlink() => {
-            let target = fs::read_link(&path).map_err(|e| io_error(&path, "read symlink", e))?;
-            if target == data_link_target(name) {
-                Ok(Visible::DataLink)
-            } else {
-                Ok(Visible::Other)
+/// An open folder: the trust folder, or one generation inside it. `path` is only for
+/// messages; no call resolves it again.
+#[derive(Debug)]
+pub(crate) struct Folder {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// Device and inode when opened.
+    id: (u64, u64),
+}
+
+impl Folder {
+    /// Opens the configured trust folder (the path may go through symlinks the operator
+    /// made; what it names now is the folder from here on).
+    pub fn open(path: &Path) -> Result<Folder, StoreError> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_error(path, "open folder", e.into()))?;
+        Folder::from_fd(fd, path.to_path_buf())
+    }
+
+    /// Opens the trust folder if it exists (`None` if not): for read-only stores.
+    pub fn open_existing(path: &Path) -> Result<Option<Folder>, StoreError> {
+        match Folder::open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn from_fd(fd: OwnedFd, path: PathBuf) -> Result<Folder, StoreError> {
+        let stat = rustix::fs::fstat(&fd).map_err(|e| io_error(&path, "stat", e.into()))?;
+        Ok(Folder {
+            fd,
+            path,
+            id: (stat.st_dev, stat.st_ino),
+        })
+    }
+
+    /// Opens the folder `name` inside this one, never through a symlink. `Ok(None)`: nothing
+    /// (or no folder) by that name.
+    fn open_sub(&self, name: &str) -> Result<Option<Folder>, StoreError> {
+        let path = self.join(name);
+        match rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Folder::from_fd(fd, path).map(Some),
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => Ok(None),
+            Err(e) => Err(io_error(&path, "open folder", e.into())),
+        }
+    }
+
+    /// The folder's path as configured (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `path/name`, for messages.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Takes an exclusive, non-blocking flock on the folder, so a second certsync on the same
+    /// folder fails with [`StoreError::Locked`]. Locking the folder itself (not a lock file)
+    /// leaves no file behind that the manifest would have to explain.
+    pub fn lock(&self) -> Result<(), StoreError> {
+        match rustix::fs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(()),
+            Err(Errno::WOULDBLOCK) => Err(StoreError::Locked {
+                path: self.path.clone(),
+            }),
+            Err(e) => Err(io_error(&self.path, "lock", e.into())),
+        }
+    }
+
+    /// Whether the configured path still names this folder (same device and inode). Someone
+    /// who can rename the folder or put a symlink in its place must not steer the writes.
+    pub fn check_path(&self) -> Result<(), StoreError> {
+        let now = match rustix::fs::stat(&self.path) {
+            Ok(st) => Some((st.st_dev, st.st_ino)),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(io_error(&self.path, "stat", e.into())),
+        };
+        if now == Some(self.id) {
+            return Ok(());
+        }
+        let is_link = rustix::fs::lstat(&self.path)
+            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+            .unwrap_or(false);
+        Err(StoreError::FolderMoved {
+            path: self.path.clone(),
+            now: match now {
+                None => "missing".into(),
+                Some(_) if is_link => "a symlink to another folder".into(),
+                Some(_) => "another folder".into(),
+            },
+        })
+    }
+
+    /// fsync of the folder: makes the renames and removals of a batch durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        rustix::fs::fsync(&self.fd).map_err(|e| io_error(&self.path, "fsync folder", e.into()))
+    }
+
+    /// Reads the regular file `name` without following a symlink. `Ok(None)`: nothing there.
+    /// A symlink, folder, FIFO or device in the way is [`StoreError::NotRegularFile`]; a file
+    /// larger than [`MAX_READ_BYTES`] is refused before it is read.
+    pub fn read_file(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+        let path = self.join(name);
+        // NONBLOCK so that a FIFO in the way cannot hang the pass.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            // ELOOP is what O_NOFOLLOW answers for a symlink.
+            Err(Errno::LOOP) => return Err(StoreError::NotRegularFile { path }),
+            Err(e) => return Err(io_error(&path, "open", e.into())),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| io_error(&path, "stat", e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(StoreError::NotRegularFile { path });
+        }
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        if size > MAX_READ_BYTES {
+            return Err(StoreError::TooLarge {
+                path,
+                size,
+                limit: MAX_READ_BYTES,
+            });
+        }
+        let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // The cap also holds if the file grows while it is read.
+        let mut file = io::Read::take(std::fs::File::from(fd), MAX_READ_BYTES + 1);
+        io::Read::read_to_end(&mut file, &mut content).map_err(|e| io_error(&path, "read", e))?;
+        if content.len() as u64 > MAX_READ_BYTES {
+            return Err(StoreError::TooLarge {
+                path,
+                size: content.len() as u64,
+                limit: MAX_READ_BYTES,
+            });
+        }
+        Ok(Some(Existing {
+            content,
+            mode: stat.st_mode & 0o7777,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+        }))
+    }
+
+    /// Whether something (of any type, symlinks not followed) exists at `name`.
+    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(io_error(&self.join(name), "stat", e.into())),
+        }
+    }
+
+    fn read_link(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match rustix::fs::readlinkat(&self.fd, name, Vec::new()) {
+            Ok(target) => Ok(Some(target.into_bytes())),
+            // EINVAL: not a symlink.
+            Err(Errno::NOENT | Errno::INVAL) => Ok(None),
+            Err(e) => Err(io_error(&self.join(name), "read symlink", e.into())),
+        }
+    }
+
+    /// What the visible `name` is.
+    pub fn visible_kind(&self, name: &str) -> Result<Visible, StoreError> {
+        let stat = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(Visible::Missing),
+            Err(e) => return Err(io_error(&self.join(name), "stat", e.into())),
+        };
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => Ok(Visible::File),
+            FileType::Symlink => match self.read_link(name)? {
+                Some(target) if target == data_link_target(name).as_bytes() => {
+                    Ok(Visible::DataLink)
+                }
+                // Gone between the two calls: missing now.
+                None => Ok(Visible::Missing),
+                Some(_) => Ok(Visible::Other),
+            },
+            _ => Ok(Visible::Other),
+        }
+    }
+
+    /// Reads a *managed* name, in either layout: a regular file, or the atomic-dir symlink
+    /// `name -> ..data/name`, read through `..data` into its generation, which must be one of
+    /// certsync's `..<timestamp>` folders (each step resolved by hand, nothing followed). That
+    /// symlink left dangling (a crash between the steps of a swap) reads as missing, so the
+    /// file is written again. Any other symlink or non-file is [`StoreError::NotRegularFile`].
+    pub fn read_managed(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+        match self.visible_kind(name)? {
+            Visible::Missing => Ok(None),
+            Visible::File => self.read_file(name),
+            Visible::DataLink => match self.current_generation()? {
+                Some(generation) => match self.open_sub(&generation)? {
+                    Some(folder) => folder.read_file(name),
+                    None => Ok(None),
+                },
+                None => Ok(None),
+            },
+            Visible::Other => Err(StoreError::NotRegularFile {
+                path: self.join(name),
+            }),
+        }
+    }
+
+    /// The generation `..data` points to, if `..data` is a symlink to one of certsync's
+    /// `..<timestamp>` folders that exists.
+    pub fn current_generation(&self) -> Result<Option<String>, StoreError> {
+        let Some(target) = self.read_link(DATA_LINK)? else {
+            return Ok(None);
+        };
+        let Some(name) = std::str::from_utf8(&target)
+            .ok()
+            .filter(|n| is_generation_name(n))
+        else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                Ok(Some(name.to_string()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A new generation name from the clock (UTC, nanoseconds), never one that exists.
+    fn generation_name(&self) -> Result<String, StoreError> {
+        let mut t = OffsetDateTime::from(SystemTime::now());
+        loop {
+            let name = format!(
+                "..{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.nanosecond()
+            );
+            if !self.exists(&name)? {
+                return Ok(name);
+            }
+            t = t.saturating_add(time::Duration::nanoseconds(1));
+        }
+    }
+
+    /// Creates a new temporary file (mode 0600, never an existing name or a symlink's target).
+    fn create_temp(&self, target: &Path) -> Result<(String, OwnedFd), StoreError> {
+        loop {
+            let name = format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..));
+            match rustix::fs::openat(
+                &self.fd,
+                name.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => return Ok((name, fd)),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(io_error(target, "create temporary file for", e.into())),
             }
         }
-        Ok(_) => Ok(Visible::Other),
+    }
+
+    /// Writes `content` to `name` atomically: a temp file in the folder, given its owner
+    /// (fchown) and `mode` (fchmod, so the umask does not matter) before any content,
+    /// fsynced, then renamed over the target. So no moment exists where the name holds the
+    /// wrong owner, mode or a part of the content. rename(2) replaces the name itself, so a
+    /// symlink or hard link at the target is never written through. The folder is not
+    /// fsynced here: the caller does it once per batch.
+    pub fn write_atomic(
+        &self,
+        name: &str,
+        content: &[u8],
+        attrs: &Attrs,
+    ) -> Result<(), StoreError> {
+        let target = self.join(name);
+        let (tmp, fd) = self.create_temp(&target)?;
+        let written = (|| {
+            set_attrs(&fd, &target, attrs)?;
+            write_all(&fd, content)
+                .map_err(|e| io_error(&target, "write temporary file for", e))?;
+            rustix::fs::fsync(&fd)
+                .map_err(|e| io_error(&target, "fsync temporary file for", e.into()))?;
+            drop(fd);
+            rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)
+                .map_err(|e| io_error(&target, "rename temporary file over", e.into()))
+        })();
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
+        }
+        written
+    }
+
+    /// `write_mode = "in-place"`: rewrites the regular file `name` in its own inode (owner
+    /// and mode set first, then truncate, write, fsync), so a single-file bind mount of it
+    /// sees the new content. A reader can see it empty or partial for that moment, and a
+    /// crash can leave it partial (the next pass rewrites it): the trade-off the option
+    /// documents. A file with more than one hard link is refused: writing it would change a
+    /// file outside the folder (or another name in it). `Ok(false)`: no regular file is
+    /// there (missing, or the atomic-dir symlink), so the caller creates it atomically.
+    pub fn write_in_place(
+        &self,
+        name: &str,
+        content: &[u8],
+        attrs: &Attrs,
+    ) -> Result<bool, StoreError> {
+        let target = self.join(name);
+        let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::LOOP) => return Ok(false),
+            Err(e) => return Err(io_error(&target, "open for rewriting in place", e.into())),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| io_error(&target, "stat", e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(StoreError::NotRegularFile { path: target });
+        }
+        if stat.st_nlink > 1 {
+            return Err(StoreError::HardLinked {
+                path: target,
+                links: stat.st_nlink,
+            });
+        }
+        set_attrs(&fd, &target, attrs)?;
+        rustix::fs::ftruncate(&fd, 0)
+            .map_err(|e| io_error(&target, "truncate (in place)", e.into()))?;
+        write_all(&fd, content).map_err(|e| io_error(&target, "write (in place)", e))?;
+        rustix::fs::fsync(&fd).map_err(|e| io_error(&target, "fsync (in place)", e.into()))?;
+        Ok(true)
+    }
+
+    /// Creates `name` (which must not exist) with its owner and mode, writes and fsyncs it:
+    /// for the files of a generation that no reader can see yet.
+    fn write_new(&self, name: &str, content: &[u8], attrs: &Attrs) -> Result<(), StoreError> {
+        let path = self.join(name);
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_error(&path, "create", e.into()))?;
+        set_attrs(&fd, &path, attrs)?;
+        write_all(&fd, content).map_err(|e| io_error(&path, "write", e))?;
+        rustix::fs::fsync(&fd).map_err(|e| io_error(&path, "fsync", e.into()))
+    }
+
+    /// A new generation folder `..<timestamp>` holding `files` (name, bytes): created,
+    /// filled, fsynced, but not yet visible. On failure it is removed again and the error
+    /// names the file.
+    pub fn build_generation(
+        &self,
+        files: &[(&str, &[u8])],
+        attrs: &Attrs,
+    ) -> Result<String, StoreError> {
+        let name = self.generation_name()?;
+        let path = self.join(&name);
+        rustix::fs::mkdirat(&self.fd, name.as_str(), Mode::from_raw_mode(DIR_MODE))
+            .map_err(|e| io_error(&path, "create folder", e.into()))?;
+        let filled = (|| {
+            let folder = self.open_sub(&name)?.ok_or_else(|| {
+                io_error(
+                    &path,
+                    "open folder",
+                    io::Error::from(io::ErrorKind::NotFound),
+                )
+            })?;
+            rustix::fs::fchmod(&folder.fd, Mode::from_raw_mode(DIR_MODE))
+                .map_err(|e| io_error(&path, "set the mode of", e.into()))?;
+            run_parallel(files, |(file, content)| {
+                folder.write_new(file, content, attrs)
+            })?;
+            folder.sync()
+        })();
+        match filled {
+            Ok(()) => Ok(name),
+            Err(e) => {
+                let _ = self.remove_generation(&name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the generation folder `name` (certsync's own: regular files only, never
+    /// following anything), if it exists.
+    pub fn remove_generation(&self, name: &str) -> Result<(), StoreError> {
+        let Some(folder) = self.open_sub(name)? else {
+            return Ok(());
+        };
+        for (entry, kind) in folder.entries()? {
+            if kind == FileType::Directory {
+                return Err(io_error(
+                    &folder.join(&entry),
+                    "remove old generation (it holds a folder certsync did not make)",
+                    io::Error::from(io::ErrorKind::DirectoryNotEmpty),
+                ));
+            }
+            match rustix::fs::unlinkat(&folder.fd, entry.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(io_error(&folder.join(&entry), "remove", e.into()));
+                }
+            }
+        }
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_error(
+                &self.join(name),
+                "remove old generation",
+                e.into(),
+            )),
+        }
+    }
+
+    /// Points `..data` at `generation` in one step: a `..data_tmp` symlink renamed over it.
+    pub fn swap_data_link(&self, generation: &str) -> Result<(), StoreError> {
+        match rustix::fs::unlinkat(&self.fd, DATA_TMP, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(io_error(&self.join(DATA_TMP), "remove stale", e.into())),
+        }
+        rustix::fs::symlinkat(generation, &self.fd, DATA_TMP)
+            .map_err(|e| io_error(&self.join(DATA_TMP), "create symlink", e.into()))?;
+        rustix::fs::renameat(&self.fd, DATA_TMP, &self.fd, DATA_LINK).map_err(|e| {
+            let _ = rustix::fs::unlinkat(&self.fd, DATA_TMP, AtFlags::empty());
+            io_error(&self.join(DATA_LINK), "rename ..data_tmp over", e.into())
+        })
+    }
+
+    /// Makes the visible `name` the symlink `..data/name`, replacing what is there (a managed
+    /// regular file when switching from the flat layout) in one rename.
+    pub fn link_visible(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.join(name);
+        let target = data_link_target(name);
+        loop {
+            let tmp = format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..));
+            match rustix::fs::symlinkat(target.as_str(), &self.fd, tmp.as_str()) {
+                Ok(()) => {
+                    return rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name).map_err(
+                        |e| {
+                            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
+                            io_error(&path, "rename a symlink over", e.into())
+                        },
+                    );
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(io_error(&path, "create a temporary symlink for", e.into())),
+            }
+        }
+    }
+
+    /// Removes `..data`, `..data_tmp` and every generation folder but `keep`. Only called
+    /// while the manifest says the folder is in the atomic-dir layout.
+    pub fn remove_generations(&self, keep: Option<&str>) -> Result<(), StoreError> {
+        if keep.is_none() {
+            self.remove_if_symlink(DATA_LINK)?;
+        }
+        self.remove_if_symlink(DATA_TMP)?;
+        for (name, kind) in self.entries()? {
+            if kind == FileType::Directory
+                && is_generation_name(&name)
+                && Some(name.as_str()) != keep
+            {
+                self.remove_generation(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_if_symlink(&self, name: &str) -> Result<(), StoreError> {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => Ok(()),
+                    Err(e) => Err(io_error(&self.join(name), "remove", e.into())),
+                }
+            }
+            Ok(_) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_error(&self.join(name), "stat", e.into())),
+        }
+    }
+
+    /// Removes a managed name: a regular file, or the atomic-dir symlink `..data/name` (only
+    /// the link; the generation keeps its file until the generation goes). `Ok(false)` when
+    /// it was already gone. Another symlink or a folder that has taken the name is refused:
+    /// certsync did not put it there.
+    pub fn remove_file(&self, name: &str) -> Result<bool, StoreError> {
+        match self.visible_kind(name)? {
+            Visible::Missing => return Ok(false),
+            Visible::File | Visible::DataLink => {}
+            Visible::Other => {
+                return Err(StoreError::NotRegularFile {
+                    path: self.join(name),
+                });
+            }
+        }
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(io_error(&self.join(name), "remove", e.into())),
+        }
+    }
+
+    /// Removes every `.certsync-tmp-*` entry left by a crash. Only called with the lock held,
+    /// so no other certsync can be writing them.
+    pub fn remove_temp_files(&self) -> Result<(), StoreError> {
+        for (name, kind) in self.entries()? {
+            // unlink never follows a symlink; a folder with the prefix is not ours.
+            if !name.starts_with(TEMP_PREFIX) || kind == FileType::Directory {
+                continue;
+            }
+            match rustix::fs::unlinkat(&self.fd, name.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(io_error(
+                        &self.join(&name),
+                        "remove leftover temporary file",
+                        e.into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of the folder (not `.` and `..`), with their types (not followed). Names
+    /// that are not UTF-8 are skipped: certsync never makes one.
+    pub fn entries(&self) -> Result<Vec<(String, FileType)>, StoreError> {
+        let list_error = |e: Errno| io_error(&self.path, "list", e.into());
+        let mut dir = rustix::fs::Dir::read_from(&self.fd).map_err(list_error)?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(list_error)?;
+            let name: &CStr = entry.file_name();
+            let Ok(name) = name.to_str() else { continue };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => {
+                    match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) => FileType::from_raw_mode(st.st_mode),
+                        Err(Errno::NOENT) => continue,
+                        Err(e) => return Err(io_error(&self.join(name), "stat", e.into())),
+                    }
+                }
+                kind => kind,
+            };
+            out.push((name.to_string(), kind));
+        }
+        Ok(out)
     }
 }
 
 /// Where the visible symlink of `name` points: `..data/name`.
-pub(crate) fn data_link_target(name: &str) -> PathBuf {
-    Path::new(DATA_LINK).join(name)
-}
-
-/// The generation `..data` points to, if `..data` is a symlink to one of certsync's
-/// `..<timestamp>` folders that exists.
-pub(crate) fn current_generation(dir: &Path) -> Result<Option<String>, StoreError> {
-    let link = dir.join(DATA_LINK);
-    let target = match fs::read_link(&link) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        // EINVAL: not a symlink.
-        Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(None),
-        Err(e) => return Err(io_error(&link, "read symlink", e)),
-    };
-    let Some(name) = target.to_str().filter(|n| is_generation_name(n)) else {
-        return Ok(None);
-    };
-    match fs::symlink_metadata(dir.join(name)) {
-        Ok(m) if m.file_type().is_dir() => Ok(Some(name.to_string())),
-        _ => Ok(None),
-    }
+pub(crate) fn data_link_target(name: &str) -> String {
+    format!("{DATA_LINK}/{name}")
 }
 
 /// `..YYYY_MM_DD_HH_MM_SS.NNNNNNNNN`: the folders of the atomic-dir layout.
@@ -201,154 +680,34 @@ pub(crate) fn is_generation_name(name: &str) -> bool {
         })
 }
 
-/// A new generation name from the clock (UTC, nanoseconds), never one that exists.
-fn generation_name(dir: &Path) -> Result<String, StoreError> {
-    let mut t = OffsetDateTime::from(SystemTime::now());
-    loop {
-        let name = format!(
-            "..{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond()
-        );
-        if !exists_nofollow(&dir.join(&name))? {
-            return Ok(name);
-        }
-        t += time::Duration::nanoseconds(1);
-    }
-}
-
-/// Writes `content` to `dir/name` atomically: a temp file in `dir`, given its owner (fchown)
-/// and `mode` (fchmod, so the umask does not matter) before any content, fsynced, then renamed
-/// over the target. So no moment exists where the name holds the wrong owner, mode or a part
-/// of the content. rename(2) replaces the name itself, so a symlink at the target is never
-/// written through. The folder is not fsynced here: the caller does it once per batch.
-pub(crate) fn write_atomic(
-    dir: &Path,
-    name: &str,
-    content: &[u8],
-    attrs: &Attrs,
-) -> Result<(), StoreError> {
-    let target = dir.join(name);
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| io_error(&target, "create temporary file for", e))?;
-    let file = tmp.as_file();
-    set_attrs(file, &target, attrs)?;
-    (&*file)
-        .write_all(content)
-        .map_err(|e| io_error(&target, "write temporary file for", e))?;
-    file.sync_all()
-        .map_err(|e| io_error(&target, "fsync temporary file for", e))?;
-    // On failure the temp file is removed when `PersistError` drops it.
-    tmp.persist(&target)
-        .map_err(|e| io_error(&target, "rename temporary file over", e.error))?;
-    Ok(())
-}
-
 /// Owner and group first (chown may clear mode bits), then the mode.
-fn set_attrs(file: &File, target: &Path, attrs: &Attrs) -> Result<(), StoreError> {
+fn set_attrs(fd: impl AsFd, target: &Path, attrs: &Attrs) -> Result<(), StoreError> {
     if attrs.chowns() {
-        std::os::unix::fs::fchown(file, attrs.uid, attrs.gid).map_err(|source| {
-            StoreError::Chown {
-                path: target.to_path_buf(),
-                owner: attrs.describe_owner(),
-                source,
-            }
+        rustix::fs::fchown(
+            &fd,
+            attrs.uid.map(Uid::from_raw),
+            attrs.gid.map(Gid::from_raw),
+        )
+        .map_err(|e| StoreError::Chown {
+            path: target.to_path_buf(),
+            owner: attrs.describe_owner(),
+            source: e.into(),
         })?;
     }
-    file.set_permissions(Permissions::from_mode(attrs.mode))
-        .map_err(|e| io_error(target, "set the mode of", e))
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(attrs.mode))
+        .map_err(|e| io_error(target, "set the mode of", e.into()))
 }
 
-/// `write_mode = "in-place"`: rewrites the regular file at `dir/name` in its own inode
-/// (owner and mode set first, then truncate, write, fsync), so a single-file bind mount of it
-/// sees the new content. A reader can see it empty or partial for that moment, and a crash
-/// can leave it partial (the next pass rewrites it): the trade-off the option documents.
-/// `Ok(false)`: no regular file is there (missing, or the atomic-dir symlink), so the caller
-/// creates it atomically instead.
-pub(crate) fn write_in_place(
-    dir: &Path,
-    name: &str,
-    content: &[u8],
-    attrs: &Attrs,
-) -> Result<bool, StoreError> {
-    let target = dir.join(name);
-    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = match rustix::fs::open(&target, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(false),
-        Err(e) => return Err(io_error(&target, "open for rewriting in place", e.into())),
-    };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| io_error(&target, "stat", e.into()))?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(StoreError::NotRegularFile { path: target });
-    }
-    let mut file = File::from(fd);
-    set_attrs(&file, &target, attrs)?;
-    file.set_len(0)
-        .map_err(|e| io_error(&target, "truncate (in place)", e))?;
-    file.write_all(content)
-        .map_err(|e| io_error(&target, "write (in place)", e))?;
-    file.sync_all()
-        .map_err(|e| io_error(&target, "fsync (in place)", e))?;
-    Ok(true)
-}
-
-/// Creates `dir/name` (which must not exist) with its owner and mode, writes and fsyncs it:
-/// for the files of a generation that no reader can see yet.
-fn write_new(dir: &Path, name: &str, content: &[u8], attrs: &Attrs) -> Result<(), StoreError> {
-    let path = dir.join(name);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc_nofollow())
-        .open(&path)
-        .map_err(|e| io_error(&path, "create", e))?;
-    set_attrs(&file, &path, attrs)?;
-    file.write_all(content)
-        .map_err(|e| io_error(&path, "write", e))?;
-    file.sync_all().map_err(|e| io_error(&path, "fsync", e))
-}
-
-fn libc_nofollow() -> i32 {
-    OFlags::NOFOLLOW.bits() as i32
-}
-
-/// A new generation folder `..<timestamp>` holding `files` (name, bytes): created, filled,
-/// fsynced, but not yet visible. On failure it is removed again and the error names the file.
-pub(crate) fn build_generation(
-    dir: &Path,
-    files: &[(&str, &[u8])],
-    attrs: &Attrs,
-) -> Result<String, StoreError> {
-    let name = generation_name(dir)?;
-    let path = dir.join(&name);
-    fs::DirBuilder::new()
-        .mode(DIR_MODE)
-        .create(&path)
-        .map_err(|e| io_error(&path, "create folder", e))?;
-    let filled = (|| {
-        fs::set_permissions(&path, Permissions::from_mode(DIR_MODE))
-            .map_err(|e| io_error(&path, "set the mode of", e))?;
-        run_parallel(files, |(file, content)| {
-            write_new(&path, file, content, attrs)
-        })?;
-        sync_dir(open_dir(&path)?, &path)
-    })();
-    match filled {
-        Ok(()) => Ok(name),
-        Err(e) => {
-            let _ = fs::remove_dir_all(&path);
-            Err(e)
+fn write_all(fd: impl AsFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(&fd, data) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
 }
 
 /// Runs `f` on every item, on a few threads when there are many (each waits on its own fsync);
@@ -376,117 +735,28 @@ fn run_parallel<T: Sync>(
     })
 }
 
-/// Points `..data` at `generation` in one step: a `..data_tmp` symlink renamed over it.
-pub(crate) fn swap_data_link(dir: &Path, generation: &str) -> Result<(), StoreError> {
-    let tmp = dir.join(DATA_TMP);
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(&tmp, "remove stale", e)),
-    }
-    std::os::unix::fs::symlink(generation, &tmp)
-        .map_err(|e| io_error(&tmp, "create symlink", e))?;
-    fs::rename(&tmp, dir.join(DATA_LINK)).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_error(&dir.join(DATA_LINK), "rename ..data_tmp over", e)
-    })
-}
-
-/// Makes the visible `dir/name` the symlink `..data/name`, replacing what is there (a managed
-/// regular file when switching from the flat layout) in one rename.
-pub(crate) fn link_visible(dir: &Path, name: &str) -> Result<(), StoreError> {
-    let path = dir.join(name);
-    let target = data_link_target(name);
-    loop {
-        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", fastrand::u64(..)));
-        match std::os::unix::fs::symlink(&target, &tmp) {
-            Ok(()) => {
-                return fs::rename(&tmp, &path).map_err(|e| {
-                    let _ = fs::remove_file(&tmp);
-                    io_error(&path, "rename a symlink over", e)
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_error(&path, "create a temporary symlink for", e)),
-        }
-    }
-}
-
-/// Removes `..data`, `..data_tmp` and every generation folder but `keep`. Only called while the
-/// manifest says the folder is in the atomic-dir layout.
-pub(crate) fn remove_generations(dir: &Path, keep: Option<&str>) -> Result<(), StoreError> {
-    if keep.is_none() {
-        remove_if_symlink(&dir.join(DATA_LINK))?;
-    }
-    remove_if_symlink(&dir.join(DATA_TMP))?;
-    let entries = fs::read_dir(dir).map_err(|e| io_error(dir, "list", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error(dir, "list", e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !is_generation_name(name) || Some(name) == keep {
-            continue;
-        }
-        let path = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(|e| io_error(&path, "stat", e))?
-            .is_dir();
-        if is_dir {
-            // remove_dir_all does not follow symlinks inside the folder.
-            fs::remove_dir_all(&path).map_err(|e| io_error(&path, "remove old generation", e))?;
-        }
-    }
-    Ok(())
-}
-
-fn remove_if_symlink(path: &Path) -> Result<(), StoreError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            fs::remove_file(path).map_err(|e| io_error(path, "remove", e))
-        }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(path, "stat", e)),
-    }
-}
-
-/// Removes a managed name: a regular file, or the atomic-dir symlink `..data/name` (only the
-/// link; the generation keeps its file until the generation goes). `Ok(false)` when it was
-/// already gone. Another symlink or a folder that has taken the name is refused: certsync did
-/// not put it there.
-pub(crate) fn remove_file(dir: &Path, name: &str) -> Result<bool, StoreError> {
-    let path = &dir.join(name);
-    match visible_kind(dir, name)? {
-        Visible::Missing => return Ok(false),
-        Visible::File | Visible::DataLink => {}
-        Visible::Other => {
-            return Err(StoreError::NotRegularFile {
-                path: path.to_path_buf(),
-            });
-        }
-    }
-    match fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_error(path, "remove", e)),
-    }
-}
-
 /// Creates `dir` and its missing parents with mode 0755 (umask-proof: each folder created here
-/// is chmod-ed explicitly).
+/// is chmod-ed explicitly). Runs once, before the folder is opened.
 pub(crate) fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let mut missing: Vec<PathBuf> = Vec::new();
     let mut cur = Some(dir);
     while let Some(p) = cur {
-        if exists_nofollow(p).map_err(|e| create_dir_error(dir, e))? {
-            break;
+        match std::fs::symlink_metadata(p) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source: e,
+                });
+            }
         }
         missing.push(p.to_path_buf());
         cur = p.parent();
     }
     for p in missing.iter().rev() {
-        match fs::DirBuilder::new().mode(DIR_MODE).create(p) {
+        match std::fs::DirBuilder::new().mode(DIR_MODE).create(p) {
             Ok(()) => {}
             // Another process made it meanwhile: not ours to chmod.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -497,75 +767,12 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), StoreError> {
                 });
             }
         }
-        fs::set_permissions(p, Permissions::from_mode(DIR_MODE)).map_err(|e| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| {
             StoreError::CreateDir {
                 path: p.clone(),
                 source: e,
             }
         })?;
-    }
-    Ok(())
-}
-
-fn create_dir_error(dir: &Path, e: StoreError) -> StoreError {
-    match e {
-        StoreError::Io { source, .. } => StoreError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        },
-        other => other,
-    }
-}
-
-/// Opens the folder (for fsync) and takes an exclusive, non-blocking flock on it, so a second
-/// certsync on the same folder fails with [`StoreError::Locked`]. Locking the folder itself
-/// (not a lock file) leaves no file behind that the manifest would have to explain.
-pub(crate) fn open_and_lock_dir(dir: &Path) -> Result<OwnedFd, StoreError> {
-    let fd = open_dir(dir)?;
-    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(fd),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::Locked {
-            path: dir.to_path_buf(),
-        }),
-        Err(e) => Err(io_error(dir, "lock", e.into())),
-    }
-}
-
-fn open_dir(dir: &Path) -> Result<OwnedFd, StoreError> {
-    rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_error(dir, "open folder", e.into()))
-}
-
-/// fsync of the folder: makes the renames and removals of a batch durable.
-pub(crate) fn sync_dir(fd: impl AsFd, dir: &Path) -> Result<(), StoreError> {
-    rustix::fs::fsync(fd).map_err(|e| io_error(dir, "fsync folder", e.into()))
-}
-
-/// Removes every `.certsync-tmp-*` entry left by a crash. Only called with the lock held, so
-/// no other certsync can be writing them.
-pub(crate) fn remove_temp_files(dir: &Path) -> Result<(), StoreError> {
-    let entries = fs::read_dir(dir).map_err(|e| io_error(dir, "list", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error(dir, "list", e))?;
-        let name = entry.file_name();
-        if !name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
-            continue;
-        }
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| io_error(&path, "stat", e))?;
-        // unlink never follows a symlink; a folder with the prefix is not ours.
-        if file_type.is_dir() {
-            continue;
-        }
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&path, "remove leftover temporary file", e)),
-        }
     }
     Ok(())
 }

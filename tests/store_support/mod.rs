@@ -93,6 +93,8 @@ pub fn pass(updates: Vec<DesiredEntry>, extra_configured: &[&str]) -> PassInput 
         updates,
         synced,
         configured,
+        counts: true,
+        ..PassInput::default()
     }
 }
 
