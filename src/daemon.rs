@@ -468,7 +468,7 @@ impl Engine {
                     return;
                 }
             };
-            for item in listed {
+            for item in listed.instances {
                 if query.ssl_only && !item.ssl {
                     continue;
                 }
