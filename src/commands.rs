@@ -68,24 +68,32 @@ pub fn init_logging(cli: &Logging, config: Option<&Config>) {
 }
 
 /// The text format's field formatter: like the default (`name=value`, the message without
-/// its name, fields separated by a space), but every value and the message written through
-/// [`EscapingWriter`], so a subject with a newline or ESC can neither forge a log line nor
-/// drive the terminal (SPEC 2). The formatter's own colours (level, span names) are written
-/// by the event formatter, outside the fields, so they stay. JSON logs escape by themselves.
+/// its name, fields separated by a space, on a terminal the name italic and `=` dim), but
+/// every value and the message written through [`EscapingWriter`], so a subject with a
+/// newline or ESC can neither forge a log line nor drive the terminal (SPEC 2). The rest of
+/// the formatter's colours (timestamp, level, span names) are written by the event formatter,
+/// outside the fields, so they stay. JSON logs escape by themselves.
 fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
     use tracing_subscriber::field::MakeExt;
+    // The default formatter's styles for a field name and its `=`, as SGR sequences written
+    // directly (nu-ansi-term, which tracing-subscriber uses, is not a dependency of ours).
+    const ITALIC: &str = "\x1b[3m";
+    const DIM: &str = "\x1b[2m";
+    const RESET: &str = "\x1b[0m";
     tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-        let mut out = EscapingWriter(writer);
-        match field.name() {
-            "message" => write_log_value(&mut out, value),
-            name => {
-                // Raw identifiers (`r#type = ...`) print without their prefix, as by default.
-                let name = name.strip_prefix("r#").unwrap_or(name);
-                fmt::Write::write_str(&mut out, name)?;
-                fmt::Write::write_str(&mut out, "=")?;
-                write_log_value(&mut out, value)
-            }
+        if field.name() == "message" {
+            return write_log_value(&mut EscapingWriter(writer), value);
         }
+        // Field names come from our code (never from outside); raw identifiers
+        // (`r#type = ...`) print without their prefix, as by default.
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        if writer.has_ansi_escapes() {
+            write!(writer, "{ITALIC}{name}{RESET}{DIM}={RESET}")?;
+        } else {
+            write!(writer, "{name}=")?;
+        }
+        write_log_value(&mut EscapingWriter(writer), value)
     })
     .delimited(" ")
 }

@@ -787,14 +787,19 @@ async fn text_logs_on_a_terminal_keep_their_colours_and_escape_the_subject() {
         log.contains("\u{1b}[33m"),
         "the WARN level is coloured: {log:?}"
     );
+    assert!(
+        log.contains("\u{1b}[3mreason\u{1b}[0m\u{1b}[2m=\u{1b}[0m"),
+        "field names are styled as by default: {log:?}"
+    );
     assert_no_forged_line(&log);
 }
 
 /// Runs the binary with stdout a pipe whose reading end is already closed: every write fails
 /// with EPIPE at once.
 async fn into_closed_pipe(h: &Harness, args: &[&str]) -> std::process::Output {
-    let (reader, writer) = std::io::pipe().unwrap();
+    let (writer, reader) = tokio::net::unix::pipe::pipe().unwrap();
     drop(reader);
+    let writer = writer.into_blocking_fd().unwrap();
     tokio::process::Command::new(BIN)
         .arg("--config")
         .arg(&h.config)
@@ -803,7 +808,10 @@ async fn into_closed_pipe(h: &Harness, args: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::from(writer))
         .stderr(std::process::Stdio::piped())
-        .output()
+        // Not `output()`: tokio's makes stdout a pipe of its own whatever was configured.
+        .spawn()
+        .unwrap()
+        .wait_with_output()
         .await
         .unwrap()
 }
