@@ -3,7 +3,9 @@
 //! Owns: the rules for a download — https only, hosts from `allowed_download_hosts` (checked
 //! again on every redirect, at most three), the size cap, and OBS's error answers. Links are
 //! fetched at once and never cached. A link's query string is a credential: it appears only
-//! as [`RedactedUrl`]. This module does not look at the bytes (that is `validate`).
+//! as [`RedactedUrl`]. Its errors say plainly what happened for the reader at 3am (a refused,
+//! likely expired link; a body cut short, with how much arrived), never through a library's
+//! error chain. This module does not look at the bytes (that is `validate`).
 
 use url::Url;
 

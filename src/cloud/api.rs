@@ -2,8 +2,10 @@
 //!
 //! Owns: building the download-link request (its query, when it has one, in the canonical form
 //! that AK/SK signatures cover), the in-pass retries of 429/5xx (honouring Retry-After), the
-//! single credential refresh after a 401, and reading the API's error bodies the way Huawei's
-//! SDK does. It returns the listed links; it never downloads them.
+//! single credential refresh after a 401, reading the API's error bodies the way Huawei's
+//! SDK does, the limit of links per answer (SPEC 6), and ListInstances' bounded paging (SPEC
+//! 5.4), which reports a listing it had to cut short instead of looping. It returns the listed
+//! links; it never downloads them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
