@@ -3,16 +3,23 @@
 //!
 //! Owns: logging set-up, signal handling for `run`/`demo`, and output formats. The work itself
 //! is done by `daemon`, `config`, `inspect` and the simulator crate.
+//!
+//! Output never panics: stdout goes through [`Printer`], which stops quietly once the reader
+//! has gone (`certsync check | head -1`, SPEC 2), and text from outside (API messages,
+//! categories, subjects) is printed through [`crate::text`]'s escaping, as are the text logs.
 
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cloud::http::RedactedUrl;
+use crate::cloud::api::ApiError;
 use crate::config::{self, Config, LogFormat};
-use crate::daemon::{self, Controls};
+use crate::daemon::{self, Controls, InstanceError};
+use crate::text::{EscapingWriter, Untrusted};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -51,13 +58,114 @@ pub fn init_logging(cli: &Logging, config: Option<&Config>) {
         .with_writer(std::io::stderr);
     // try_init: a second call (tests running commands in-process) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(escaping_fields()).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
     };
+}
+
+/// The text format's field formatter: like the default (`name=value`, the message without
+/// its name, fields separated by a space, on a terminal the name italic and `=` dim), but
+/// every value and the message written through [`EscapingWriter`], so a subject with a
+/// newline or ESC can neither forge a log line nor drive the terminal (SPEC 2). The rest of
+/// the formatter's colours (timestamp, level, span names) are written by the event formatter,
+/// outside the fields, so they stay. JSON logs escape by themselves.
+fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    // The default formatter's styles for a field name and its `=`, as SGR sequences written
+    // directly (nu-ansi-term, which tracing-subscriber uses, is not a dependency of ours).
+    const ITALIC: &str = "\x1b[3m";
+    const DIM: &str = "\x1b[2m";
+    const RESET: &str = "\x1b[0m";
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        if field.name() == "message" {
+            return write_log_value(&mut EscapingWriter(writer), value);
+        }
+        // Field names come from our code (never from outside); raw identifiers
+        // (`r#type = ...`) print without their prefix, as by default.
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        if writer.has_ansi_escapes() {
+            write!(writer, "{ITALIC}{name}{RESET}{DIM}={RESET}")?;
+        } else {
+            write!(writer, "{name}=")?;
+        }
+        write_log_value(&mut EscapingWriter(writer), value)
+    })
+    .delimited(" ")
+}
+
+fn write_log_value(out: &mut impl fmt::Write, value: &dyn fmt::Debug) -> fmt::Result {
+    // `Debug` of a `%display` field or of the message is the plain text; of a `str` field, the
+    // quoted and already escaped string. Escaping either again changes nothing that is safe.
+    write!(out, "{value:?}")
+}
+
+/// A command's standard output. Once a write fails (the reader of a pipe is gone: EPIPE),
+/// everything after is dropped quietly; the command goes on and its exit status is what it
+/// would have been. Another write error (a full disk behind a redirect) is said once on stderr.
+pub struct Printer {
+    out: std::io::Stdout,
+    closed: bool,
+}
+
+impl Printer {
+    /// Printing to this process's stdout.
+    pub fn stdout() -> Printer {
+        Printer {
+            out: std::io::stdout(),
+            closed: false,
+        }
+    }
+
+    /// Writes `args` (use [`outln!`]); nothing once stdout is closed.
+    pub fn print(&mut self, args: fmt::Arguments<'_>) {
+        if self.closed {
+            return;
+        }
+        let result = self.out.write_fmt(args);
+        self.check(result);
+    }
+
+    /// Pushes out what is buffered (before waiting on something slow).
+    pub fn flush(&mut self) {
+        if !self.closed {
+            let result = self.out.flush();
+            self.check(result);
+        }
+    }
+
+    /// Whether output stopped because stdout is gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn check(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            self.closed = true;
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                errln(format_args!("certsync: cannot write to stdout: {e}"));
+            }
+        }
+    }
+}
+
+/// `writeln!` for a [`Printer`].
+macro_rules! outln {
+    ($p:expr) => {
+        $p.print(format_args!("\n"))
+    };
+    ($p:expr, $($arg:tt)*) => {
+        $p.print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// A line on stderr that never panics (stderr may be a closed pipe too).
+fn errln(args: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{args}");
 }
 
 fn load(path: &Path, logging: &Logging) -> Result<Config, u8> {
@@ -67,7 +175,7 @@ fn load(path: &Path, logging: &Logging) -> Result<Config, u8> {
             Ok(config)
         }
         Err(err) => {
-            eprintln!("certsync: {err}");
+            errln(format_args!("certsync: {err}"));
             Err(EXIT_CONFIG)
         }
     }
@@ -79,7 +187,9 @@ pub async fn run(path: &Path, logging: &Logging) -> u8 {
     // default action), and a SIGTERM then still stops it cleanly.
     let controls = Controls::default();
     if let Err(e) = spawn_signal_handlers(&controls) {
-        eprintln!("certsync: cannot install signal handlers: {e}");
+        errln(format_args!(
+            "certsync: cannot install signal handlers: {e}"
+        ));
         return EXIT_FAILED;
     }
     let config = match load(path, logging) {
@@ -91,7 +201,7 @@ pub async fn run(path: &Path, logging: &Logging) -> u8 {
         Ok(()) => EXIT_OK,
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "certsync stopped");
-            eprintln!("certsync: {}", error_chain(&e));
+            errln(format_args!("certsync: {}", Untrusted(&error_chain(&e))));
             EXIT_FAILED
         }
     }
@@ -128,30 +238,31 @@ pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
     let summary = match daemon::once(config, dry_run).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("certsync: {}", error_chain(&e));
+            errln(format_args!("certsync: {}", Untrusted(&error_chain(&e))));
             return EXIT_FAILED;
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = Printer::stdout();
     for line in &summary.lines {
-        let _ = writeln!(out, "{}", line.render(summary.dry_run));
+        outln!(out, "{}", line.render(summary.dry_run));
     }
     if dry_run {
-        let _ = writeln!(
+        outln!(
             out,
             "dry run: {} file(s) would change; nothing was written and no hook ran",
             summary.changed_files.len()
         );
         for file in &summary.changed_files {
-            let _ = writeln!(out, "  would write {}", file.display());
+            outln!(out, "  would write {}", file.display());
         }
     }
     for err in &summary.store_errors {
-        let _ = writeln!(out, "trust folder: failed: {err}");
+        outln!(out, "trust folder: failed: {}", Untrusted(err));
     }
     for hook in &summary.failed_hooks {
-        let _ = writeln!(out, "hook {hook}: failed");
+        outln!(out, "hook {hook}: failed");
     }
+    out.flush();
     if summary.ok() { EXIT_OK } else { EXIT_FAILED }
 }
 
@@ -161,68 +272,101 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!("configuration {} is valid\n", path.display());
-    println!("{}", config.describe());
-    print_files_on_disk(&config);
+    let mut out = Printer::stdout();
+    outln!(out, "configuration {} is valid\n", path.display());
+    outln!(out, "{}", config.describe());
+    print_files_on_disk(&mut out, &config);
     if !online {
+        out.flush();
         return EXIT_OK;
     }
-    println!("\nonline check:");
-    let api = match crate::cloud::connect(&config) {
-        Ok((_, api)) => api,
+    outln!(out, "\nonline check:");
+    let code = check_online(&mut out, &config).await;
+    out.flush();
+    code
+}
+
+/// `check --online`: proves the credentials with a real request, then runs each configured
+/// instance's whole list, download and validation (the pass's own `sync_instance`, host
+/// allowlist and every SPEC 6 rule included) and prints what it would write, writing nothing.
+async fn check_online(out: &mut Printer, config: &Config) -> u8 {
+    let shared = Arc::new(crate::server::Shared::default());
+    let (api, fetcher) = match daemon::clients(config, &shared) {
+        Ok(clients) => clients,
         Err(e) => {
-            println!("  building the HTTP client failed: {}", error_chain(&e));
+            outln!(
+                out,
+                "  building the HTTP client failed: {}",
+                Untrusted(&error_chain(&e))
+            );
             return EXIT_FAILED;
         }
     };
-    let credentials = api.credentials();
-    // Authentication first, so a failure says which step failed: this one, or listing.
-    match credentials.authenticate().await {
-        Ok(project_id) => println!(
-            "  authenticate (auth method {}): ok, project {project_id}",
-            credentials.method()
+    let method = api.credentials().method();
+    // Authentication first, so a failure says which step failed: this one, or an instance.
+    // Reading a token file or an AK/SK proves nothing by itself (with `project_id` set no
+    // request is made), so a real API request must accept the credentials.
+    let authenticated = match api.credentials().authenticate().await {
+        Ok(project_id) => api.probe_credentials().await.map(|()| project_id),
+        Err(e) => Err(ApiError::Auth(e)),
+    };
+    match authenticated {
+        Ok(project_id) => outln!(
+            out,
+            "  authenticate (auth method {method}): ok, project {project_id}: ListInstances accepted the credentials"
+        ),
+        // 403 is the gateway's answer for credentials it authenticated but whose policy does
+        // not allow ListInstances (a refused signature or token is 401): the instances below
+        // then prove the credentials for the operation certsync needs.
+        Err(ApiError::Status { fault, .. }) if fault.status == 403 => outln!(
+            out,
+            "  authenticate (auth method {method}): the credentials were accepted, but ListInstances is not allowed for them: {}",
+            Untrusted(&fault.to_string())
         ),
         Err(e) => {
-            println!(
-                "  authenticate (auth method {}): failed: {}",
-                credentials.method(),
-                error_chain(&e)
+            outln!(
+                out,
+                "  authenticate (auth method {method}): failed: {}",
+                Untrusted(&error_chain(&e))
             );
             return EXIT_FAILED;
         }
     }
+    out.flush();
     let mut code = EXIT_OK;
-    for inst in &config.instances {
-        match api.list_certs(&inst.id).await {
-            Ok(listing) => {
-                println!("  instance {}: ok", inst.display_name());
-                for link in &listing.certs {
-                    let wanted = if inst.wants(&link.category) {
-                        ""
-                    } else {
-                        " (not in categories: ignored)"
-                    };
-                    println!(
-                        "    {} {}{}",
-                        link.category,
-                        RedactedUrl::new(&link.url),
-                        wanted
+    for (inst, result) in config
+        .instances
+        .iter()
+        .zip(check_instances(config, &api, &fetcher).await)
+    {
+        let name = Untrusted(inst.display_name());
+        match result {
+            Ok(entries) => {
+                outln!(out, "  instance {name}: ok");
+                for entry in &entries {
+                    outln!(
+                        out,
+                        "    {}: would write {}",
+                        Untrusted(&entry.category),
+                        config.trust.dir.join(&entry.file_name).display()
                     );
-                }
-                if listing.certs.is_empty() {
-                    println!("    the API lists no certificate");
-                    code = EXIT_FAILED;
+                    for cert in &entry.certs {
+                        outln!(
+                            out,
+                            "      sha256 {} notAfter {} subject {}",
+                            cert.fingerprint(),
+                            crate::cert::rfc3339(cert.not_after),
+                            Untrusted(&cert.subject)
+                        );
+                    }
                 }
             }
-            Err(e) => {
-                println!(
-                    "  instance {}: list failed: {}",
-                    inst.display_name(),
-                    error_chain(&e)
-                );
+            Err(failure) => {
+                outln!(out, "  instance {name}: {}", Untrusted(&failure));
                 code = EXIT_FAILED;
             }
         }
+        out.flush();
     }
     for (index, query) in config.discover.iter().enumerate() {
         match api
@@ -230,21 +374,28 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
             .await
         {
             Ok(found) => {
-                let with_ssl = found.iter().filter(|i| i.ssl).count();
-                let kept = if query.ssl_only {
-                    with_ssl
-                } else {
-                    found.len()
-                };
-                println!(
-                    "  discover[{index}]: ListInstances found {} instance(s), {with_ssl} with SSL; {kept} would be synced",
-                    found.len()
+                let total = found.instances.len();
+                let with_ssl = found.instances.iter().filter(|i| i.ssl).count();
+                let kept = if query.ssl_only { with_ssl } else { total };
+                outln!(
+                    out,
+                    "  discover[{index}]: ListInstances found {total} instance(s), {with_ssl} with SSL; {kept} would be synced"
                 );
+                // A listing cut short leaves instances out of every pass: a failure here, a
+                // warning in the daemon.
+                if let Some(cut) = found.truncated {
+                    outln!(
+                        out,
+                        "  discover[{index}]: failed: the listing is incomplete: {cut}"
+                    );
+                    code = EXIT_FAILED;
+                }
             }
             Err(e) => {
-                println!(
+                outln!(
+                    out,
                     "  discover[{index}]: ListInstances failed: {}",
-                    error_chain(&e)
+                    Untrusted(&error_chain(&e))
                 );
                 code = EXIT_FAILED;
             }
@@ -253,29 +404,107 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
     code
 }
 
+/// Runs `sync_instance` for every configured instance, at most `sync.concurrency` at a time
+/// and each under the pass's deadline; results in config order, failures as text.
+async fn check_instances(
+    config: &Config,
+    api: &crate::cloud::api::ApiClient,
+    fetcher: &crate::fetch::Fetcher,
+) -> Vec<Result<daemon::Synced, String>> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.sync.concurrency.max(1)));
+    let deadline = daemon::instance_deadline(config);
+    let shared_config = Arc::new(config.clone());
+    let handles: Vec<_> = config
+        .instances
+        .iter()
+        .map(|inst| {
+            let (api, fetcher, config, inst, limit) = (
+                api.clone(),
+                fetcher.clone(),
+                shared_config.clone(),
+                inst.clone(),
+                limit.clone(),
+            );
+            tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                match tokio::time::timeout(
+                    deadline,
+                    daemon::sync_instance(&api, &fetcher, &config, &inst),
+                )
+                .await
+                {
+                    Ok(result) => result.map_err(|e| describe_instance_failure(&e)),
+                    Err(_) => Err(format!(
+                        "failed: not done after {}",
+                        humantime::format_duration(deadline)
+                    )),
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("failed: the check stopped: {e}")),
+        });
+    }
+    results
+}
+
+/// An instance's failure for `check --online`, naming the step (the line already names the
+/// instance).
+fn describe_instance_failure(err: &InstanceError) -> String {
+    match err {
+        InstanceError::Api { source, .. } => format!("list failed: {}", error_chain(source)),
+        InstanceError::Fetch {
+            category, source, ..
+        } => format!(
+            "category {category}: download failed: {}",
+            error_chain(source)
+        ),
+        InstanceError::Invalid {
+            category,
+            url,
+            source,
+            ..
+        } => format!(
+            "category {category}: {url}: rejected ({}): {}",
+            source.rule(),
+            error_chain(source)
+        ),
+        other => format!("failed: {}", error_chain(other)),
+    }
+}
+
 /// What the trust folder holds now, with days left (read-only: nothing is created or locked).
-fn print_files_on_disk(config: &Config) {
+fn print_files_on_disk(out: &mut Printer, config: &Config) {
     let store = match crate::store::Store::open(daemon::store_options(config), true) {
         Ok(store) => store,
         Err(e) => {
-            println!("\ntrust folder: cannot read it: {}", error_chain(&e));
+            outln!(
+                out,
+                "\ntrust folder: cannot read it: {}",
+                Untrusted(&error_chain(&e))
+            );
             return;
         }
     };
     let current = store.current();
     if current.is_empty() {
-        println!("\ntrust folder: no CA written yet");
+        outln!(out, "\ntrust folder: no CA written yet");
         return;
     }
     let now = time::OffsetDateTime::now_utc();
     let warning =
         time::Duration::try_from(config.sync.expiry_warning).unwrap_or(time::Duration::MAX);
-    println!("\ntrust folder now:");
+    outln!(out, "\ntrust folder now:");
     for entry in current {
         let (not_after, left) = match entry.not_after {
             Some(t) => {
-                let days = (t - now).whole_days();
-                let flag = if t - now <= warning {
+                let left = t - now;
+                let days = left.whole_days();
+                let flag = if left <= warning {
                     " (inside expiry_warning)"
                 } else {
                     ""
@@ -284,11 +513,12 @@ fn print_files_on_disk(config: &Config) {
             }
             None => ("-".into(), "-".into()),
         };
-        println!(
+        outln!(
+            out,
             "  {} ({}/{}): notAfter {not_after}, {left}",
             entry.path.display(),
-            entry.instance_id,
-            entry.category
+            Untrusted(&entry.instance_id),
+            Untrusted(&entry.category)
         );
     }
 }
@@ -296,22 +526,27 @@ fn print_files_on_disk(config: &Config) {
 /// `certsync inspect [--json] PATH...`.
 pub fn inspect(paths: &[PathBuf], json: bool) -> u8 {
     let (reports, errors) = crate::inspect::inspect(paths);
+    let mut out = Printer::stdout();
     if json {
         match serde_json::to_string_pretty(&reports) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!(out, "{text}"),
             Err(e) => {
-                eprintln!("certsync: {e}");
+                errln(format_args!("certsync: {e}"));
                 return EXIT_FAILED;
             }
         }
     } else {
-        print!(
+        out.print(format_args!(
             "{}",
             crate::inspect::render_text(&reports, time::OffsetDateTime::now_utc())
-        );
+        ));
     }
+    out.flush();
     for err in &errors {
-        eprintln!("certsync: not a certificate: {err}");
+        errln(format_args!(
+            "certsync: not a certificate: {}",
+            Untrusted(&err.to_string())
+        ));
     }
     if errors.is_empty() {
         EXIT_OK
@@ -344,7 +579,7 @@ pub async fn demo(dir: &Path, logging: &Logging) -> u8 {
     match run_demo(dir).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("certsync demo: {e}");
+            errln(format_args!("certsync demo: {}", Untrusted(&e)));
             EXIT_FAILED
         }
     }
@@ -369,21 +604,24 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
     let config_path = write_demo_config(&sim, work.path(), &dir)?;
     let config = config::load(&config_path).map_err(|e| e.to_string())?;
     let ids = sim.instance_ids();
-    println!("certsync demo");
-    println!(
+    let mut out = Printer::stdout();
+    outln!(out, "certsync demo");
+    outln!(
+        out,
         "  simulator:   {} (project {})",
         sim.endpoint(),
         sim.project_id()
     );
-    println!("  config:      {}", config_path.display());
-    println!("  trust dir:   {}", dir.display());
-    println!(
+    outln!(out, "  config:      {}", config_path.display());
+    outln!(out, "  trust dir:   {}", dir.display());
+    outln!(
+        out,
         "  every {} s the CA of instance 'orders' ({}) rotates; the hook prints what changed",
         DEMO_ROTATE_EVERY.as_secs(),
         ids[0]
     );
-    println!("  Ctrl-C stops.\n");
-    let _ = std::io::stdout().flush();
+    outln!(out, "  Ctrl-C stops.\n");
+    out.flush();
 
     let rotator = {
         let sim = sim.clone();

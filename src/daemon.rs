@@ -533,6 +533,8 @@ impl Engine {
             return;
         }
         let mut found: BTreeMap<String, Instance> = BTreeMap::new();
+        // A listing cut short proves nothing about the instances it did not reach.
+        let mut complete = true;
         for (index, query) in self.config.discover.iter().enumerate() {
             let listed = match self
                 .api
@@ -545,7 +547,18 @@ impl Engine {
                     return;
                 }
             };
-            for item in listed {
+            if let Some(cut) = &listed.truncated {
+                complete = false;
+                tracing::warn!(
+                    discover = index,
+                    datastore = ?query.datastore,
+                    name = ?query.name,
+                    listed = listed.instances.len(),
+                    reason = %cut,
+                    "discovery listing incomplete: instances past this point are not synced, and those found before are kept"
+                );
+            }
+            for item in listed.instances {
                 if query.ssl_only && !item.ssl {
                     continue;
                 }
@@ -562,7 +575,9 @@ impl Engine {
             }
         }
         for (id, d) in &self.discovered {
-            if !found.contains_key(id) {
+            if !complete {
+                found.entry(id.clone()).or_insert_with(|| d.clone());
+            } else if !found.contains_key(id) {
                 tracing::info!(
                     instance = d.display_name(),
                     id = %id,

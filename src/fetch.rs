@@ -3,7 +3,9 @@
 //! Owns: the rules for a download — https only, hosts from `allowed_download_hosts` (checked
 //! again on every redirect, at most three), the size cap, and OBS's error answers. Links are
 //! fetched at once and never cached. A link's query string is a credential: it appears only
-//! as [`RedactedUrl`]. This module does not look at the bytes (that is `validate`).
+//! as [`RedactedUrl`]. Its errors say plainly what happened for the reader at 3am (a refused,
+//! likely expired link; a body cut short, with how much arrived), never through a library's
+//! error chain. This module does not look at the bytes (that is `validate`).
 
 use url::Url;
 
@@ -88,7 +90,7 @@ pub enum FetchError {
         url: RedactedUrl,
     },
     /// A non-2xx answer (OBS answers XML with a `<Code>`; an expired link gives 403 AccessDenied).
-    #[error("{url}: HTTP {status}{}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
+    #[error("{url}: HTTP {status}{}{}", code.as_ref().map(|c| format!(" {c}")).unwrap_or_default(), status_hint(*.status))]
     Status {
         /// The URL.
         url: RedactedUrl,
@@ -105,7 +107,20 @@ pub enum FetchError {
         /// The limit.
         limit: u64,
     },
-    /// The request failed or the body was cut short.
+    /// The connection closed before the whole body arrived.
+    #[error("{url}: the connection closed before the whole body arrived ({})", match .expected {
+        Some(total) => format!("{received} of {total} bytes"),
+        None => format!("after {received} bytes"),
+    })]
+    Truncated {
+        /// The URL.
+        url: RedactedUrl,
+        /// Bytes received.
+        received: u64,
+        /// `Content-Length`, when announced.
+        expected: Option<u64>,
+    },
+    /// The request failed.
     #[error("{url}: {detail}")]
     Transport {
         /// The URL.
@@ -125,7 +140,7 @@ impl FetchError {
             }
             FetchError::Status { .. } => "download_status",
             FetchError::TooLarge { .. } => "download_too_large",
-            FetchError::Transport { .. } => "download_failed",
+            FetchError::Truncated { .. } | FetchError::Transport { .. } => "download_failed",
         }
     }
 }
@@ -234,11 +249,28 @@ async fn read_capped(
                 url: shown.clone(),
                 limit,
             },
+            ReadError::Truncated { received, expected } => FetchError::Truncated {
+                url: shown.clone(),
+                received,
+                expected,
+            },
             ReadError::Transport(detail) => FetchError::Transport {
                 url: shown.clone(),
                 detail,
             },
         })
+}
+
+/// What a status from the download host means for the on-call reader. 403 is how OBS refuses
+/// a pre-signed link: above all one that expired (links live minutes), or whose time the
+/// host judges against a clock that is off.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        403 => {
+            ": the download host refused the link; links are short-lived, so it may have expired before the download, or this host's clock is off"
+        }
+        _ => "",
+    }
 }
 
 /// OBS's `<Code>...</Code>`, sanitised, when present.

@@ -663,3 +663,98 @@ async fn no_credential_reaches_the_output_at_trace_level_with_any_method() {
         assert!(!all.contains(needle), "{needle} in output");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_check_online_refuses_a_wrong_secret_key_when_project_id_is_set() {
+    let h = Harness::new(1).await;
+    configure(&h, &aksk_auth(&h), true);
+    write_secret(&h, "sk", "0123456789abcdefghijABCDEFGHIJ0123456789");
+    let out = certsync(&h, &["check", "--online"], &[]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("authenticate (auth method aksk): failed: auth method aksk: the API refused the credentials"),
+        "{text}"
+    );
+    assert!(text.contains("APIGW.0301"), "{text}");
+    assert!(
+        !text.contains("authenticate (auth method aksk): ok"),
+        "{text}"
+    );
+    assert!(!text.contains("instance inst0"), "{text}");
+    assert_hidden(
+        &all_output(&out),
+        &["0123456789abcdefghijABCDEFGHIJ0123456789"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_check_online_refuses_a_garbage_token() {
+    let h = Harness::new(1).await;
+    std::fs::write(&h.token_file, "garbage-token-0123456789\n").unwrap();
+    let out = certsync(&h, &["check", "--online"], &[]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("authenticate (auth method token): failed: auth method token: the API refused the credentials"),
+        "{text}"
+    );
+    assert!(!text.contains(": ok"), "{text}");
+    assert_hidden(&all_output(&out), &["garbage-token-0123456789"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_check_online_downloads_and_validates_and_refuses_a_host_not_allowed() {
+    let h = Harness::new(2).await;
+    // inst1's link redirects to https://localhost:PORT, a host the allowlist does not name.
+    h.sim
+        .set_fault(&h.id(1), certsync_sim::Fault::RedirectOtherHost);
+    let out = certsync(&h, &["check", "--online"], &[]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "authenticate (auth method token): ok, project {}",
+            h.sim.project_id()
+        )),
+        "{text}"
+    );
+    // The good instance: the file it would write, its CA's fingerprint and notAfter.
+    let good = &h.sim.ca(&h.id(0), "international");
+    assert!(text.contains("instance inst0: ok"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "international: would write {}",
+            h.file(0).display()
+        )),
+        "{text}"
+    );
+    let cert_line = text
+        .lines()
+        .find(|l| l.contains(&format!("sha256 {}", good.sha256_hex)))
+        .unwrap_or_else(|| panic!("no fingerprint line for inst0: {text}"));
+    assert!(cert_line.contains("notAfter 20"), "{cert_line}");
+    // The refused one fails, naming the host and the allowlist, without the link's query.
+    let bad = text
+        .lines()
+        .find(|l| l.starts_with("  instance inst1: "))
+        .unwrap_or_else(|| panic!("no line for inst1: {text}"));
+    assert!(bad.contains("download failed"), "{bad}");
+    assert!(
+        bad.contains("\"localhost\" is not in sync.allowed_download_hosts"),
+        "{bad}"
+    );
+    assert!(!text.contains("Signature="), "{text}");
+    assert!(!h.trust.exists(), "check --online wrote the trust folder");
+
+    // Every instance good: exit 0.
+    h.sim.clear_fault(&h.id(1));
+    let out = certsync(&h, &["check", "--online"], &[]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    for i in 0..2 {
+        let fp = h.sim.ca(&h.id(i), "international").sha256_hex;
+        assert!(text.contains(&format!("sha256 {fp}")), "{text}");
+    }
+    assert!(!h.trust.exists());
+}

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use certsync_sim::{InstanceMeta, SimOptions, Simulator};
+use certsync::cloud::api::{ApiClient, Truncation};
+use certsync_sim::{InstanceMeta, ListFault, SimOptions, Simulator};
 use common::*;
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -89,6 +90,37 @@ dir = "trust"
             .output()
             .await
             .unwrap()
+    }
+
+    /// `once`, killed (and the test failed) if it has not ended after two minutes: against a
+    /// listing that never ends, unbounded paging would otherwise hang the test.
+    async fn once_bounded(&self) -> std::process::Output {
+        self.bounded(&["once"]).await
+    }
+
+    async fn bounded(&self, args: &[&str]) -> std::process::Output {
+        let child = tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("certsync {args:?} did not end: paging is unbounded"))
+            .unwrap()
+    }
+
+    /// The library's API client for the config.
+    fn client(&self) -> ApiClient {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let config = certsync::config::parse_with_env(&text, &self.config, &|_| None).unwrap();
+        certsync::cloud::connect(&config).unwrap().1
     }
 
     fn files(&self) -> Vec<String> {
@@ -272,5 +304,91 @@ async fn check_online_runs_the_discovery_queries() {
         stdout(&out).contains("discover[0]: ListInstances found 3 instance(s)"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// 101 instances; only the oldest (not on the first page of ListInstances) is configured, the
+/// others have SSL off, so discovery adds nothing to sync.
+async fn one_configured_behind_a_full_page() -> (Setup, String) {
+    let s = setup(101).await;
+    let ids = s.sim.instance_ids();
+    for (n, id) in ids.iter().enumerate().skip(1) {
+        let mut meta = InstanceMeta::numbered(n + 1);
+        meta.ssl = false;
+        s.sim.set_instance_meta(id, meta);
+    }
+    s.write_config(&format!(
+        "\n[[instance]]\nid = \"{}\"\nname = \"configured\"\n\n[[discover]]\n",
+        ids[0]
+    ));
+    (s, ids[0].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_discovery_stops_when_the_listing_ignores_offset_and_claims_a_huge_total() {
+    let (s, _) = one_configured_behind_a_full_page().await;
+    s.sim
+        .set_list_faults(&[ListFault::IgnoresOffset, ListFault::HugeTotal]);
+    let out = s.once_bounded().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(s.files(), ["configured-international.crt"]);
+    // The first page, then the same page again: stop.
+    assert_eq!(s.sim.stats().list_requests, 2, "{:?}", s.sim.stats());
+
+    // The library says why the listing is incomplete, and lists each id once.
+    let before = s.sim.stats().list_requests;
+    let found = s.client().list_instances(None, None).await.unwrap();
+    assert_eq!(found.instances.len(), 100);
+    let unique: std::collections::HashSet<_> = found.instances.iter().map(|i| &i.id).collect();
+    assert_eq!(unique.len(), 100);
+    assert_eq!(
+        found.truncated,
+        Some(Truncation::OffsetIgnored { offset: 100 })
+    );
+    assert_eq!(s.sim.stats().list_requests - before, 2);
+
+    // check --online calls the incomplete listing a failure, naming the query.
+    let out = s.bounded(&["check", "--online"]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("discover[0]: failed: the listing is incomplete")
+            && text.contains("ignores offset"),
+        "{text}"
+    );
+    assert!(text.contains("instance configured: ok"), "{text}");
+
+    // A huge total alone pages normally and ends at the short page, complete.
+    s.sim.set_list_faults(&[ListFault::HugeTotal]);
+    let found = s.client().list_instances(None, None).await.unwrap();
+    assert_eq!((found.instances.len(), found.truncated), (101, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_discovery_stops_after_100_pages_of_an_endless_listing() {
+    let s = setup(1).await;
+    let id = s.sim.instance_ids()[0].clone();
+    s.write_config(&format!(
+        "\n[[instance]]\nid = \"{id}\"\nname = \"configured\"\n\n[[discover]]\n"
+    ));
+    s.sim
+        .set_list_faults(&[ListFault::EndlessPages, ListFault::HugeTotal]);
+    let out = s.once_bounded().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(s.files(), ["configured-international.crt"]);
+    assert_eq!(s.sim.stats().list_requests, 100, "{:?}", s.sim.stats());
+    assert!(
+        !all_output(&out).contains("ghost-"),
+        "made-up instances have no SSL: skipped"
+    );
+
+    let found = s.client().list_instances(None, None).await.unwrap();
+    assert_eq!(found.instances.len(), 10_000);
+    assert_eq!(
+        found.truncated,
+        Some(Truncation::PageLimit {
+            pages: 100,
+            total_count: Some(1_000_000_000_000)
+        })
     );
 }

@@ -647,3 +647,212 @@ async fn a_failing_hook_makes_once_fail() {
     );
     assert!(h.file(0).exists(), "the files are written before hooks run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_expired_link_says_the_link_was_refused_and_why() {
+    let out = fault_keeps_last_good(Fault::ExpiredLink, "HTTP 403 AccessDenied").await;
+    let all = all_output(&out);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("inst0/"))
+        .unwrap()
+        .to_owned();
+    for part in [
+        "/obs/",
+        "the download host refused the link",
+        "links are short-lived",
+        "expired before the download",
+        "clock is off",
+    ] {
+        assert!(line.contains(part), "{part:?} missing: {line}");
+    }
+    for query in ["Signature=", "Expires=", "AccessKeyId=", "ca.crt?"] {
+        assert!(!all.contains(query), "{query} in {all}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_truncated_download_says_how_much_arrived() {
+    let out = fault_keeps_last_good(
+        Fault::TruncatedDownload,
+        "the connection closed before the whole body arrived (",
+    )
+    .await;
+    let all = all_output(&out);
+    assert!(!all.contains("docs.rs") && !all.contains("rustls"), "{all}");
+    for query in ["Signature=", "Expires=", "AccessKeyId=", "ca.crt?"] {
+        assert!(!all.contains(query), "{query} in {all}");
+    }
+    // "(N of M bytes)": the simulator closes after half of the announced length.
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("inst0/"))
+        .unwrap()
+        .to_owned();
+    let counts = line
+        .split("arrived (")
+        .nth(1)
+        .and_then(|rest| rest.split(" bytes)").next())
+        .unwrap_or_else(|| panic!("no byte counts: {line}"));
+    let (received, total) = counts
+        .split_once(" of ")
+        .map(|(r, t)| (r.parse::<u64>().unwrap(), t.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("not 'N of M': {line}"));
+    assert!(total > 500, "{line}");
+    assert_eq!(received, total / 2, "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_answer_with_more_than_64_links_fails_the_instance() {
+    let h = Harness::new(2).await;
+    let categories: Vec<String> = (0..65).map(|i| format!("cat{i}")).collect();
+    let refs: Vec<&str> = categories.iter().map(String::as_str).collect();
+    h.sim.set_categories(&h.id(0), &refs);
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let text = stdout(&out);
+    // inst0 has no file yet: its line says so (issue 8: it read `inst0/- - failed`).
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("inst0 (no file written yet) failed: "))
+        .unwrap_or_else(|| panic!("no line for inst0: {text}"));
+    assert!(
+        line.contains("the answer lists 65 certificate links, more than the limit of 64"),
+        "{line}"
+    );
+    assert!(h.file(1).exists(), "the other instance must sync");
+    let inst0_files = std::fs::read_dir(&h.trust)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("inst0-")
+        })
+        .count();
+    assert_eq!(inst0_files, 0);
+    assert_eq!(h.sim.stats().downloads, 1, "nothing of inst0 is downloaded");
+}
+
+/// A subject made to forge a log line and colour the terminal.
+const HOSTILE_NAME: &str = "evil\n2030-01-01T00:00:00Z ERROR forged line\u{1b}[31mred";
+
+/// One instance whose CA has [`HOSTILE_NAME`] as its common name and a pin it fails, so the
+/// subject reaches the logs in the rejection.
+async fn hostile_subject_harness() -> Harness {
+    let h = Harness::new(1).await;
+    h.sim.rotate_named(&h.id(0), "international", HOSTILE_NAME);
+    let text = std::fs::read_to_string(&h.config).unwrap().replace(
+        "name = \"inst0\"\n",
+        &format!("name = \"inst0\"\npin_sha256 = [\"{}\"]\n", "0".repeat(64)),
+    );
+    std::fs::write(&h.config, text).unwrap();
+    h
+}
+
+fn assert_no_forged_line(log: &str) {
+    assert!(
+        log.contains("evil\\n2030-01-01T00:00:00Z ERROR forged line\\u{1b}[31mred"),
+        "the subject is not in the log, escaped: {log}"
+    );
+    assert!(
+        !log.contains("\u{1b}[31mred"),
+        "a raw ESC from the subject: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l
+            .trim_start_matches('\r')
+            .starts_with("2030-01-01T00:00:00Z ERROR forged")),
+        "a forged log line: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_subject_with_a_newline_and_esc_is_escaped_in_text_logs() {
+    let h = hostile_subject_harness().await;
+    let out = h.once().await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let log = stderr(&out);
+    assert!(log.contains("not_pinned"), "{log}");
+    assert_no_forged_line(&log);
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colours when stderr is not a terminal: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_on_a_terminal_keep_their_colours_and_escape_the_subject() {
+    let h = hostile_subject_harness().await;
+    // `script` gives certsync a terminal for stderr; stdout (the `once` lines) goes elsewhere.
+    let command = format!(
+        "'{}' --config '{}' once >/dev/null",
+        BIN,
+        h.config.display()
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run script(1)");
+    let log = stdout(&out);
+    assert!(log.contains("not_pinned"), "{}", all_output(&out));
+    assert!(
+        log.contains("\u{1b}[33m"),
+        "the WARN level is coloured: {log:?}"
+    );
+    assert!(
+        log.contains("\u{1b}[3mreason\u{1b}[0m\u{1b}[2m=\u{1b}[0m"),
+        "field names are styled as by default: {log:?}"
+    );
+    assert_no_forged_line(&log);
+}
+
+/// Runs the binary with stdout a pipe whose reading end is already closed: every write fails
+/// with EPIPE at once.
+async fn into_closed_pipe(h: &Harness, args: &[&str]) -> std::process::Output {
+    let (writer, reader) = tokio::net::unix::pipe::pipe().unwrap();
+    drop(reader);
+    let writer = writer.into_blocking_fd().unwrap();
+    tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&h.config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        // Not `output()`: tokio's makes stdout a pipe of its own whatever was configured.
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_output_into_a_closed_pipe_ends_quietly() {
+    let h = Harness::new(1).await;
+    let trust = h.trust.display().to_string();
+    for (args, expected) in [
+        (&["check"][..], 0),
+        (&["check", "--online"], 0),
+        (&["once"], 0),
+        (&["inspect", trust.as_str()], 0),
+        (&["inspect", "--json", trust.as_str()], 0),
+        (&["inspect", h.config.to_str().unwrap()], 1),
+    ] {
+        let out = into_closed_pipe(&h, args).await;
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        assert_eq!(code(&out), expected, "{args:?}: {err}");
+    }
+    assert!(
+        h.file(0).exists(),
+        "once did its work although nobody read its output"
+    );
+}

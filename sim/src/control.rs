@@ -1,6 +1,7 @@
 //! The simulator's control API under `/_sim/` (no authentication: loopback test infrastructure):
-//! read the state, add and remove instances, describe them (ListInstances' fields), rotate CAs,
-//! set and clear faults, replace IAM's projects.
+//! read the state, add and remove instances, describe them (ListInstances' fields), rotate CAs
+//! (optionally under a new common name), set and clear faults (per instance, and ListInstances'
+//! own), replace IAM's projects.
 //!
 //! Owns the translation of control requests into state changes and their JSON answers; it must
 //! not answer cloud API or OBS requests. Key generation happens here (add, rotate, faults), never
@@ -10,7 +11,7 @@ use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 
 use crate::http::{self, SimBody};
-use crate::model::{Fault, InstanceMeta, Project, Stats};
+use crate::model::{Fault, InstanceMeta, ListFault, Project, Stats};
 use crate::state::{DEFAULT_CATEGORY, InstanceView, SimError, World};
 
 #[derive(Serialize)]
@@ -20,6 +21,7 @@ struct StateDoc<'a> {
     region: &'a str,
     projects: Vec<Project>,
     instances: Vec<InstanceView>,
+    list_faults: Vec<ListFault>,
     stats: Stats,
 }
 
@@ -58,12 +60,16 @@ fn not_found_id(id: &str) -> Response<SimBody> {
     sim_error(SimError::UnknownInstance { id: id.to_owned() })
 }
 
+/// The query parameter `name`, decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The `category` query parameter, `international` when absent.
 fn category_param(query: Option<&str>) -> String {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "category")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| DEFAULT_CATEGORY.to_owned())
+    query_param(query, "category").unwrap_or_else(|| DEFAULT_CATEGORY.to_owned())
 }
 
 /// Handles one request below `/_sim/`; `segments` are the path segments after `_sim`.
@@ -83,6 +89,7 @@ pub(crate) fn handle(
                 region: &world.region,
                 projects: world.creds.projects(),
                 instances: world.instances_view(),
+                list_faults: world.list_faults(),
                 stats: world.stats(),
             },
         ),
@@ -109,7 +116,8 @@ pub(crate) fn handle(
             }
         }
         (&Method::POST, ["instances", id, "rotate"]) => {
-            match world.rotate(id, &category_param(query)) {
+            let common_name = query_param(query, "common_name");
+            match world.rotate(id, &category_param(query), common_name.as_deref()) {
                 Ok((_, view)) => http::json(StatusCode::OK, &view),
                 Err(e) => sim_error(e),
             }
@@ -121,6 +129,17 @@ pub(crate) fn handle(
             },
             Err(e) => error(StatusCode::BAD_REQUEST, format!("fault body: {e}")),
         },
+        (&Method::PUT, ["list-faults"]) => match serde_json::from_slice::<Vec<ListFault>>(body) {
+            Ok(faults) => {
+                world.set_list_faults(&faults);
+                no_content()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, format!("list faults body: {e}")),
+        },
+        (&Method::DELETE, ["list-faults"]) => {
+            world.set_list_faults(&[]);
+            no_content()
+        }
         (&Method::PUT, ["projects"]) => match serde_json::from_slice::<Vec<Project>>(body) {
             Ok(projects) => {
                 world.creds.set_projects(projects);

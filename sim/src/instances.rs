@@ -3,8 +3,9 @@
 //! `id`, `name` (a leading `*` is a fuzzy match), `datastore_type`, `mode`, `vpc_id` and
 //! `subnet_id` filters, behind the gateway's authentication.
 //!
-//! Owns the query rules and the JSON shape of each instance (notes section h); it must not change
-//! the state other than counting requests. The fields the simulator does not model (network,
+//! Owns the query rules, the JSON shape of each instance (notes section h) and how the
+//! [`ListFault`]s bend the answer (offset ignored, a huge `total_count`, pages that never end);
+//! it must not change the state other than counting requests. The fields the simulator does not model (network,
 //! nodes, backups) are derived from the project and instance ids, so they are stable.
 
 use hyper::{Response, StatusCode};
@@ -14,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use crate::api::authorize_project;
 use crate::auth::GatewayRequest;
 use crate::http::{self, SimBody};
+use crate::model::{InstanceMeta, ListFault};
 use crate::state::{Counters, ListedInstance, World};
 
 /// The largest (and default) page.
@@ -234,16 +236,52 @@ pub(crate) fn list(
         .filter(|_| q.vpc_id.as_deref().is_none_or(|v| v == net.vpc_id))
         .filter(|_| q.subnet_id.as_deref().is_none_or(|s| s == net.subnet_id))
         .collect();
-    let instances: Vec<Value> = matching
+    let faults = world.list_faults();
+    let offset = if faults.contains(&ListFault::IgnoresOffset) {
+        0
+    } else {
+        q.offset
+    };
+    let mut page: Vec<Value> = matching
         .iter()
-        .skip(q.offset)
+        .skip(offset)
         .take(q.limit)
         .map(|i| instance_json(world, &net, i))
         .collect();
+    if faults.contains(&ListFault::EndlessPages) {
+        // Positions past the real instances are made-up ones, so every page is full.
+        let first = offset.saturating_add(page.len());
+        let missing = q.limit - page.len();
+        page.extend(
+            (first..first.saturating_add(missing)).map(|n| instance_json(world, &net, &ghost(n))),
+        );
+    }
+    let total_count = if faults.contains(&ListFault::HugeTotal) {
+        HUGE_TOTAL
+    } else {
+        matching.len() as u64
+    };
     http::json(
         StatusCode::OK,
-        &json!({ "instances": instances, "total_count": matching.len() }),
+        &json!({ "instances": page, "total_count": total_count }),
     )
+}
+
+/// The `total_count` of [`ListFault::HugeTotal`].
+const HUGE_TOTAL: u64 = 1_000_000_000_000;
+
+/// The made-up instance at listing position `n` for [`ListFault::EndlessPages`]: no SSL, no
+/// certificates (its download-link answer is 404, as for any unknown id).
+fn ghost(n: usize) -> ListedInstance {
+    ListedInstance {
+        id: format!("ghost-{n}"),
+        meta: InstanceMeta {
+            name: format!("ghost-{n}"),
+            ssl: false,
+            ..InstanceMeta::numbered(n)
+        },
+        created: "2020-01-01T00:00:00".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use model::{BadContent, CaInfo, Fault, InstanceMeta, MetadataTokenMode, Project, Stats};
+pub use model::{
+    BadContent, CaInfo, Fault, InstanceMeta, ListFault, MetadataTokenMode, Project, Stats,
+};
 pub use state::SimError;
 
 /// The file, in the simulator's directory, holding the root its TLS certificate chains to.
@@ -429,9 +431,20 @@ impl Simulator {
     /// Replaces a CA with a new key and serial under the same subject DN, and returns it.
     /// Panics if the instance or category does not exist.
     pub fn rotate(&self, id: &str, category: &str) -> CaInfo {
-        match self.world().rotate(id, category) {
+        match self.world().rotate(id, category, None) {
             Ok((info, _)) => (*info).clone(),
             Err(e) => panic!("certsync-sim: rotate: {}", error_chain(&e)),
+        }
+    }
+
+    /// Replaces a CA with a new key and serial under the subject `CN={common_name},
+    /// O=Huawei Cloud Simulator` (later rotations keep that name), and returns it. The name is
+    /// used as given, control characters included (a newline, ESC), for tests of how outside
+    /// text is printed. Panics if the instance or category does not exist.
+    pub fn rotate_named(&self, id: &str, category: &str, common_name: &str) -> CaInfo {
+        match self.world().rotate(id, category, Some(common_name)) {
+            Ok((info, _)) => (*info).clone(),
+            Err(e) => panic!("certsync-sim: rotate_named: {}", error_chain(&e)),
         }
     }
 
@@ -462,6 +475,16 @@ impl Simulator {
     /// Clears the fault of an instance (no-op if it has none or does not exist).
     pub fn clear_fault(&self, id: &str) {
         self.world().clear_fault(id);
+    }
+
+    /// Replaces ListInstances' faults (for the whole project; an empty slice clears them).
+    pub fn set_list_faults(&self, faults: &[ListFault]) {
+        self.world().set_list_faults(faults);
+    }
+
+    /// ListInstances' faults in force.
+    pub fn list_faults(&self) -> Vec<ListFault> {
+        self.world().list_faults()
     }
 
     /// The request counters so far.

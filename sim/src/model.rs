@@ -125,6 +125,24 @@ pub enum Fault {
     PlainHttpLink,
 }
 
+/// A misbehaviour of ListInstances (`GET /v3/{project_id}/instances`), for the whole project:
+/// set with `Simulator::set_list_faults` or `PUT /_sim/list-faults`. Several may be in force at
+/// once; they combine (ignoring offset with a huge total is a listing that never ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ListFault {
+    /// Every page is the page at offset 0, whatever `offset` asks for (`limit` and the
+    /// filters still apply).
+    IgnoresOffset,
+    /// `total_count` is 10^12 (a trillion); the pages themselves are the real ones.
+    HugeTotal,
+    /// Past the real instances, every page is filled up to `limit` with made-up instances
+    /// (ids `ghost-N`, names `ghost-N`, `ssl` `"0"`, no certificates), so a client that trusts
+    /// only full pages never reaches the end. `total_count` stays the real count unless
+    /// `HugeTotal` is also set.
+    EndlessPages,
+}
+
 /// Kinds of wrong content for [`Fault::Content`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -42,6 +42,8 @@ fn pki_err(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> PkiError {
 /// A CA the simulator holds: its public description and the means to sign with it.
 #[derive(Clone)]
 pub(crate) struct Ca {
+    /// The subject's common name (a rotation keeps it).
+    pub common_name: String,
     /// The subject DN as `CN=..., O=...` (for the control API).
     pub subject: String,
     pub info: Arc<CaInfo>,
@@ -90,6 +92,8 @@ pub(crate) fn instance_ca_name(id: &str, category: &str) -> String {
 }
 
 /// Builds a self-signed CA named `common_name` with a fresh key and serial, valid over the window.
+/// The name is used as it is (a UTF8String), control characters included: tests of escaping
+/// need subjects with a newline or ESC.
 pub(crate) fn make_ca_valid(
     common_name: &str,
     not_before: OffsetDateTime,
@@ -119,6 +123,7 @@ pub(crate) fn make_ca_valid(
         key_pem: key.serialize_pem(),
     };
     Ok(Ca {
+        common_name: common_name.to_owned(),
         subject: format!("CN={common_name}, O={ORGANIZATION}"),
         pem_bytes: bytes::Bytes::from(pem),
         info: Arc::new(info),

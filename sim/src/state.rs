@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::creds::Creds;
 use crate::link::LinkSigner;
-use crate::model::{BadContent, CaInfo, Fault, InstanceMeta, Stats};
+use crate::model::{BadContent, CaInfo, Fault, InstanceMeta, ListFault, Stats};
 use crate::pki::{self, Ca, Leaf, PkiError};
 
 /// The category a new instance gets.
@@ -139,9 +139,9 @@ impl Instance {
     }
 
     /// Rebuilds the active fault's prepared bodies after the CAs changed.
-    fn refresh_fault(&mut self, id: &str) -> Result<(), PkiError> {
+    fn refresh_fault(&mut self) -> Result<(), PkiError> {
         if let Some(active) = self.fault.as_ref() {
-            let bodies = prepare_bodies(id, &active.fault, &self.cas)?;
+            let bodies = prepare_bodies(&active.fault, &self.cas)?;
             if let Some(active) = self.fault.as_mut() {
                 active.bodies = bodies;
             }
@@ -157,6 +157,8 @@ struct Registry {
     instances: HashMap<String, Instance>,
     /// Instances created so far (names `inst-N` count on from it, also past removals).
     created: usize,
+    /// ListInstances' faults in force, in the order set, each once.
+    list_faults: Vec<ListFault>,
 }
 
 /// One instance as ListInstances describes it.
@@ -425,17 +427,19 @@ impl World {
             next.push((category.to_string(), ca));
         }
         inst.cas = next;
-        inst.refresh_fault(id).map_err(|source| SimError::Pki {
+        inst.refresh_fault().map_err(|source| SimError::Pki {
             id: id.to_owned(),
             source,
         })
     }
 
-    /// Replaces the CA of one category with a new key and serial under the same subject.
+    /// Replaces the CA of one category with a new key and serial, under the same subject or,
+    /// with `common_name`, under that name from now on (later rotations keep it).
     pub(crate) fn rotate(
         &self,
         id: &str,
         category: &str,
+        common_name: Option<&str>,
     ) -> Result<(Arc<CaInfo>, CategoryView), SimError> {
         let mut reg = self.lock();
         let inst = reg
@@ -454,9 +458,10 @@ impl World {
             id: id.to_owned(),
             source,
         };
-        slot.1 = pki::make_ca(&pki::instance_ca_name(id, category)).map_err(pki_err)?;
+        let name = common_name.map_or_else(|| slot.1.common_name.clone(), str::to_owned);
+        slot.1 = pki::make_ca(&name).map_err(pki_err)?;
         let out = (slot.1.info.clone(), CategoryView::new(category, &slot.1));
-        inst.refresh_fault(id).map_err(pki_err)?;
+        inst.refresh_fault().map_err(pki_err)?;
         Ok(out)
     }
 
@@ -509,7 +514,7 @@ impl World {
             inst.fault = None;
             return Ok(());
         }
-        let bodies = prepare_bodies(id, &fault, &inst.cas).map_err(|source| SimError::Pki {
+        let bodies = prepare_bodies(&fault, &inst.cas).map_err(|source| SimError::Pki {
             id: id.to_owned(),
             source,
         })?;
@@ -530,6 +535,22 @@ impl World {
             }
             None => false,
         }
+    }
+
+    /// Replaces ListInstances' faults (none: it answers correctly again); each kind counts once.
+    pub(crate) fn set_list_faults(&self, faults: &[ListFault]) {
+        let mut unique = Vec::with_capacity(faults.len());
+        for fault in faults {
+            if !unique.contains(fault) {
+                unique.push(*fault);
+            }
+        }
+        self.lock().list_faults = unique;
+    }
+
+    /// ListInstances' faults in force.
+    pub(crate) fn list_faults(&self) -> Vec<ListFault> {
+        self.lock().list_faults.clone()
     }
 
     /// The state document of the control API.
@@ -661,11 +682,7 @@ pub(crate) const CA_CONTENT_TYPE: &str = "application/x-x509-ca-cert";
 
 /// Makes the download bodies a fault serves, per category (key generation happens here, not
 /// on the request path).
-fn prepare_bodies(
-    id: &str,
-    fault: &Fault,
-    cas: &[(String, Ca)],
-) -> Result<HashMap<String, Bytes>, PkiError> {
+fn prepare_bodies(fault: &Fault, cas: &[(String, Ca)]) -> Result<HashMap<String, Bytes>, PkiError> {
     let mut bodies = HashMap::new();
     for (category, ca) in cas {
         let body = match fault {
@@ -680,7 +697,7 @@ fn prepare_bodies(
                     Bytes::from(leaf.cert_pem)
                 }
                 BadContent::Expired => {
-                    let expired = pki::make_expired_ca(&pki::instance_ca_name(id, category))?;
+                    let expired = pki::make_expired_ca(&ca.common_name)?;
                     expired.pem_bytes
                 }
                 BadContent::GarbageJson | BadContent::EmptyCerts => continue,
@@ -755,12 +772,12 @@ mod tests {
             Err(SimError::InvalidId { .. })
         ));
         assert!(matches!(
-            w.rotate("x", "international"),
+            w.rotate("x", "international", None),
             Err(SimError::UnknownInstance { .. })
         ));
         w.add_instance("a").unwrap();
         assert!(matches!(
-            w.rotate("a", "national"),
+            w.rotate("a", "national", None),
             Err(SimError::UnknownCategory { .. })
         ));
         assert!(matches!(

@@ -595,3 +595,44 @@ async fn expired_link_fault_answers_obs_access_denied() {
     let resp = curl(&sim, &[], &link_of(&sim, &id, "international").await).await;
     assert_eq!(resp.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_can_get_any_common_name_and_rotation_keeps_it() {
+    let sim = sim(1).await;
+    let id = first(&sim);
+    let name = "evil\nforged line \u{1b}[31mred";
+    let named = sim.rotate_named(&id, "international", name);
+    let contains = |der: &[u8], needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        contains(&named.der, name.as_bytes()),
+        "the name is used as given"
+    );
+    let served = curl(&sim, &[], &link_of(&sim, &id, "international").await)
+        .await
+        .body;
+    assert_eq!(served, named.pem.as_bytes());
+    assert!(subject(&served).await.contains("evil"));
+    let rotated = sim.rotate(&id, "international");
+    assert_ne!(rotated.sha256_hex, named.sha256_hex);
+    assert!(
+        contains(&rotated.der, name.as_bytes()),
+        "rotation keeps the name"
+    );
+
+    // Through the control API: the name in the query, percent-encoded.
+    let resp = curl(
+        &sim,
+        &["-X", "POST"],
+        &format!(
+            "{}/_sim/instances/{id}/rotate?category=international&common_name=tab%09here",
+            sim.endpoint()
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.json()["subject"],
+        "CN=tab\there, O=Huawei Cloud Simulator"
+    );
+    assert!(contains(&sim.ca(&id, "international").der, b"tab\there"));
+}

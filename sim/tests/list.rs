@@ -3,7 +3,7 @@
 
 mod common;
 
-use certsync_sim::{InstanceMeta, SimOptions, Simulator};
+use certsync_sim::{InstanceMeta, ListFault, SimOptions, Simulator};
 use common::{Resp, Signed, curl, list_instances_url};
 
 async fn sim(instances: usize) -> Simulator {
@@ -295,4 +295,123 @@ async fn descriptions_change_through_the_control_api() {
     .await;
     assert_eq!(projects.status, 204);
     assert!(sim.projects().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_faults_ignore_offset_claim_a_huge_total_and_page_forever() {
+    let sim = sim(5).await;
+    let mut newest_first = sim.instance_ids();
+    newest_first.reverse();
+
+    sim.set_list_faults(&[ListFault::IgnoresOffset]);
+    let (total, ids) = page(&sim, &[("offset", "3"), ("limit", "2")]).await;
+    assert_eq!((total, ids), (5, newest_first[..2].to_vec()));
+
+    sim.set_list_faults(&[ListFault::HugeTotal]);
+    let (total, ids) = page(&sim, &[("offset", "3"), ("limit", "2")]).await;
+    assert_eq!(
+        (total, ids),
+        (1_000_000_000_000, newest_first[3..5].to_vec())
+    );
+    let (_, past_the_end) = page(&sim, &[("offset", "5")]).await;
+    assert!(past_the_end.is_empty());
+
+    sim.set_list_faults(&[ListFault::EndlessPages]);
+    let (total, ids) = page(&sim, &[("offset", "3"), ("limit", "10")]).await;
+    assert_eq!(total, 5);
+    assert_eq!(ids[..2], newest_first[3..5]);
+    assert_eq!(
+        ids[2..],
+        (5..13).map(|n| format!("ghost-{n}")).collect::<Vec<_>>()
+    );
+    let far = list(&sim, &[("offset", "100000"), ("limit", "3")])
+        .await
+        .json();
+    let ghosts: Vec<_> = far["instances"].as_array().unwrap().iter().collect();
+    assert_eq!(ghosts.len(), 3);
+    assert_eq!(ghosts[0]["id"], "ghost-100000");
+    assert_eq!(ghosts[0]["name"], "ghost-100000");
+    assert_eq!(ghosts[0]["ssl"], "0");
+
+    // Combined, and each kind once.
+    sim.set_list_faults(&[
+        ListFault::IgnoresOffset,
+        ListFault::HugeTotal,
+        ListFault::IgnoresOffset,
+    ]);
+    assert_eq!(
+        sim.list_faults(),
+        [ListFault::IgnoresOffset, ListFault::HugeTotal]
+    );
+    let (total, ids) = page(&sim, &[("offset", "4"), ("limit", "3")]).await;
+    assert_eq!(
+        (total, ids),
+        (1_000_000_000_000, newest_first[..3].to_vec())
+    );
+
+    sim.set_list_faults(&[]);
+    let (total, ids) = page(&sim, &[("offset", "4")]).await;
+    assert_eq!((total, ids), (5, newest_first[4..].to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_faults_are_set_and_cleared_through_the_control_api() {
+    let sim = sim(2).await;
+    let url = format!("{}/_sim/list-faults", sim.endpoint());
+    let put = |body: &'static str| {
+        let (sim, url) = (sim.clone(), url.clone());
+        async move {
+            curl(
+                &sim,
+                &[
+                    "-X",
+                    "PUT",
+                    "-H",
+                    "Content-Type: application/json",
+                    "--data-binary",
+                    body,
+                ],
+                &url,
+            )
+            .await
+        }
+    };
+    let set =
+        put(r#"[{"kind":"ignores_offset"},{"kind":"huge_total"},{"kind":"endless_pages"}]"#).await;
+    assert_eq!(set.status, 204, "{}", set.text());
+    assert_eq!(
+        sim.list_faults(),
+        [
+            ListFault::IgnoresOffset,
+            ListFault::HugeTotal,
+            ListFault::EndlessPages
+        ]
+    );
+    let state = curl(&sim, &[], &format!("{}/_sim/state", sim.endpoint()))
+        .await
+        .json();
+    assert_eq!(
+        state["list_faults"],
+        serde_json::json!([{"kind":"ignores_offset"},{"kind":"huge_total"},{"kind":"endless_pages"}])
+    );
+    let (total, ids) = page(&sim, &[("offset", "50"), ("limit", "4")]).await;
+    assert_eq!(total, 1_000_000_000_000);
+    assert_eq!(ids.len(), 4);
+
+    for bad in [r#"[{"kind":"sometimes"}]"#, r#"{"kind":"huge_total"}"#] {
+        let resp = put(bad).await;
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
+        assert!(
+            resp.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("list faults body")
+        );
+    }
+    assert_eq!(sim.list_faults().len(), 3, "a refused body changes nothing");
+
+    let cleared = curl(&sim, &["-X", "DELETE"], &url).await;
+    assert_eq!(cleared.status, 204);
+    assert!(sim.list_faults().is_empty());
+    assert_eq!(page(&sim, &[]).await.0, 2);
 }

@@ -2,8 +2,10 @@
 //!
 //! Owns: building the download-link request (its query, when it has one, in the canonical form
 //! that AK/SK signatures cover), the in-pass retries of 429/5xx (honouring Retry-After), the
-//! single credential refresh after a 401, and reading the API's error bodies the way Huawei's
-//! SDK does. It returns the listed links; it never downloads them.
+//! single credential refresh after a 401, reading the API's error bodies the way Huawei's
+//! SDK does, the limit of links per answer (SPEC 6), and ListInstances' bounded paging (SPEC
+//! 5.4), which reports a listing it had to cut short instead of looping. It returns the listed
+//! links; it never downloads them.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +19,9 @@ use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
 
 /// API answers larger than this are refused (the real answer is a few hundred bytes).
 pub const MAX_API_BODY: usize = 1 << 20;
+
+/// At most this many links in one download-link answer (SPEC 6); more fail the instance.
+pub const MAX_LINKS: usize = 64;
 
 /// One entry of the `certs` list. Its `Debug` shows the link without its query.
 #[derive(Clone, PartialEq, Eq)]
@@ -114,6 +119,17 @@ pub enum ApiError {
         /// The header's name (never its value).
         header: String,
     },
+    /// The download-link answer lists more certificate links than an instance may have
+    /// (SPEC 6).
+    #[error(
+        "GET {url}: the answer lists {count} certificate links, more than the limit of {MAX_LINKS} per instance"
+    )]
+    TooManyLinks {
+        /// The API URL.
+        url: RedactedUrl,
+        /// How many links it listed.
+        count: usize,
+    },
     /// A 2xx answer that is not the documented JSON.
     #[error("GET {url}: unexpected answer: {reason}")]
     BadBody {
@@ -136,6 +152,7 @@ impl ApiError {
             ApiError::Status { .. } => "api_error",
             ApiError::Transport { .. } => "api_unreachable",
             ApiError::BadBody { .. } => "api_bad_answer",
+            ApiError::TooManyLinks { .. } => "too_many_links",
         }
     }
 }
@@ -184,6 +201,111 @@ pub struct ListedInstance {
     pub datastore_type: String,
     /// `ssl` is not `"0"`.
     pub ssl: bool,
+}
+
+/// ListInstances' page size (the API's largest).
+pub const LIST_PAGE: usize = 100;
+
+/// At most this many pages are read per query (10,000 instances), whatever `total_count` says.
+pub const MAX_LIST_PAGES: usize = 100;
+
+/// What one ListInstances query found, and whether paging was cut short.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceList {
+    /// Every instance listed, each id once, in the order first listed.
+    pub instances: Vec<ListedInstance>,
+    /// `Some` when paging stopped before the listing was complete: the instances past that
+    /// point are missing from [`InstanceList::instances`].
+    pub truncated: Option<Truncation>,
+}
+
+/// Why a ListInstances query stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// [`MAX_LIST_PAGES`] full pages were read and the API still claims more.
+    PageLimit {
+        /// Pages read.
+        pages: usize,
+        /// The `total_count` the API claimed, when it gave one.
+        total_count: Option<usize>,
+    },
+    /// A full page held only ids listed before: the server ignores `offset`.
+    OffsetIgnored {
+        /// The offset of that page.
+        offset: usize,
+    },
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Truncation::PageLimit { pages, total_count } => {
+                write!(
+                    f,
+                    "stopped after {pages} pages ({} instances)",
+                    pages.saturating_mul(LIST_PAGE)
+                )?;
+                if let Some(total) = total_count {
+                    write!(f, " although total_count says {total}")?;
+                }
+                Ok(())
+            }
+            Truncation::OffsetIgnored { offset } => write!(
+                f,
+                "the page at offset {offset} lists only instances already listed: the API ignores offset"
+            ),
+        }
+    }
+}
+
+/// The state of one paged ListInstances query: what was listed so far and where the next
+/// page starts. Pure, so the stopping rules are unit-tested without a server.
+#[derive(Default)]
+struct Paging {
+    seen: std::collections::HashSet<String>,
+    out: Vec<ListedInstance>,
+    /// `offset` of the next page: entries received so far (duplicates included, as the
+    /// server counts them).
+    offset: usize,
+    pages: usize,
+}
+
+impl Paging {
+    /// Takes one page; `Some` when the query is done.
+    fn take(&mut self, page: InstancesPage) -> Option<InstanceList> {
+        self.pages += 1;
+        let got = page.instances.len();
+        self.offset = self.offset.saturating_add(got);
+        let mut fresh = 0;
+        for inst in page.instances {
+            if self.seen.insert(inst.id.clone()) {
+                fresh += 1;
+                self.out.push(inst);
+            }
+        }
+        let truncated = if got >= LIST_PAGE && fresh == 0 {
+            // Checked before total_count: a full page of repeats is never the real end, even
+            // when the count of entries received reaches total_count.
+            Some(Truncation::OffsetIgnored {
+                offset: self.offset - got,
+            })
+        } else if got < LIST_PAGE || page.total_count.is_some_and(|t| self.offset >= t) {
+            // A short or empty page is the last; total_count also guards against a server
+            // that ignores `limit`.
+            None
+        } else if self.pages >= MAX_LIST_PAGES {
+            Some(Truncation::PageLimit {
+                pages: self.pages,
+                total_count: page.total_count,
+            })
+        } else {
+            return None;
+        };
+        Some(InstanceList {
+            instances: std::mem::take(&mut self.out),
+            truncated,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -271,18 +393,20 @@ impl ApiClient {
         parse_listing(&body, request_id, &RedactedUrl::new(&url))
     }
 
-    /// ListInstances (`GET /v3/{project_id}/instances`), every page (`offset`/`limit` 100), with
-    /// the `datastore_type` and `name` filters.
+    /// ListInstances (`GET /v3/{project_id}/instances`), page by page (`offset`/`limit` 100),
+    /// with the `datastore_type` and `name` filters. Paging is bounded (SPEC 5.4): it stops at
+    /// the first empty or short page, at `total_count`, after a page that holds only ids seen
+    /// before (a server that ignores `offset`), or after [`MAX_LIST_PAGES`] pages; the last two
+    /// are reported in [`InstanceList::truncated`]. An id listed on several pages is kept once.
     pub async fn list_instances(
         &self,
         datastore: Option<&str>,
         name: Option<&str>,
-    ) -> Result<Vec<ListedInstance>, ApiError> {
-        const PAGE: usize = 100;
-        let mut out: Vec<ListedInstance> = Vec::new();
+    ) -> Result<InstanceList, ApiError> {
+        let mut paging = Paging::default();
         loop {
-            let offset = out.len().to_string();
-            let limit = PAGE.to_string();
+            let offset = paging.offset.to_string();
+            let limit = LIST_PAGE.to_string();
             let mut query = vec![("offset", offset.as_str()), ("limit", limit.as_str())];
             if let Some(d) = datastore {
                 query.push(("datastore_type", d));
@@ -293,13 +417,22 @@ impl ApiClient {
             let url = self.url(&["instances"], &query).await?;
             let (body, _) = self.get(OP_LIST_INSTANCES, &url).await?;
             let page = parse_instances_page(&body, &RedactedUrl::new(&url))?;
-            let got = page.instances.len();
-            out.extend(page.instances);
-            // The last page is short; total_count guards against a server that ignores limit.
-            if got < PAGE || page.total_count.is_some_and(|t| out.len() >= t) {
-                return Ok(out);
+            if let Some(done) = paging.take(page) {
+                return Ok(done);
             }
         }
+    }
+
+    /// Proves the credentials with one real request: ListInstances with `limit=1` for the
+    /// project (the 401 refresh of [`ApiClient::get`] included). `Ok` only for a 2xx answer;
+    /// for `check --online`, where reading the credentials alone proves nothing.
+    pub async fn probe_credentials(&self) -> Result<(), ApiError> {
+        let url = self
+            .url(&["instances"], &[("offset", "0"), ("limit", "1")])
+            .await?;
+        let (body, _) = self.get(OP_LIST_INSTANCES, &url).await?;
+        // A 2xx that is not ListInstances' JSON means something else answered.
+        parse_instances_page(&body, &RedactedUrl::new(&url)).map(|_| ())
     }
 
     /// GET `url` (an API URL from [`ApiClient::url`]) with credentials: 429/5xx retried up to
@@ -410,7 +543,7 @@ pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u
         .await
         .map_err(|e| match e {
             ReadError::TooLarge => format!("answer larger than {MAX_API_BODY} bytes"),
-            ReadError::Transport(detail) => detail,
+            other => other.to_string(),
         })
 }
 
@@ -474,8 +607,15 @@ pub(crate) fn parse_listing(
             body.len()
         ))
     })?;
-    let mut certs = Vec::new();
-    for (i, info) in parsed.certs.unwrap_or_default().into_iter().enumerate() {
+    let listed = parsed.certs.unwrap_or_default();
+    if listed.len() > MAX_LINKS {
+        return Err(ApiError::TooManyLinks {
+            url: shown.clone(),
+            count: listed.len(),
+        });
+    }
+    let mut certs = Vec::with_capacity(listed.len());
+    for (i, info) in listed.into_iter().enumerate() {
         let url = Url::parse(&info.download_link)
             .map_err(|e| bad(format!("certs[{i}].download_link is not a URL ({e})")))?;
         certs.push(CertLink {
@@ -609,5 +749,141 @@ mod tests {
             url: Url::parse(link).unwrap(),
         };
         assert!(!format!("{link:?}").contains("SECRETSIG"));
+    }
+
+    fn listed(ids: impl IntoIterator<Item = usize>) -> Vec<ListedInstance> {
+        ids.into_iter()
+            .map(|n| ListedInstance {
+                id: format!("id-{n}"),
+                name: format!("inst-{n}"),
+                status: "normal".into(),
+                datastore_type: "mongodb".into(),
+                ssl: true,
+            })
+            .collect()
+    }
+
+    fn page(ids: impl IntoIterator<Item = usize>, total_count: Option<usize>) -> InstancesPage {
+        InstancesPage {
+            instances: listed(ids),
+            total_count,
+        }
+    }
+
+    /// Feeds pages until the query is done (failing after 1,000 pages); gives the result and
+    /// the offsets asked for.
+    fn run(mut next: impl FnMut(usize) -> InstancesPage) -> (InstanceList, Vec<usize>) {
+        let mut paging = Paging::default();
+        let mut offsets = Vec::new();
+        for _ in 0..1000 {
+            offsets.push(paging.offset);
+            if let Some(done) = paging.take(next(paging.offset)) {
+                return (done, offsets);
+            }
+        }
+        panic!("paging did not stop after 1000 pages");
+    }
+
+    #[test]
+    fn paging_stops_at_a_short_page_an_empty_page_or_total_count() {
+        let (done, offsets) = run(|o| page(o..(o + 100).min(250), Some(250)));
+        assert_eq!((done.instances.len(), done.truncated), (250, None));
+        assert_eq!(offsets, [0, 100, 200]);
+        // Exactly two full pages without total_count: the empty third page ends it.
+        let (done, offsets) = run(|o| page(o..(o + 100).min(200), None));
+        assert_eq!((done.instances.len(), done.truncated), (200, None));
+        assert_eq!(offsets, [0, 100, 200]);
+        // total_count reached on a full page: no request for an empty page.
+        let (done, offsets) = run(|o| page(o..o + 100, Some(200)));
+        assert_eq!((done.instances.len(), offsets.len()), (200, 2));
+    }
+
+    #[test]
+    fn regression_paging_stops_when_offset_is_ignored_even_with_a_huge_total() {
+        let (done, offsets) = run(|_| page(0..100, Some(1_000_000_000_000)));
+        assert_eq!(done.instances.len(), 100);
+        assert_eq!(offsets, [0, 100]);
+        assert_eq!(
+            done.truncated,
+            Some(Truncation::OffsetIgnored { offset: 100 })
+        );
+        // With a truthful total_count the old rule (entries received >= total) stopped here
+        // too, but called a listing with a third of the instances missing complete.
+        let (done, _) = run(|_| page(0..100, Some(150)));
+        assert_eq!(
+            done.truncated,
+            Some(Truncation::OffsetIgnored { offset: 100 })
+        );
+        let text = done.truncated.unwrap().to_string();
+        assert!(text.contains("ignores offset"), "{text}");
+    }
+
+    #[test]
+    fn regression_paging_stops_after_100_pages_of_an_endless_listing() {
+        let (done, offsets) = run(|o| page(o..o + 100, Some(1_000_000_000_000)));
+        assert_eq!(offsets.len(), MAX_LIST_PAGES);
+        assert_eq!(done.instances.len(), 10_000);
+        assert_eq!(
+            done.truncated,
+            Some(Truncation::PageLimit {
+                pages: 100,
+                total_count: Some(1_000_000_000_000)
+            })
+        );
+        let text = done.truncated.unwrap().to_string();
+        assert!(text.contains("100 pages (10000 instances)"), "{text}");
+        // Without total_count at all, too.
+        let (done, offsets) = run(|o| page(o..o + 100, None));
+        assert_eq!(offsets.len(), MAX_LIST_PAGES);
+        assert!(matches!(done.truncated, Some(Truncation::PageLimit { .. })));
+    }
+
+    #[test]
+    fn an_id_listed_on_two_pages_is_kept_once() {
+        // An instance created while paging shifts the listing by one: the last id of a page
+        // comes again first on the next.
+        let (done, offsets) = run(|o| {
+            let start = o.saturating_sub(usize::from(o > 0));
+            page(start..(start + 100).min(230), Some(230))
+        });
+        assert_eq!(offsets, [0, 100, 200]);
+        let ids: std::collections::HashSet<_> = done.instances.iter().map(|i| &i.id).collect();
+        assert_eq!(ids.len(), done.instances.len());
+        assert_eq!(done.instances.len(), 230);
+        assert_eq!(done.truncated, None);
+    }
+
+    #[test]
+    fn regression_more_than_64_links_fail_the_listing() {
+        let shown = RedactedUrl::new(&Url::parse("https://h/x").unwrap());
+        let body = |n: usize| {
+            let certs: Vec<String> = (0..n)
+                .map(|i| {
+                    format!(
+                        r#"{{"category":"c{i}","download_link":"https://obs.example.com/{i}.crt?Signature=SECRETSIG"}}"#
+                    )
+                })
+                .collect();
+            format!(r#"{{"certs":[{}]}}"#, certs.join(","))
+        };
+        assert_eq!(
+            parse_listing(body(64).as_bytes(), None, &shown)
+                .unwrap()
+                .certs
+                .len(),
+            64
+        );
+        let err = parse_listing(body(65).as_bytes(), None, &shown).unwrap_err();
+        assert!(
+            matches!(err, ApiError::TooManyLinks { count: 65, .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("65") && text.contains("limit of 64"),
+            "{text}"
+        );
+        assert!(!text.contains("SECRETSIG"), "{text}");
+        assert_eq!(err.reason(), "too_many_links");
     }
 }

@@ -139,8 +139,31 @@ impl fmt::Debug for RedactedUrl {
 pub enum ReadError {
     /// More than the limit arrived.
     TooLarge,
-    /// The connection failed or closed early (described without the URL).
+    /// The connection closed before the whole body arrived.
+    Truncated {
+        /// Bytes received.
+        received: u64,
+        /// `Content-Length`, when the answer announced one.
+        expected: Option<u64>,
+    },
+    /// The connection failed otherwise (described without the URL).
     Transport(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::TooLarge => f.write_str("the body is larger than allowed"),
+            ReadError::Truncated { received, expected } => {
+                f.write_str("the connection closed before the whole body arrived (")?;
+                match expected {
+                    Some(total) => write!(f, "{received} of {total} bytes)"),
+                    None => write!(f, "after {received} bytes)"),
+                }
+            }
+            ReadError::Transport(detail) => f.write_str(detail),
+        }
+    }
 }
 
 /// Reads the whole body of `response`, refusing more than `limit` bytes as soon as they
@@ -149,18 +172,43 @@ pub async fn read_capped(
     response: &mut reqwest::Response,
     limit: u64,
 ) -> Result<Vec<u8>, ReadError> {
+    let expected = response.content_length();
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| ReadError::Transport(describe_transport(&e)))?
-    {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                let received = body.len() as u64;
+                // A body cut short is said plainly: the error chain of reqwest, hyper and
+                // rustls for it ends in a paragraph with a documentation URL.
+                let short = expected.is_some_and(|total| received < total);
+                if !e.is_timeout() && (short || closed_early(&e)) {
+                    return Err(ReadError::Truncated { received, expected });
+                }
+                return Err(ReadError::Transport(describe_transport(&e)));
+            }
+        };
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(ReadError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+}
+
+/// Whether the error's cause is the peer closing the connection early (an unexpected EOF,
+/// which rustls reports when the peer closes without TLS close_notify).
+fn closed_early(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A transport failure described without the URL reqwest would print (it may carry a query).
@@ -176,6 +224,10 @@ pub fn describe_transport(err: &reqwest::Error) -> String {
     } else {
         "HTTP error"
     };
+    if closed_early(err) {
+        // rustls's own text for this is a paragraph ending in a docs.rs URL.
+        return format!("{kind}: the peer closed the connection early");
+    }
     // The innermost cause (TLS alert, connection refused, ...) helps; reqwest's own Display
     // embeds the full URL, so only the sources below it are used.
     let mut detail = String::new();
