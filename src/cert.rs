@@ -312,8 +312,7 @@ fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
     match algorithm.as_str() {
         // rsaEncryption, id-RSASSA-PSS: both hold an RSAPublicKey.
         "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => {
-            match x509_parser::public_key::RSAPublicKey::from_der(&spki.subject_public_key.data)
-            {
+            match x509_parser::public_key::RSAPublicKey::from_der(&spki.subject_public_key.data) {
                 Ok((_, rsa)) => KeyKind::Rsa {
                     bits: bit_length(rsa.modulus),
                 },
@@ -719,6 +718,42 @@ mod tests {
         assert_eq!(body[1].len(), 64);
         let decoded = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(decoded.as_ref(), &der[..]);
+    }
+
+    #[test]
+    fn bit_length_ignores_leading_zeros() {
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[0, 0]), 0);
+        assert_eq!(bit_length(&[0x01]), 1);
+        // A 1024-bit modulus with and without its DER sign byte.
+        let mut modulus = vec![0x80u8];
+        modulus.extend([0u8; 127]);
+        assert_eq!(bit_length(&modulus), 1024);
+        modulus.insert(0, 0);
+        assert_eq!(bit_length(&modulus), 1024);
+        assert_eq!(bit_length(&[0x00, 0x7f, 0xff]), 15);
+    }
+
+    #[test]
+    fn times_are_utc_and_inside_what_x509_can_express() {
+        use time::macros::datetime;
+        let last = datetime!(9999-12-31 23:59:59 UTC);
+        assert_eq!(utc(last, "notAfter").unwrap(), last);
+        let first = datetime!(0000-01-01 00:00:00 UTC);
+        assert_eq!(utc(first, "notBefore").unwrap(), first);
+        // An offset (which DER does not allow, but the parser reads) is applied...
+        assert_eq!(
+            utc(datetime!(2030-01-01 02:00:00 +02:00), "notAfter").unwrap(),
+            datetime!(2030-01-01 00:00:00 UTC)
+        );
+        // ... and may not carry a time past 9999 or before year 0.
+        assert!(utc(datetime!(9999-12-31 23:59:59 -01:00), "notAfter").is_err());
+        assert!(utc(datetime!(0000-01-01 00:00:00 +01:00), "notBefore").is_err());
+        assert_eq!(rfc3339(last), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339(datetime!(2030-01-01 02:00:00 +02:00)),
+            "2030-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -791,8 +791,7 @@ fn render_summary(f: &FolderSummary, now: OffsetDateTime) -> String {
     for note in &f.notes {
         out.push_str(&format!("  note: {}\n", Untrusted(note)));
     }
-    if f.stale.is_empty() && f.unmanaged.is_empty() && f.problems.is_empty() && f.layout.is_some()
-    {
+    if f.stale.is_empty() && f.unmanaged.is_empty() && f.problems.is_empty() && f.layout.is_some() {
         out.push_str(
             "  nothing stale: every file agrees with the instance files and the manifest\n",
         );

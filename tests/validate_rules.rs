@@ -651,10 +651,7 @@ fn no_expiry() -> OffsetDateTime {
 fn ca_valid_until_9999_12_31_is_accepted_not_a_panic() {
     let forever = self_signed("Forever Root", true, now() - Duration::days(1), no_expiry());
     assert!(
-        forever
-            .der
-            .windows(15)
-            .any(|w| w == b"99991231235959Z"),
+        forever.der.windows(15).any(|w| w == b"99991231235959Z"),
         "rcgen wrote notAfter as GeneralizedTime 99991231235959Z"
     );
     let certs = accept(forever.pem.as_bytes());
@@ -806,7 +803,14 @@ fn weak_digests_are_rejected_as_weak_digest_not_bad_signature() {
     let rsa = tmp.path().join("rsa2048.key");
     assert!(
         std::process::Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out"
+            ])
             .arg(&rsa)
             .stderr(std::process::Stdio::null())
             .status()
@@ -853,7 +857,11 @@ fn weak_digests_are_rejected_as_weak_digest_not_bad_signature() {
         ),
     ] {
         let pem = openssl_ca(tmp.path(), name, &args);
-        assert_eq!(openssl_signature_algorithm(&pem, tmp.path()), oracle, "{name}");
+        assert_eq!(
+            openssl_signature_algorithm(&pem, tmp.path()),
+            oracle,
+            "{name}"
+        );
         let e = reject(pem.as_bytes(), &policy());
         match &e {
             ValidationError::WeakDigest {
@@ -884,12 +892,38 @@ fn weak_digests_are_rejected_as_weak_digest_not_bad_signature() {
     };
     std::fs::write(dir.join("ext.cnf"), "basicConstraints=critical,CA:TRUE\n").unwrap();
     run(&[
-        "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-keyout", "sub.key", "-out", "sub.csr", "-subj", "/CN=SHA1 Intermediate",
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        "sub.key",
+        "-out",
+        "sub.csr",
+        "-subj",
+        "/CN=SHA1 Intermediate",
     ]);
     run(&[
-        "x509", "-req", "-in", "sub.csr", "-CA", "Strong Root.pem", "-CAkey", rsa, "-set_serial",
-        "2", "-days", "30", "-sha1", "-extfile", "ext.cnf", "-out", "sub.pem",
+        "x509",
+        "-req",
+        "-in",
+        "sub.csr",
+        "-CA",
+        "Strong Root.pem",
+        "-CAkey",
+        rsa,
+        "-set_serial",
+        "2",
+        "-days",
+        "30",
+        "-sha1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "sub.pem",
     ]);
     let sub_pem = std::fs::read_to_string(dir.join("sub.pem")).unwrap();
     assert!(validate(root_pem.as_bytes(), &policy()).is_ok());
@@ -947,7 +981,11 @@ fn strong_openssl_made_cas_are_accepted() {
 fn more_than_16_certificates_are_rejected_before_any_is_decoded() {
     let cas: Vec<Made> = (0..9).map(|i| ca(&format!("Many {i}"))).collect();
     // 16 blocks (duplicates count) are accepted.
-    let sixteen: String = cas[..8].iter().chain(&cas[..8]).map(|c| c.pem.as_str()).collect();
+    let sixteen: String = cas[..8]
+        .iter()
+        .chain(&cas[..8])
+        .map(|c| c.pem.as_str())
+        .collect();
     assert_eq!(accept(sixteen.as_bytes()).len(), 8);
     // 17 are not.
     let seventeen = format!("{sixteen}{}", cas[8].pem);
