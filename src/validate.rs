@@ -183,7 +183,7 @@ pub fn validate(body: &[u8], policy: &Policy) -> Result<Vec<Cert>, ValidationErr
             certs.push(cert);
         }
     }
-    let now = clock(policy.now);
+    let now = saturating_datetime(policy.now);
     for cert in &certs {
         check(cert, now, policy.pins)?;
     }
@@ -196,9 +196,10 @@ pub fn to_pem(certs: &[Cert]) -> String {
     certs.iter().map(|c| encode_pem(&c.der)).collect()
 }
 
-/// The policy's clock as an `OffsetDateTime`, saturating at the ends of `time`'s range
-/// (`OffsetDateTime::from(SystemTime)` panics beyond year 9999).
-fn clock(now: SystemTime) -> OffsetDateTime {
+/// A `SystemTime` as an `OffsetDateTime`, saturating at the ends of `time`'s range
+/// (`OffsetDateTime::from(SystemTime)` panics beyond year 9999). Public so that every
+/// conversion of a clock reading can use it.
+pub fn saturating_datetime(now: SystemTime) -> OffsetDateTime {
     let (max, min) = (
         PrimitiveDateTime::MAX.assume_utc(),
         PrimitiveDateTime::MIN.assume_utc(),
@@ -533,14 +534,20 @@ mod tests {
     #[test]
     fn a_clock_outside_times_range_saturates_instead_of_panicking() {
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000 * 365 * 86_400);
-        assert_eq!(clock(far), PrimitiveDateTime::MAX.assume_utc());
+        assert_eq!(
+            saturating_datetime(far),
+            PrimitiveDateTime::MAX.assume_utc()
+        );
         if let Some(early) =
             SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(400_000 * 365 * 86_400))
         {
-            assert_eq!(clock(early), PrimitiveDateTime::MIN.assume_utc());
+            assert_eq!(
+                saturating_datetime(early),
+                PrimitiveDateTime::MIN.assume_utc()
+            );
         }
         assert_eq!(
-            clock(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)),
+            saturating_datetime(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)),
             OffsetDateTime::UNIX_EPOCH + time::Duration::days(1)
         );
     }
