@@ -317,8 +317,15 @@ enum Managed {
     Data(Vec<u8>),
     /// Nothing there (or an atomic-dir link leading nowhere: the store writes it again).
     Missing,
-    /// Something certsync can no longer update or read: the sentence's end, after the name.
-    Problem(String),
+    /// Something certsync can no longer update or read.
+    Problem {
+        /// The sentence's end, after the name and kind.
+        what: String,
+        /// Why the name could not be read as a file, when it could not (not for a foreign
+        /// symlink, which is simply not followed): that file is then also "not a certificate"
+        /// for the exit status.
+        unreadable: Option<String>,
+    },
 }
 
 /// Reads a managed name without following a symlink, except the atomic-dir layout's own
@@ -328,18 +335,29 @@ fn read_managed(dir: &Path, name: &str) -> Managed {
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Managed::Missing,
-        Err(e) => return Managed::Problem(format!("cannot be examined: {e}")),
+        Err(e) => {
+            return Managed::Problem {
+                what: format!("cannot be examined: {e}"),
+                unreadable: Some(format!("cannot be examined: {e}")),
+            };
+        }
     };
     let read = |path: &Path| match read_capped(path, false) {
         Ok(data) => Managed::Data(data),
         Err(ReadError::Missing) => Managed::Missing,
-        Err(ReadError::Symlink) => Managed::Problem(
-            "has been replaced by a symlink; certsync will not write through it".into(),
-        ),
-        Err(ReadError::NotRegular(what)) => Managed::Problem(format!(
-            "is no longer a regular file (it is {what}); certsync cannot update it"
-        )),
-        Err(e) => Managed::Problem(format!("is {e}")),
+        // Swapped for a symlink between the lstat and the open.
+        Err(ReadError::Symlink) => Managed::Problem {
+            what: "has been replaced by a symlink; certsync will not write through it".into(),
+            unreadable: None,
+        },
+        Err(e @ ReadError::NotRegular(what)) => Managed::Problem {
+            what: format!("is no longer a regular file (it is {what}); certsync cannot update it"),
+            unreadable: Some(e.to_string()),
+        },
+        Err(e) => Managed::Problem {
+            what: format!("is {e}"),
+            unreadable: Some(e.to_string()),
+        },
     };
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(&path).ok();
@@ -353,9 +371,12 @@ fn read_managed(dir: &Path, name: &str) -> Managed {
             || "an unreadable target".to_string(),
             |t| t.display().to_string(),
         );
-        return Managed::Problem(format!(
-            "has been replaced by a symlink (to {to}); certsync will not write through it, so it can no longer update this file"
-        ));
+        return Managed::Problem {
+            what: format!(
+                "has been replaced by a symlink (to {to}); certsync will not write through it, so it can no longer update this file"
+            ),
+            unreadable: None,
+        };
     }
     read(&path)
 }
@@ -420,8 +441,17 @@ fn inspect_folder(
             Some(kind) => match read_managed(dir, &name) {
                 Managed::Data(data) => data,
                 Managed::Missing => continue,
-                Managed::Problem(what) => {
+                Managed::Problem { what, unreadable } => {
                     summary.problems.push(format!("{name} ({kind}) {what}"));
+                    if let Some(reason) = unreadable {
+                        errors.push(InspectError {
+                            path: path.clone(),
+                            reason,
+                        });
+                    }
+                    if kind == "instance" {
+                        folder.unknown_instance_cas = true;
+                    }
                     folder.problems.insert(name);
                     continue;
                 }
@@ -498,6 +528,9 @@ struct FolderFiles {
     present: BTreeMap<String, String>,
     /// Managed names with a problem (already reported).
     problems: BTreeSet<String>,
+    /// An instance file could not be read: what the instance files hold is not fully known,
+    /// so "holds a CA no instance file holds" cannot be told (it would be a false alarm).
+    unknown_instance_cas: bool,
 }
 
 /// name -> (kind, sha256) from the manifest.
@@ -621,7 +654,7 @@ fn check_folder(manifest: &ManifestFiles, folder: &FolderFiles, summary: &mut Fo
                         describe(&missing, &summary.cas)
                     ));
                 }
-                if !extra.is_empty() {
+                if !extra.is_empty() && !folder.unknown_instance_cas {
                     summary.stale.push(format!(
                         "{name} ({kind}) holds CA(s) no instance file holds: {}",
                         describe(&extra, &summary.cas)
@@ -646,7 +679,7 @@ fn check_folder(manifest: &ManifestFiles, folder: &FolderFiles, summary: &mut Fo
                     }
                 }
                 let extra: BTreeSet<String> = fps.difference(&union).cloned().collect();
-                if !extra.is_empty() {
+                if !extra.is_empty() && !folder.unknown_instance_cas {
                     summary.stale.push(format!(
                         "{name} (hash file) holds a CA no instance file holds: {}",
                         describe(&extra, &summary.cas)
