@@ -1,8 +1,10 @@
 //! Validation of one downloaded CA body (SPEC 6).
 //!
-//! Owns: splitting a body into certificates (strict PEM, or one DER certificate), the CA,
-//! validity, self-signature and pin rules, deduplication, and the normalised PEM output that
-//! makes two downloads of the same CAs byte-identical.
+//! Owns: splitting a body into certificates (strict PEM, or one DER certificate, at most
+//! [`MAX_CERTIFICATES`]), the CA, validity, key, digest, self-signature and pin rules,
+//! deduplication, and the normalised PEM output that makes two downloads of the same CAs
+//! byte-identical. Every time X.509 can express (up to `99991231235959Z`, RFC 5280's "no
+//! well-defined expiration") is handled: the date arithmetic is checked, never panics.
 //!
 //! Must not: do I/O, know about instances, categories or URLs (callers add that context to a
 //! rejection), or write anything anywhere. It is pure: the clock comes in through [`Policy`].
@@ -11,13 +13,20 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::cert::{Cert, ParseError, encode_pem};
+use crate::cert::{Cert, Digest, EcCurve, KeyKind, ParseError, encode_pem};
 
 /// How far the local clock may be off from the issuer's: a certificate is accepted from
 /// `notBefore - CLOCK_SKEW` until `notAfter + CLOCK_SKEW`.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// [`CLOCK_SKEW`] for `time` arithmetic.
+const SKEW: time::Duration = time::Duration::seconds(5 * 60);
+
+/// The most certificates one download may hold (SPEC 6); PEM blocks are counted, duplicates
+/// included, before any of them is decoded.
+pub const MAX_CERTIFICATES: usize = 16;
 
 /// What a download is checked against.
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +62,14 @@ pub enum ValidationError {
         /// What is wrong, with its line.
         reason: String,
     },
+    /// More `CERTIFICATE` blocks than [`MAX_CERTIFICATES`].
+    #[error("the download holds {count} certificates, more than the limit of {limit}")]
+    TooManyCertificates {
+        /// How many `BEGIN CERTIFICATE` lines the body has.
+        count: usize,
+        /// [`MAX_CERTIFICATES`].
+        limit: usize,
+    },
     /// A block (or the DER body) that is not an X.509 certificate.
     #[error("certificate #{} of the download is not X.509", .index + 1)]
     NotCertificate {
@@ -84,6 +101,27 @@ pub enum ValidationError {
         /// Its notAfter.
         not_after: OffsetDateTime,
     },
+    /// A key SPEC 6 does not accept: RSA under 2048 bits, EC on another curve than
+    /// P-256/P-384/P-521 (or SM2), or another type than RSA, EC and Ed25519.
+    #[error(
+        "certificate '{subject}' has a weak or unsupported key: {key} (accepted: RSA of at least 2048 bits, EC on P-256, P-384 or P-521, Ed25519, SM2)"
+    )]
+    WeakKey {
+        /// Subject (RFC 4514).
+        subject: String,
+        /// The key, in words (`RSA 1024 bits`, `EC on secp256k1`).
+        key: String,
+    },
+    /// A signature whose digest is weaker than SHA-256 (MD5, SHA-1, SHA-224), or unknown.
+    #[error(
+        "certificate '{subject}' is signed with {algorithm}: a digest weaker than SHA-256 or unknown (accepted: SHA-256 or stronger, SM3 with SM2, EdDSA)"
+    )]
+    WeakDigest {
+        /// Subject (RFC 4514).
+        subject: String,
+        /// The signature algorithm (`md5WithRSAEncryption`, `ecdsa-with-SHA1`).
+        algorithm: String,
+    },
     /// A self-issued certificate whose own signature does not verify.
     #[error("certificate '{subject}' is self-issued but its signature does not verify")]
     BadSignature {
@@ -108,10 +146,13 @@ impl ValidationError {
             ValidationError::TextOutsideBlocks { .. } => "text_outside_pem",
             ValidationError::ForbiddenBlock { .. } => "forbidden_pem_block",
             ValidationError::MalformedPem { .. } => "malformed_pem",
+            ValidationError::TooManyCertificates { .. } => "too_many_certificates",
             ValidationError::NotCertificate { .. } => "not_x509",
             ValidationError::NotCa { .. } => "not_ca",
             ValidationError::NotYetValid { .. } => "not_yet_valid",
             ValidationError::Expired { .. } => "expired",
+            ValidationError::WeakKey { .. } => "weak_key",
+            ValidationError::WeakDigest { .. } => "weak_digest",
             ValidationError::BadSignature { .. } => "bad_signature",
             ValidationError::NotPinned { .. } => "not_pinned",
         }
@@ -142,7 +183,7 @@ pub fn validate(body: &[u8], policy: &Policy) -> Result<Vec<Cert>, ValidationErr
             certs.push(cert);
         }
     }
-    let now = OffsetDateTime::from(policy.now);
+    let now = saturating_datetime(policy.now);
     for cert in &certs {
         check(cert, now, policy.pins)?;
     }
@@ -155,22 +196,103 @@ pub fn to_pem(certs: &[Cert]) -> String {
     certs.iter().map(|c| encode_pem(&c.der)).collect()
 }
 
+/// A `SystemTime` as an `OffsetDateTime`, saturating at the ends of `time`'s range
+/// (`OffsetDateTime::from(SystemTime)` panics beyond year 9999). Public so that every
+/// conversion of a clock reading can use it.
+pub fn saturating_datetime(now: SystemTime) -> OffsetDateTime {
+    let (max, min) = (
+        PrimitiveDateTime::MAX.assume_utc(),
+        PrimitiveDateTime::MIN.assume_utc(),
+    );
+    match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => time::Duration::try_from(after)
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
+            .unwrap_or(max),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_sub(d))
+            .unwrap_or(min),
+    }
+}
+
+/// Whether SPEC 6 accepts this key.
+fn key_accepted(key: &KeyKind) -> bool {
+    match key {
+        KeyKind::Rsa { bits } => *bits >= 2048,
+        KeyKind::Ec { curve } => matches!(
+            curve,
+            EcCurve::P256 | EcCurve::P384 | EcCurve::P521 | EcCurve::Sm2
+        ),
+        KeyKind::Ed25519 => true,
+        // Not in SPEC 6's list (and not verifiable here): Ed448, DSA, GOST, unknown.
+        KeyKind::Ed448 | KeyKind::Other { .. } => false,
+    }
+}
+
+/// Whether SPEC 6 accepts this digest: SHA-256 or stronger, SM3 (with SM2), EdDSA's own.
+fn digest_accepted(digest: Digest) -> bool {
+    match digest {
+        Digest::Sha256
+        | Digest::Sha384
+        | Digest::Sha512
+        | Digest::Sha512_256
+        | Digest::Sha3_256
+        | Digest::Sha3_384
+        | Digest::Sha3_512
+        | Digest::Sm3
+        | Digest::Eddsa => true,
+        Digest::Md2
+        | Digest::Md4
+        | Digest::Md5
+        | Digest::Sha1
+        | Digest::Sha224
+        | Digest::Sha512_224
+        | Digest::Sha3_224
+        | Digest::Unknown => false,
+    }
+}
+
 fn check(cert: &Cert, now: OffsetDateTime, pins: &[[u8; 32]]) -> Result<(), ValidationError> {
     if !cert.is_ca() {
         return Err(ValidationError::NotCa {
             subject: cert.subject.clone(),
         });
     }
-    if now < cert.not_before - CLOCK_SKEW {
+    // Checked: notBefore - skew before year -9999 cannot lie in the future, and notAfter +
+    // skew past `time`'s range (a CA valid until 9999-12-31T23:59:59Z) never expires.
+    if cert
+        .not_before
+        .checked_sub(SKEW)
+        .is_some_and(|earliest| now < earliest)
+    {
         return Err(ValidationError::NotYetValid {
             subject: cert.subject.clone(),
             not_before: cert.not_before,
         });
     }
-    if now > cert.not_after + CLOCK_SKEW {
+    if cert
+        .not_after
+        .checked_add(SKEW)
+        .is_some_and(|latest| now > latest)
+    {
         return Err(ValidationError::Expired {
             subject: cert.subject.clone(),
             not_after: cert.not_after,
+        });
+    }
+    // Before the signature: a weak key or digest is its own rule, not a bad signature (ring
+    // refuses to verify RSA-1024 or MD5, which would otherwise read as one).
+    if !key_accepted(&cert.key) {
+        return Err(ValidationError::WeakKey {
+            subject: cert.subject.clone(),
+            key: cert.key.to_string(),
+        });
+    }
+    if !digest_accepted(cert.signature.digest) {
+        return Err(ValidationError::WeakDigest {
+            subject: cert.subject.clone(),
+            algorithm: cert.signature.name.clone(),
         });
     }
     if cert.self_issued {
@@ -261,11 +383,15 @@ fn scan_pem(text: &[u8]) -> Result<Vec<Vec<u8>>, ValidationError> {
 
     // First look at every BEGIN line: a forbidden block (a private key above all) is the most
     // important thing to report, whatever else is wrong with the body.
+    // The same scan counts the certificates, so that a body of thousands is refused before
+    // one of them is decoded.
     let mut forbidden: Option<String> = None;
+    let mut count: usize = 0;
     for (_, line) in lines() {
         if let Some(rest) = line.strip_prefix(BEGIN) {
             let label = String::from_utf8_lossy(trim(trim_dashes(rest))).into_owned();
             if label == "CERTIFICATE" {
+                count = count.saturating_add(1);
                 continue;
             }
             let is_key = label.contains("PRIVATE KEY");
@@ -277,6 +403,12 @@ fn scan_pem(text: &[u8]) -> Result<Vec<Vec<u8>>, ValidationError> {
     }
     if let Some(label) = forbidden {
         return Err(ValidationError::ForbiddenBlock { label });
+    }
+    if count > MAX_CERTIFICATES {
+        return Err(ValidationError::TooManyCertificates {
+            count,
+            limit: MAX_CERTIFICATES,
+        });
     }
 
     let malformed = |reason: String| ValidationError::MalformedPem { reason };
@@ -353,6 +485,10 @@ mod tests {
             ValidationError::TextOutsideBlocks { line: 1 },
             ValidationError::ForbiddenBlock { label: "X".into() },
             ValidationError::MalformedPem { reason: "x".into() },
+            ValidationError::TooManyCertificates {
+                count: 17,
+                limit: MAX_CERTIFICATES,
+            },
             ValidationError::NotCertificate {
                 index: 0,
                 source: ParseError { reason: "x".into() },
@@ -368,6 +504,14 @@ mod tests {
                 subject: "x".into(),
                 not_after: OffsetDateTime::UNIX_EPOCH,
             },
+            ValidationError::WeakKey {
+                subject: "x".into(),
+                key: "RSA 1024 bits".into(),
+            },
+            ValidationError::WeakDigest {
+                subject: "x".into(),
+                algorithm: "md5WithRSAEncryption".into(),
+            },
             ValidationError::BadSignature {
                 subject: "x".into(),
             },
@@ -380,6 +524,32 @@ mod tests {
         rules.sort();
         rules.dedup();
         assert_eq!(rules.len(), errors.len());
+    }
+
+    #[test]
+    fn the_skew_constants_agree() {
+        assert_eq!(time::Duration::try_from(CLOCK_SKEW).unwrap(), SKEW);
+    }
+
+    #[test]
+    fn a_clock_outside_times_range_saturates_instead_of_panicking() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000 * 365 * 86_400);
+        assert_eq!(
+            saturating_datetime(far),
+            PrimitiveDateTime::MAX.assume_utc()
+        );
+        if let Some(early) =
+            SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(400_000 * 365 * 86_400))
+        {
+            assert_eq!(
+                saturating_datetime(early),
+                PrimitiveDateTime::MIN.assume_utc()
+            );
+        }
+        assert_eq!(
+            saturating_datetime(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)),
+            OffsetDateTime::UNIX_EPOCH + time::Duration::days(1)
+        );
     }
 
     #[test]

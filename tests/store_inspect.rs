@@ -4,11 +4,14 @@
 
 mod store_support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use certsync::store::{Layout, Store, StoreOptions};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
 use store_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_certsync");
@@ -21,6 +24,46 @@ fn inspect(args: &[&Path], json: bool) -> Output {
     }
     cmd.args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
     cmd.output().expect("run certsync inspect")
+}
+
+/// `certsync inspect ARGS` that must end by itself (a FIFO must not block it): awaited on a
+/// pidfd for up to 60 s (generous: it takes milliseconds), then killed and the test failed.
+fn inspect_bounded(args: &[&Path]) -> Output {
+    let out_dir = tempfile::tempdir().unwrap();
+    let (out, err) = (out_dir.path().join("out"), out_dir.path().join("err"));
+    let mut child = Command::new(BIN)
+        .arg("inspect")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("run certsync inspect");
+    let pid = Pid::from_raw(child.id() as i32).unwrap();
+    let fd = pidfd_open(pid, PidfdFlags::empty()).expect("pidfd_open");
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let limit = Timespec {
+        tv_sec: 60,
+        tv_nsec: 0,
+    };
+    let ready = poll(&mut fds, Some(&limit)).expect("poll");
+    if ready == 0 {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("certsync inspect {args:?} still runs after 60 s: it blocked");
+    }
+    let status = child.wait().unwrap();
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
 }
 
 fn text(o: &Output) -> String {
@@ -227,4 +270,278 @@ fn a_truststore_named_alone_lists_its_certificates() {
         "{}",
         text(&out)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// every time X.509 can express (SPEC 6)
+
+#[test]
+fn a_ca_valid_until_9999_12_31_is_inspected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let forever =
+        TestCa::with_validity("Forever", time::macros::datetime!(9999-12-31 23:59:59 UTC));
+    // And one from the first second X.509 can name.
+    let mut params = forever.params.clone();
+    params.not_before = time::macros::datetime!(0000-01-01 00:00:00 UTC);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let ancient = params.self_signed(&key).unwrap().pem();
+    let (f1, f2) = (
+        tmp.path().join("forever.pem"),
+        tmp.path().join("ancient.pem"),
+    );
+    std::fs::write(&f1, forever.pem()).unwrap();
+    std::fs::write(&f2, &ancient).unwrap();
+
+    let out = inspect(&[&f1, &f2], true);
+    assert!(out.status.success(), "{}", text(&out));
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["not_after"], "9999-12-31T23:59:59Z");
+    assert_eq!(items[1]["not_before"], "0000-01-01T00:00:00Z");
+    assert_eq!(items[1]["not_after"], "9999-12-31T23:59:59Z");
+
+    let out = inspect(&[&f1], false);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("notAfter:     9999-12-31T23:59:59Z ("), "{t}");
+    assert!(t.contains(" days left)"), "{t}");
+
+    // In a trust folder the store wrote, too.
+    let dir = trust_dir(&tmp);
+    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
+    store.apply(
+        &pass(vec![entry("a", "international", &[&forever])], &[]),
+        t0(),
+        false,
+    );
+    drop(store);
+    let out = inspect(&[&dir], false);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("nothing stale"), "{t}");
+    assert!(
+        t.contains("nothing expires within 30 days (1 CA(s))"),
+        "{t}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// managed files certsync can no longer update (SPEC 7, 10): problems, not "all is well"
+
+#[test]
+fn a_managed_file_replaced_by_a_symlink_is_a_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (TestCa::new("A"), TestCa::new("B"));
+    for layout in [Layout::Flat, Layout::AtomicDir] {
+        let dir = tmp.path().join(format!("{layout:?}"));
+        let mut store = Store::open(opts_with(&dir, layout), false).unwrap();
+        store.apply(
+            &pass(
+                vec![
+                    entry("a", "international", &[&a]),
+                    entry("b", "international", &[&b]),
+                ],
+                &[],
+            ),
+            t0(),
+            false,
+        );
+        drop(store);
+        // The same bytes elsewhere, and the managed name made a symlink to them: everything
+        // still agrees, but certsync will never update that name again.
+        let name = match layout {
+            Layout::Flat => format!("{}.0", b.cert.subject_hash_hex()),
+            _ => "a-international.crt".to_string(),
+        };
+        let elsewhere = tmp.path().join(format!("copy-{layout:?}.pem"));
+        std::fs::write(&elsewhere, read(dir.join(&name))).unwrap();
+        std::fs::remove_file(dir.join(&name)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join(&name)).unwrap();
+
+        let out = inspect(&[&dir], false);
+        let t = text(&out);
+        let kind = if layout == Layout::Flat {
+            "hash"
+        } else {
+            "instance"
+        };
+        let needle = format!(
+            "problem: {name} ({kind}) has been replaced by a symlink (to {})",
+            elsewhere.display()
+        );
+        assert!(
+            t.contains(&needle),
+            "{layout:?}: missing {needle:?} in:\n{t}"
+        );
+        assert!(!t.contains("nothing stale"), "{layout:?}:\n{t}");
+        // Only that name: the atomic-dir layout's own links are not problems.
+        assert_eq!(t.matches("problem: ").count(), 1, "{layout:?}:\n{t}");
+    }
+}
+
+#[test]
+fn a_managed_file_that_is_no_longer_a_regular_file_is_a_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let (a, b) = (TestCa::new("A"), TestCa::new("B"));
+    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
+    store.apply(
+        &pass(
+            vec![
+                entry("a", "international", &[&a]),
+                entry("b", "international", &[&b]),
+            ],
+            &[],
+        ),
+        t0(),
+        false,
+    );
+    drop(store);
+    // A FIFO where an instance file was (reading it would block for ever), a folder where the
+    // bundle was.
+    std::fs::remove_file(dir.join("a-international.crt")).unwrap();
+    mkfifo(&dir.join("a-international.crt"));
+    std::fs::remove_file(dir.join("ca-bundle.crt")).unwrap();
+    std::fs::create_dir(dir.join("ca-bundle.crt")).unwrap();
+
+    let out = inspect_bounded(&[&dir]);
+    let t = text(&out);
+    for needle in [
+        "problem: a-international.crt (instance) is no longer a regular file (it is a FIFO)",
+        "problem: ca-bundle.crt (bundle) is no longer a regular file (it is a folder)",
+    ] {
+        assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
+    }
+    assert!(!t.contains("nothing stale"), "{t}");
+    // The instance file's CAs are unknown: no false "holds a CA no instance file holds".
+    assert!(!t.contains("no instance file holds"), "{t}");
+    // Files that are not certificates (SPEC 2): exit 1.
+    assert_eq!(out.status.code(), Some(1), "{t}");
+}
+
+#[test]
+fn an_unreadable_managed_file_is_a_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Traversable by the unprivileged user inspect runs as.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = trust_dir(&tmp);
+    let a = TestCa::new("A");
+    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
+    store.apply(
+        &pass(vec![entry("a", "international", &[&a])], &[]),
+        t0(),
+        false,
+    );
+    drop(store);
+    let file = dir.join("a-international.crt");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "inspect",
+        ])
+        .arg(&dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv (util-linux; needed by this test)");
+    let t = text(&out);
+    assert!(
+        t.contains("problem: a-international.crt (instance) is unreadable: Permission denied"),
+        "{t}"
+    );
+    assert!(!t.contains("nothing stale"), "{t}");
+    assert!(!t.contains("no instance file holds"), "{t}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// bounded reads and plain errors (SPEC 2)
+
+#[test]
+fn inspect_reads_only_bounded_regular_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    // /dev/zero never ends: refused unread. Under a 512 MiB address-space limit, so that a
+    // regression fails here rather than eat the machine's memory.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 524288; exec \"$0\" inspect /dev/zero")
+        .arg(BIN)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("/dev/zero: not a regular file (a character device)"),
+        "{t}"
+    );
+
+    // A FIFO nobody writes to: refused, never waited on.
+    let fifo = tmp.path().join("fifo.pem");
+    mkfifo(&fifo);
+    let out = inspect_bounded(&[&fifo]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!("{}: not a regular file (a FIFO)", fifo.display())),
+        "{t}"
+    );
+
+    // A (sparse) file one byte over the cap: refused unread, naming the path and the cap.
+    let big = tmp.path().join("big.pem");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(certsync::inspect::MAX_FILE_BYTES + 1).unwrap();
+    drop(f);
+    let out = inspect(&[&big], false);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains(&format!(
+            "{}: larger than the 64 MiB inspect reads of one file",
+            big.display()
+        )),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_certificate_gets_a_plain_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8]); 4] = [
+        ("notes.txt", b"hello, this is not a certificate\n"),
+        ("octets.der", b"\x04\x03abc"),
+        ("integer.der", b"\x30\x03\x02\x01\x05"),
+        (
+            "short.pem",
+            b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        ),
+    ];
+    for (name, content) in cases {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let out = inspect(&[&path], false);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {t}");
+        assert!(
+            t.contains(&format!(
+                "{}: not a PEM or DER certificate: ",
+                path.display()
+            )),
+            "{name}: {t}"
+        );
+        for debug in [
+            "Der(",
+            "UnexpectedTag",
+            "Parsing Error",
+            "NomError",
+            "Parsing requires",
+        ] {
+            assert!(!t.contains(debug), "{name}: {debug:?} in {t}");
+        }
+    }
 }

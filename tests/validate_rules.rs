@@ -638,3 +638,372 @@ fn one_bad_certificate_rejects_the_whole_download() {
         ValidationError::Expired { .. }
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// every time X.509 can express (SPEC 6): no date arithmetic may overflow or panic
+
+/// RFC 5280 4.1.2.5: "no well-defined expiration date" is `99991231235959Z`.
+fn no_expiry() -> OffsetDateTime {
+    time::macros::datetime!(9999-12-31 23:59:59 UTC)
+}
+
+#[test]
+fn ca_valid_until_9999_12_31_is_accepted_not_a_panic() {
+    let forever = self_signed("Forever Root", true, now() - Duration::days(1), no_expiry());
+    assert!(
+        forever.der.windows(15).any(|w| w == b"99991231235959Z"),
+        "rcgen wrote notAfter as GeneralizedTime 99991231235959Z"
+    );
+    let certs = accept(forever.pem.as_bytes());
+    assert_eq!(certs[0].not_after, no_expiry());
+    // Also in a chain, and at the very last second X.509 can name.
+    let sub = issued_by(&forever, "Forever Intermediate", true);
+    let body = format!("{}{}", sub.pem, forever.pem);
+    assert_eq!(accept(body.as_bytes()).len(), 2);
+    assert!(validate(forever.pem.as_bytes(), &policy_at(no_expiry())).is_ok());
+}
+
+#[test]
+fn not_before_at_the_ends_of_x509_time_is_handled() {
+    // Year 0 (GeneralizedTime 00000101000000Z) and 1950 (UTCTime 500101000000Z, the earliest
+    // UTCTime) with the no-expiry notAfter: valid now.
+    for (not_before, encoded) in [
+        (
+            time::macros::datetime!(0000-01-01 00:00:00 UTC),
+            &b"00000101000000Z"[..],
+        ),
+        (
+            time::macros::datetime!(1950-01-01 00:00:00 UTC),
+            &b"500101000000Z"[..],
+        ),
+    ] {
+        let old = self_signed("Ancient Root", true, not_before, no_expiry());
+        assert!(
+            old.der.windows(encoded.len()).any(|w| w == encoded),
+            "{not_before}"
+        );
+        let certs = accept(old.pem.as_bytes());
+        assert_eq!(certs[0].not_before, not_before);
+        // And at the first second X.509 can name, 5 minutes of skew before year 0 included.
+        assert!(validate(old.pem.as_bytes(), &policy_at(not_before)).is_ok());
+    }
+    // notBefore in 9999: not valid yet, and no panic on the way.
+    let late = self_signed("Late Root", true, no_expiry(), no_expiry());
+    let e = reject(late.pem.as_bytes(), &policy());
+    match &e {
+        ValidationError::NotYetValid { not_before, .. } => assert_eq!(*not_before, no_expiry()),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("9999-12-31T23:59:59Z"), "{e}");
+}
+
+#[test]
+fn a_clock_beyond_year_9999_is_not_a_panic() {
+    // `OffsetDateTime::from(SystemTime)` panics past 9999: the policy's clock saturates.
+    let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(20_000 * 366 * 86_400);
+    let p = Policy {
+        now: far,
+        pins: &[],
+    };
+    let a = ca("Ordinary Root");
+    assert!(matches!(
+        reject(a.pem.as_bytes(), &p),
+        ValidationError::Expired { .. }
+    ));
+    let forever = self_signed("Forever Root", true, now() - Duration::days(1), no_expiry());
+    assert!(validate(forever.pem.as_bytes(), &p).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// weak keys and digests (SPEC 6): their own rules, checked before the signature. rcgen cannot
+// make RSA-1024 or MD5 certificates, so these are made by the `openssl` CLI in a temp dir.
+
+/// A self-signed CA made by `openssl req -x509` with `args` (key and digest options), as PEM.
+fn openssl_ca(dir: &std::path::Path, name: &str, args: &[&str]) -> String {
+    let key = dir.join(format!("{name}.key"));
+    let out = dir.join(format!("{name}.pem"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "30"])
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&out)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl (needed by this test)");
+    assert!(status.success(), "openssl req {args:?} failed");
+    std::fs::read_to_string(&out).unwrap()
+}
+
+/// The signature algorithm as `openssl x509 -text` names it (the oracle for what was made).
+fn openssl_signature_algorithm(pem: &str, dir: &std::path::Path) -> String {
+    let path = dir.join("oracle.pem");
+    std::fs::write(&path, pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Signature Algorithm: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn weak_keys_are_rejected_as_weak_key_not_bad_signature() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, args, shown) in [
+        (
+            "RSA1024",
+            &["-newkey", "rsa:1024", "-sha256"][..],
+            "RSA 1024 bits",
+        ),
+        // The key is checked before the digest.
+        (
+            "RSA1024MD5",
+            &["-newkey", "rsa:1024", "-md5"][..],
+            "RSA 1024 bits",
+        ),
+        (
+            "K256",
+            &[
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:secp256k1",
+                "-sha256",
+            ][..],
+            "EC on secp256k1",
+        ),
+    ] {
+        let pem = openssl_ca(tmp.path(), name, args);
+        let e = reject(pem.as_bytes(), &policy());
+        match &e {
+            ValidationError::WeakKey { subject, key } => {
+                assert!(subject.contains(name), "{subject}");
+                assert_eq!(key, shown);
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(e.rule(), "weak_key");
+        assert!(e.to_string().contains(shown), "{e}");
+    }
+}
+
+#[test]
+fn weak_digests_are_rejected_as_weak_digest_not_bad_signature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rsa = tmp.path().join("rsa2048.key");
+    assert!(
+        std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out"
+            ])
+            .arg(&rsa)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rsa = rsa.to_str().unwrap();
+    for (name, args, algorithm, oracle) in [
+        (
+            "MD5",
+            vec!["-key", rsa, "-md5"],
+            "md5WithRSAEncryption",
+            "md5WithRSAEncryption",
+        ),
+        (
+            "SHA1",
+            vec!["-key", rsa, "-sha1"],
+            "sha1WithRSAEncryption",
+            "sha1WithRSAEncryption",
+        ),
+        (
+            "SHA224",
+            vec!["-key", rsa, "-sha224"],
+            "sha224WithRSAEncryption",
+            "sha224WithRSAEncryption",
+        ),
+        (
+            "PSS-SHA1",
+            vec!["-key", rsa, "-sha1", "-sigopt", "rsa_padding_mode:pss"],
+            "RSASSA-PSS with SHA-1",
+            "rsassaPss",
+        ),
+        (
+            "ECDSA-SHA1",
+            vec![
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-sha1",
+            ],
+            "ecdsa-with-SHA1",
+            "ecdsa-with-SHA1",
+        ),
+    ] {
+        let pem = openssl_ca(tmp.path(), name, &args);
+        assert_eq!(
+            openssl_signature_algorithm(&pem, tmp.path()),
+            oracle,
+            "{name}"
+        );
+        let e = reject(pem.as_bytes(), &policy());
+        match &e {
+            ValidationError::WeakDigest {
+                subject,
+                algorithm: got,
+            } => {
+                assert!(subject.contains(name), "{subject}");
+                assert_eq!(got, algorithm);
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert_eq!(e.rule(), "weak_digest");
+    }
+
+    // An intermediate signed with SHA-1 by a strong root: its signature is never verified
+    // here (it is not self-issued), and the digest still rejects it.
+    let root_pem = openssl_ca(tmp.path(), "Strong Root", &["-key", rsa, "-sha256"]);
+    let dir = tmp.path();
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    std::fs::write(dir.join("ext.cnf"), "basicConstraints=critical,CA:TRUE\n").unwrap();
+    run(&[
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        "sub.key",
+        "-out",
+        "sub.csr",
+        "-subj",
+        "/CN=SHA1 Intermediate",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "sub.csr",
+        "-CA",
+        "Strong Root.pem",
+        "-CAkey",
+        rsa,
+        "-set_serial",
+        "2",
+        "-days",
+        "30",
+        "-sha1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "sub.pem",
+    ]);
+    let sub_pem = std::fs::read_to_string(dir.join("sub.pem")).unwrap();
+    assert!(validate(root_pem.as_bytes(), &policy()).is_ok());
+    let body = format!("{sub_pem}{root_pem}");
+    match reject(body.as_bytes(), &policy()) {
+        ValidationError::WeakDigest { subject, algorithm } => {
+            assert!(subject.contains("SHA1 Intermediate"), "{subject}");
+            assert_eq!(algorithm, "sha1WithRSAEncryption");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn strong_openssl_made_cas_are_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, args) in [
+        ("RSA2048", &["-newkey", "rsa:2048", "-sha256"][..]),
+        // ring verifies PSS with the salt as long as the digest (as TLS 1.3 uses it).
+        (
+            "PSS-SHA256",
+            &[
+                "-newkey",
+                "rsa:2048",
+                "-sha256",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                "rsa_pss_saltlen:digest",
+            ][..],
+        ),
+        (
+            "P384",
+            &[
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+                "-sha384",
+            ][..],
+        ),
+        ("Ed25519", &["-newkey", "ed25519"][..]),
+    ] {
+        let pem = openssl_ca(tmp.path(), name, args);
+        if let Err(e) = validate(pem.as_bytes(), &policy()) {
+            panic!("{name}: {e} ({e:?})");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// limits (SPEC 6)
+
+#[test]
+fn more_than_16_certificates_are_rejected_before_any_is_decoded() {
+    let cas: Vec<Made> = (0..9).map(|i| ca(&format!("Many {i}"))).collect();
+    // 16 blocks (duplicates count) are accepted.
+    let sixteen: String = cas[..8]
+        .iter()
+        .chain(&cas[..8])
+        .map(|c| c.pem.as_str())
+        .collect();
+    assert_eq!(accept(sixteen.as_bytes()).len(), 8);
+    // 17 are not.
+    let seventeen = format!("{sixteen}{}", cas[8].pem);
+    let e = reject(seventeen.as_bytes(), &policy());
+    match &e {
+        ValidationError::TooManyCertificates { count, limit } => {
+            assert_eq!((*count, *limit), (17, 16));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.rule(), "too_many_certificates");
+    let msg = e.to_string();
+    assert!(msg.contains("17") && msg.contains("16"), "{msg}");
+    // Thousands of blocks whose content is not even a certificate: refused for their number,
+    // so none of them was decoded first.
+    let junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".repeat(5000);
+    assert!(matches!(
+        reject(junk.as_bytes(), &policy()),
+        ValidationError::TooManyCertificates { count: 5000, .. }
+    ));
+}
