@@ -543,10 +543,7 @@ pub fn inspect(paths: &[PathBuf], json: bool) -> u8 {
     }
     out.flush();
     for err in &errors {
-        errln(format_args!(
-            "certsync: not a certificate: {}",
-            Untrusted(&err.to_string())
-        ));
+        errln(format_args!("certsync: {}", Untrusted(&err.to_string())));
     }
     if errors.is_empty() {
         EXIT_OK

@@ -1053,7 +1053,7 @@ impl Engine {
             let h = self.health.entry(id.clone()).or_default();
             h.failures += 1;
             let delay = self.backoff.delay(h.failures, fastrand::f64());
-            h.next_retry = Some(Instant::now() + delay);
+            h.next_retry = Some(later(delay));
             h.last_error = Some(error);
             if self.retries {
                 tracing::info!(instance = name, retry_in = ?delay, failures = h.failures, "instance will be retried");
@@ -1200,7 +1200,7 @@ impl Engine {
     }
 
     fn warn_expiring(&self, now: SystemTime) {
-        let now = OffsetDateTime::from(now);
+        let now = crate::validate::saturating_datetime(now);
         let horizon = expiry_horizon(now, self.config.sync.expiry_warning);
         for state in self.store.as_ref().expect("store").current() {
             if let Some(not_after) = state.not_after {
@@ -1370,7 +1370,7 @@ impl Engine {
                     let p = self.hooks.get_mut(&index).expect("queued");
                     p.failures += 1;
                     let delay = self.backoff.delay(p.failures, fastrand::f64());
-                    p.next_retry = Some(Instant::now() + delay);
+                    p.next_retry = Some(later(delay));
                     let stopped = matches!(err, HookError::Stopped { .. });
                     let result = match err {
                         HookError::Timeout { .. } => "timeout",
@@ -1399,7 +1399,7 @@ impl Engine {
             .and_then(|s| s.next_deadline())
             .map(|t| {
                 let wait = t.duration_since(SystemTime::now()).unwrap_or_default();
-                Instant::now() + wait
+                later(wait)
             });
         (retry, hook, deadline)
     }
@@ -1514,6 +1514,16 @@ fn split_changes(report: &StoreReport) -> (Vec<PathBuf>, Vec<PathBuf>) {
         .cloned()
         .collect();
     (written, removed.into_iter().cloned().collect())
+}
+
+/// `now + d` on the scheduler's clock, saturating: a wait too long to represent (a replaced
+/// CA valid until 9999 with a huge overlap, say) becomes one about a century away.
+fn later(d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86400);
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
 }
 
 /// What a panic carried, as text (its `&str` or `String` payload).
@@ -1732,7 +1742,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
         let passed = if full {
             engine.pass(None, false, &shutdown).await;
             let sync = &engine.config.sync;
-            next_full = Instant::now() + with_jitter(sync.interval, sync.jitter, fastrand::f64());
+            next_full = later(with_jitter(sync.interval, sync.jitter, fastrand::f64()));
             true
         } else {
             let due = engine.due_instances(Instant::now());

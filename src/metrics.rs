@@ -147,7 +147,7 @@ impl Metrics {
     pub fn instance_synced(&self, instance: &str, when: SystemTime) {
         let secs = when
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let labels = vec![("instance", instance.to_string())];
         self.last_success.get_or_create(&labels).set(secs);

@@ -557,7 +557,7 @@ impl Store {
             &self.manifest.files,
             &self.pool,
             input,
-            OffsetDateTime::from(now),
+            crate::validate::saturating_datetime(now),
         );
         if dry_run || !self.writable {
             let writes = plan.writes.iter().map(|_| Ok(())).collect();
@@ -601,7 +601,7 @@ impl Store {
                 &self.manifest.files,
                 &self.pool,
                 &again,
-                OffsetDateTime::from(now),
+                crate::validate::saturating_datetime(now),
             );
             if !plan.writes.is_empty() || !plan.removals.is_empty() {
                 let second = self.execute(plan, new_state);

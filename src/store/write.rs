@@ -22,7 +22,6 @@ use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Uid};
 use rustix::io::Errno;
-use time::OffsetDateTime;
 
 use super::StoreError;
 
@@ -336,7 +335,7 @@ impl Folder {
 
     /// A new generation name from the clock (UTC, nanoseconds), never one that exists.
     fn generation_name(&self) -> Result<String, StoreError> {
-        let mut t = OffsetDateTime::from(SystemTime::now());
+        let mut t = crate::validate::saturating_datetime(SystemTime::now());
         loop {
             let name = format!(
                 "..{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
