@@ -343,3 +343,44 @@ async fn hooks_are_told_which_files_were_written_and_which_removed() {
     assert!(!written.contains(&gone), "{}", runs[1]);
     assert!(written.contains("ca-bundle.crt"), "{}", runs[1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
+    let h = Harness::new(2).await;
+    // RFC 5280's "no well-defined expiration": notAfter 99991231235959Z.
+    let forever = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+    h.sim.rotate_until(&h.id(0), "international", forever);
+    with_server(&h, &Extra::default());
+    let out = h.once().await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), h.expected_pem(0));
+    assert_eq!(std::fs::read_to_string(h.file(1)).unwrap(), h.expected_pem(1));
+    assert!(
+        stdout(&out).contains("notAfter=9999-12-31T23:59:59Z"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The daemon too: its status, metrics and schedule handle the date.
+    let mut d = Running::start(&h.config, &["run"]);
+    let port = port_from(&d.wait_for("serving /metrics").await);
+    d.wait_for("pass finished").await;
+    let (status, body) = get(port, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, status_json) = get(port, "/status").await;
+    assert!(status_json.contains("9999-12-31T23:59:59Z"), "{status_json}");
+    let (_, metrics) = get(port, "/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "certsync_cert_not_after_timestamp_seconds{{instance=\"inst0\",category=\"international\"}} {}",
+            forever.unix_timestamp()
+        )),
+        "{metrics}"
+    );
+    // A rotation away from it keeps the old CA in the overlap with its far notAfter.
+    h.sim.rotate(&h.id(0), "international");
+    d.signal(Signal::USR1);
+    d.wait_for("pass finished").await;
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(d.stop().await, Some(0));
+}

@@ -117,7 +117,7 @@ pub(crate) fn handle(
         }
         (&Method::POST, ["instances", id, "rotate"]) => {
             let common_name = query_param(query, "common_name");
-            match world.rotate(id, &category_param(query), common_name.as_deref()) {
+            match world.rotate(id, &category_param(query), common_name.as_deref(), None) {
                 Ok((_, view)) => http::json(StatusCode::OK, &view),
                 Err(e) => sim_error(e),
             }

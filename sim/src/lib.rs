@@ -431,7 +431,7 @@ impl Simulator {
     /// Replaces a CA with a new key and serial under the same subject DN, and returns it.
     /// Panics if the instance or category does not exist.
     pub fn rotate(&self, id: &str, category: &str) -> CaInfo {
-        match self.world().rotate(id, category, None) {
+        match self.world().rotate(id, category, None, None) {
             Ok((info, _)) => (*info).clone(),
             Err(e) => panic!("certsync-sim: rotate: {}", error_chain(&e)),
         }
@@ -442,9 +442,24 @@ impl Simulator {
     /// used as given, control characters included (a newline, ESC), for tests of how outside
     /// text is printed. Panics if the instance or category does not exist.
     pub fn rotate_named(&self, id: &str, category: &str, common_name: &str) -> CaInfo {
-        match self.world().rotate(id, category, Some(common_name)) {
+        match self.world().rotate(id, category, Some(common_name), None) {
             Ok((info, _)) => (*info).clone(),
             Err(e) => panic!("certsync-sim: rotate_named: {}", error_chain(&e)),
+        }
+    }
+
+    /// Rotates the CA of an instance's category to a new one valid until `not_after` (up to
+    /// `9999-12-31T23:59:59Z`, RFC 5280's "no well-defined expiration"), and returns it.
+    /// Panics if the instance or category does not exist.
+    pub fn rotate_until(
+        &self,
+        id: &str,
+        category: &str,
+        not_after: time::OffsetDateTime,
+    ) -> CaInfo {
+        match self.world().rotate(id, category, None, Some(not_after)) {
+            Ok((info, _)) => (*info).clone(),
+            Err(e) => panic!("certsync-sim: rotate_until: {}", error_chain(&e)),
         }
     }
 

@@ -91,6 +91,11 @@ pub(crate) fn instance_ca_name(id: &str, category: &str) -> String {
     format!("GaussDB NoSQL CA {id} {category}")
 }
 
+/// A CA like [`make_ca`] whose validity ends at `not_after`.
+pub(crate) fn make_ca_until(common_name: &str, not_after: OffsetDateTime) -> Result<Ca, PkiError> {
+    make_ca_valid(common_name, OffsetDateTime::now_utc() - BACKDATE, not_after)
+}
+
 /// Builds a self-signed CA named `common_name` with a fresh key and serial, valid over the window.
 /// The name is used as it is (a UTF8String), control characters included: tests of escaping
 /// need subjects with a newline or ESC.

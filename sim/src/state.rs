@@ -440,6 +440,7 @@ impl World {
         id: &str,
         category: &str,
         common_name: Option<&str>,
+        not_after: Option<time::OffsetDateTime>,
     ) -> Result<(Arc<CaInfo>, CategoryView), SimError> {
         let mut reg = self.lock();
         let inst = reg
@@ -459,7 +460,11 @@ impl World {
             source,
         };
         let name = common_name.map_or_else(|| slot.1.common_name.clone(), str::to_owned);
-        slot.1 = pki::make_ca(&name).map_err(pki_err)?;
+        slot.1 = match not_after {
+            None => pki::make_ca(&name),
+            Some(end) => pki::make_ca_until(&name, end),
+        }
+        .map_err(pki_err)?;
         let out = (slot.1.info.clone(), CategoryView::new(category, &slot.1));
         inst.refresh_fault().map_err(pki_err)?;
         Ok(out)
@@ -772,12 +777,12 @@ mod tests {
             Err(SimError::InvalidId { .. })
         ));
         assert!(matches!(
-            w.rotate("x", "international", None),
+            w.rotate("x", "international", None, None),
             Err(SimError::UnknownInstance { .. })
         ));
         w.add_instance("a").unwrap();
         assert!(matches!(
-            w.rotate("a", "national", None),
+            w.rotate("a", "national", None, None),
             Err(SimError::UnknownCategory { .. })
         ));
         assert!(matches!(
