@@ -495,6 +495,36 @@ fn print_files_on_disk(out: &mut Printer, config: &Config) {
         outln!(out, "\ntrust folder: no CA written yet");
         return;
     }
+    let orphans = daemon::no_longer_produced(config, &store);
+    if orphans.is_empty() {
+        outln!(
+            out,
+            "\ntrust folder: this configuration still produces every managed file"
+        );
+    } else {
+        let when = if config.trust.prune {
+            format!(
+                "removed after {} passes without them (trust.prune)",
+                crate::store::UNPRODUCED_PASSES
+            )
+        } else {
+            "kept: trust.prune is off".to_string()
+        };
+        outln!(
+            out,
+            "\ntrust folder: this configuration would no longer produce {} managed file(s), {when}:",
+            orphans.len()
+        );
+        for entry in &orphans {
+            outln!(
+                out,
+                "  {} (instance {}, category {})",
+                entry.path.display(),
+                Untrusted(&entry.instance_id),
+                Untrusted(&entry.category)
+            );
+        }
+    }
     let now = time::OffsetDateTime::now_utc();
     let warning =
         time::Duration::try_from(config.sync.expiry_warning).unwrap_or(time::Duration::MAX);

@@ -1516,6 +1516,44 @@ fn split_changes(report: &StoreReport) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (written, removed.into_iter().cloned().collect())
 }
 
+/// The managed instance files of `store` that `config` would no longer produce (for
+/// `check`): no configured instance, and no instance discovered before (as the folder's
+/// saved state remembers), maps to the file's name for its category. With `trust.prune`
+/// they are removed after [`crate::store::UNPRODUCED_PASSES`] passes without them.
+pub fn no_longer_produced(config: &Config, store: &Store) -> Vec<crate::store::EntryState> {
+    let mut plan: Vec<Instance> = config.instances.clone();
+    if !config.discover.is_empty()
+        && let Some(state) = store
+            .state()
+            .and_then(|v| serde_json::from_value::<SavedState>(v.clone()).ok())
+    {
+        let explicit: BTreeSet<String> = plan.iter().map(|i| i.id.clone()).collect();
+        for (id, d) in state.discovered {
+            if !explicit.contains(&id) {
+                plan.push(Instance {
+                    id,
+                    name: d.name,
+                    categories: None,
+                    pins: Vec::new(),
+                });
+            }
+        }
+    }
+    store
+        .current()
+        .into_iter()
+        .filter(|entry| {
+            let Some(name) = entry.path.file_name().and_then(|n| n.to_str()) else {
+                return false;
+            };
+            !plan.iter().any(|inst| {
+                inst.wants(&entry.category)
+                    && config.trust.file_name_for(inst, &entry.category) == name
+            })
+        })
+        .collect()
+}
+
 /// `now + d` on the scheduler's clock, saturating: a wait too long to represent (a replaced
 /// CA valid until 9999 with a huge overlap, say) becomes one about a century away.
 fn later(d: Duration) -> Instant {

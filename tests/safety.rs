@@ -384,3 +384,46 @@ async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
     assert_eq!(get(port, "/healthz").await.0, 200);
     assert_eq!(d.stop().await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_lists_the_managed_files_a_new_config_would_no_longer_produce() {
+    let h = Harness::new(3).await;
+    assert_eq!(code(&h.once().await), 0);
+    let out = h.certsync(&["check"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert!(
+        stdout(&out).contains("still produces every managed file"),
+        "{}",
+        stdout(&out)
+    );
+
+    // inst1 renamed, inst2's id mistyped: the rename leaves a file behind, the typo does not
+    // (the name still maps to its file, so it is kept while the instance fails).
+    let good = std::fs::read_to_string(&h.config).unwrap();
+    let id = h.id(2);
+    let edited = good
+        .replace("name = \"inst1\"", "name = \"renamed\"")
+        .replace(&id, &format!("{}X", &id[..id.len() - 1]));
+    std::fs::write(&h.config, edited).unwrap();
+    let out = h.certsync(&["check"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("would no longer produce 1 managed file(s), removed after 3 passes"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{} (instance {}, category international)",
+            h.file(1).display(),
+            h.id(1)
+        )),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains(&h.file(2).display().to_string()) && l.contains("(instance ")),
+        "{text}"
+    );
+}
