@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the test suite drives as real programs, from Debian's packages: openssl and
+# curl (oracles and clients), a JDK (keytool and a small Java TLS client), setpriv (tests that
+# run as another user), chattr (an immutable file or folder), mkfifo and the usual shell tools.
+# Idempotent: installs only what is missing. Needs root (apt) when anything is missing.
+set -euo pipefail
+
+need_apt=()
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+{ command -v javac >/dev/null 2>&1 && command -v keytool >/dev/null 2>&1; } || need_apt+=(openjdk-17-jdk-headless)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v chattr >/dev/null 2>&1 || need_apt+=(e2fsprogs)
+command -v mkfifo >/dev/null 2>&1 || need_apt+=(coreutils)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+# venv ships with python3 on Debian, but only python3-venv brings ensurepip (pip in a venv).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need_apt[*]}; run this script as root (it installs them with apt-get)" >&2
+    exit 1
+  fi
+  echo "== installing: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Slim images lack the man folders some Java packages' scripts write into.
+  mkdir -p /usr/share/man/man1
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
