@@ -353,8 +353,14 @@ async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
     with_server(&h, &Extra::default());
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    assert_eq!(std::fs::read_to_string(h.file(0)).unwrap(), h.expected_pem(0));
-    assert_eq!(std::fs::read_to_string(h.file(1)).unwrap(), h.expected_pem(1));
+    assert_eq!(
+        std::fs::read_to_string(h.file(0)).unwrap(),
+        h.expected_pem(0)
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.file(1)).unwrap(),
+        h.expected_pem(1)
+    );
     assert!(
         stdout(&out).contains("notAfter=9999-12-31T23:59:59Z"),
         "{}",
@@ -368,7 +374,10 @@ async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
     let (status, body) = get(port, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     let (_, status_json) = get(port, "/status").await;
-    assert!(status_json.contains("9999-12-31T23:59:59Z"), "{status_json}");
+    assert!(
+        status_json.contains("9999-12-31T23:59:59Z"),
+        "{status_json}"
+    );
     let (_, metrics) = get(port, "/metrics").await;
     assert!(
         metrics.contains(&format!(

@@ -228,3 +228,97 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
     assert_eq!(visible, expected);
     assert_eq!(read(dir.join("inst00-international.crt")), a.pem());
 }
+
+const SWAP_VAR: &str = "CERTSYNC_SWAP_KILL_DIR";
+
+/// The writer of the next test: one pass, `ready`, then (after a line on stdin) a pass that
+/// brings a new instance with a new CA, so the new set has names the old one had not.
+#[test]
+fn swap_writer_process() {
+    let Some(dir) = std::env::var_os(SWAP_VAR) else {
+        return;
+    };
+    let (a, b) = (TestCa::new("swap CA a"), TestCa::new("swap CA b"));
+    let mut store = Store::open(atomic_opts(Path::new(&dir)), false).expect("open in writer");
+    let first = pass(vec![entry("inst00", "international", &[&a])], &[]);
+    assert!(
+        store
+            .apply(&first, SystemTime::now(), false)
+            .errors
+            .is_empty()
+    );
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let second = pass(
+        vec![
+            entry("inst00", "international", &[&a]),
+            entry("inst01", "international", &[&b]),
+        ],
+        &[],
+    );
+    store.apply(&second, SystemTime::now(), false);
+    println!("done");
+}
+
+/// Issue 8: a crash right after `..data` was swapped left the new CAs without their visible
+/// names (the hash file and the new instance file) until the next start. Killed the moment
+/// the swap is seen, every name of the set in use must already resolve.
+#[test]
+fn a_kill_right_after_the_swap_leaves_every_name_of_the_new_set_visible() {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(&exe)
+        .args([
+            "--exact",
+            "swap_writer_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SWAP_VAR, &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn writer");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        // libtest prints `test swap_writer_process ... ` before it on the same line.
+        if line.expect("writer output").ends_with("ready") {
+            break;
+        }
+    }
+    let before = read_set(&dir).expect("a first set");
+
+    // Watch for `..data` being renamed into place; kill the writer at once.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_))
+            && event.paths.iter().any(|p| p.ends_with("..data"))
+        {
+            let _ = tx.send(());
+        }
+    })
+    .unwrap();
+    watcher.watch(&dir, RecursiveMode::NonRecursive).unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.as_mut().unwrap()).unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the writer never swapped ..data");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap writer");
+    drop(watcher);
+
+    let after = read_set(&dir).expect("a set in use");
+    assert_ne!(after, before, "the kill landed before the swap");
+    for (name, content) in &after {
+        let visible = dir.join(name);
+        let target = std::fs::read_link(&visible)
+            .unwrap_or_else(|e| panic!("{name} of the set in use has no visible name: {e}"));
+        assert_eq!(target, Path::new("..data").join(name));
+        assert_eq!(&std::fs::read(&visible).unwrap(), content, "{name}");
+    }
+}
