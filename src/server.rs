@@ -244,6 +244,8 @@ async fn accept_loop(
     let slots =
         u32::try_from(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
     let semaphore = Arc::new(Semaphore::new(slots as usize));
+    // Set while accepting fails for want of resources: warned about once, not every second.
+    let mut starved = false;
     loop {
         // A slot first, then accept: while every slot is taken the kernel keeps new
         // connections in its backlog and no descriptor is spent on them.
@@ -260,6 +262,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                if std::mem::take(&mut starved) {
+                    tracing::info!("HTTP server accepts connections again");
+                }
                 tokio::spawn(serve_connection(
                     stream,
                     peer,
@@ -274,7 +279,9 @@ async fn accept_loop(
             }
             Err(e) => {
                 // Out of descriptors or memory: the sync needs them more than a scrape does.
-                tracing::warn!(error = %e, "HTTP server cannot accept connections; retrying in 1 s");
+                if !std::mem::replace(&mut starved, true) {
+                    tracing::warn!(error = %e, "HTTP server cannot accept connections; retrying every second");
+                }
                 drop(permit);
                 tokio::select! {
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => {}

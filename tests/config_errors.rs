@@ -907,7 +907,11 @@ fn trust_dir_through_a_symlink_into_a_system_ca_folder_is_refused() {
     assert_has(
         &p,
         "trust.dir",
-        &["\"certs/certsync\"", "/certsync, which is or lies inside", "system's CA tooling"],
+        &[
+            "\"certs/certsync\"",
+            "/certsync, which is or lies inside",
+            "system's CA tooling",
+        ],
     );
 }
 

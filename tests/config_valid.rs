@@ -868,7 +868,10 @@ fn secret_files_readable_by_group_or_others_draw_a_warning() {
                 let mode = format!("mode {mode:04o}");
                 assert_warning(&c, Some(key), &[&shown, &mode, "group or others"], &what);
                 assert!(!c.warnings[0].message.contains("S3CR3T"), "{what}");
-                assert!(c.describe().contains(&format!("warning: {key}: ")), "{what}");
+                assert!(
+                    c.describe().contains(&format!("warning: {key}: ")),
+                    "{what}"
+                );
             } else {
                 assert_warning(&c, None, &[], &what);
             }
@@ -953,9 +956,15 @@ fn a_pid_file_another_user_can_write_draws_a_warning() {
     chmod(&pid, 0o644);
     check("private file and folder", None);
     chmod(&pid, 0o664);
-    check("group-writable", Some("writable by group or others (mode 0664)"));
+    check(
+        "group-writable",
+        Some("writable by group or others (mode 0664)"),
+    );
     chmod(&pid, 0o646);
-    check("world-writable", Some("writable by group or others (mode 0646)"));
+    check(
+        "world-writable",
+        Some("writable by group or others (mode 0646)"),
+    );
     chmod(&pid, 0o644);
 
     chmod(&run, 0o777);
@@ -987,7 +996,10 @@ fn a_pid_file_another_user_can_write_draws_a_warning() {
         check("file of another user", Some("owned by uid 54321"));
         std::fs::remove_file(&pid).unwrap();
         std::os::unix::fs::chown(&run, Some(54321), None).unwrap();
-        check("folder of another user", Some("owned by uid 54321, who can replace it"));
+        check(
+            "folder of another user",
+            Some("owned by uid 54321, who can replace it"),
+        );
     } else {
         eprintln!("not root: the checks of files owned by another user are skipped");
     }

@@ -1615,7 +1615,10 @@ mod tests {
         for (dir, owned) in [
             ("/etc/ssl/certs", "/etc/ssl/certs"),
             ("/etc/pki/tls/certs", "/etc/pki"),
-            ("/usr/local/share/ca-certificates/x", "/usr/local/share/ca-certificates"),
+            (
+                "/usr/local/share/ca-certificates/x",
+                "/usr/local/share/ca-certificates",
+            ),
         ] {
             assert_eq!(
                 forbidden_dir(Path::new(dir)),
