@@ -846,6 +846,76 @@ fn trust_dir_through_a_symlink_to_the_root() {
 }
 
 #[test]
+fn trust_dir_in_or_inside_a_system_ca_folder_is_refused() {
+    for bad in [
+        "/etc/ssl/certs/certsync",
+        "/etc/pki",
+        "/etc/pki/tls/certs",
+        "/etc/pki/ca-trust/source/anchors/",
+        "/usr/share/ca-certificates",
+        "/usr/share/ca-certificates/extra",
+        "/usr/local/share/ca-certificates",
+        "/usr/local/share/ca-certificates/db",
+        "/etc/ca-certificates",
+        "/etc/ca-certificates/update.d",
+        "/etc/pki/../pki/x",
+        "/etc/./pki//x",
+        "../../../../../../../../etc/pki/x",
+    ] {
+        expect(
+            Cfg::new().set("trust", "dir", &format!("{bad:?}")),
+            "trust.dir",
+            &[&format!("{bad:?}"), "system's CA tooling"],
+        );
+    }
+    // Neighbours and parents are not the tooling's.
+    for fine in [
+        "/etc/pkix",
+        "/etc/ssl",
+        "/usr/share/ca-certificates-extra",
+        "/var/lib/certsync/etc/pki",
+    ] {
+        assert_valid(&Cfg::new().set("trust", "dir", &format!("{fine:?}")));
+    }
+}
+
+#[test]
+fn trust_dir_through_a_symlink_into_a_system_ca_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("certsync.toml");
+    // Whether or not the target exists on this host: the store would follow the link.
+    std::os::unix::fs::symlink("/etc/pki/tls", dir.path().join("pki")).unwrap();
+    std::os::unix::fs::symlink("pki", dir.path().join("chain")).unwrap();
+    std::os::unix::fs::symlink("/etc/ssl/certs", dir.path().join("certs")).unwrap();
+    for (value, resolved) in [
+        ("pki", "resolves to /etc/pki/tls,"),
+        ("pki/new", "resolves to /etc/pki/tls/new,"),
+        ("chain/new/deeper", "resolves to /etc/pki/tls/new/deeper,"),
+    ] {
+        let cfg = Cfg::new().set("trust", "dir", &format!("{value:?}"));
+        let p = error_of_at(&cfg.text(), &source).problems;
+        assert_has(
+            &p,
+            "trust.dir",
+            &[&format!("{value:?}"), resolved, "lies inside /etc/pki,"],
+        );
+    }
+    // A folder that does not exist yet inside a link to one that does (where /etc/ssl/certs
+    // is itself a link, as on Fedora, it resolves into /etc/pki: refused all the same).
+    let cfg = Cfg::new().set("trust", "dir", "\"certs/certsync\"");
+    let p = error_of_at(&cfg.text(), &source).problems;
+    assert_has(
+        &p,
+        "trust.dir",
+        &[
+            "\"certs/certsync\"",
+            "/certsync, which is or lies inside",
+            "system's CA tooling",
+        ],
+    );
+}
+
+#[test]
 fn trust_file_name_template() {
     for (bad, why) in [
         ("{nme}.crt", "{nme}"),

@@ -793,3 +793,219 @@ fn server_listen_is_an_address_and_port() {
     assert_eq!(c.server.listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(parse(MINIMAL).server.listen, None);
 }
+
+/// Writes `text` as a private config file (0600, so no inline-secret warning) in `dir` and
+/// loads it.
+fn load_in(dir: &Path, text: &str) -> Config {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("certsync.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    config::load(&path).unwrap_or_else(|e| panic!("expected a valid config, got:\n{e}"))
+}
+
+/// The one warning of `c`, which must be at `key` and hold every needle; or none at all.
+fn assert_warning(c: &Config, key: Option<&str>, needles: &[&str], what: &str) {
+    match key {
+        None => assert!(c.warnings.is_empty(), "{what}: {:?}", c.warnings),
+        Some(key) => {
+            assert_eq!(c.warnings.len(), 1, "{what}: {:?}", c.warnings);
+            let w = &c.warnings[0];
+            assert_eq!(w.key, key, "{what}: {w}");
+            for n in needles {
+                assert!(w.message.contains(n), "{what}: no {n:?} in {w}");
+            }
+        }
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn secret_files_readable_by_group_or_others_draw_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let shown = secret.display().to_string();
+    let cases = [
+        (
+            with_auth("method = \"token\"\ntoken_file = \"secret\""),
+            "auth.token_file",
+        ),
+        (
+            with_auth("method = \"aksk\"\naccess_key = \"AKX\"\nsecret_key_file = \"secret\""),
+            "auth.secret_key_file",
+        ),
+        (
+            with_auth(
+                "method = \"password\"\nuser = \"u\"\ndomain = \"d\"\npassword_file = \"secret\"",
+            ),
+            "auth.password_file",
+        ),
+        (
+            with(
+                "trust",
+                "pkcs12 = \"truststore.p12\"\npkcs12_password_file = \"secret\"",
+            ),
+            "trust.pkcs12_password_file",
+        ),
+    ];
+    for (text, key) in &cases {
+        std::fs::write(&secret, "S3CR3T-VALUE\n").unwrap();
+        for (mode, warned) in [
+            (0o644, true),
+            (0o640, true),
+            (0o604, true),
+            (0o600, false),
+            (0o400, false),
+        ] {
+            chmod(&secret, mode);
+            let c = load_in(dir.path(), text);
+            let what = format!("{key} mode {mode:04o}");
+            if warned {
+                let mode = format!("mode {mode:04o}");
+                assert_warning(&c, Some(key), &[&shown, &mode, "group or others"], &what);
+                assert!(!c.warnings[0].message.contains("S3CR3T"), "{what}");
+                assert!(
+                    c.describe().contains(&format!("warning: {key}: ")),
+                    "{what}"
+                );
+            } else {
+                assert_warning(&c, None, &[], &what);
+            }
+        }
+        // Missing (another process writes it later): neither an error nor a warning.
+        std::fs::remove_file(&secret).unwrap();
+        assert_warning(&load_in(dir.path(), text), None, &[], key);
+    }
+}
+
+#[test]
+fn a_trust_mode_writable_by_group_or_others_draws_a_warning() {
+    for (mode, warned) in [
+        ("0664", true),
+        ("0646", true),
+        ("0666", true),
+        ("0777", true),
+        ("0644", false),
+        ("0600", false),
+        ("0444", false),
+    ] {
+        let c = parse(&with("trust", &format!("mode = \"{mode}\"")));
+        let quoted = format!("\"{mode}\"");
+        let key = warned.then_some("trust.mode");
+        assert_warning(
+            &c,
+            key,
+            &[&quoted, "/srv/conf/certsync.toml", "/srv/conf/trust"],
+            mode,
+        );
+    }
+}
+
+#[test]
+fn a_listen_address_off_loopback_draws_a_warning() {
+    for (listen, warned) in [
+        ("0.0.0.0:9464", true),
+        ("10.1.2.3:9464", true),
+        ("[::]:9464", true),
+        ("[2001:db8::1]:9464", true),
+        ("127.0.0.1:9464", false),
+        ("127.0.0.2:9464", false),
+        ("[::1]:9464", false),
+        ("[::ffff:127.0.0.1]:9464", false),
+    ] {
+        let c = parse(&format!("{MINIMAL}\n[server]\nlisten = \"{listen}\"\n"));
+        let shown = listen.parse::<std::net::SocketAddr>().unwrap().to_string();
+        let key = warned.then_some("server.listen");
+        assert_warning(
+            &c,
+            key,
+            &[&shown, "not a loopback address", "/srv/conf/certsync.toml"],
+            listen,
+        );
+    }
+}
+
+#[test]
+fn a_pid_file_another_user_can_write_draws_a_warning() {
+    use std::os::unix::fs::symlink;
+    let root = rustix::process::geteuid().is_root();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let pid = run.join("app.pid");
+    let text = format!(
+        "{MINIMAL}\n[[hook]]\ncommand = [\"/bin/true\"]\n\n[[hook]]\nsignal = \"SIGHUP\"\npid_file = \"run/app.pid\"\n"
+    );
+    let key = "hook[1].pid_file";
+    let shown = pid.display().to_string();
+    let check = |what: &str, warned: Option<&str>| {
+        let c = load_in(dir.path(), &text);
+        match warned {
+            Some(needle) => assert_warning(&c, Some(key), &[&shown, needle, "SIGHUP"], what),
+            None => assert_warning(&c, None, &[], what),
+        }
+    };
+
+    chmod(&run, 0o755);
+    check("missing, private folder", None);
+    std::fs::write(&pid, "4242\n").unwrap();
+    chmod(&pid, 0o644);
+    check("private file and folder", None);
+    chmod(&pid, 0o664);
+    check(
+        "group-writable",
+        Some("writable by group or others (mode 0664)"),
+    );
+    chmod(&pid, 0o646);
+    check(
+        "world-writable",
+        Some("writable by group or others (mode 0646)"),
+    );
+    chmod(&pid, 0o644);
+
+    chmod(&run, 0o777);
+    check("folder without sticky bit", Some("without the sticky bit"));
+    chmod(&run, 0o1777);
+    check("sticky folder, file of our own", None);
+    std::fs::remove_file(&pid).unwrap();
+    check("sticky folder, no file yet", Some("does not exist yet"));
+    chmod(&run, 0o755);
+
+    // Named through a symlink: the real file's folder counts too.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("app.pid"), "4242\n").unwrap();
+    chmod(&other.join("app.pid"), 0o644);
+    symlink("../other/app.pid", &pid).unwrap();
+    chmod(&other, 0o777);
+    let other_shown = format!("its folder {} is writable", other.display());
+    check("symlink into an open folder", Some(&other_shown));
+    chmod(&other, 0o755);
+    check("symlink into a private folder", None);
+    std::fs::remove_file(&pid).unwrap();
+
+    if root {
+        // Owned by another user (not root): they can write it, or replace it.
+        std::fs::write(&pid, "4242\n").unwrap();
+        chmod(&pid, 0o644);
+        std::os::unix::fs::chown(&pid, Some(54321), None).unwrap();
+        check("file of another user", Some("owned by uid 54321"));
+        std::fs::remove_file(&pid).unwrap();
+        std::os::unix::fs::chown(&run, Some(54321), None).unwrap();
+        check(
+            "folder of another user",
+            Some("owned by uid 54321, who can replace it"),
+        );
+    } else {
+        eprintln!("not root: the checks of files owned by another user are skipped");
+    }
+
+    // A folder that does not exist: nothing to say yet.
+    let text = text.replace("run/app.pid", "nowhere/app.pid");
+    let c = load_in(dir.path(), &text);
+    assert_warning(&c, None, &[], "missing folder");
+}

@@ -15,6 +15,7 @@ mod accounts;
 mod names;
 mod reader;
 mod resolve;
+mod warnings;
 
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -77,8 +78,18 @@ pub const DEFAULT_CAPATH: bool = true;
 pub const DEFAULT_PRUNE: bool = true;
 /// `hook.timeout` when left out.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Folders that `trust.dir` may never be: the root, and the folder a distribution package owns.
-pub const FORBIDDEN_TRUST_DIRS: &[&str] = &["/", "/etc/ssl/certs"];
+/// Folders that `trust.dir` may never be: the root (every file of the system would be in it).
+pub const FORBIDDEN_TRUST_DIRS: &[&str] = &["/"];
+/// Folders the system's CA tooling owns (`update-ca-certificates`, `update-ca-trust`, their
+/// packages): `trust.dir` may be none of them and lie inside none (SPEC 3), so certsync never
+/// writes, replaces or prunes a file that tooling manages.
+pub const SYSTEM_CA_DIRS: &[&str] = &[
+    "/etc/ssl/certs",
+    "/etc/pki",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+    "/etc/ca-certificates",
+];
 /// The category used to render the file name of an instance without a `categories` filter when
 /// checking that no two instances share a file (the only category the API documents today).
 pub const PROBE_CATEGORY: &str = "international";
@@ -106,8 +117,10 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     /// `[log]`.
     pub log: Log,
-    /// Things that work but deserve attention (an inline secret in a file others can read).
-    /// `check` prints them; the credentials log them when built. Never hold a secret.
+    /// Things that work but deserve attention (SPEC 3): a secret file, or the config file with
+    /// an inline secret, readable by group or others; `trust.mode` writable by group or
+    /// others; `server.listen` not on loopback; a `pid_file` another user can write. `check`
+    /// prints them; the credentials log them when built. Never hold a secret.
     pub warnings: Vec<Problem>,
 }
 
@@ -226,7 +239,8 @@ pub struct SyncSettings {
 /// `[trust]`: the folder certsync writes.
 #[derive(Debug, Clone)]
 pub struct Trust {
-    /// Absolute, lexically normalised; never `/` or `/etc/ssl/certs`.
+    /// Absolute, lexically normalised; never `/`, nor one of [`SYSTEM_CA_DIRS`] or inside one
+    /// (lexically, or with its symlinks followed).
     pub dir: PathBuf,
     /// Template with `{name}`, `{id}`, `{category}`; see [`Trust::file_name_for`].
     pub file_name: String,
@@ -583,10 +597,6 @@ impl Config {
                 let _ = writeln!(s, "  metadata_endpoint: {metadata_endpoint}");
             }
         }
-        for w in &self.warnings {
-            let _ = writeln!(s, "warning: {w}");
-        }
-
         let y = &self.sync;
         let _ = writeln!(s, "sync:");
         let _ = writeln!(
@@ -742,6 +752,10 @@ impl Config {
             "  level: {}",
             self.log.level.as_deref().unwrap_or("(default)")
         );
+        // Last, where a terminal leaves them in view.
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
         s
     }
 }

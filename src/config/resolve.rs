@@ -124,10 +124,9 @@ pub(super) fn resolve(
     let cloud = top
         .table(&mut p, "cloud")
         .map(|t| cloud(&mut p, t, &base, method, env));
-    let mut warnings = Vec::new();
     let auth = top
         .table(&mut p, "auth")
-        .map(|t| auth(&mut p, t, &base, env, &source_abs, &mut warnings));
+        .map(|t| auth(&mut p, t, &base, env));
     let sync = top.table(&mut p, "sync").map(|t| sync(&mut p, t));
     let trust = top.table(&mut p, "trust").map(|t| trust(&mut p, t, &base));
     let discover = discover(&mut p, &top);
@@ -144,7 +143,7 @@ pub(super) fn resolve(
 
     match (cloud, auth, sync, trust, log) {
         (Some(cloud), Some(Some(auth)), Some(sync), Some(trust), Some(log)) if p.0.is_empty() => {
-            Ok(Config {
+            let mut config = Config {
                 source: source_abs,
                 cloud,
                 auth,
@@ -155,8 +154,11 @@ pub(super) fn resolve(
                 instances: instances.into_iter().filter_map(|i| i.valid).collect(),
                 hooks,
                 log,
-                warnings,
-            })
+                warnings: Vec::new(),
+            };
+            config.warnings =
+                super::warnings::collect(&config, rustix::process::geteuid().as_raw());
+            Ok(config)
         }
         _ => {
             // Every path to a missing section recorded a problem; this guards the invariant.
@@ -419,8 +421,6 @@ fn auth(
     table: &Table,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    source: &Path,
-    warnings: &mut Vec<Problem>,
 ) -> Option<Auth> {
     let sec = Section::open(p, "auth", table, AUTH_KEYS);
     if !sec.require_present(p, "method", "") {
@@ -462,7 +462,7 @@ fn auth(
             let token_file = path_value(p, &sec, "token_file", base)?;
             Some(Auth::Token { token_file })
         }
-        "aksk" => aksk(p, &sec, base, env, source, warnings).map(Auth::AkSk),
+        "aksk" => aksk(p, &sec, base, env).map(Auth::AkSk),
         "password" => {
             let why = "with method = \"password\"";
             let user = sec
@@ -539,8 +539,6 @@ fn aksk(
     sec: &Section<'_>,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    source: &Path,
-    warnings: &mut Vec<Problem>,
 ) -> Option<AkSk> {
     let mut from_env = Vec::new();
     let access_key = match secret(p, sec, "access_key", ENV_AK, env, &mut from_env) {
@@ -587,35 +585,12 @@ fn aksk(
         &mut from_env,
     )
     .ok()?;
-    for key in ["secret_key", "security_token"] {
-        if sec.has(key)
-            && let Some(mode) = group_or_other_readable(source)
-        {
-            let message = format!(
-                "{} holds {} inline and is readable by group or others (mode {mode:04o}); \
-                 use secret_key_file or the environment, or chmod go-rwx the file",
-                source.display(),
-                sec.key(key)
-            );
-            warnings.push(Problem {
-                key: sec.key(key),
-                message,
-            });
-        }
-    }
     Some(AkSk {
         access_key: access_key?,
         secret_key: secret_key?,
         security_token,
         from_env,
     })
-}
-
-/// The permission bits of `path` when group or others may read it.
-fn group_or_other_readable(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
-    (mode & 0o044 != 0).then_some(mode)
 }
 
 /// `auth.metadata_endpoint`: http (the link-local service has no TLS) or https, a host, no
@@ -790,12 +765,23 @@ fn trust(p: &mut Problems, table: &Table, base: &Path) -> Trust {
     if sec.require_present(p, "dir", "") {
         if let Some(path) = path_value(p, &sec, "dir", base) {
             match forbidden_dir(&path) {
-                Some(forbidden) => p.push(
+                Some(Forbidden::Root) => p.push(
                     sec.key("dir"),
                     format!(
-                        "{} resolves to {forbidden}, which certsync must not manage (the root, or \
-                         a folder owned by a distribution package); choose a folder of its own",
+                        "{} resolves to /, the root, which certsync must not manage; choose a \
+                         folder of its own",
                         show_raw(&sec, "dir")
+                    ),
+                ),
+                Some(Forbidden::SystemCa { resolved, owned }) => p.push(
+                    sec.key("dir"),
+                    format!(
+                        "{} resolves to {}, which is or lies inside {owned}, a folder the \
+                         system's CA tooling owns (update-ca-certificates, update-ca-trust); \
+                         certsync would overwrite or prune what it manages there: choose a \
+                         folder of its own",
+                        show_raw(&sec, "dir"),
+                        resolved.display()
                     ),
                 ),
                 None => dir = path,
@@ -1017,15 +1003,86 @@ fn choice<T: Copy, const N: usize>(
     }
 }
 
-/// Which forbidden folder `dir` is, lexically or (when it exists) after following symlinks.
-fn forbidden_dir(dir: &Path) -> Option<&'static str> {
-    let hit = |d: &Path| {
-        FORBIDDEN_TRUST_DIRS
+/// Why `trust.dir` may not be a folder.
+#[derive(Debug, PartialEq, Eq)]
+enum Forbidden {
+    /// It is the root.
+    Root,
+    /// It is, or lies inside, `owned`, one of [`SYSTEM_CA_DIRS`]; `resolved` is the path
+    /// that showed it.
+    SystemCa {
+        resolved: PathBuf,
+        owned: &'static str,
+    },
+}
+
+/// Whether `dir` (absolute, lexically normalised) is forbidden as it is written or once its
+/// symlinks are followed: the root, or one of [`SYSTEM_CA_DIRS`] or a folder inside one.
+fn forbidden_dir(dir: &Path) -> Option<Forbidden> {
+    let check = |d: &Path| {
+        if FORBIDDEN_TRUST_DIRS.iter().any(|f| d == Path::new(f)) {
+            return Some(Forbidden::Root);
+        }
+        // `starts_with` compares whole components: /etc/pkix is not inside /etc/pki.
+        SYSTEM_CA_DIRS
             .iter()
-            .copied()
-            .find(|f| d == Path::new(f))
+            .find(|owned| d.starts_with(owned))
+            .map(|owned| Forbidden::SystemCa {
+                resolved: d.to_path_buf(),
+                owned,
+            })
     };
-    hit(dir).or_else(|| std::fs::canonicalize(dir).ok().and_then(|real| hit(&real)))
+    check(dir).or_else(|| follow_symlinks(dir).and_then(|real| check(&real)))
+}
+
+/// Most symlinks followed in one path before giving up (the kernel's limit, `ELOOP`).
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` (absolute) with every symlink among its existing components followed, as the
+/// kernel would follow them when the store opens or creates the folder; components that do
+/// not exist are kept as written. `fs::canonicalize` is not enough: it fails for a folder
+/// that does not exist yet, even when an existing parent is a symlink into a system folder.
+/// `None` after [`MAX_SYMLINKS`] links (a loop).
+fn follow_symlinks(path: &Path) -> Option<PathBuf> {
+    use std::ffi::OsString;
+    use std::path::Component;
+    // Components still to walk, the next one last.
+    let mut todo: Vec<OsString> = Vec::new();
+    let push = |todo: &mut Vec<OsString>, p: &Path| {
+        for c in p.components().rev() {
+            match c {
+                Component::Normal(name) => todo.push(name.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+    };
+    push(&mut todo, path);
+    let mut out = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            // `out` holds no symlink, so its parent is the real parent.
+            out.pop();
+            continue;
+        }
+        let next = out.join(&name);
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return None;
+                }
+                let target = std::fs::read_link(&next).ok()?;
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                push(&mut todo, &target);
+            }
+            _ => out = next,
+        }
+    }
+    Some(out)
 }
 
 /// One `[[instance]]` as read: its key path, what was written for its id and name (even when
@@ -1554,11 +1611,43 @@ mod tests {
 
     #[test]
     fn forbidden_dirs_are_found_lexically() {
-        assert_eq!(forbidden_dir(Path::new("/")), Some("/"));
-        assert_eq!(
-            forbidden_dir(Path::new("/etc/ssl/certs")),
-            Some("/etc/ssl/certs")
-        );
+        assert_eq!(forbidden_dir(Path::new("/")), Some(Forbidden::Root));
+        for (dir, owned) in [
+            ("/etc/ssl/certs", "/etc/ssl/certs"),
+            ("/etc/pki/tls/certs", "/etc/pki"),
+            (
+                "/usr/local/share/ca-certificates/x",
+                "/usr/local/share/ca-certificates",
+            ),
+        ] {
+            assert_eq!(
+                forbidden_dir(Path::new(dir)),
+                Some(Forbidden::SystemCa {
+                    resolved: dir.into(),
+                    owned
+                })
+            );
+        }
         assert_eq!(forbidden_dir(Path::new("/var/lib/certsync/trust")), None);
+        assert_eq!(forbidden_dir(Path::new("/etc/pkix")), None);
+    }
+
+    #[test]
+    fn symlinks_are_followed_into_folders_that_do_not_exist_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("a")).unwrap();
+        std::os::unix::fs::symlink("a", real.join("rel")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/x", real.join("abs")).unwrap();
+        std::os::unix::fs::symlink("loop", real.join("loop")).unwrap();
+        assert_eq!(
+            follow_symlinks(&real.join("rel/new/deeper")),
+            Some(real.join("a/new/deeper"))
+        );
+        assert_eq!(
+            follow_symlinks(&real.join("abs/y")),
+            Some(PathBuf::from("/nowhere/x/y"))
+        );
+        assert_eq!(follow_symlinks(&real.join("loop/z")), None);
     }
 }
