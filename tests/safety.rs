@@ -436,3 +436,24 @@ async fn check_lists_the_managed_files_a_new_config_would_no_longer_produce() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_lines_name_their_instance_and_once_promises_no_retry() {
+    let h = Harness::new(2).await;
+    h.sim.set_fault(
+        &h.id(1),
+        certsync_sim::Fault::ApiStatus {
+            status: 404,
+            times: None,
+        },
+    );
+    let out = h.once().await;
+    assert_eq!(code(&out), 1);
+    // `once` exits after its pass: it must not say the instance "will be retried".
+    assert!(!stderr(&out).contains("retried"), "{}", stderr(&out));
+
+    let mut d = Running::start(&h.config, &["run"]);
+    let line = d.wait_for("instance will be retried").await;
+    assert!(line.contains("instance=\"inst1\""), "{line}");
+    assert_eq!(d.stop().await, Some(0));
+}
