@@ -19,24 +19,6 @@ fn with_server(h: &Harness) {
 }
 
 /// The port the server bound, from its start-up log line.
-fn port_from(line: &str) -> u16 {
-    let at = line.find("listen=127.0.0.1:").expect("listen field") + "listen=127.0.0.1:".len();
-    line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
-
-async fn get(port: u16, path: &str) -> (u16, String) {
-    certsync::cloud::http::install_crypto_provider();
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_reports_metrics_health_readiness_and_status() {

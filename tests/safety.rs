@@ -10,25 +10,6 @@ use std::path::Path;
 use common::*;
 use rustix::process::Signal;
 
-fn port_from(line: &str) -> u16 {
-    let at = line.find("listen=127.0.0.1:").expect("listen field") + "listen=127.0.0.1:".len();
-    line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
-
-async fn get(port: u16, path: &str) -> (u16, String) {
-    certsync::cloud::http::install_crypto_provider();
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
-}
-
 fn with_server(h: &Harness, extra: &Extra) {
     let mut extra = extra.clone();
     extra

@@ -82,24 +82,28 @@ fn opts_with(dir: &Path, layout: Layout) -> StoreOptions {
     }
 }
 
-#[test]
-fn a_healthy_atomic_dir_folder_lists_every_shape_and_nothing_stale() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = trust_dir(&tmp);
-    let (a, b) = (TestCa::new("A"), TestCa::new("B"));
-    let mut store = Store::open(opts_with(&dir, Layout::AtomicDir), false).unwrap();
+/// A folder in `layout` holding instance `a` with CA `a` and instance `b` with CA `b`.
+fn two_instances(dir: &std::path::Path, layout: Layout, a: &TestCa, b: &TestCa) {
+    let mut store = Store::open(opts_with(dir, layout), false).unwrap();
     store.apply(
         &pass(
             vec![
-                entry("a", "international", &[&a]),
-                entry("b", "international", &[&b]),
+                entry("a", "international", &[a]),
+                entry("b", "international", &[b]),
             ],
             &[],
         ),
         t0(),
         false,
     );
-    drop(store);
+}
+
+#[test]
+fn a_healthy_atomic_dir_folder_lists_every_shape_and_nothing_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let (a, b) = (TestCa::new("A"), TestCa::new("B"));
+    two_instances(&dir, Layout::AtomicDir, &a, &b);
 
     let out = inspect(&[&dir], true);
     assert!(out.status.success(), "{}", text(&out));
@@ -334,19 +338,7 @@ fn a_managed_file_replaced_by_a_symlink_is_a_problem() {
     let (a, b) = (TestCa::new("A"), TestCa::new("B"));
     for layout in [Layout::Flat, Layout::AtomicDir] {
         let dir = tmp.path().join(format!("{layout:?}"));
-        let mut store = Store::open(opts_with(&dir, layout), false).unwrap();
-        store.apply(
-            &pass(
-                vec![
-                    entry("a", "international", &[&a]),
-                    entry("b", "international", &[&b]),
-                ],
-                &[],
-            ),
-            t0(),
-            false,
-        );
-        drop(store);
+        two_instances(&dir, layout, &a, &b);
         // The same bytes elsewhere, and the managed name made a symlink to them: everything
         // still agrees, but certsync will never update that name again.
         let name = match layout {
@@ -384,19 +376,7 @@ fn a_managed_file_that_is_no_longer_a_regular_file_is_a_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
     let (a, b) = (TestCa::new("A"), TestCa::new("B"));
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[&a]),
-                entry("b", "international", &[&b]),
-            ],
-            &[],
-        ),
-        t0(),
-        false,
-    );
-    drop(store);
+    two_instances(&dir, Layout::Flat, &a, &b);
     // A FIFO where an instance file was (reading it would block for ever), a folder where the
     // bundle was.
     std::fs::remove_file(dir.join("a-international.crt")).unwrap();

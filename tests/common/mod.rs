@@ -166,6 +166,27 @@ bundle = "ca-bundle.crt"
     }
 }
 
+/// The port of the `serving /metrics` log line's `listen=127.0.0.1:PORT`.
+pub fn port_from(line: &str) -> u16 {
+    let at = line.find("listen=127.0.0.1:").expect("listen field") + "listen=127.0.0.1:".len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// GET `http://127.0.0.1:port{path}`: status and body.
+pub async fn get(port: u16, path: &str) -> (u16, String) {
+    certsync::cloud::http::install_crypto_provider();
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
