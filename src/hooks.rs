@@ -132,7 +132,8 @@ pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, Hoo
         path: pid_file.to_path_buf(),
         reason,
     };
-    let text = std::fs::read_to_string(pid_file).map_err(|e| pid_error(e.to_string()))?;
+    let text = crate::files::read_capped_string(pid_file, crate::files::MAX_VALUE_FILE)
+        .map_err(|e| pid_error(e.to_string()))?;
     let pid: i32 = text.trim().parse().map_err(|_| {
         pid_error(format!(
             "holds no pid ({:?})",

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod fetch;
+pub mod files;
 pub mod fuzzing;
 pub mod hooks;
 pub mod inspect;

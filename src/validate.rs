@@ -183,6 +183,11 @@ pub fn validate(body: &[u8], policy: &Policy) -> Result<Vec<Cert>, ValidationErr
             certs.push(cert);
         }
     }
+    // However the body was split, a download that yields no certificate is never a CA file:
+    // accepting it would replace the instance's CAs with nothing.
+    if certs.is_empty() {
+        return Err(ValidationError::Empty);
+    }
     let now = saturating_datetime(policy.now);
     for cert in &certs {
         check(cert, now, policy.pins)?;
@@ -315,10 +320,12 @@ fn check(cert: &Cert, now: OffsetDateTime, pins: &[[u8; 32]]) -> Result<(), Vali
 
 /// Splits a body into DER blobs: one DER certificate, or the blocks of a strict PEM file.
 fn split_body(body: &[u8]) -> Result<Vec<Vec<u8>>, ValidationError> {
-    if body.iter().all(|b| is_space(*b)) {
+    // After the byte-order mark: a body of only a BOM and whitespace is empty too (found by
+    // fuzzing: it passed as a download of no certificates).
+    let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    if text.iter().all(|b| is_space(*b)) {
         return Err(ValidationError::Empty);
     }
-    let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let is_text = looks_like_text(text);
     // A DER certificate is a SEQUENCE (first byte 0x30, which is also ASCII '0') and always
     // holds control bytes in its tags and lengths, so it never passes for text.

@@ -370,6 +370,18 @@ fn cloud_ca_file() {
     std::fs::write(dir.path().join("text.pem"), "just text\n").unwrap();
     check("text.pem", &["no PEM certificate"]);
 
+    // A device or a FIFO is refused at once: no read without end, no hang (issue 8).
+    check("/dev/zero", &["cannot read", "a device"]);
+    let fifo = dir.path().join("fifo.pem");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    check("fifo.pem", &["cannot read", "a FIFO"]);
+
     let key = rcgen::KeyPair::generate().unwrap();
     std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
     check("key.pem", &["not a PEM certificate file"]);

@@ -1135,3 +1135,27 @@ fn derived_files_follow_an_instance_file_that_could_not_be_written() {
     );
     assert!(bundle.contains(&b2.pem()) && !bundle.contains(&b1.pem()));
 }
+
+#[test]
+fn an_entry_without_certificates_never_empties_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let a = TestCa::new("A");
+    let mut store = Store::open(opts(&dir, Duration::ZERO), false).unwrap();
+    store.apply(
+        &pass(vec![entry("a", "international", &[&a])], &[]),
+        t0(),
+        false,
+    );
+    let before = snapshot(&dir);
+    let report = store.apply(
+        &pass(vec![entry("a", "international", &[])], &[]),
+        t0(),
+        false,
+    );
+    assert!(matches!(
+        report.entries[0].result,
+        Err(StoreError::Refused { .. })
+    ));
+    assert_eq!(snapshot(&dir), before);
+}

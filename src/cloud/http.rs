@@ -85,10 +85,13 @@ fn builder(
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(USER_AGENT);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|source| ClientError::ReadCaFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let pem =
+            crate::files::read_capped(path, crate::files::MAX_CONFIG_FILE).map_err(|source| {
+                ClientError::ReadCaFile {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(ClientError::Build)?;
         if certs.is_empty() {
             return Err(ClientError::EmptyCaFile {

@@ -31,7 +31,7 @@ pub(super) fn parse_number(text: &str) -> Option<Result<u32, String>> {
 /// Looks `name` up in a colon-separated account file (`name:x:id:...`, the same layout in
 /// passwd and group): the id in the third field of the first line whose first field is `name`.
 pub(super) fn lookup(file: &Path, name: &str) -> Result<Option<u32>, String> {
-    let text = std::fs::read_to_string(file)
+    let text = crate::files::read_capped_string(file, crate::files::MAX_CONFIG_FILE)
         .map_err(|e| format!("cannot read {} to look it up: {e}", file.display()))?;
     Ok(text.lines().find_map(|line| {
         let mut fields = line.split(':');

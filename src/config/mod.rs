@@ -437,7 +437,7 @@ fn render_error(path: &Path, problems: &[Problem]) -> String {
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match std::fs::read_to_string(path) {
+    match crate::files::read_capped_string(path, crate::files::MAX_CONFIG_FILE) {
         Ok(text) => parse(&text, path),
         Err(e) => Err(ConfigError {
             source_path: path.to_path_buf(),

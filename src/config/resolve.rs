@@ -343,7 +343,7 @@ fn cloud(
 
     let ca_file = path_value(p, &sec, "ca_file", base).and_then(|path| {
         let raw = show_raw(&sec, "ca_file");
-        let problem = match std::fs::read(&path) {
+        let problem = match crate::files::read_capped(&path, crate::files::MAX_CONFIG_FILE) {
             Err(e) => Some(format!("{raw} ({}): cannot read: {e}", path.display())),
             Ok(data) if !crate::cert::looks_like_pem(&data) => Some(format!(
                 "{raw} ({}): holds no PEM certificate",

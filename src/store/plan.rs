@@ -280,6 +280,15 @@ impl<'a> Planner<'a> {
         fingerprints: &[String],
     ) -> Result<(Record, EntryWrite), StoreError> {
         let name = entry.file_name.as_str();
+        // Never an instance file without a current CA: that would drop the last good one.
+        if current.is_empty() {
+            return Err(StoreError::Refused {
+                reason: format!(
+                    "{}: the pass supplied no certificate for it; its file is kept",
+                    self.opts.dir.join(name).display()
+                ),
+            });
+        }
         check_file_name(name).map_err(|reason| StoreError::InvalidName {
             name: name.to_string(),
             reason,

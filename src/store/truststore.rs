@@ -22,7 +22,7 @@ pub(crate) fn password(file: Option<&Path>) -> io::Result<String> {
     let Some(file) = file else {
         return Ok(DEFAULT_PASSWORD.to_string());
     };
-    let text = std::fs::read_to_string(file)?;
+    let text = crate::files::read_capped_string(file, crate::files::MAX_VALUE_FILE)?;
     let password = text.trim();
     if password.is_empty() {
         return Err(io::Error::new(

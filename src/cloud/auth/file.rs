@@ -69,8 +69,7 @@ impl SecretFile {
         {
             return Ok(c.value.clone());
         }
-        let text = tokio::fs::read_to_string(&self.path)
-            .await
+        let text = crate::files::read_capped_string(&self.path, crate::files::MAX_VALUE_FILE)
             .map_err(unreadable)?;
         let value = text.trim();
         if value.is_empty() {
