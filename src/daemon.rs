@@ -26,6 +26,7 @@ use crate::cloud::http::{ClientError, RedactedUrl};
 use crate::config::{Config, HookAction, Instance};
 use crate::fetch::{FetchError, Fetcher};
 use crate::hooks::{ChangedFiles, HookError, HookSpec, run_command, send_signal};
+use crate::names;
 use crate::schedule::{Backoff, with_jitter};
 use crate::server::{CategoryStatus, InstanceStatus, Shared, StatusSnapshot};
 use crate::store::{Change, DesiredEntry, PassInput, Store, StoreError, StoreOptions, StoreReport};
@@ -562,12 +563,12 @@ impl Engine {
                 if query.ssl_only && !item.ssl {
                     continue;
                 }
-                if !valid_instance_id(&item.id) {
+                if !names::is_instance_id(&item.id) {
                     tracing::warn!(discover = index, id = ?item.id, "skipping an instance whose id is not [A-Za-z0-9-]{{1,64}}");
                     continue;
                 }
                 found.entry(item.id.clone()).or_insert_with(|| Instance {
-                    name: sanitize_name(&item.name),
+                    name: names::sanitize_name(&item.name),
                     id: item.id,
                     categories: None,
                     pins: Vec::new(),
@@ -1440,7 +1441,7 @@ pub async fn sync_instance(
         // A category only the API names is untrusted input that goes into a file name, the
         // hooks' one-path-per-line environment and the logs: hold it to the config's alphabet.
         let file_name = config.trust.file_name_for(inst, &link.category);
-        let problem = if !valid_category(&link.category) {
+        let problem = if !names::is_name(&link.category) {
             Some("uses characters outside [A-Za-z0-9._-] (or is longer than 64)".to_string())
         } else {
             config.trust.file_name_problem(&file_name)
@@ -1624,37 +1625,6 @@ fn backoff(config: &Config) -> Backoff {
 /// that a slow instance never holds back the others' writes for long.
 pub fn instance_deadline(config: &Config) -> Duration {
     2 * config.cloud.timeout + crate::schedule::MAX_RETRY_AFTER
-}
-
-/// An id as the config accepts it: it goes into URLs and file names.
-fn valid_instance_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// A discovered instance's name in the name alphabet `[A-Za-z0-9._-]{1,64}` (other characters
-/// become `-`); `None` when nothing usable is left (the id is used then).
-fn sanitize_name(name: &str) -> Option<String> {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    let clean = clean.trim_start_matches('.').to_string();
-    (!clean.is_empty() && clean.chars().any(|c| c.is_ascii_alphanumeric())).then_some(clean)
-}
-
-/// The alphabet of categories, as in the config's `categories`.
-fn valid_category(category: &str) -> bool {
-    (1..=64).contains(&category.len())
-        && category
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The store's options from the config.

@@ -12,7 +12,6 @@
 //! environment variables (SPEC 4) are held as [`Secret`].
 
 mod accounts;
-mod names;
 mod reader;
 mod resolve;
 mod warnings;
@@ -21,8 +20,8 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::cloud::auth::Secret;
-pub use names::{MANIFEST_FILE_NAME, is_project_id};
+pub use crate::names::{MANIFEST_FILE_NAME, is_project_id};
+pub use crate::secret::Secret;
 
 /// `cloud.service` when left out.
 pub const DEFAULT_SERVICE: &str = "gaussdb-nosql";
@@ -491,7 +490,7 @@ impl Trust {
     /// (an instance without a filter) is not, so check the result with
     /// [`Trust::file_name_problem`] before writing.
     pub fn file_name_for(&self, inst: &Instance, category: &str) -> String {
-        names::render_template(&self.file_name, inst.display_name(), &inst.id, category)
+        crate::names::render_template(&self.file_name, inst.display_name(), &inst.id, category)
     }
 
     /// Why `name` may not be written into the trust folder as an instance file, if it may not:
@@ -500,7 +499,7 @@ impl Trust {
         if self.pkcs12.as_deref() == Some(name) {
             return Some("is the truststore's name (trust.pkcs12)".into());
         }
-        names::file_name_problem(name, self.bundle.as_deref())
+        crate::names::file_name_problem(name, self.bundle.as_deref())
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use super::accounts;
-use super::names::{self, Piece};
 use super::reader::{Problems, Section, expected, quote, show};
 use super::*;
+use crate::names::{self, Piece};
 
 const TOP_KEYS: &[&str] = &[
     "cloud", "auth", "sync", "trust", "instance", "discover", "hook", "server", "log",

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// File name of the manifest inside the trust folder.
-pub const MANIFEST_NAME: &str = ".certsync-manifest.json";
+pub const MANIFEST_NAME: &str = crate::names::MANIFEST_FILE_NAME;
 
 /// The only manifest format this code reads and writes.
 const MANIFEST_VERSION: u32 = 1;

@@ -180,7 +180,7 @@ impl std::fmt::Debug for Store {
 
 /// Name of the manifest inside the trust folder (for tools that list the folder, such as
 /// `inspect`, and must skip it).
-pub const MANIFEST_FILE_NAME: &str = MANIFEST_NAME;
+pub use crate::names::MANIFEST_FILE_NAME;
 
 /// Prefix of certsync's temporary files inside the trust folder.
 pub const TEMP_FILE_PREFIX: &str = write::TEMP_PREFIX;

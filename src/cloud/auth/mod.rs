@@ -4,8 +4,8 @@
 //! (SDK-HMAC-SHA256 signatures, submodule `aksk`), `password` (an IAM token renewed before it
 //! expires, submodule `iam`) and `metadata` (temporary AK/SK from the ECS metadata service,
 //! submodule `metadata`) — the project id
-//! when the config leaves it out (looked up once in IAM, or read from the IAM token), and the
-//! [`Secret`] type whose `Debug`/`Display` never show the value.
+//! when the config leaves it out (looked up once in IAM, or read from the IAM token). Secrets
+//! are [`Secret`]s (a leaf module of the crate), whose `Debug`/`Display` never show the value.
 //!
 //! It adds credentials to a request that is otherwise final (the signature covers the URL, the
 //! headers and the body); it does not decide retries (that is `api`, which asks for fresh
@@ -27,36 +27,8 @@ use super::api::ApiFault;
 use super::http::{ClientError, RedactedUrl, build_metadata_client, describe_transport};
 use crate::config::{Auth, Config};
 
+pub use crate::secret::Secret;
 pub use file::SecretFile;
-
-/// A credential. Its `Debug` and `Display` print `<redacted>`, so it can sit in any struct
-/// that gets logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for putting on the wire only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Why credentials could not be had. Every message starts `auth method M:` and names the step;
 /// none holds a secret.

@@ -1,8 +1,10 @@
-//! The shapes of the names the configuration holds: instance ids and names, categories,
-//! regions, download host patterns, the `file_name` template and trust folder paths.
+//! The shared vocabulary of names: instance ids and names, categories, regions, download host
+//! patterns, the `file_name` template, trust folder paths, and the sanitising of names that come
+//! from the cloud (discovered instances).
 //!
-//! Owns: pure predicates and the template renderer, with no I/O and no knowledge of key paths
-//! (the `resolve` module turns a `false` or an `Err` into a problem at the right key).
+//! Owns: pure predicates, the template renderer and the sanitiser, with no I/O and no knowledge
+//! of key paths (config turns a `false` or an `Err` into a problem at the right key). A leaf:
+//! config, the daemon and the store all use it; it uses none of them.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -12,6 +14,24 @@ pub const MANIFEST_FILE_NAME: &str = ".certsync-manifest.json";
 /// Instance ids go into URL paths and file names: `[A-Za-z0-9-]{1,64}`.
 pub fn is_instance_id(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A discovered instance's name in the name alphabet `[A-Za-z0-9._-]{1,64}` (other characters
+/// become `-`, a leading `.` is dropped); `None` when nothing usable is left (the id is used then).
+pub fn sanitize_name(name: &str) -> Option<String> {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let clean = clean.trim_start_matches('.').to_string();
+    (!clean.is_empty() && clean.chars().any(|c| c.is_ascii_alphanumeric())).then_some(clean)
 }
 
 /// Instance names, categories: `[A-Za-z0-9._-]{1,64}`.
