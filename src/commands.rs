@@ -18,7 +18,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cloud::api::ApiError;
 use crate::config::{self, Config, LogFormat};
-use crate::daemon::{self, Controls, InstanceError};
+use crate::daemon::{self, Controls, LineStatus, SummaryLine};
+use crate::source::{CloudSource, InstanceError, Source};
 use crate::text::{EscapingWriter, Untrusted};
 
 /// Exit status: success.
@@ -244,7 +245,7 @@ pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
     };
     let mut out = Printer::stdout();
     for line in &summary.lines {
-        outln!(out, "{}", line.render(summary.dry_run));
+        outln!(out, "{}", render_line(line, summary.dry_run));
     }
     if dry_run {
         outln!(
@@ -264,6 +265,36 @@ pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
     }
     out.flush();
     if summary.ok() { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// The line `once` prints for one instance file: `instance/category file status notAfter=...`,
+/// with every piece of outside text (categories, API messages, subjects in errors) escaped.
+/// `dry_run` words what would change as such.
+pub fn render_line(line: &SummaryLine, dry_run: bool) -> String {
+    let status = match (&line.status, dry_run) {
+        (LineStatus::Unchanged, _) => "unchanged".to_string(),
+        (LineStatus::Updated, false) => "updated".to_string(),
+        (LineStatus::Updated, true) => "would update".to_string(),
+        (LineStatus::Removed, false) => "removed".to_string(),
+        (LineStatus::Removed, true) => "would remove".to_string(),
+        (LineStatus::Failed(reason), _) => format!("failed: {}", Untrusted(reason)),
+    };
+    let not_after = match line.not_after {
+        Some(t) => format!(" notAfter={}", crate::cert::rfc3339(t)),
+        None => String::new(),
+    };
+    let file = line.file.as_ref().map(|p| p.display().to_string());
+    match (&line.category, file) {
+        (Some(category), Some(file)) => format!(
+            "{}/{} {} {status}{not_after}",
+            line.instance,
+            Untrusted(category),
+            Untrusted(&file)
+        ),
+        (None, Some(file)) => format!("{} {status}{not_after}", Untrusted(&file)),
+        // No file of it exists yet: say so rather than print placeholders.
+        (_, None) => format!("{} (no file written yet) {status}", line.instance),
+    }
 }
 
 /// `certsync check [--online]`.
@@ -290,9 +321,10 @@ pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
 /// instance's whole list, download and validation (the pass's own `sync_instance`, host
 /// allowlist and every SPEC 6 rule included) and prints what it would write, writing nothing.
 async fn check_online(out: &mut Printer, config: &Config) -> u8 {
-    let shared = Arc::new(crate::server::Shared::default());
-    let (api, fetcher) = match daemon::clients(config, &shared) {
-        Ok(clients) => clients,
+    let shared = Arc::new(crate::status::Shared::default());
+    let config_arc = Arc::new(config.clone());
+    let cloud = match CloudSource::new(&config_arc, &shared) {
+        Ok(cloud) => cloud,
         Err(e) => {
             outln!(
                 out,
@@ -302,6 +334,7 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
             return EXIT_FAILED;
         }
     };
+    let api = cloud.api().clone();
     let method = api.credentials().method();
     // Authentication first, so a failure says which step failed: this one, or an instance.
     // Reading a token file or an AK/SK proves nothing by itself (with `project_id` set no
@@ -334,13 +367,13 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
     }
     out.flush();
     let mut code = EXIT_OK;
-    for (inst, result) in config
-        .instances
-        .iter()
-        .zip(check_instances(config, &api, &fetcher).await)
-    {
+    // The pass's own source: at most `sync.concurrency` at a time, each under its deadline.
+    let outcomes = Source::Cloud(cloud)
+        .sync(config.instances.clone(), &shared)
+        .await;
+    for (inst, result) in outcomes {
         let name = Untrusted(inst.display_name());
-        match result {
+        match result.map_err(|e| describe_instance_failure(&e)) {
             Ok(entries) => {
                 outln!(out, "  instance {name}: ok");
                 for entry in &entries {
@@ -402,54 +435,6 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
         }
     }
     code
-}
-
-/// Runs `sync_instance` for every configured instance, at most `sync.concurrency` at a time
-/// and each under the pass's deadline; results in config order, failures as text.
-async fn check_instances(
-    config: &Config,
-    api: &crate::cloud::api::ApiClient,
-    fetcher: &crate::fetch::Fetcher,
-) -> Vec<Result<daemon::Synced, String>> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(config.sync.concurrency.max(1)));
-    let deadline = daemon::instance_deadline(config);
-    let shared_config = Arc::new(config.clone());
-    let handles: Vec<_> = config
-        .instances
-        .iter()
-        .map(|inst| {
-            let (api, fetcher, config, inst, limit) = (
-                api.clone(),
-                fetcher.clone(),
-                shared_config.clone(),
-                inst.clone(),
-                limit.clone(),
-            );
-            tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                match tokio::time::timeout(
-                    deadline,
-                    daemon::sync_instance(&api, &fetcher, &config, &inst),
-                )
-                .await
-                {
-                    Ok(result) => result.map_err(|e| describe_instance_failure(&e)),
-                    Err(_) => Err(format!(
-                        "failed: not done after {}",
-                        humantime::format_duration(deadline)
-                    )),
-                }
-            })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        results.push(match handle.await {
-            Ok(result) => result,
-            Err(e) => Err(format!("failed: the check stopped: {e}")),
-        });
-    }
-    results
 }
 
 /// An instance's failure for `check --online`, naming the step (the line already names the

@@ -45,7 +45,9 @@ impl Backoff {
 
 /// `base` plus a random share of `jitter`: `base + jitter * rand01` (saturating).
 pub fn with_jitter(base: Duration, jitter: Duration, rand01: f64) -> Duration {
-    base.saturating_add(jitter.mul_f64(unit(rand01)))
+    // try_from: `mul_f64` panics when the product is not a representable duration.
+    let extra = Duration::try_from_secs_f64(jitter.as_secs_f64() * unit(rand01)).unwrap_or(jitter);
+    base.saturating_add(extra)
 }
 
 /// Reads an HTTP `Retry-After` value: delta-seconds or an HTTP-date (relative to `now`).

@@ -2,7 +2,7 @@
 //!
 //! Owns: the `sd_notify` messages. Every function is a no-op when `NOTIFY_SOCKET` is unset, so
 //! certsync behaves the same outside systemd. It decides nothing about when to send them; the
-//! daemon loop does.
+//! daemon loop does; the watchdog task only pings while the loop reports progress.
 
 use std::time::Duration;
 
@@ -50,4 +50,30 @@ pub fn watchdog() {
 pub fn watchdog_interval() -> Option<Duration> {
     std::env::var_os("NOTIFY_SOCKET")?;
     sd_notify::watchdog_enabled().map(|d| d / 2)
+}
+
+/// Feeds systemd's watchdog every `every` while the scheduler shows progress within two
+/// periods (`shared`'s heartbeat): a dead or stuck loop stops the pings, so systemd restarts
+/// certsync. Ends with `stop`, or once the scheduler is gone.
+pub fn spawn_watchdog(
+    every: Duration,
+    shared: std::sync::Arc<crate::status::Shared>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        loop {
+            if shared.healthy(every.saturating_mul(2)) {
+                watchdog();
+            } else if !shared.alive.load(Ordering::Relaxed) {
+                break;
+            } else {
+                tracing::error!(stuck_for = ?shared.heartbeat_age(), "the scheduler makes no progress; not feeding the watchdog");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+    });
 }

@@ -1,0 +1,711 @@
+//! One pass, wired: plan -> source -> sinks -> hooks, and the sub-states it updates.
+//!
+//! Owns: the [`Engine`] (the config in use, the source, the sinks, health, the hook queue,
+//! what discovery found) and the order of one pass. Every decision is a stage's: the plan
+//! says which instances and which names, the source fetches and validates, the trust sink
+//! writes, the hook queue runs hooks. It must not parse, fetch or write anything itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{Config, Instance};
+use crate::plan::{self, Discovered};
+use crate::schedule::Backoff;
+use crate::sink::{Sinks, TrustSink};
+use crate::source::{InstanceError, Outcomes, Source};
+use crate::status::Shared;
+use crate::store::{Change, PassInput, StoreOptions, StoreReport};
+use crate::text::Untrusted;
+
+use super::DaemonError;
+use super::health::Health;
+use super::hook_queue::{HookQueue, hook_wants};
+use super::state::DaemonState;
+use super::status::{self as status_doc, expiry_horizon, fmt_time};
+use super::summary::{LineStatus, PassSummary, SummaryLine};
+
+/// Everything built from one [`Config`]: the source, the sinks and the state across passes.
+pub struct Engine {
+    pub(super) config: Arc<Config>,
+    source: Source,
+    sinks: Sinks,
+    pub(super) health: Health,
+    pub(super) hooks: HookQueue,
+    discovered: Discovered,
+    /// The instances of a pass: the configured ones, then the discovered ones.
+    pub(super) active: Vec<Instance>,
+    /// What the last pass could not do in the trust folder (SPEC 7): shown in `/readyz` and
+    /// `/status` until a pass succeeds at it.
+    store_errors: Vec<String>,
+    shared: Arc<Shared>,
+    passes: u64,
+    /// Whether failed instances are retried (by `run`; `once` exits instead).
+    pub(super) retries: bool,
+}
+
+/// The store's options from the config.
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        dir: config.trust.dir.clone(),
+        mode: config.trust.mode,
+        bundle: config.trust.bundle.clone(),
+        capath: config.trust.capath,
+        prune: config.trust.prune,
+        rotation_overlap: config.sync.rotation_overlap,
+        owner: config.trust.owner.as_ref().map(|a| a.id),
+        group: config.trust.group.as_ref().map(|a| a.id),
+        write_mode: match config.trust.write_mode {
+            crate::config::WriteMode::Rename => crate::store::WriteMode::Rename,
+            crate::config::WriteMode::InPlace => crate::store::WriteMode::InPlace,
+        },
+        layout: match config.trust.layout {
+            crate::config::Layout::Flat => crate::store::Layout::Flat,
+            crate::config::Layout::AtomicDir => crate::store::Layout::AtomicDir,
+        },
+        pkcs12: config.trust.pkcs12.clone(),
+        pkcs12_password_file: config.trust.pkcs12_password_file.clone(),
+    }
+}
+
+fn backoff(config: &Config) -> Backoff {
+    Backoff {
+        initial: config.sync.retry_initial,
+        max: config.sync.retry_max,
+    }
+}
+
+impl Engine {
+    /// Builds the source and opens the trust folder. `read_only` (for `--dry-run`) opens the
+    /// folder without creating, locking or cleaning it. What an earlier run saved with the
+    /// folder (owed hooks, discovered instances) is taken back.
+    pub fn new(config: Config, read_only: bool) -> Result<Engine, DaemonError> {
+        let config = Arc::new(config);
+        let shared = Arc::new(Shared::default());
+        let source = Source::from_config(&config, &shared)?;
+        let trust = TrustSink::open(store_options(&config), read_only)?;
+        let mut engine = Engine {
+            health: Health::new(backoff(&config)),
+            hooks: HookQueue::new(backoff(&config)),
+            config,
+            source,
+            sinks: Sinks { trust },
+            discovered: Discovered::new(),
+            active: Vec::new(),
+            store_errors: Vec::new(),
+            shared,
+            passes: 0,
+            retries: true,
+        };
+        engine.restore_state();
+        engine.refresh_active();
+        Ok(engine)
+    }
+
+    /// Applies a new, already validated configuration. On error the old one stays in force.
+    /// Health records of instances still configured, and hooks still configured that wait for
+    /// a retry, carry over.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), DaemonError> {
+        let config = Arc::new(config);
+        let source = Source::from_config(&config, &self.shared)?;
+        self.sinks.trust.reconfigure(store_options(&config))?;
+        self.hooks
+            .reconfigure(&self.config.hooks, &config.hooks, backoff(&config));
+        self.health.set_backoff(backoff(&config));
+        self.source = source;
+        if config.discover.is_empty() {
+            self.discovered.clear();
+        }
+        self.config = config;
+        self.refresh_active();
+        let ids = self.plan_ids();
+        self.health.keep_only(&ids);
+        Ok(())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The metrics and the status snapshot, shared with the HTTP server.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Health of each instance, by id.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The trust folder.
+    pub fn trust(&self) -> &TrustSink {
+        &self.sinks.trust
+    }
+
+    fn refresh_active(&mut self) {
+        self.active = plan::instances(&self.config.instances, &self.discovered);
+        let ids: BTreeSet<&str> = self.active.iter().map(|i| i.id.as_str()).collect();
+        self.health.stop_retries_outside(&ids);
+    }
+
+    fn plan_ids(&self) -> BTreeSet<String> {
+        plan::ids(&self.config.instances, &self.discovered)
+    }
+
+    /// One pass over `only` (all instances when `None`): discover, fetch and validate, write,
+    /// then hooks (unless `dry_run`). Failed instances keep their files.
+    pub async fn pass(
+        &mut self,
+        only: Option<&BTreeSet<String>>,
+        dry_run: bool,
+        shutdown: &CancellationToken,
+    ) -> PassSummary {
+        self.passes += 1;
+        let span = tracing::info_span!("pass", n = self.passes, dry_run);
+        self.pass_inner(only, dry_run, shutdown)
+            .instrument(span)
+            .await
+    }
+
+    async fn pass_inner(
+        &mut self,
+        only: Option<&BTreeSet<String>>,
+        dry_run: bool,
+        shutdown: &CancellationToken,
+    ) -> PassSummary {
+        let started = std::time::Instant::now();
+        if only.is_none() {
+            tokio::select! {
+                _ = self.discover(dry_run) => {}
+                _ = shutdown.cancelled() => {
+                    tracing::info!("shutdown during discovery: no file was written");
+                    return PassSummary::default();
+                }
+            }
+        }
+        let instances: Vec<Instance> = self
+            .active
+            .iter()
+            .filter(|i| only.is_none_or(|set| set.contains(&i.id)))
+            .cloned()
+            .collect();
+        let planned = instances.len();
+        let fetch_started = std::time::Instant::now();
+        let outcomes = tokio::select! {
+            r = self.source.sync(instances, &self.shared) => r,
+            _ = shutdown.cancelled() => {
+                tracing::info!("shutdown during the pass: no file was written");
+                return PassSummary::default();
+            }
+        };
+        let fetch_ms = fetch_started.elapsed().as_millis() as u64;
+
+        let (input, failures) = self.pass_input(outcomes, only.is_none(), planned);
+        let store_started = std::time::Instant::now();
+        let now = SystemTime::now();
+        // The hooks this pass will owe a run, saved with the manifest before any file
+        // changes: a crash or stop before they ran does not lose them.
+        let owed = self.hooks.owed(&self.config.hooks);
+        let hooks = self.config.hooks.clone();
+        let discovered = self.discovered.clone();
+        let (report, input) = self
+            .sinks
+            .trust
+            .apply(input, now, dry_run, move |preview| {
+                let mut owed = owed;
+                for hook in &hooks {
+                    if hook_wants(
+                        hook,
+                        &preview.changed_instances,
+                        !preview.changed_files.is_empty(),
+                    ) {
+                        owed.entry(hook.name.clone())
+                            .or_default()
+                            .add(&preview.written_files, &preview.removed_files);
+                    }
+                }
+                DaemonState {
+                    owed_hooks: owed,
+                    discovered,
+                }
+                .to_json()
+            })
+            .await;
+        self.shared.touch();
+        let store_ms = store_started.elapsed().as_millis() as u64;
+
+        let mut summary = PassSummary {
+            dry_run,
+            ..PassSummary::default()
+        };
+        let mut report = report;
+        let (store_failed, store_errors) = self.summarise(&mut report, &mut summary);
+        self.summarise_failures(&failures, &mut summary);
+        summary.failed_instances = failures.len() + store_failed.len();
+        summary.changed_files = report.changed_files.clone();
+
+        if !dry_run {
+            self.record_health(&input.synced, &store_failed, &failures, now);
+            self.record_store_errors(store_errors);
+            self.record_metrics(&failures, &store_failed, &report.changed_instances, now);
+            self.warn_expiring(now);
+            self.hooks.queue(&self.config.hooks, &report);
+            summary.failed_hooks = self.run_due_hooks(shutdown).await;
+            self.save_state().await;
+            let result = if summary.ok() {
+                "ok"
+            } else if summary.failed_instances < input.synced.len() + failures.len() {
+                "partial"
+            } else {
+                "failed"
+            };
+            self.shared.metrics.pass(result, started.elapsed());
+            self.publish_status();
+        }
+        tracing::info!(
+            instances = input.synced.len() + failures.len(),
+            failed = summary.failed_instances,
+            changed_files = report.changed_files.len(),
+            fetch_ms,
+            store_ms,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pass finished"
+        );
+        summary
+    }
+
+    /// Runs discovery (bounded by the instance deadline: a ListInstances that never ends must
+    /// not keep the configured instances from their pass, SPEC 5.4) and folds it into what the
+    /// daemon remembers; a failed or cut-short round keeps what was found before. A dry run
+    /// discovers too but changes nothing the daemon remembers.
+    async fn discover(&mut self, dry_run: bool) {
+        if self.config.discover.is_empty() {
+            return;
+        }
+        let deadline = crate::source::cloud::instance_deadline(&self.config);
+        let listings = match tokio::time::timeout(
+            deadline,
+            self.source.discover(&self.config.discover),
+        )
+        .await
+        {
+            Ok(Ok(listings)) => listings,
+            Ok(Err(e)) => {
+                tracing::warn!(discover = e.query, error = %e.source, "discovery failed; keeping the instances found before");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(after = ?deadline, "discovery did not finish in time; keeping the instances found before");
+                return;
+            }
+        };
+        let round = plan::fold_discovery(&self.discovered, &listings);
+        for (query, id) in &round.skipped {
+            tracing::warn!(discover = query, id = %Untrusted(id), "skipping an instance whose id is not [A-Za-z0-9-]{{1,64}}");
+        }
+        for id in &round.found {
+            let name = round.discovered[id].name.as_deref();
+            tracing::info!(instance = %id, name = ?name, "discovered an instance");
+        }
+        for id in &round.vanished {
+            let name = self.discovered[id].display_name();
+            tracing::info!(
+                instance = name,
+                id = %id,
+                "a discovered instance is no longer listed; its files are kept until nothing has produced them for {} passes",
+                crate::store::UNPRODUCED_PASSES
+            );
+        }
+        if dry_run {
+            // This pass still syncs what discovery found now.
+            let saved = std::mem::replace(&mut self.discovered, round.discovered);
+            self.refresh_active();
+            self.discovered = saved;
+        } else {
+            self.discovered = round.discovered;
+            self.refresh_active();
+        }
+    }
+
+    /// The store's input from the source's outcomes, with the names protected for the
+    /// instances that did not sync and whether this pass counts toward removals; and the
+    /// failures.
+    fn pass_input(
+        &self,
+        outcomes: Outcomes,
+        full: bool,
+        planned: usize,
+    ) -> (PassInput, Vec<(Instance, InstanceError)>) {
+        let mut input = PassInput {
+            configured: self.plan_ids(),
+            ..PassInput::default()
+        };
+        let mut failures = Vec::new();
+        for (inst, result) in outcomes {
+            match result {
+                Ok(entries) => {
+                    input.synced.insert(inst.id.clone());
+                    input.updates.extend(entries);
+                }
+                Err(err) => failures.push((inst, err)),
+            }
+        }
+        let current = self.sinks.trust.current();
+        input.protected = plan::protected_names(
+            &self.config.trust,
+            &self.active,
+            &input.synced,
+            current.iter().map(|s| s.category.as_str()),
+        );
+        input.counts = plan::counts(full, input.synced.len(), planned);
+        (input, failures)
+    }
+
+    /// Turns the store's report into summary lines and log lines. Returns the instances whose
+    /// files could not be written (with the error) and every trust-folder error of the pass
+    /// (reason, text).
+    fn summarise(
+        &self,
+        report: &mut StoreReport,
+        summary: &mut PassSummary,
+    ) -> (BTreeMap<String, String>, Vec<(&'static str, String)>) {
+        let dry_run = summary.dry_run;
+        let entries = std::mem::take(&mut report.entries);
+        let names: HashMap<&str, &str> = self
+            .active
+            .iter()
+            .map(|i| (i.id.as_str(), i.display_name()))
+            .collect();
+        let mut store_failed: BTreeMap<String, String> = BTreeMap::new();
+        let mut store_errors: Vec<(&'static str, String)> = Vec::new();
+        for entry in entries {
+            let name = names
+                .get(entry.instance_id.as_str())
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| entry.instance_id.clone());
+            match entry.result {
+                Ok(change) => {
+                    let status = match change {
+                        Change::Unchanged => LineStatus::Unchanged,
+                        _ => LineStatus::Updated,
+                    };
+                    if status == LineStatus::Updated {
+                        tracing::info!(
+                            instance = name.as_str(),
+                            category = %Untrusted(&entry.category),
+                            path = %entry.path.display(),
+                            fingerprint = entry.fingerprints.join(",").as_str(),
+                            not_after = %fmt_time(entry.not_after),
+                            dry_run,
+                            "CA file updated"
+                        );
+                    }
+                    summary.lines.push(SummaryLine {
+                        instance: name,
+                        category: Some(entry.category),
+                        file: Some(entry.path),
+                        status,
+                        not_after: entry.not_after,
+                    });
+                }
+                Err(err) => {
+                    store_errors.push((err.reason(), err.to_string()));
+                    let text = format!(
+                        "instance {name}: category {}: {}",
+                        entry.category,
+                        crate::commands::error_chain(&err)
+                    );
+                    store_failed
+                        .entry(entry.instance_id.clone())
+                        .or_insert_with(|| text.clone());
+                    tracing::warn!(instance = name.as_str(), error = %Untrusted(&text), "instance failed; its files are kept as they were");
+                    summary.lines.push(SummaryLine {
+                        instance: name,
+                        category: Some(entry.category),
+                        file: Some(entry.path),
+                        status: LineStatus::Failed(text),
+                        not_after: None,
+                    });
+                }
+            }
+        }
+        for err in &report.errors {
+            tracing::error!(error = %err, "trust folder");
+            summary.store_errors.push(err.to_string());
+            store_errors.push((err.reason(), err.to_string()));
+        }
+        for removed in &report.removed {
+            if !dry_run {
+                tracing::info!(path = %removed.path.display(), reason = %removed.reason, "removed a managed file");
+            }
+            summary.lines.push(SummaryLine {
+                instance: "-".into(),
+                category: None,
+                file: Some(removed.path.clone()),
+                status: LineStatus::Removed,
+                not_after: None,
+            });
+        }
+        for waiting in &report.unproduced {
+            tracing::warn!(
+                path = %waiting.path.display(),
+                instance = %waiting.instance_id,
+                category = %Untrusted(&waiting.category),
+                passes = waiting.passes,
+                "no configured or discovered instance produces this file any more; it is kept, and removed after {} passes without it (trust.prune)",
+                crate::store::UNPRODUCED_PASSES
+            );
+        }
+        (store_failed, store_errors)
+    }
+
+    /// Failed instances: one line per file the folder still has for them, else one line.
+    fn summarise_failures(
+        &self,
+        failures: &[(Instance, InstanceError)],
+        summary: &mut PassSummary,
+    ) {
+        if failures.is_empty() {
+            return;
+        }
+        let current = self.sinks.trust.current();
+        let mut files: HashMap<&str, Vec<&crate::store::EntryState>> = HashMap::new();
+        for s in &current {
+            files.entry(s.instance_id.as_str()).or_default().push(s);
+        }
+        for (inst, err) in failures {
+            tracing::warn!(instance = inst.display_name(), reason = err.reason(), error = %err, "instance failed; its files are kept as they were");
+            let own = files
+                .get(inst.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for state in own {
+                summary.lines.push(SummaryLine {
+                    instance: inst.display_name().to_string(),
+                    category: Some(state.category.clone()),
+                    file: Some(state.path.clone()),
+                    status: LineStatus::Failed(err.to_string()),
+                    not_after: state.not_after,
+                });
+            }
+            if own.is_empty() {
+                summary.lines.push(SummaryLine {
+                    instance: inst.display_name().to_string(),
+                    category: None,
+                    file: None,
+                    status: LineStatus::Failed(err.to_string()),
+                    not_after: None,
+                });
+            }
+        }
+    }
+
+    fn record_health(
+        &mut self,
+        synced: &BTreeSet<String>,
+        store_failed: &BTreeMap<String, String>,
+        failures: &[(Instance, InstanceError)],
+        now: SystemTime,
+    ) {
+        for id in synced.iter().filter(|id| !store_failed.contains_key(*id)) {
+            self.health.succeeded(id, now);
+        }
+        let names: HashMap<&str, &str> = self
+            .active
+            .iter()
+            .map(|i| (i.id.as_str(), i.display_name()))
+            .collect();
+        let failed = failures
+            .iter()
+            .map(|(i, e)| (i.id.clone(), e.to_string()))
+            .chain(store_failed.iter().map(|(id, e)| (id.clone(), e.clone())));
+        for (id, error) in failed {
+            let name = names.get(id.as_str()).copied().unwrap_or(id.as_str());
+            let (failures, delay) = self.health.failed(&id, error, fastrand::f64());
+            if self.retries {
+                tracing::info!(instance = name, retry_in = ?delay, failures, "instance will be retried");
+            }
+        }
+        // Forget instances that left the plan.
+        let ids = self.plan_ids();
+        self.health.keep_only(&ids);
+    }
+
+    /// The trust folder's failures of this pass: counted by reason, and kept for `/readyz`
+    /// and `/status` until a pass has none.
+    fn record_store_errors(&mut self, errors: Vec<(&'static str, String)>) {
+        for (reason, _) in &errors {
+            self.shared.metrics.store_error(reason);
+        }
+        let mut texts: Vec<String> = errors.into_iter().map(|(_, text)| text).collect();
+        texts.dedup();
+        self.store_errors = texts;
+    }
+
+    fn record_metrics(
+        &self,
+        failures: &[(Instance, InstanceError)],
+        store_failed: &BTreeMap<String, String>,
+        changed: &BTreeSet<String>,
+        now: SystemTime,
+    ) {
+        let metrics = &self.shared.metrics;
+        let names: HashMap<&str, &str> = self
+            .active
+            .iter()
+            .map(|i| (i.id.as_str(), i.display_name()))
+            .collect();
+        for id in changed {
+            if let Some(name) = names.get(id.as_str()) {
+                metrics.cert_changed(name);
+            }
+        }
+        for (inst, err) in failures {
+            metrics.instance_error(inst.display_name(), err.reason());
+        }
+        for id in store_failed.keys() {
+            metrics.instance_error(names.get(id.as_str()).copied().unwrap_or(id), "store");
+        }
+        for (id, health) in self.health.records() {
+            if let (Some(name), Some(at)) = (names.get(id.as_str()), health.last_success)
+                && at == now
+            {
+                metrics.instance_synced(name, at);
+            }
+        }
+        let current = self.sinks.trust.current();
+        let mut files: HashSet<(&str, &str)> = HashSet::new();
+        for state in &current {
+            if let Some(name) = names.get(state.instance_id.as_str()) {
+                files.insert((name, state.category.as_str()));
+                if let Some(not_after) = state.not_after {
+                    metrics.not_after(name, &state.category, not_after.unix_timestamp());
+                }
+            }
+        }
+        let instances: HashSet<&str> = names.values().copied().collect();
+        metrics.retain(&|instance, category| match category {
+            Some(c) => files.contains(&(instance, c)),
+            None => instances.contains(instance),
+        });
+    }
+
+    /// Builds the `/status` document and readiness from the sub-states.
+    pub fn status_snapshot(&self) -> crate::status::StatusSnapshot {
+        let current = self.sinks.trust.current();
+        let mut store_errors = Vec::new();
+        if let Err(e) = self.sinks.trust.check_folder() {
+            store_errors.push(e.to_string());
+        }
+        for e in &self.store_errors {
+            if !store_errors.contains(e) {
+                store_errors.push(e.clone());
+            }
+        }
+        status_doc::snapshot(
+            status_doc::Inputs {
+                active: &self.active,
+                health: &self.health,
+                current: &current,
+                store_errors,
+                failing_hooks: self.hooks.failing(&self.config.hooks),
+                expiry_warning: self.config.sync.expiry_warning,
+            },
+            OffsetDateTime::now_utc(),
+        )
+    }
+
+    /// Publishes the `/status` snapshot.
+    pub(super) fn publish_status(&self) {
+        self.shared.publish(self.status_snapshot());
+    }
+
+    fn warn_expiring(&self, now: SystemTime) {
+        let now = crate::validate::saturating_datetime(now);
+        let horizon = expiry_horizon(now, self.config.sync.expiry_warning);
+        for state in self.sinks.trust.current() {
+            if let Some(not_after) = state.not_after
+                && not_after <= horizon
+            {
+                tracing::warn!(
+                    instance = %state.instance_id,
+                    category = %Untrusted(&state.category),
+                    path = %state.path.display(),
+                    not_after = %fmt_time(Some(not_after)),
+                    days_left = (not_after - now).whole_days(),
+                    "CA in use expires soon"
+                );
+            }
+        }
+    }
+
+    /// Runs the hooks that are due; the names of those that failed.
+    pub(super) async fn run_due_hooks(&mut self, shutdown: &CancellationToken) -> Vec<String> {
+        self.hooks
+            .run_due(
+                &self.config.hooks,
+                &self.config.trust.dir,
+                &self.shared,
+                shutdown,
+            )
+            .await
+    }
+
+    /// Saves the owed hooks and discovered instances with the folder, when they changed.
+    pub(super) async fn save_state(&mut self) {
+        let state = DaemonState {
+            owed_hooks: self.hooks.owed(&self.config.hooks),
+            discovered: self.discovered.clone(),
+        }
+        .to_json();
+        if let Err(e) = self.sinks.trust.save_state(state).await {
+            tracing::error!(error = %e, "cannot save the daemon state with the trust folder");
+        }
+    }
+
+    /// Takes back what an earlier run saved: hooks it still owed (they run after the first
+    /// pass) and the instances it had discovered (so a restart does not forget them).
+    fn restore_state(&mut self) {
+        let Some(value) = self.sinks.trust.saved_state() else {
+            return;
+        };
+        let state = match DaemonState::from_json(value) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable daemon state in the manifest");
+                return;
+            }
+        };
+        self.hooks.restore(&self.config.hooks, state.owed_hooks);
+        if !self.config.discover.is_empty() {
+            self.discovered = state.discovered;
+        }
+    }
+
+    /// The next moments something is due: a failed instance's retry, a failed hook's retry,
+    /// a replaced CA leaving its file.
+    pub(super) fn next_due(
+        &self,
+    ) -> (
+        Option<tokio::time::Instant>,
+        Option<tokio::time::Instant>,
+        Option<tokio::time::Instant>,
+    ) {
+        let deadline = self.sinks.trust.next_deadline().map(|t| {
+            let wait = t.duration_since(SystemTime::now()).unwrap_or_default();
+            super::later(wait)
+        });
+        (self.health.next_retry(), self.hooks.next_retry(), deadline)
+    }
+
+    /// The instances whose retry has come.
+    pub(super) fn due_instances(&self, now: tokio::time::Instant) -> BTreeSet<String> {
+        let active: BTreeSet<&str> = self.active.iter().map(|i| i.id.as_str()).collect();
+        self.health.due(&active, now)
+    }
+}

@@ -1,0 +1,259 @@
+//! The daemon: one pass wired from the stages ([`Engine`]), and the loop that runs passes on
+//! schedule until shutdown (`run`), or once (`once`).
+//!
+//! Owns: the order of things and nothing else. The plan stage (`crate::plan`) decides which
+//! instances and names; the source (`crate::source`) fetches and validates; the sinks
+//! (`crate::sink`) write; the sub-states here keep what lasts between passes: [`health`],
+//! [`hook_queue`], [`state`] (what is saved with the folder), [`scheduler`] (when to wake up)
+//! and [`status`] (what `/status` shows). It is the only module that knows every stage; the
+//! stages never call each other.
+
+mod engine;
+pub mod health;
+pub mod hook_queue;
+pub mod scheduler;
+pub mod state;
+pub mod status;
+mod summary;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::status::Shared;
+use crate::store::{EntryState, Store, StoreError};
+use crate::systemd;
+
+pub use engine::{Engine, store_options};
+pub use scheduler::{Due, Scheduler, Wake};
+pub use summary::{LineStatus, PassSummary, SummaryLine};
+
+/// Signals from outside the loop: stop, or start a pass now.
+#[derive(Clone, Default)]
+pub struct Controls {
+    /// Cancelled on SIGTERM/SIGINT (or by a test).
+    pub shutdown: CancellationToken,
+    /// Notified on SIGUSR1.
+    pub pass_now: Arc<Notify>,
+    /// Notified on SIGHUP (or a change of the config file with `watch_config`).
+    pub reload: Arc<Notify>,
+}
+
+/// Errors that stop the daemon before or between passes.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The source could not be built (bad `cloud.ca_file`, no roots).
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// The trust folder cannot be used.
+    #[error("trust folder: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP server cannot listen.
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
+}
+
+/// `now + d` on the scheduler's clock, saturating: a wait too long to represent (a replaced
+/// CA valid until 9999 with a huge overlap, say) becomes one about a century away.
+pub(crate) fn later(d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86400);
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
+/// The managed instance files of `store` that `config` would no longer produce (for
+/// `check`): no configured instance, and no instance discovered before (as the folder's
+/// saved state remembers), maps to the file's name for its category. With `trust.prune`
+/// they are removed after [`crate::store::UNPRODUCED_PASSES`] passes without them.
+pub fn no_longer_produced(config: &Config, store: &Store) -> Vec<EntryState> {
+    let discovered = match (config.discover.is_empty(), store.state()) {
+        (false, Some(value)) => state::DaemonState::from_json(value)
+            .map(|s| s.discovered)
+            .unwrap_or_default(),
+        _ => crate::plan::Discovered::new(),
+    };
+    let plan = crate::plan::instances(&config.instances, &discovered);
+    crate::plan::no_longer_produced(&config.trust, &plan, store.current())
+}
+
+/// `certsync once`: one pass, then hooks (unless `dry_run`).
+pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonError> {
+    let mut engine = Engine::new(config, dry_run)?;
+    // `once` exits after its pass: nothing is retried, so the log must not promise it.
+    engine.retries = false;
+    let shutdown = CancellationToken::new();
+    Ok(engine.pass(None, dry_run, &shutdown).await)
+}
+
+/// How often the waiting scheduler shows it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// Clears `alive` when the loop ends, however it ends.
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+/// `certsync run`: passes on schedule until `controls.shutdown` is cancelled.
+///
+/// The first pass starts at once; later full passes every `interval` plus jitter, or when
+/// `pass_now` is notified (SIGUSR1), or when a replaced CA's overlap ends. A failed instance
+/// is retried on its own backoff; a failed hook on its own. `reload` (SIGHUP) re-reads the
+/// config file: an invalid one is refused and the old one stays. Under systemd it sends
+/// READY/STATUS/RELOADING/STOPPING and keeps the watchdog fed while the loop runs.
+pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> {
+    let mut engine = Engine::new(config, false)?;
+    let shared = engine.shared();
+    let shutdown = controls.shutdown.clone();
+    shared.touch();
+    shared.alive.store(true, Ordering::Relaxed);
+    let _alive = AliveGuard(shared.clone());
+    if let Some(listen) = engine.config.server.listen {
+        crate::server::start(listen, shared.clone(), shutdown.child_token()).await?;
+    }
+    if let Some(every) = systemd::watchdog_interval() {
+        systemd::spawn_watchdog(every, shared.clone(), shutdown.clone());
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Dropped at the end of `run`, which stops the watch.
+    let _watcher = if engine.config.sync.watch_config {
+        crate::watch::watch_config_file(&engine.config.source, controls.reload.clone())
+    } else {
+        None
+    };
+    let mut scheduler = Scheduler::new(Instant::now());
+    let mut first = true;
+    loop {
+        let (retry, hook, deadline) = engine.next_due();
+        let due = Due {
+            retry,
+            hook,
+            deadline,
+        };
+        shared.touch();
+        let wake = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            // While it waits, the loop still shows it is alive.
+            _ = heartbeat.tick() => continue,
+            _ = controls.pass_now.notified() => {
+                tracing::info!("SIGUSR1: starting a pass now");
+                Some(Wake::Full)
+            }
+            _ = controls.reload.notified() => {
+                systemd::reloading();
+                let applied = reload(&mut engine);
+                systemd::ready(&status_line(&engine));
+                applied.then_some(Wake::Full)
+            }
+            _ = tokio::time::sleep_until(scheduler.wake_at(&due)) => {
+                Some(scheduler.woke(&due, Instant::now()))
+            }
+        };
+        let passed = match wake {
+            Some(Wake::Full) => {
+                engine.pass(None, false, &shutdown).await;
+                let sync = &engine.config.sync;
+                scheduler.full_pass_done(
+                    Instant::now(),
+                    sync.interval,
+                    sync.jitter,
+                    fastrand::f64(),
+                );
+                true
+            }
+            _ => {
+                let due = engine.due_instances(Instant::now());
+                if !due.is_empty() {
+                    engine.pass(Some(&due), false, &shutdown).await;
+                    true
+                } else {
+                    engine.run_due_hooks(&shutdown).await;
+                    engine.save_state().await;
+                    engine.publish_status();
+                    false
+                }
+            }
+        };
+        if passed {
+            let line = status_line(&engine);
+            if first {
+                systemd::ready(&line);
+                first = false;
+            } else {
+                systemd::status(&line);
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    systemd::stopping();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the config file; returns true when a new config was applied.
+fn reload(engine: &mut Engine) -> bool {
+    let source = engine.config.source.clone();
+    tracing::info!(config = %source.display(), "reloading the configuration");
+    let shared = engine.shared();
+    match crate::config::load(&source) {
+        Err(e) => {
+            shared.metrics.config_reload("invalid");
+            // One line: every problem, `key: message`, joined.
+            let problems: Vec<String> = e.problems.iter().map(|p| p.to_string()).collect();
+            tracing::error!(
+                config = %source.display(),
+                problems = %problems.join("; "),
+                "the new configuration is invalid; the old one stays in force"
+            );
+            false
+        }
+        Ok(config) => {
+            if config.server.listen != engine.config.server.listen {
+                tracing::warn!("server.listen changed: it takes effect when certsync restarts");
+            }
+            if config.sync.watch_config != engine.config.sync.watch_config {
+                tracing::warn!("sync.watch_config changed: it takes effect when certsync restarts");
+            }
+            match engine.reconfigure(config) {
+                Ok(()) => {
+                    shared.metrics.config_reload("ok");
+                    tracing::info!("configuration reloaded");
+                    true
+                }
+                Err(e) => {
+                    shared.metrics.config_reload("failed");
+                    tracing::error!(error = %e, "cannot apply the new configuration; the old one stays in force");
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// One line for systemd's STATUS.
+fn status_line(engine: &Engine) -> String {
+    let failing_hooks = engine.hooks.failing(&engine.config.hooks).len();
+    status::line(&engine.active, &engine.health, failing_hooks)
+}
+
+/// Waits for `d`; false when `cancel` fired first.
+pub async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = cancel.cancelled() => false,
+    }
+}

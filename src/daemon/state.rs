@@ -1,0 +1,206 @@
+//! What the daemon keeps with the trust folder across restarts (SPEC 7: "an opaque `state`"):
+//! the hooks still owed a run with their files, and the instances discovery found.
+//!
+//! Owns: the on-disk JSON shape of that state, reading older shapes back. It must not do I/O:
+//! the trust sink saves and loads it with the manifest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::config::Instance;
+use crate::hooks::ChangedFiles;
+use crate::plan::Discovered;
+
+/// The files changed since a hook last ran, by what last happened to each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwedFiles {
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    written: BTreeSet<PathBuf>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    removed: BTreeSet<PathBuf>,
+}
+
+impl OwedFiles {
+    /// Adds a pass's changes: a path is in the list of the last thing that happened to it.
+    pub fn add(&mut self, written: &[PathBuf], removed: &[PathBuf]) {
+        for p in written {
+            self.removed.remove(p);
+            self.written.insert(p.clone());
+        }
+        for p in removed {
+            self.written.remove(p);
+            self.removed.insert(p.clone());
+        }
+    }
+
+    /// What the hook is told.
+    pub fn to_changed(&self) -> ChangedFiles {
+        ChangedFiles {
+            written: self.written.iter().cloned().collect(),
+            removed: self.removed.iter().cloned().collect(),
+        }
+    }
+}
+
+/// An owed hook as saved: `{written, removed}`, or (saved by an older certsync) one list of
+/// changed files, taken as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SavedOwed {
+    Split(OwedFiles),
+    Flat(BTreeSet<PathBuf>),
+}
+
+impl From<SavedOwed> for OwedFiles {
+    fn from(saved: SavedOwed) -> OwedFiles {
+        match saved {
+            SavedOwed::Split(files) => files,
+            SavedOwed::Flat(written) => OwedFiles {
+                written,
+                removed: BTreeSet::new(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct DiscoveredState {
+    name: Option<String>,
+}
+
+/// The daemon's state as saved with the folder.
+#[derive(Debug, Default, Clone)]
+pub struct DaemonState {
+    /// Hooks owed a run, by name, with the files changed since they last ran.
+    pub owed_hooks: BTreeMap<String, OwedFiles>,
+    /// Instances discovery found, by id.
+    pub discovered: Discovered,
+}
+
+#[derive(serde::Serialize)]
+struct Written<'a> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    owed_hooks: &'a BTreeMap<String, OwedFiles>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    discovered: BTreeMap<&'a str, DiscoveredState>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Read {
+    #[serde(default)]
+    owed_hooks: BTreeMap<String, SavedOwed>,
+    #[serde(default)]
+    discovered: BTreeMap<String, DiscoveredState>,
+}
+
+impl DaemonState {
+    /// The JSON saved in the manifest; `None` when there is nothing to keep, so a folder
+    /// without discovery or owed hooks has no state in its manifest.
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        if self.owed_hooks.is_empty() && self.discovered.is_empty() {
+            return None;
+        }
+        let written = Written {
+            owed_hooks: &self.owed_hooks,
+            discovered: self
+                .discovered
+                .iter()
+                .map(|(id, i)| {
+                    (
+                        id.as_str(),
+                        DiscoveredState {
+                            name: i.name.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        Some(serde_json::to_value(written).expect("the daemon state serialises"))
+    }
+
+    /// Reads a saved state (this shape or an older one).
+    pub fn from_json(value: &serde_json::Value) -> Result<DaemonState, serde_json::Error> {
+        let read: Read = serde_json::from_value(value.clone())?;
+        Ok(DaemonState {
+            owed_hooks: read
+                .owed_hooks
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+            discovered: read
+                .discovered
+                .into_iter()
+                .map(|(id, d)| {
+                    (
+                        id.clone(),
+                        Instance {
+                            id,
+                            name: d.name,
+                            categories: None,
+                            pins: Vec::new(),
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_state_is_not_saved_and_a_full_one_round_trips() {
+        assert_eq!(DaemonState::default().to_json(), None);
+        let mut state = DaemonState::default();
+        let mut files = OwedFiles::default();
+        files.add(&["/t/a.crt".into()], &["/t/b.crt".into()]);
+        state.owed_hooks.insert("reload".into(), files);
+        state.discovered.insert(
+            "id-1".into(),
+            Instance {
+                id: "id-1".into(),
+                name: Some("orders".into()),
+                categories: None,
+                pins: Vec::new(),
+            },
+        );
+        let json = state.to_json().unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "owed_hooks": {"reload": {"written": ["/t/a.crt"], "removed": ["/t/b.crt"]}},
+                "discovered": {"id-1": {"name": "orders"}},
+            })
+        );
+        assert_eq!(DaemonState::from_json(&json).unwrap().to_json(), Some(json));
+    }
+
+    #[test]
+    fn older_shapes_are_read_back() {
+        // Owed files as one list; discovered instances with their vanish counts.
+        let old = serde_json::json!({
+            "owed_hooks": {"reload": ["/t/a.crt"]},
+            "discovered": {"id-1": {"name": null, "missing": 2}},
+        });
+        let state = DaemonState::from_json(&old).unwrap();
+        assert_eq!(
+            state.owed_hooks["reload"].to_changed().written,
+            vec![PathBuf::from("/t/a.crt")]
+        );
+        assert!(state.discovered["id-1"].name.is_none());
+    }
+
+    #[test]
+    fn a_file_is_in_the_list_of_what_last_happened_to_it() {
+        let mut files = OwedFiles::default();
+        files.add(&["/t/a".into()], &[]);
+        files.add(&[], &["/t/a".into()]);
+        assert_eq!(files.to_changed().removed, vec![PathBuf::from("/t/a")]);
+        assert!(files.to_changed().written.is_empty());
+        files.add(&["/t/a".into()], &[]);
+        assert_eq!(files.to_changed().written, vec![PathBuf::from("/t/a")]);
+        assert!(files.to_changed().removed.is_empty());
+    }
+}

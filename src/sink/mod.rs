@@ -1,0 +1,15 @@
+//! The sink seam: where a pass puts what it validated. The trust folder today ([`trust`]); a
+//! fleet publication next, as another member of [`Sinks`] in a module of its own.
+//!
+//! Owns: handing each sink the pass's input, off the async workers. It must not fetch
+//! anything or decide which instances a pass syncs (the source and the plan do).
+
+pub mod trust;
+
+pub use trust::TrustSink;
+
+/// Every sink a pass writes to.
+pub struct Sinks {
+    /// The trust folder (SPEC 7): its report drives hooks, health and status.
+    pub trust: TrustSink,
+}

@@ -1,0 +1,200 @@
+//! The cloud source: for each instance, the download-link API's listing, every wanted link
+//! downloaded at once (links are short-lived) and validated (SPEC 5.1-5.2, 6); discovery
+//! through ListInstances (SPEC 5.4).
+//!
+//! Owns: what makes one instance's outcome (all-or-nothing: any failure keeps its files), the
+//! API categories held to the name alphabet before they become file names, and the clients'
+//! wiring (one pooled HTTP client, API requests counted). It must not decide schedules or
+//! write files.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::cert::Cert;
+use crate::cloud::api::ApiClient;
+use crate::config::{Config, Discover, Instance};
+use crate::fetch::Fetcher;
+use crate::names;
+use crate::plan::Listing;
+use crate::status::Shared;
+use crate::store::DesiredEntry;
+use crate::validate::{Policy, validate};
+
+use super::{DiscoveryError, InstanceError, SourceError, Synced};
+
+/// The cloud, as one account sees it: the API client and the fetcher over one pooled client.
+#[derive(Clone)]
+pub struct CloudSource {
+    api: ApiClient,
+    fetcher: Fetcher,
+    config: Arc<Config>,
+}
+
+impl CloudSource {
+    /// The clients for `config`, counting every API request in `shared`'s metrics.
+    pub fn new(config: &Arc<Config>, shared: &Arc<Shared>) -> Result<CloudSource, SourceError> {
+        let (http, api) = crate::cloud::connect(config)?;
+        let counted = shared.clone();
+        let api = api.with_observer(Arc::new(move |operation, status| {
+            counted.metrics.api_request(operation, status)
+        }));
+        let fetcher = Fetcher::new(
+            http,
+            &config.sync.allowed_download_hosts,
+            config.sync.max_download_bytes,
+        );
+        Ok(CloudSource {
+            api,
+            fetcher,
+            config: config.clone(),
+        })
+    }
+
+    /// The API client (for `check --online`'s credentials probe).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// Instances in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.config.sync.concurrency
+    }
+
+    /// How long one instance may take in a pass.
+    pub fn deadline(&self) -> Duration {
+        instance_deadline(&self.config)
+    }
+
+    /// Runs every `[[discover]]` query (ListInstances, paged and bounded).
+    pub async fn discover(&self, queries: &[Discover]) -> Result<Vec<Listing>, DiscoveryError> {
+        let mut listings = Vec::with_capacity(queries.len());
+        for (index, query) in queries.iter().enumerate() {
+            let listed = self
+                .api
+                .list_instances(query.datastore.as_deref(), query.name.as_deref())
+                .await
+                .map_err(|source| DiscoveryError {
+                    query: index,
+                    source,
+                })?;
+            if let Some(cut) = &listed.truncated {
+                tracing::warn!(
+                    discover = index,
+                    datastore = ?query.datastore,
+                    name = ?query.name,
+                    listed = listed.instances.len(),
+                    reason = %cut,
+                    "discovery listing incomplete: instances past this point are not synced, and those found before are kept"
+                );
+            }
+            listings.push(Listing {
+                query: index,
+                ssl_only: query.ssl_only,
+                truncated: listed.truncated.is_some(),
+                instances: listed
+                    .instances
+                    .into_iter()
+                    .map(|i| (i.id, i.name, i.ssl))
+                    .collect(),
+            });
+        }
+        Ok(listings)
+    }
+
+    /// Lists, downloads and validates one instance's certificates (every rule of SPEC 6, the
+    /// host allowlist included). Writes nothing.
+    pub async fn sync_instance(&self, inst: &Instance) -> Result<Synced, InstanceError> {
+        let config = &self.config;
+        let name = inst.display_name().to_string();
+        let listing = self
+            .api
+            .list_certs(&inst.id)
+            .await
+            .map_err(|source| InstanceError::Api {
+                instance: name.clone(),
+                source,
+            })?;
+        // Several entries of one category are merged (in order); categories keep API order.
+        let mut by_category: Vec<(String, Vec<Cert>)> = Vec::new();
+        let listed: Vec<String> = listing.certs.iter().map(|c| c.category.clone()).collect();
+        for link in listing.certs.iter().filter(|l| inst.wants(&l.category)) {
+            // A category only the API names is untrusted input that goes into a file name,
+            // the hooks' one-path-per-line environment and the logs: hold it to the config's
+            // alphabet.
+            let file_name = config.trust.file_name_for(inst, &link.category);
+            let problem = if !names::is_name(&link.category) {
+                Some("uses characters outside [A-Za-z0-9._-] (or is longer than 64)".to_string())
+            } else {
+                config.trust.file_name_problem(&file_name)
+            };
+            if let Some(problem) = problem {
+                return Err(InstanceError::BadCategory {
+                    instance: name,
+                    category: link.category.clone(),
+                    file_name,
+                    problem,
+                });
+            }
+            let download =
+                self.fetcher
+                    .download(&link.url)
+                    .await
+                    .map_err(|source| InstanceError::Fetch {
+                        instance: name.clone(),
+                        category: link.category.clone(),
+                        source,
+                    })?;
+            let policy = Policy {
+                now: SystemTime::now(),
+                pins: &inst.pins,
+            };
+            let certs =
+                validate(&download.bytes, &policy).map_err(|source| InstanceError::Invalid {
+                    instance: name.clone(),
+                    category: link.category.clone(),
+                    url: download.url.clone(),
+                    source,
+                })?;
+            for cert in certs.iter().filter(|c| c.sm2) {
+                tracing::warn!(category = %link.category, subject = %crate::text::Untrusted(&cert.subject), "SM2 certificate accepted without checking its signature");
+            }
+            match by_category.iter_mut().find(|(c, _)| *c == link.category) {
+                Some((_, existing)) => {
+                    for cert in certs {
+                        if !existing.iter().any(|e| e.sha256 == cert.sha256) {
+                            existing.push(cert);
+                        }
+                    }
+                }
+                None => by_category.push((link.category.clone(), certs)),
+            }
+        }
+        if by_category.is_empty() {
+            return Err(InstanceError::NoCertificates {
+                instance: name,
+                listed,
+            });
+        }
+        Ok(by_category
+            .into_iter()
+            .map(|(category, certs)| DesiredEntry {
+                instance_id: inst.id.clone(),
+                file_name: config.trust.file_name_for(inst, &category),
+                category,
+                certs,
+            })
+            .collect())
+    }
+}
+
+/// How long one instance may take in a pass: a listing and a download at `cloud.timeout`
+/// each, plus one Retry-After wait. Past it the instance fails this pass (its files kept) so
+/// that a slow instance never holds back the others' writes for long. Discovery gets the same
+/// bound for a whole round.
+pub fn instance_deadline(config: &Config) -> Duration {
+    config
+        .cloud
+        .timeout
+        .saturating_mul(2)
+        .saturating_add(crate::schedule::MAX_RETRY_AFTER)
+}

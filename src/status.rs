@@ -1,0 +1,131 @@
+//! What the daemon publishes for the HTTP server and `certsync status`: the `/status` and
+//! `/readyz` document ([`StatusSnapshot`]), the metrics registry and the scheduler's heartbeat,
+//! together in [`Shared`].
+//!
+//! Owns: those types and their locking. The daemon writes them (after each pass, and as the
+//! scheduler makes progress); the server only reads. It must not compute anything: building
+//! the snapshot is the daemon's (`daemon::status`).
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// What `/status` shows for one instance file.
+#[derive(Clone, Debug, Serialize)]
+pub struct CategoryStatus {
+    /// The category.
+    pub category: String,
+    /// The file.
+    pub file: String,
+    /// SHA-256 of the current CA(s).
+    pub fingerprints: Vec<String>,
+    /// Earliest notAfter of the current CA(s), RFC 3339.
+    pub not_after: Option<String>,
+    /// Whole days until `not_after`.
+    pub days_left: Option<i64>,
+    /// Inside `sync.expiry_warning`.
+    pub expiring: bool,
+}
+
+/// What `/status` shows for one instance.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstanceStatus {
+    /// Cloud id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its files.
+    pub categories: Vec<CategoryStatus>,
+    /// Last successful sync, RFC 3339.
+    pub last_success: Option<String>,
+    /// Last failure, if the last sync failed.
+    pub last_error: Option<String>,
+    /// Consecutive failures.
+    pub failures: u32,
+}
+
+/// The document behind `/status` and `/readyz`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StatusSnapshot {
+    /// Every instance has a valid CA on disk and no hook is failing.
+    pub ready: bool,
+    /// Why not ready.
+    pub reasons: Vec<String>,
+    /// Per instance.
+    pub instances: Vec<InstanceStatus>,
+    /// Hooks waiting for a retry after a failure.
+    pub failing_hooks: Vec<String>,
+    /// What the last pass could not write in the trust folder (path and error), SPEC 7.
+    pub store_errors: Vec<String>,
+    /// End of the last pass, RFC 3339.
+    pub last_pass: Option<String>,
+}
+
+/// State shared between the daemon (writer) and the handlers (readers).
+#[derive(Debug)]
+pub struct Shared {
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The latest snapshot.
+    pub status: RwLock<StatusSnapshot>,
+    /// True while the scheduler loop runs.
+    pub alive: AtomicBool,
+    /// Milliseconds after `epoch` of the scheduler's last sign of progress.
+    heartbeat_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            metrics: Metrics::default(),
+            status: RwLock::new(StatusSnapshot {
+                reasons: vec!["the first pass has not finished".into()],
+                ..StatusSnapshot::default()
+            }),
+            alive: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// The scheduler counts as stuck (`/healthz` 503) after this long without progress: longer
+/// than any single step may take (an instance's deadline, a hook's timeout).
+pub const STALL_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+impl Shared {
+    /// The scheduler made progress (a loop turn, an instance done, a hook run).
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last progress.
+    pub fn heartbeat_age(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Alive and not stuck for longer than `limit`.
+    pub fn healthy(&self, limit: Duration) -> bool {
+        self.alive.load(Ordering::Relaxed) && self.heartbeat_age() < limit
+    }
+
+    /// Publishes a new snapshot.
+    pub fn publish(&self, snapshot: StatusSnapshot) {
+        *self.status.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
