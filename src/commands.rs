@@ -567,20 +567,7 @@ pub fn inspect(paths: &[PathBuf], json: bool) -> u8 {
     }
 }
 
-/// An error and its sources, joined by ": ".
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
-}
+pub use crate::text::error_chain;
 
 /// Seconds between the demo's CA rotations.
 pub const DEMO_ROTATE_EVERY: Duration = Duration::from_secs(30);

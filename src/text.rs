@@ -4,7 +4,8 @@
 //! Owns: one rule, used by every printer and by the text log format: control characters (C0,
 //! DEL, C1) and the Unicode bidirectional overrides are shown escaped (`\n`, `\u{1b}`), so a
 //! hostile subject can neither forge a log line nor drive the terminal. It must not change
-//! anything else: ordinary text, including non-ASCII letters, prints as it is.
+//! anything else: ordinary text, including non-ASCII letters, prints as it is. Also how an
+//! error is printed with its sources ([`error_chain`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -53,6 +54,21 @@ impl<W: fmt::Write> fmt::Write for EscapingWriter<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.0.write_str(&escape(s))
     }
+}
+
+/// An error and its sources, joined by ": ".
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ impl Engine {
                     let text = format!(
                         "instance {name}: category {}: {}",
                         entry.category,
-                        crate::commands::error_chain(&err)
+                        crate::text::error_chain(&err)
                     );
                     store_failed
                         .entry(entry.instance_id.clone())
