@@ -13,7 +13,7 @@ use rustix::process::{Pid, Signal};
 async fn run_syncs_at_once_starts_a_pass_on_sigusr1_and_stops_cleanly_on_sigterm() {
     let h = Harness::new(2).await;
     let mut d = Running::start(&h.config, &["run"]);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     assert_eq!(
         std::fs::read_to_string(h.file(0)).unwrap(),
         h.expected_pem(0)
@@ -22,7 +22,7 @@ async fn run_syncs_at_once_starts_a_pass_on_sigusr1_and_stops_cleanly_on_sigterm
 
     h.sim.rotate(&h.id(1), "international");
     d.signal(Signal::USR1);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     assert!(
         std::fs::read_to_string(h.file(1))
             .unwrap()
@@ -39,7 +39,7 @@ async fn run_syncs_at_once_starts_a_pass_on_sigusr1_and_stops_cleanly_on_sigterm
 async fn sigint_stops_cleanly_too() {
     let h = Harness::new(1).await;
     let mut d = Running::start(&h.config, &["run"]);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     d.signal(Signal::INT);
     assert_eq!(d.exit_code().await, Some(0));
 }
@@ -62,7 +62,7 @@ fn swap_token_unseen(path: &Path, token: &str) {
 async fn a_rotated_token_is_picked_up_after_a_401() {
     let h = Harness::new(1).await;
     let mut d = Running::start(&h.config, &["run"]);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     let new_token: String = h.sim.token().chars().rev().collect();
     assert_ne!(new_token, h.sim.token());
     h.sim.set_token(&new_token);
@@ -70,9 +70,9 @@ async fn a_rotated_token_is_picked_up_after_a_401() {
     swap_token_unseen(&h.token_file, &new_token);
     let before = h.sim.stats();
     d.signal(Signal::USR1);
-    d.wait_for("API answered 401; refreshing credentials").await;
-    let line = d.wait_for("pass finished").await;
-    assert!(line.contains("failed=0"), "{line}\n{}", d.log());
+    let status = d.passed().await;
+    assert_eq!(status, "1 of 1 instances synced", "{}", d.log());
+    assert!(d.log().contains("API answered 401; refreshing credentials"));
     assert!(
         std::fs::read_to_string(h.file(0))
             .unwrap()
@@ -117,16 +117,15 @@ async fn a_failed_instance_is_retried_with_backoff_without_waiting_for_the_inter
         },
     );
     let mut d = Running::start(&h.config, &["run"]);
-    let first = d.wait_for("pass finished").await;
-    assert!(first.contains("failed=1"), "{first}");
+    let first = d.passed().await;
+    assert_eq!(first, "1 of 2 instances synced, 1 failing");
     assert!(!h.file(0).exists() && h.file(1).exists());
     // retry_initial is 1s in the harness: the retry pass syncs only the failed instance.
-    let retry = d.wait_for("pass finished").await;
-    assert!(
-        retry.contains("failed=0") && retry.contains("instances=1"),
-        "{retry}\n{}",
-        d.log()
-    );
+    let retry = d.passed().await;
+    assert_eq!(retry, "2 of 2 instances synced", "{}", d.log());
+    let log = d.log();
+    let last = log.lines().rfind(|l| l.contains("pass finished")).unwrap();
+    assert!(last.contains("instances=1"), "{last}");
     assert!(h.file(0).exists());
     d.signal(Signal::TERM);
     assert_eq!(d.exit_code().await, Some(0));
@@ -144,20 +143,25 @@ async fn a_failing_hook_is_retried_until_it_succeeds() {
     .await;
     let flag = h.tmp.path().join("hook-may-succeed");
     let count = h.tmp.path().join("hook-count");
+    let done = h.tmp.path().join("hook-done");
     let mut extra = Extra {
         no_hook: true,
         ..Extra::default()
     };
     extra.tail = format!(
-        "\n[[hook]]\nname = \"flaky\"\ntimeout = \"5s\"\ncommand = [\"/bin/sh\", \"-c\", \"echo run >> {count}; test -e {flag}\"]\n",
+        "\n[[hook]]\nname = \"flaky\"\ntimeout = \"5s\"\ncommand = [\"/bin/sh\", \"-c\", \"echo run >> {count}; test -e {flag} && touch {done}\"]\n",
         count = count.display(),
-        flag = flag.display()
+        flag = flag.display(),
+        done = done.display()
     );
     h.write_config(&extra);
     let mut d = Running::start(&h.config, &["run"]);
-    d.wait_for("hook failed").await;
+    // The first pass ends with the hook failing.
+    let status = d.passed().await;
+    assert_eq!(status, "1 of 1 instances synced, 1 hook(s) failing");
     std::fs::write(&flag, "").unwrap();
-    d.wait_for("hook succeeded").await;
+    // Retried on its own backoff, with no pass in between, until it succeeds.
+    wait_for_file(&done).await;
     let runs = std::fs::read_to_string(&count).unwrap().lines().count();
     assert!(runs >= 2, "{runs}");
     d.signal(Signal::TERM);
@@ -200,8 +204,8 @@ async fn crash_at_random_moments_while_cas_rotate_leaves_every_file_whole() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     for round in 0..12 {
         let mut d = Running::start(&h.config, &["run"]);
-        // Signal handlers are in place before this line; the first pass starts right after.
-        d.wait_for("certsync starting").await;
+        // Once the first pass is done, the next one (SIGUSR1) is killed at a random moment.
+        d.passed().await;
         for i in 0..12 {
             if rng.bool() {
                 h.sim.rotate(&h.id(i), "international");

@@ -3,22 +3,10 @@
 
 mod common;
 
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use rustix::process::Signal;
-
-fn with_server(h: &Harness) {
-    h.write_config(&Extra {
-        tail: "\n[server]\nlisten = \"127.0.0.1:0\"\n".into(),
-        ..Extra::default()
-    });
-}
-
-/// The port the server bound, from its start-up log line.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_reports_metrics_health_readiness_and_status() {
@@ -30,10 +18,9 @@ async fn the_server_reports_metrics_health_readiness_and_status() {
             times: None,
         },
     );
-    with_server(&h);
+    let port = h.with_server(&Extra::default());
     let mut d = Running::start(&h.config, &["run"]);
-    let port = port_from(&d.wait_for("serving /metrics").await);
-    d.wait_for("pass finished").await;
+    d.passed().await;
 
     assert_eq!(get(port, "/healthz").await.0, 200);
     let (status, body) = get(port, "/readyz").await;
@@ -84,7 +71,7 @@ async fn the_server_reports_metrics_health_readiness_and_status() {
     // The instance recovers: ready.
     h.sim.clear_fault(&h.id(1));
     d.signal(Signal::USR1);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     let (status, body) = get(port, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(d.stop().await, Some(0));
@@ -108,49 +95,6 @@ async fn a_port_in_use_is_a_clear_error() {
     );
 }
 
-/// Datagrams received on a notify socket.
-struct NotifySocket {
-    socket: Arc<UnixDatagram>,
-    path: std::path::PathBuf,
-}
-
-impl NotifySocket {
-    fn new(dir: &Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        NotifySocket {
-            socket: Arc::new(socket),
-            path,
-        }
-    }
-
-    /// Reads messages until one contains `needle`; returns every message read.
-    async fn until(&self, needle: &str) -> Vec<String> {
-        let socket = self.socket.clone();
-        let needle = needle.to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = socket
-                    .recv(&mut buf)
-                    .unwrap_or_else(|e| panic!("no {needle:?} in {seen:?}: {e}"));
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.contains(&needle);
-                seen.push(msg);
-                if done {
-                    return seen;
-                }
-            }
-        })
-        .await
-        .unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     let h = Harness::new(1).await;
@@ -172,7 +116,6 @@ async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
         "{first:?}"
     );
     notify.until("WATCHDOG=1").await;
-    d.wait_for("pass finished").await;
 
     d.signal(Signal::HUP);
     let reload = notify.until("READY=1").await;
@@ -205,7 +148,7 @@ async fn hooks_never_inherit_the_notify_socket() {
     });
     let notify = NotifySocket::new(h.tmp.path());
     let socket = notify.path.to_str().unwrap().to_string();
-    let mut d = Running::start_env(
+    let d = Running::start_env(
         &h.config,
         &["run"],
         &[
@@ -213,7 +156,7 @@ async fn hooks_never_inherit_the_notify_socket() {
             ("HUAWEICLOUD_SDK_SK", "sk-never-for-hooks"),
         ],
     );
-    d.wait_for("pass finished").await;
+    notify.pass().await;
     let env = std::fs::read_to_string(&env_dump).unwrap();
     assert!(!env.contains("sk-never-for-hooks"), "a hook got the SK");
     assert!(
@@ -228,14 +171,12 @@ async fn hooks_never_inherit_the_notify_socket() {
 async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     let h = Harness::new(1).await;
     // Only SIGHUP reloads here (the file watch has its own test).
-    h.write_config(&Extra {
+    let port = h.with_server(&Extra {
         sync: "watch_config = false",
-        tail: "\n[server]\nlisten = \"127.0.0.1:0\"\n".into(),
         ..Extra::default()
     });
     let mut d = Running::start(&h.config, &["run"]);
-    let port = port_from(&d.wait_for("serving /metrics").await);
-    d.wait_for("pass finished").await;
+    d.passed().await;
 
     // Invalid: refused, counted, the daemon goes on with the old config.
     let good = std::fs::read_to_string(&h.config).unwrap();
@@ -245,6 +186,8 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     )
     .unwrap();
     d.signal(Signal::HUP);
+    d.reloaded().await;
+    // The log says why, on one line.
     let line = d.wait_for("the new configuration is invalid").await;
     assert!(line.contains("sync.concurrency"), "{line}");
     let (_, metrics) = get(port, "/metrics").await;
@@ -264,13 +207,13 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     );
     std::fs::write(&h.config, text).unwrap();
     d.signal(Signal::HUP);
-    d.wait_for("configuration reloaded").await;
-    d.wait_for("pass finished").await;
+    d.reloaded().await;
+    d.passed().await;
     assert!(h.trust.join("added-international.crt").exists());
     for _ in 1..certsync::store::UNPRODUCED_PASSES {
         assert!(old_file.exists(), "pruned before its time");
         d.signal(Signal::USR1);
-        d.wait_for("pass finished").await;
+        d.passed().await;
     }
     assert!(
         !old_file.exists(),
@@ -388,7 +331,7 @@ async fn a_signal_hook_signals_the_pid_read_fresh_from_its_file() {
 async fn an_editor_rename_save_of_the_config_file_reloads_it() {
     let h = Harness::new(1).await;
     let mut d = Running::start(&h.config, &["run"]);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     h.sim.add_instance("added-by-edit-0001");
     let text = std::fs::read_to_string(&h.config).unwrap()
         + "\n[[instance]]\nid = \"added-by-edit-0001\"\nname = \"edited\"\n";
@@ -396,9 +339,8 @@ async fn an_editor_rename_save_of_the_config_file_reloads_it() {
     let tmp = h.tmp.path().join(".certsync.toml.swp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, &h.config).unwrap();
-    d.wait_for("the configuration file changed").await;
-    d.wait_for("configuration reloaded").await;
-    d.wait_for("pass finished").await;
+    d.reloaded().await;
+    d.passed().await;
     assert!(h.trust.join("edited-international.crt").exists());
     assert_eq!(d.stop().await, Some(0));
 }
@@ -408,14 +350,14 @@ async fn readyz_says_the_first_pass_has_not_finished() {
     let h = Harness::new(1).await;
     h.sim
         .set_fault(&h.id(0), certsync_sim::Fault::SlowApi { millis: 3000 });
-    with_server(&h);
+    let port = h.with_server(&Extra::default());
     let mut d = Running::start(&h.config, &["run"]);
-    let port = port_from(&d.wait_for("serving /metrics").await);
+    wait_listening(port).await;
     let (status, body) = get(port, "/readyz").await;
     assert_eq!(status, 503);
     assert!(body.contains("the first pass has not finished"), "{body}");
     assert_eq!(get(port, "/healthz").await.0, 200);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     assert_eq!(get(port, "/readyz").await.0, 200);
     assert_eq!(d.stop().await, Some(0));
 }

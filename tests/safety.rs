@@ -10,14 +10,6 @@ use std::path::Path;
 use common::*;
 use rustix::process::Signal;
 
-fn with_server(h: &Harness, extra: &Extra) {
-    let mut extra = extra.clone();
-    extra
-        .tail
-        .push_str("\n[server]\nlisten = \"127.0.0.1:0\"\n");
-    h.write_config(&extra);
-}
-
 /// Every regular file of the folder with its bytes (symlinks and folders by name only).
 fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -151,10 +143,9 @@ async fn an_api_category_cannot_aim_one_instance_at_another_ones_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trust_folder_swapped_for_a_symlink_while_idle_is_never_written_through() {
     let h = Harness::new(1).await;
-    with_server(&h, &Extra::default());
+    let port = h.with_server(&Extra::default());
     let mut d = Running::start(&h.config, &["run"]);
-    let port = port_from(&d.wait_for("serving /metrics").await);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     let file = h.file(0);
     let original = std::fs::read(&file).unwrap();
 
@@ -167,7 +158,7 @@ async fn a_trust_folder_swapped_for_a_symlink_while_idle_is_never_written_throug
     symlink(&elsewhere, &h.trust).unwrap();
     h.sim.rotate(&h.id(0), "international");
     d.signal(Signal::USR1);
-    d.wait_for("pass finished").await;
+    d.passed().await;
 
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -226,7 +217,7 @@ async fn in_place_mode_refuses_a_hard_linked_file_instead_of_writing_through_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trust_folder_error_that_keeps_failing_shows_in_readyz_status_and_metrics() {
     let h = Harness::new(1).await;
-    with_server(&h, &Extra::default());
+    let port = h.with_server(&Extra::default());
     assert_eq!(code(&h.once().await), 0);
     // The hash file of the CA replaced by a symlink to a file elsewhere.
     let hash = std::fs::read_dir(&h.trust)
@@ -240,8 +231,7 @@ async fn a_trust_folder_error_that_keeps_failing_shows_in_readyz_status_and_metr
     symlink(&target, &hash).unwrap();
 
     let mut d = Running::start(&h.config, &["run"]);
-    let port = port_from(&d.wait_for("serving /metrics").await);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     let (status, body) = get(port, "/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains(&hash.display().to_string()), "{body}");
@@ -261,7 +251,7 @@ async fn a_trust_folder_error_that_keeps_failing_shows_in_readyz_status_and_metr
     );
     // Still failing at the next pass: still reported, and counted again.
     d.signal(Signal::USR1);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     assert_eq!(get(port, "/readyz").await.0, 503);
     let (_, metrics) = get(port, "/metrics").await;
     assert!(
@@ -271,7 +261,7 @@ async fn a_trust_folder_error_that_keeps_failing_shows_in_readyz_status_and_metr
     // Fixed by hand: ready again after the next pass.
     std::fs::remove_file(&hash).unwrap();
     d.signal(Signal::USR1);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     let (status, body) = get(port, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(hash.is_file() && !hash.is_symlink());
@@ -331,7 +321,7 @@ async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
     // RFC 5280's "no well-defined expiration": notAfter 99991231235959Z.
     let forever = time::macros::datetime!(9999-12-31 23:59:59 UTC);
     h.sim.rotate_until(&h.id(0), "international", forever);
-    with_server(&h, &Extra::default());
+    let port = h.with_server(&Extra::default());
     let out = h.once().await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     assert_eq!(
@@ -350,8 +340,7 @@ async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
 
     // The daemon too: its status, metrics and schedule handle the date.
     let mut d = Running::start(&h.config, &["run"]);
-    let port = port_from(&d.wait_for("serving /metrics").await);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     let (status, body) = get(port, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     let (_, status_json) = get(port, "/status").await;
@@ -370,7 +359,7 @@ async fn a_ca_that_never_expires_syncs_and_the_other_instances_with_it() {
     // A rotation away from it keeps the old CA in the overlap with its far notAfter.
     h.sim.rotate(&h.id(0), "international");
     d.signal(Signal::USR1);
-    d.wait_for("pass finished").await;
+    d.passed().await;
     assert_eq!(get(port, "/healthz").await.0, 200);
     assert_eq!(d.stop().await, Some(0));
 }

@@ -378,15 +378,11 @@ async fn run_raises_its_open_files_soft_limit_to_the_hard_limit() {
         hard.is_none_or(|h| h > soft),
         "the test needs a hard limit above {soft}, got {hard:?}"
     );
-    let h = common::Harness::with(
-        1,
-        common::Extra {
-            tail: "\n[server]\nlisten = \"127.0.0.1:0\"\n".into(),
-            no_hook: true,
-            ..common::Extra::default()
-        },
-    )
-    .await;
+    let h = common::Harness::new(1).await;
+    let port = h.with_server(&common::Extra {
+        no_hook: true,
+        ..common::Extra::default()
+    });
     // Started with a low soft limit (the hard one unchanged), as a login shell's default.
     let mut cmd = tokio::process::Command::new("prlimit");
     cmd.arg(format!("--nofile={soft}:"))
@@ -395,8 +391,9 @@ async fn run_raises_its_open_files_soft_limit_to_the_hard_limit() {
         .arg(&h.config)
         .arg("run")
         .env_remove("NOTIFY_SOCKET");
-    let mut run = common::Running::spawn(cmd);
-    run.wait_for("serving /metrics").await;
+    let run = common::Running::spawn(cmd);
+    // The server listens before the first pass: the limit is raised by then.
+    common::wait_listening(port).await;
     let pid = run.child.id().unwrap();
     let (soft_now, hard_now) = open_files_limits(pid);
     assert_ne!(soft_now, soft.to_string(), "soft limit not raised");

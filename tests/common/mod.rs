@@ -12,7 +12,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_certsync");
 
 pub mod running;
 #[allow(unused_imports)]
-pub use running::{Running, wait_for_file};
+pub use running::{NotifySocket, Running, free_port, wait_for_file, wait_listening};
 
 pub struct Harness {
     pub sim: Simulator,
@@ -63,6 +63,17 @@ impl Harness {
         };
         h.write_config(&extra);
         h
+    }
+
+    /// Writes the config with `[server] listen` on a free loopback port, and returns the port.
+    pub fn with_server(&self, extra: &Extra) -> u16 {
+        let port = free_port();
+        let mut extra = extra.clone();
+        extra
+            .tail
+            .push_str(&format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n"));
+        self.write_config(&extra);
+        port
     }
 
     pub fn write_config(&self, extra: &Extra) {
@@ -164,17 +175,6 @@ bundle = "ca-bundle.crt"
     pub fn expected_pem(&self, i: usize) -> String {
         certsync::cert::encode_pem(&self.sim.ca(&self.id(i), "international").der)
     }
-}
-
-/// The port of the `serving /metrics` log line's `listen=127.0.0.1:PORT`.
-pub fn port_from(line: &str) -> u16 {
-    let at = line.find("listen=127.0.0.1:").expect("listen field") + "listen=127.0.0.1:".len();
-    line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 /// GET `http://127.0.0.1:port{path}`: status and body.

@@ -1,6 +1,9 @@
-//! A `certsync` child process whose output lines arrive as events, driven with real signals.
+//! A `certsync` child process driven with real signals, whose progress arrives as events: the
+//! systemd notify messages it sends (`READY=1`, `STATUS=` after each pass, `RELOADING=1`), on a
+//! socket of its own, and its output lines (for the tests that are about what it logs).
 
-use std::path::Path;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +19,98 @@ pub struct Running {
     pub child: tokio::process::Child,
     lines: mpsc::UnboundedReceiver<String>,
     log: Arc<Mutex<String>>,
+    /// The notify socket it was given (none when the test set `NOTIFY_SOCKET` itself).
+    notify: Option<NotifySocket>,
+}
+
+/// A systemd notify socket: the datagrams certsync sends to it, in order.
+pub struct NotifySocket {
+    socket: Arc<UnixDatagram>,
+    /// Its path, for `NOTIFY_SOCKET`.
+    pub path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl NotifySocket {
+    /// A socket at `dir/notify.sock`.
+    pub fn new(dir: &Path) -> NotifySocket {
+        NotifySocket::bind(dir.join("notify.sock"), None)
+    }
+
+    /// A socket in a fresh temporary folder.
+    fn fresh() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        NotifySocket::bind(dir.path().join("notify.sock"), Some(dir))
+    }
+
+    fn bind(path: PathBuf, dir: Option<tempfile::TempDir>) -> NotifySocket {
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        NotifySocket {
+            socket: Arc::new(socket),
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The next message (up to 30 s, then fails).
+    pub async fn next(&self) -> String {
+        let socket = self.socket.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 4096];
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no notify message within 30 s: {e}"));
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Reads messages until one contains `needle`; returns every message read.
+    pub async fn until(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let msg = self.next().await;
+            let done = msg.contains(needle);
+            seen.push(msg);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Waits for the end of the next pass (the `STATUS=` line certsync sends after each, with
+    /// `READY=1` after the first); returns that status line. The `READY=1` that ends a reload
+    /// is not a pass and is skipped.
+    pub async fn pass(&self) -> String {
+        let mut reloading = false;
+        loop {
+            let msg = self.next().await;
+            if msg.contains("RELOADING=1") {
+                reloading = true;
+                continue;
+            }
+            if reloading && msg.contains("READY=1") {
+                reloading = false;
+                continue;
+            }
+            if let Some(status) = msg.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+                if status != "stopping" {
+                    return status.to_string();
+                }
+            }
+        }
+    }
+
+    /// Waits until a reload (SIGHUP, or a change of the config file) has been handled,
+    /// applied or refused.
+    pub async fn reload(&self) {
+        self.until("RELOADING=1").await;
+        self.until("READY=1").await;
+    }
 }
 
 impl Running {
@@ -28,11 +123,35 @@ impl Running {
     pub fn start_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut cmd = tokio::process::Command::new(BIN);
         cmd.arg("--config").arg(config).args(args);
-        cmd.env_remove("NOTIFY_SOCKET");
+        let notify = if env.iter().any(|(k, _)| *k == "NOTIFY_SOCKET") {
+            None
+        } else {
+            let notify = NotifySocket::fresh();
+            cmd.env("NOTIFY_SOCKET", &notify.path);
+            Some(notify)
+        };
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Running::spawn(cmd)
+        let mut running = Running::spawn(cmd);
+        running.notify = notify;
+        running
+    }
+
+    fn notify(&self) -> &NotifySocket {
+        self.notify
+            .as_ref()
+            .expect("started with a NOTIFY_SOCKET of the test's own")
+    }
+
+    /// Waits for the end of the next pass (a notify `STATUS=`); returns its status line.
+    pub async fn passed(&mut self) -> String {
+        self.notify().pass().await
+    }
+
+    /// Waits until a reload has been handled (applied or refused).
+    pub async fn reloaded(&mut self) {
+        self.notify().reload().await
     }
 
     /// Spawns `cmd` (RUST_LOG removed, stdin from /dev/null, output captured).
@@ -59,10 +178,16 @@ impl Running {
                 }
             });
         }
-        Running { child, lines, log }
+        Running {
+            child,
+            lines,
+            log,
+            notify: None,
+        }
     }
 
-    /// Waits for a line containing `needle` (up to 30 s, then fails with the log so far).
+    /// Waits for a line containing `needle` (up to 30 s, then fails with the log so far): for
+    /// tests that are about what certsync logs; progress is awaited with [`Running::passed`].
     pub async fn wait_for(&mut self, needle: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -113,6 +238,31 @@ pub async fn wait_for_file(path: &Path) {
             tokio::time::Instant::now() < deadline,
             "{} did not appear",
             path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A free loopback port for `server.listen` (bound and released: the kernel hands ports out
+/// in turn, so it is not given to another socket in the moment before certsync binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 30 s, then fails) until something accepts connections on the loopback `port`.
+pub async fn wait_listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
