@@ -4,12 +4,13 @@
 //! again on every redirect, at most three), the size cap, and OBS's error answers. Links are
 //! fetched at once and never cached. A link's query string is a credential: it appears only
 //! as [`RedactedUrl`]. Its errors say plainly what happened for the reader at 3am (a refused,
-//! likely expired link; a body cut short, with how much arrived), never through a library's
-//! error chain. This module does not look at the bytes (that is `validate`).
+//! likely expired link; a body cut short, with how much arrived) in their own words, and keep
+//! reqwest's error, without the URL, as their source for the chain printed at the top. This
+//! module does not look at the bytes (that is `validate`).
 
 use url::Url;
 
-use crate::cloud::http::{self, ReadError, RedactedUrl, describe_transport};
+use crate::cloud::http::{self, ExchangeError, RedactedUrl, TransportError};
 
 /// At most this many redirects are followed.
 pub const MAX_REDIRECTS: usize = 3;
@@ -119,14 +120,18 @@ pub enum FetchError {
         received: u64,
         /// `Content-Length`, when announced.
         expected: Option<u64>,
+        /// What reqwest saw (without the URL).
+        #[source]
+        source: TransportError,
     },
-    /// The request failed.
-    #[error("{url}: {detail}")]
+    /// The request failed, or reading the body failed otherwise.
+    #[error("{url}: {source}")]
     Transport {
         /// The URL.
         url: RedactedUrl,
-        /// What failed.
-        detail: String,
+        /// What failed (reqwest's error without the URL).
+        #[source]
+        source: TransportError,
     },
 }
 
@@ -194,7 +199,7 @@ impl Fetcher {
                     .await
                     .map_err(|e| FetchError::Transport {
                         url: shown.clone(),
-                        detail: describe_transport(&e),
+                        source: TransportError::new(e),
                     })?;
             let status = response.status();
             if status.is_redirection() {
@@ -245,18 +250,23 @@ async fn read_capped(
     http::read_capped(response, limit)
         .await
         .map_err(|e| match e {
-            ReadError::TooLarge => FetchError::TooLarge {
+            ExchangeError::TooLarge { limit } => FetchError::TooLarge {
                 url: shown.clone(),
                 limit,
             },
-            ReadError::Truncated { received, expected } => FetchError::Truncated {
+            ExchangeError::Truncated {
+                received,
+                expected,
+                source,
+            } => FetchError::Truncated {
                 url: shown.clone(),
                 received,
                 expected,
+                source,
             },
-            ReadError::Transport(detail) => FetchError::Transport {
+            ExchangeError::Transport(source) => FetchError::Transport {
                 url: shown.clone(),
-                detail,
+                source,
             },
         })
 }

@@ -13,12 +13,11 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use url::Url;
 
-use super::auth::{AuthError, Credentials, header_map, scrub, secrets_in};
-use super::http::{ReadError, RedactedUrl, USER_AGENT, describe_transport};
+use super::auth::{AuthError, Credentials};
+use super::fault::{ApiFault, parse_fault, scrub};
+use super::headers::{header_map, secrets_in};
+use super::http::{ExchangeError, RedactedUrl, TransportError, USER_AGENT, read_api_body};
 use crate::schedule::{PASS_TRIES, in_pass_retry_delay, parse_retry_after};
-
-/// API answers larger than this are refused (the real answer is a few hundred bytes).
-pub const MAX_API_BODY: usize = 1 << 20;
 
 /// At most this many links in one download-link answer (SPEC 6); more fail the instance.
 pub const MAX_LINKS: usize = 64;
@@ -50,29 +49,6 @@ pub struct Listing {
     pub request_id: Option<String>,
 }
 
-/// An error answer of the API, read as the SDK reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiFault {
-    /// HTTP status.
-    pub status: u16,
-    /// `error_code` (or its SDK fallbacks); the status as text when absent.
-    pub code: String,
-    /// `error_msg` (or its fallbacks); a short excerpt of the body when absent.
-    pub message: String,
-    /// `X-Request-Id`.
-    pub request_id: Option<String>,
-}
-
-impl std::fmt::Display for ApiFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {} {}: {}", self.status, self.code, self.message)?;
-        if let Some(id) = &self.request_id {
-            write!(f, " (request id {id})")?;
-        }
-        Ok(())
-    }
-}
-
 /// Why listing an instance's certificates failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -99,13 +75,14 @@ pub enum ApiError {
         /// The API's answer.
         fault: ApiFault,
     },
-    /// The request did not complete.
-    #[error("GET {url}: {detail}")]
+    /// The request did not complete, or its answer could not be read.
+    #[error("GET {url}: {source}")]
     Transport {
         /// The API URL.
         url: RedactedUrl,
-        /// What failed (never the URL with a query).
-        detail: String,
+        /// What failed (reqwest's error without the URL).
+        #[source]
+        source: ExchangeError,
     },
     /// A header certsync built cannot be sent (a credential with bad characters).
     #[error(
@@ -477,7 +454,7 @@ impl ApiClient {
                     self.observe(operation, 0);
                     ApiError::Transport {
                         url: shown.clone(),
-                        detail: describe_transport(&e),
+                        source: TransportError::new(e).into(),
                     }
                 })?;
             let status = response.status().as_u16();
@@ -485,11 +462,11 @@ impl ApiClient {
             let request_id = header(&response, "x-request-id");
             let retry_after = header(&response, "retry-after")
                 .and_then(|v| parse_retry_after(&v, SystemTime::now()));
-            let body = read_capped(response)
+            let body = read_api_body(response)
                 .await
-                .map_err(|detail| ApiError::Transport {
+                .map_err(|source| ApiError::Transport {
                     url: shown.clone(),
-                    detail,
+                    source,
                 })?;
             match status {
                 200..=299 => return Ok((body, request_id)),
@@ -535,16 +512,6 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-/// The body of `response`, refused beyond [`MAX_API_BODY`]; `Err` describes the failure.
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    super::http::read_capped(&mut response, MAX_API_BODY as u64)
-        .await
-        .map_err(|e| match e {
-            ReadError::TooLarge => format!("answer larger than {MAX_API_BODY} bytes"),
-            other => other.to_string(),
-        })
 }
 
 /// One page of ListInstances: its instances and its `total_count`.
@@ -626,92 +593,9 @@ pub(crate) fn parse_listing(
     Ok(Listing { certs, request_id })
 }
 
-/// Reads an error body as Huawei's SDK does: `error_code`/`error_msg`, else
-/// `errorCode`/`errorMsg`, else `code`/`message`, else the same inside nested objects (a later
-/// match wins); a missing code becomes the status, a missing message a short excerpt.
-pub fn parse_fault(status: u16, body: &[u8], request_id: Option<String>) -> ApiFault {
-    const PAIRS: [(&str, &str); 3] = [
-        ("error_code", "error_msg"),
-        ("errorCode", "errorMsg"),
-        ("code", "message"),
-    ];
-    fn pair(obj: &serde_json::Map<String, serde_json::Value>) -> Option<(String, String)> {
-        let text = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        PAIRS
-            .iter()
-            .find_map(|(c, m)| match (obj.get(*c), obj.get(*m)) {
-                (Some(code), Some(msg)) => Some((text(code), text(msg))),
-                _ => None,
-            })
-    }
-    let found = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(obj)) => pair(&obj).or_else(|| {
-            obj.values()
-                .filter_map(|v| v.as_object().and_then(pair))
-                .next_back()
-        }),
-        _ => None,
-    };
-    let (code, message) = match found {
-        Some((code, message)) => (code, message),
-        None => (status.to_string(), excerpt(body)),
-    };
-    ApiFault {
-        status,
-        code: sanitize(&code),
-        message: sanitize(&message),
-        request_id: request_id.map(|r| sanitize(&r)),
-    }
-}
-
-/// At most 200 printable characters of a body, for error messages.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    if text.chars().count() > 200 {
-        out.push('…');
-    }
-    out.trim().to_string()
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(500)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fault_is_read_the_sdk_way() {
-        let f = parse_fault(
-            401,
-            br#"{"error_code":"APIGW.0301","error_msg":"bad","request_id":"x"}"#,
-            Some("rid".into()),
-        );
-        assert_eq!((f.code.as_str(), f.message.as_str()), ("APIGW.0301", "bad"));
-        let f = parse_fault(400, br#"{"errorCode":"E1","errorMsg":"m1"}"#, None);
-        assert_eq!(f.code, "E1");
-        let f = parse_fault(400, br#"{"code":"C","message":"M"}"#, None);
-        assert_eq!((f.code.as_str(), f.message.as_str()), ("C", "M"));
-        let f = parse_fault(403, br#"{"error":{"code":"N","message":"nested"}}"#, None);
-        assert_eq!((f.code.as_str(), f.message.as_str()), ("N", "nested"));
-        let f = parse_fault(502, b"<html>Bad gateway</html>", None);
-        assert_eq!(
-            (f.code.as_str(), f.message.as_str()),
-            ("502", "<html>Bad gateway</html>")
-        );
-    }
 
     #[test]
     fn listing_without_certs_is_empty() {

@@ -1,11 +1,16 @@
 //! Talking to the cloud: the one pooled HTTPS client, credentials, and the API operations.
 //!
-//! Owns: [`http`] (client construction, TLS roots, redaction of URLs), [`auth`] (credentials
-//! and their refresh), [`api`] (the download-link operation and the API's error bodies).
+//! Owns: [`http`] (client construction, TLS roots, redaction of URLs, capped body reads,
+//! transport errors), [`auth`] (credentials and their refresh), [`api`] (the download-link
+//! and ListInstances operations), [`fault`] (the services' error bodies, read as the SDK reads
+//! them) and [`headers`] (which request headers carry credentials). `fault`, `headers` and
+//! `http` are leaves; `api` uses `auth`, never the other way round.
 //! It never touches the trust folder and never downloads certificates (that is `fetch`).
 
 pub mod api;
 pub mod auth;
+pub mod fault;
+pub mod headers;
 pub mod http;
 
 use std::sync::Arc;

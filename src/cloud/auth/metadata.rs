@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::aksk::Keys;
+use crate::cloud::headers::secrets_in;
 use super::iam::parse_time;
 use super::{AuthError, Generation, RedactedUrl, Reply, Secret, send};
 
@@ -193,7 +194,7 @@ fn refused(
     AuthError::MetadataRefused {
         step,
         url: url.clone(),
-        fault: reply.fault(&super::secrets_in(sent)),
+        fault: reply.fault(&secrets_in(sent)),
     }
 }
 
