@@ -2,9 +2,10 @@
 //!
 //! Owns: [`http`] (client construction, TLS roots, redaction of URLs, capped body reads,
 //! transport errors), [`auth`] (credentials and their refresh), [`api`] (the download-link
-//! and ListInstances operations), [`fault`] (the services' error bodies, read as the SDK reads
-//! them) and [`headers`] (which request headers carry credentials). `fault`, `headers` and
-//! `http` are leaves; `api` uses `auth`, never the other way round.
+//! and ListInstances operations), [`instances`] (ListInstances' pages and bounded paging, as
+//! pure data), [`fault`] (the services' error bodies, read as the SDK reads them) and
+//! [`headers`] (which request headers carry credentials). `fault`, `headers`, `http` and
+//! `instances` are leaves; `api` uses `auth`, never the other way round.
 //! It never touches the trust folder and never downloads certificates (that is `fetch`).
 
 pub mod api;
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod fault;
 pub mod headers;
 pub mod http;
+pub mod instances;
 
 use std::sync::Arc;
 
