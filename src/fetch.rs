@@ -299,6 +299,86 @@ fn xml_code(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
+    use crate::commands::error_chain;
+
+    /// A fetcher for loopback links, trusting `ca_file`.
+    fn fetcher(ca_file: &std::path::Path) -> Fetcher {
+        let client = http::build_client(Some(ca_file), std::time::Duration::from_secs(5)).unwrap();
+        Fetcher::new(client, &["127.0.0.1".to_string()], 1 << 20)
+    }
+
+    #[tokio::test]
+    async fn regression_a_refused_download_keeps_its_source_without_the_query() {
+        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions::default())
+            .await
+            .unwrap();
+        let port = closed_port();
+        let link = Url::parse(&format!(
+            "https://127.0.0.1:{port}/obs/ca.crt?AccessKeyId=AK&Signature=SECRETSIG"
+        ))
+        .unwrap();
+        let err = fetcher(&sim.ca_file()).download(&link).await.unwrap_err();
+        assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
+        let cause = reqwest_in_chain(&err).unwrap_or_else(|| panic!("no source: {err:?}"));
+        assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with(&format!(
+                "https://127.0.0.1:{port}/obs/ca.crt: connection failed: "
+            )) && text.contains("Connection refused"),
+            "{text}"
+        );
+        for secret in ["SECRETSIG", "AccessKeyId", "?"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+            assert!(!format!("{err:?}").contains(secret), "{secret} in {err:?}");
+        }
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn regression_a_truncated_download_keeps_its_source_and_says_it_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions {
+            instances: 1,
+            ..certsync_sim::SimOptions::default()
+        })
+        .await
+        .unwrap();
+        let id = sim.instance_ids()[0].clone();
+        sim.set_fault(&id, certsync_sim::Fault::TruncatedDownload);
+        let config = crate::cloud::testing::config(
+            &sim.endpoint(),
+            &sim.project_id(),
+            &sim.token(),
+            &sim.ca_file(),
+            dir.path(),
+        );
+        let (_, api) = crate::cloud::connect(&config).unwrap();
+        let listing = api.list_certs(&id).await.unwrap();
+        let link = &listing.certs[0].url;
+        assert!(
+            link.query().is_some(),
+            "the simulator's links are pre-signed"
+        );
+        let err = fetcher(&sim.ca_file()).download(link).await.unwrap_err();
+        assert!(matches!(err, FetchError::Truncated { .. }), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        // The chain says what happened in our words, and never in rustls's paragraph (which
+        // ends in a documentation URL) nor with the link's query.
+        let text = error_chain(&err);
+        assert!(
+            text.contains("the connection closed before the whole body arrived (")
+                && text.contains(
+                    " bytes): reading the body failed: the peer closed the connection early"
+                ),
+            "{text}"
+        );
+        for noise in ["docs.rs", "rustls", "?", "Signature"] {
+            assert!(!text.contains(noise), "{noise} in {text}");
+        }
+        sim.shutdown();
+    }
 
     #[test]
     fn host_patterns() {

@@ -291,6 +291,30 @@ fn closed_early(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Helpers for the tests of the network stages.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// The first `reqwest::Error` among the sources of `err`.
+    pub(crate) fn reqwest_in_chain<'a>(
+        err: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a reqwest::Error> {
+        let mut source = err.source();
+        while let Some(s) = source {
+            if let Some(found) = s.downcast_ref::<reqwest::Error>() {
+                return Some(found);
+            }
+            source = s.source();
+        }
+        None
+    }
+
+    /// A loopback port that nothing listens on (bound, then closed).
+    pub(crate) fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener.local_addr().expect("local address").port()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

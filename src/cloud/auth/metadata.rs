@@ -14,9 +14,9 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::aksk::Keys;
-use crate::cloud::headers::secrets_in;
 use super::iam::parse_time;
 use super::{AuthError, Generation, RedactedUrl, Reply, Secret, send};
+use crate::cloud::headers::secrets_in;
 
 /// Temporary keys are replaced when less than this is left of them (SPEC 4; the SDK's 2400 s).
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);

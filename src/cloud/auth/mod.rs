@@ -466,6 +466,44 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
+    use crate::commands::error_chain;
+
+    #[tokio::test]
+    async fn regression_unreachable_iam_and_metadata_keep_the_reqwest_error_as_source() {
+        let http = build_metadata_client(None, std::time::Duration::from_secs(5)).unwrap();
+        let port = closed_port();
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{port}/v3/projects?name=secret-name"
+        ))
+        .unwrap();
+        let shown = RedactedUrl::new(&url);
+        let sent = [("X-Auth-Token".to_string(), "TOKENVALUE".to_string())];
+        for at_iam in [true, false] {
+            let err = match send(&http, reqwest::Method::GET, &url, &sent, Vec::new()).await {
+                Ok(_) => panic!("nothing listens on port {port}"),
+                Err(e) if at_iam => e.at_iam("aksk", "look up the project id", &shown),
+                Err(e) => e.at_metadata("get temporary credentials", &shown),
+            };
+            let cause = reqwest_in_chain(&err).unwrap_or_else(|| panic!("no source: {err:?}"));
+            assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+            let text = error_chain(&err);
+            let step = if at_iam {
+                "auth method aksk: reaching IAM to look up the project id"
+            } else {
+                "auth method metadata: reaching the ECS metadata service to get temporary credentials"
+            };
+            assert!(
+                text.starts_with(&format!(
+                    "{step} (http://127.0.0.1:{port}/v3/projects) failed: connection failed: "
+                )) && text.contains("Connection refused"),
+                "{text}"
+            );
+            for secret in ["secret-name", "TOKENVALUE", "?"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
 
     #[test]
     fn secret_never_prints() {
