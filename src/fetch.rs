@@ -300,7 +300,7 @@ fn xml_code(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
-    use crate::commands::error_chain;
+    use crate::text::error_chain;
 
     /// A fetcher for loopback links, trusting `ca_file`.
     fn fetcher(ca_file: &std::path::Path) -> Fetcher {

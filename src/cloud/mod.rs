@@ -63,7 +63,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::http::testing::{closed_port, reqwest_in_chain};
-    use crate::commands::error_chain;
+    use crate::text::error_chain;
 
     #[tokio::test]
     async fn regression_an_unreachable_api_keeps_the_reqwest_error_as_source() {

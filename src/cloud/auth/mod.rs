@@ -467,7 +467,7 @@ async fn send(
 mod tests {
     use super::*;
     use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
-    use crate::commands::error_chain;
+    use crate::text::error_chain;
 
     #[tokio::test]
     async fn regression_unreachable_iam_and_metadata_keep_the_reqwest_error_as_source() {
