@@ -4,12 +4,13 @@
 //! again on every redirect, at most three), the size cap, and OBS's error answers. Links are
 //! fetched at once and never cached. A link's query string is a credential: it appears only
 //! as [`RedactedUrl`]. Its errors say plainly what happened for the reader at 3am (a refused,
-//! likely expired link; a body cut short, with how much arrived), never through a library's
-//! error chain. This module does not look at the bytes (that is `validate`).
+//! likely expired link; a body cut short, with how much arrived) in their own words, and keep
+//! reqwest's error, without the URL, as their source for the chain printed at the top. This
+//! module does not look at the bytes (that is `validate`).
 
 use url::Url;
 
-use crate::cloud::http::{self, ReadError, RedactedUrl, describe_transport};
+use crate::cloud::http::{self, ExchangeError, RedactedUrl, TransportError};
 
 /// At most this many redirects are followed.
 pub const MAX_REDIRECTS: usize = 3;
@@ -119,14 +120,18 @@ pub enum FetchError {
         received: u64,
         /// `Content-Length`, when announced.
         expected: Option<u64>,
+        /// What reqwest saw (without the URL).
+        #[source]
+        source: TransportError,
     },
-    /// The request failed.
-    #[error("{url}: {detail}")]
+    /// The request failed, or reading the body failed otherwise.
+    #[error("{url}: {source}")]
     Transport {
         /// The URL.
         url: RedactedUrl,
-        /// What failed.
-        detail: String,
+        /// What failed (reqwest's error without the URL).
+        #[source]
+        source: TransportError,
     },
 }
 
@@ -194,7 +199,7 @@ impl Fetcher {
                     .await
                     .map_err(|e| FetchError::Transport {
                         url: shown.clone(),
-                        detail: describe_transport(&e),
+                        source: TransportError::new(e),
                     })?;
             let status = response.status();
             if status.is_redirection() {
@@ -245,18 +250,23 @@ async fn read_capped(
     http::read_capped(response, limit)
         .await
         .map_err(|e| match e {
-            ReadError::TooLarge => FetchError::TooLarge {
+            ExchangeError::TooLarge { limit } => FetchError::TooLarge {
                 url: shown.clone(),
                 limit,
             },
-            ReadError::Truncated { received, expected } => FetchError::Truncated {
+            ExchangeError::Truncated {
+                received,
+                expected,
+                source,
+            } => FetchError::Truncated {
                 url: shown.clone(),
                 received,
                 expected,
+                source,
             },
-            ReadError::Transport(detail) => FetchError::Transport {
+            ExchangeError::Transport(source) => FetchError::Transport {
                 url: shown.clone(),
-                detail,
+                source,
             },
         })
 }
@@ -289,6 +299,86 @@ fn xml_code(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
+    use crate::text::error_chain;
+
+    /// A fetcher for loopback links, trusting `ca_file`.
+    fn fetcher(ca_file: &std::path::Path) -> Fetcher {
+        let client = http::build_client(Some(ca_file), std::time::Duration::from_secs(5)).unwrap();
+        Fetcher::new(client, &["127.0.0.1".to_string()], 1 << 20)
+    }
+
+    #[tokio::test]
+    async fn regression_a_refused_download_keeps_its_source_without_the_query() {
+        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions::default())
+            .await
+            .unwrap();
+        let port = closed_port();
+        let link = Url::parse(&format!(
+            "https://127.0.0.1:{port}/obs/ca.crt?AccessKeyId=AK&Signature=SECRETSIG"
+        ))
+        .unwrap();
+        let err = fetcher(&sim.ca_file()).download(&link).await.unwrap_err();
+        assert!(matches!(err, FetchError::Transport { .. }), "{err:?}");
+        let cause = reqwest_in_chain(&err).unwrap_or_else(|| panic!("no source: {err:?}"));
+        assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with(&format!(
+                "https://127.0.0.1:{port}/obs/ca.crt: connection failed: "
+            )) && text.contains("Connection refused"),
+            "{text}"
+        );
+        for secret in ["SECRETSIG", "AccessKeyId", "?"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+            assert!(!format!("{err:?}").contains(secret), "{secret} in {err:?}");
+        }
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn regression_a_truncated_download_keeps_its_source_and_says_it_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions {
+            instances: 1,
+            ..certsync_sim::SimOptions::default()
+        })
+        .await
+        .unwrap();
+        let id = sim.instance_ids()[0].clone();
+        sim.set_fault(&id, certsync_sim::Fault::TruncatedDownload);
+        let config = crate::cloud::testing::config(
+            &sim.endpoint(),
+            &sim.project_id(),
+            &sim.token(),
+            &sim.ca_file(),
+            dir.path(),
+        );
+        let (_, api) = crate::cloud::connect(&config).unwrap();
+        let listing = api.list_certs(&id).await.unwrap();
+        let link = &listing.certs[0].url;
+        assert!(
+            link.query().is_some(),
+            "the simulator's links are pre-signed"
+        );
+        let err = fetcher(&sim.ca_file()).download(link).await.unwrap_err();
+        assert!(matches!(err, FetchError::Truncated { .. }), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        // The chain says what happened in our words, and never in rustls's paragraph (which
+        // ends in a documentation URL) nor with the link's query.
+        let text = error_chain(&err);
+        assert!(
+            text.contains("the connection closed before the whole body arrived (")
+                && text.contains(
+                    " bytes): reading the body failed: the peer closed the connection early"
+                ),
+            "{text}"
+        );
+        for noise in ["docs.rs", "rustls", "?", "Signature"] {
+            assert!(!text.contains(noise), "{noise} in {text}");
+        }
+        sim.shutdown();
+    }
 
     #[test]
     fn host_patterns() {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::model::{MetadataTokenMode, Project};
-use crate::state::random_hex;
+use crate::util::{self, random_hex};
 
 /// How long an IAM token lives unless changed (the real IAM: 24 h).
 pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -179,7 +179,7 @@ impl Creds {
     fn lock(&self) -> MutexGuard<'_, CredState> {
         // Every update below is a single assignment or map operation: a poisoned lock holds
         // consistent data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        util::lock(&self.state)
     }
 
     pub(crate) fn ak_sk(&self) -> (String, String) {

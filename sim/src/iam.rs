@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use crate::auth::{self, GatewayRequest, iso_micros};
 use crate::creds::{Issued, ProjectScope, TokenRefusal};
 use crate::http::{self, SimBody};
-use crate::state::{Counters, World, random_hex};
+use crate::state::{Counters, World};
+use crate::util::random_hex;
 
 /// The header IAM returns a new token in.
 const SUBJECT_TOKEN_HEADER: &str = "x-subject-token";

@@ -42,6 +42,7 @@ mod pki;
 mod router;
 mod server;
 mod state;
+mod util;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -210,7 +211,7 @@ impl Simulator {
         let project_id = opts
             .project_id
             .clone()
-            .unwrap_or_else(|| state::random_hex(16));
+            .unwrap_or_else(|| util::random_hex(16));
         let token = opts.token.clone().unwrap_or_else(creds::random_token);
         let region = opts
             .region

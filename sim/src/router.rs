@@ -16,7 +16,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::auth::GatewayRequest;
 use crate::http::{self, SimBody};
 use crate::link::OBJECT_NAME;
-use crate::state::{World, random_hex};
+use crate::state::World;
+use crate::util::random_hex;
 use crate::{api, control, iam, instances, metadata, obs};
 
 /// The largest request body read (token requests and fault documents are tiny).

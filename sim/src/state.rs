@@ -18,6 +18,7 @@ use crate::creds::Creds;
 use crate::link::LinkSigner;
 use crate::model::{BadContent, CaInfo, Fault, InstanceMeta, ListFault, Stats};
 use crate::pki::{self, Ca, Leaf, PkiError};
+use crate::util::{self, random_hex};
 
 /// The category a new instance gets.
 pub(crate) const DEFAULT_CATEGORY: &str = "international";
@@ -65,13 +66,6 @@ fn valid_category(category: &str) -> bool {
 /// A fresh instance id shaped like a real one: 32 lower-case hex digits and `in06`.
 pub(crate) fn random_instance_id() -> String {
     format!("{}in06", random_hex(16))
-}
-
-/// `bytes` random bytes as lower-case hex.
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    fastrand::fill(&mut buf);
-    hex::encode(buf)
 }
 
 /// Request counters, updated without the state lock.
@@ -297,7 +291,7 @@ impl World {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the registry half-updated in a way that
         // matters to a test double, so a poisoned lock is used as is.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        util::lock(&self.registry)
     }
 
     pub(crate) fn token(&self) -> String {

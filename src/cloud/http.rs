@@ -3,7 +3,9 @@
 //! One `reqwest::Client` (connection pool, rustls with the ring provider installed process-wide)
 //! serves the API calls and the downloads of a whole pass. Redirects are never followed
 //! automatically: `fetch` follows them itself so it can check each hop. This module also owns
-//! [`RedactedUrl`], the only form in which a URL may reach a log line or an error.
+//! [`RedactedUrl`], the only form in which a URL may reach a log line or an error, the capped
+//! reading of bodies, and [`TransportError`], the only form in which a reqwest error is kept
+//! (without its URL).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -137,36 +139,101 @@ impl fmt::Debug for RedactedUrl {
     }
 }
 
-/// Why reading a body stopped.
+/// API answers larger than this are refused (the API's, IAM's and the metadata service's
+/// answers are a few hundred bytes to a few kilobytes).
+pub const MAX_API_BODY: usize = 1 << 20;
+
+/// A request that did not complete, or an answer whose reading failed: reqwest's error without
+/// the URL it would print (a download link's query is a credential), said plainly.
+///
+/// `Display` is what happened ("timed out", "connection failed", ...); the library's error is
+/// the [`source`](std::error::Error::source), so printing the chain shows the cause (a refused
+/// connection, a TLS alert, an untrusted certificate).
 #[derive(Debug)]
-pub enum ReadError {
+pub struct TransportError(reqwest::Error);
+
+impl TransportError {
+    /// Keeps `error` without its URL.
+    pub fn new(error: reqwest::Error) -> TransportError {
+        TransportError(error.without_url())
+    }
+
+    /// The library's error (its `url()` is `None`).
+    pub fn reqwest(&self) -> &reqwest::Error {
+        &self.0
+    }
+
+    /// Whether the cause is the peer closing the connection early.
+    pub fn closed_early(&self) -> bool {
+        closed_early(&self.0)
+    }
+
+    /// What failed, in a few words.
+    fn what(&self) -> &'static str {
+        let err = &self.0;
+        if err.is_timeout() {
+            "timed out"
+        } else if err.is_connect() {
+            "connection failed"
+        } else if err.is_body() || err.is_decode() {
+            "reading the body failed"
+        } else if err.is_request() {
+            "request failed"
+        } else {
+            "HTTP error"
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.what())?;
+        if self.closed_early() {
+            f.write_str(": the peer closed the connection early")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // For a connection the peer closed early, the chain ends in rustls's text for it: a
+        // paragraph ending in a documentation URL, which says no more than `Display` does. The
+        // printed chain stops here for that one cause; `reqwest()` still has the error.
+        if self.closed_early() {
+            None
+        } else {
+            Some(&self.0)
+        }
+    }
+}
+
+/// Why an HTTP exchange failed: the request, or the reading of its answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The request did not complete, or reading the answer failed (see [`TransportError`]).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// More than the limit arrived.
-    TooLarge,
+    #[error("answer larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// The connection closed before the whole body arrived.
+    #[error("the connection closed before the whole body arrived ({})", match .expected {
+        Some(total) => format!("{received} of {total} bytes"),
+        None => format!("after {received} bytes"),
+    })]
     Truncated {
         /// Bytes received.
         received: u64,
         /// `Content-Length`, when the answer announced one.
         expected: Option<u64>,
+        /// What reqwest saw.
+        #[source]
+        source: TransportError,
     },
-    /// The connection failed otherwise (described without the URL).
-    Transport(String),
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReadError::TooLarge => f.write_str("the body is larger than allowed"),
-            ReadError::Truncated { received, expected } => {
-                f.write_str("the connection closed before the whole body arrived (")?;
-                match expected {
-                    Some(total) => write!(f, "{received} of {total} bytes)"),
-                    None => write!(f, "after {received} bytes)"),
-                }
-            }
-            ReadError::Transport(detail) => f.write_str(detail),
-        }
-    }
 }
 
 /// Reads the whole body of `response`, refusing more than `limit` bytes as soon as they
@@ -174,7 +241,7 @@ impl fmt::Display for ReadError {
 pub async fn read_capped(
     response: &mut reqwest::Response,
     limit: u64,
-) -> Result<Vec<u8>, ReadError> {
+) -> Result<Vec<u8>, ExchangeError> {
     let expected = response.content_length();
     let mut body = Vec::new();
     loop {
@@ -183,20 +250,30 @@ pub async fn read_capped(
             Ok(None) => return Ok(body),
             Err(e) => {
                 let received = body.len() as u64;
-                // A body cut short is said plainly: the error chain of reqwest, hyper and
-                // rustls for it ends in a paragraph with a documentation URL.
+                let source = TransportError::new(e);
+                // A body cut short is said plainly, with how much arrived.
                 let short = expected.is_some_and(|total| received < total);
-                if !e.is_timeout() && (short || closed_early(&e)) {
-                    return Err(ReadError::Truncated { received, expected });
+                if !source.reqwest().is_timeout() && (short || source.closed_early()) {
+                    return Err(ExchangeError::Truncated {
+                        received,
+                        expected,
+                        source,
+                    });
                 }
-                return Err(ReadError::Transport(describe_transport(&e)));
+                return Err(source.into());
             }
         };
         if (body.len() + chunk.len()) as u64 > limit {
-            return Err(ReadError::TooLarge);
+            return Err(ExchangeError::TooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
+}
+
+/// The body of an answer of the API, IAM or the metadata service, refused beyond
+/// [`MAX_API_BODY`].
+pub async fn read_api_body(mut response: reqwest::Response) -> Result<Vec<u8>, ExchangeError> {
+    read_capped(&mut response, MAX_API_BODY as u64).await
 }
 
 /// Whether the error's cause is the peer closing the connection early (an unexpected EOF,
@@ -214,35 +291,27 @@ fn closed_early(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A transport failure described without the URL reqwest would print (it may carry a query).
-pub fn describe_transport(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() || err.is_decode() {
-        "reading the body failed"
-    } else if err.is_request() {
-        "request failed"
-    } else {
-        "HTTP error"
-    };
-    if closed_early(err) {
-        // rustls's own text for this is a paragraph ending in a docs.rs URL.
-        return format!("{kind}: the peer closed the connection early");
+/// Helpers for the tests of the network stages.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// The first `reqwest::Error` among the sources of `err`.
+    pub(crate) fn reqwest_in_chain<'a>(
+        err: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a reqwest::Error> {
+        let mut source = err.source();
+        while let Some(s) = source {
+            if let Some(found) = s.downcast_ref::<reqwest::Error>() {
+                return Some(found);
+            }
+            source = s.source();
+        }
+        None
     }
-    // The innermost cause (TLS alert, connection refused, ...) helps; reqwest's own Display
-    // embeds the full URL, so only the sources below it are used.
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
+
+    /// A loopback port that nothing listens on (bound, then closed).
+    pub(crate) fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener.local_addr().expect("local address").port()
     }
 }
 

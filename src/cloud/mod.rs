@@ -1,12 +1,19 @@
 //! Talking to the cloud: the one pooled HTTPS client, credentials, and the API operations.
 //!
-//! Owns: [`http`] (client construction, TLS roots, redaction of URLs), [`auth`] (credentials
-//! and their refresh), [`api`] (the download-link operation and the API's error bodies).
+//! Owns: [`http`] (client construction, TLS roots, redaction of URLs, capped body reads,
+//! transport errors), [`auth`] (credentials and their refresh), [`api`] (the download-link
+//! and ListInstances operations), [`instances`] (ListInstances' pages and bounded paging, as
+//! pure data), [`fault`] (the services' error bodies, read as the SDK reads them) and
+//! [`headers`] (which request headers carry credentials). `fault`, `headers`, `http` and
+//! `instances` are leaves; `api` uses `auth`, never the other way round.
 //! It never touches the trust folder and never downloads certificates (that is `fetch`).
 
 pub mod api;
 pub mod auth;
+pub mod fault;
+pub mod headers;
 pub mod http;
+pub mod instances;
 
 use std::sync::Arc;
 
@@ -23,4 +30,74 @@ pub fn connect(
         Arc::new(credentials),
     );
     Ok((client, api))
+}
+
+/// Helpers for the tests of the network stages: a configuration that talks to a simulator.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    /// A token-authenticated configuration for `endpoint` (the simulator's, or one where nothing
+    /// listens), trusting `ca_file`, its files in `dir`.
+    pub(crate) fn config(
+        endpoint: &str,
+        project_id: &str,
+        token: &str,
+        ca_file: &Path,
+        dir: &Path,
+    ) -> crate::config::Config {
+        std::fs::write(dir.join("token"), format!("{token}\n")).expect("write the token file");
+        let text = format!(
+            "[cloud]\nservice = \"gaussdb-nosql\"\nregion = \"cn-north-4\"\nendpoint = \"{endpoint}\"\n\
+             project_id = \"{project_id}\"\nca_file = \"{}\"\ntimeout = \"5s\"\n\n\
+             [auth]\nmethod = \"token\"\ntoken_file = \"token\"\n\n\
+             [sync]\nallowed_download_hosts = [\"127.0.0.1\"]\n\n[trust]\ndir = \"trust\"\n\n\
+             [[instance]]\nid = \"unused\"\n",
+            ca_file.display()
+        );
+        crate::config::parse_with_env(&text, &dir.join("certsync.toml"), &|_| None)
+            .expect("a valid configuration")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http::testing::{closed_port, reqwest_in_chain};
+    use crate::text::error_chain;
+
+    #[tokio::test]
+    async fn regression_an_unreachable_api_keeps_the_reqwest_error_as_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions::default())
+            .await
+            .unwrap();
+        let port = closed_port();
+        let config = super::testing::config(
+            &format!("https://127.0.0.1:{port}"),
+            &sim.project_id(),
+            &sim.token(),
+            &sim.ca_file(),
+            dir.path(),
+        );
+        let (_, api) = super::connect(&config).unwrap();
+        let err = api
+            .list_instances(Some("mongodb"), Some("secret-name"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "api_unreachable", "{err:?}");
+        let cause = reqwest_in_chain(&err).unwrap_or_else(|| panic!("no source: {err:?}"));
+        assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with(&format!("GET https://127.0.0.1:{port}/v3/"))
+                && text.contains("/instances: connection failed: ")
+                && text.contains("Connection refused"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('?') && !text.contains("secret-name"),
+            "{text}"
+        );
+        sim.shutdown();
+    }
 }

@@ -16,6 +16,7 @@ use url::Url;
 use super::aksk::Keys;
 use super::iam::parse_time;
 use super::{AuthError, Generation, RedactedUrl, Reply, Secret, send};
+use crate::cloud::headers::secrets_in;
 
 /// Temporary keys are replaced when less than this is left of them (SPEC 4; the SDK's 2400 s).
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
@@ -193,7 +194,7 @@ fn refused(
     AuthError::MetadataRefused {
         step,
         url: url.clone(),
-        fault: reply.fault(&super::secrets_in(sent)),
+        fault: reply.fault(&secrets_in(sent)),
     }
 }
 

@@ -20,11 +20,14 @@ mod metadata;
 use std::fmt;
 use std::path::PathBuf;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use url::Url;
 
-use super::api::ApiFault;
-use super::http::{ClientError, RedactedUrl, build_metadata_client, describe_transport};
+use super::fault::{ApiFault, parse_fault, scrub};
+use super::headers::{header_map, secrets_in};
+use super::http::{
+    ClientError, ExchangeError, RedactedUrl, TransportError, build_metadata_client, read_api_body,
+};
 use crate::config::{Auth, Config};
 
 pub use crate::secret::Secret;
@@ -65,8 +68,8 @@ pub enum AuthError {
         /// The header's name (never its value).
         header: String,
     },
-    /// IAM could not be reached.
-    #[error("auth method {method}: reaching IAM to {step} ({url}) failed: {detail}")]
+    /// IAM could not be reached, or its answer could not be read.
+    #[error("auth method {method}: reaching IAM to {step} ({url}) failed: {source}")]
     IamUnreachable {
         /// The configured method.
         method: &'static str,
@@ -74,8 +77,9 @@ pub enum AuthError {
         step: &'static str,
         /// The IAM URL.
         url: RedactedUrl,
-        /// The transport failure.
-        detail: String,
+        /// The transport failure (reqwest's error without the URL).
+        #[source]
+        source: ExchangeError,
     },
     /// IAM answered with an error.
     #[error("auth method {method}: IAM refused to {step} ({url}): {fault}")]
@@ -115,17 +119,18 @@ pub enum AuthError {
         /// The IAM URL.
         url: RedactedUrl,
     },
-    /// The metadata service could not be reached.
+    /// The metadata service could not be reached, or its answer could not be read.
     #[error(
-        "auth method metadata: reaching the ECS metadata service to {step} ({url}) failed: {detail}"
+        "auth method metadata: reaching the ECS metadata service to {step} ({url}) failed: {source}"
     )]
     MetadataUnreachable {
         /// What certsync asked for.
         step: &'static str,
         /// The metadata URL.
         url: RedactedUrl,
-        /// The transport failure.
-        detail: String,
+        /// The transport failure (reqwest's error without the URL).
+        #[source]
+        source: ExchangeError,
     },
     /// The metadata service answered with an error.
     #[error("auth method metadata: the ECS metadata service refused to {step} ({url}): {fault}")]
@@ -371,63 +376,6 @@ fn lookup(configured: Option<String>) -> Project {
     }
 }
 
-/// Headers as reqwest takes them; credential headers are marked sensitive so that no `Debug`
-/// of a request shows them. `Err` names the header (never its value).
-pub fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, String> {
-    let mut map = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| name.clone())?;
-        let mut value = HeaderValue::from_str(value).map_err(|_| name.clone())?;
-        if matches!(
-            header.as_str(),
-            "authorization" | "x-auth-token" | "x-security-token" | "x-metadata-token"
-        ) {
-            value.set_sensitive(true);
-        }
-        map.append(header, value);
-    }
-    Ok(map)
-}
-
-/// The credential values in `headers` as sent: tokens, and the access key inside
-/// `Authorization`. See [`scrub`].
-pub fn secrets_in(headers: &[(String, String)]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        let name = name.to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "x-auth-token" | "x-security-token" | "x-metadata-token"
-        ) {
-            out.push(value.clone());
-        } else if name == "authorization"
-            && let Some(rest) = value.split("Access=").nth(1)
-        {
-            out.push(
-                rest.split(',')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            );
-        }
-    }
-    out
-}
-
-/// `fault` with every occurrence of `secrets` replaced by `<redacted>`: the API gateway echoes
-/// an unknown access key in its message ("ak ... not exist"), and no error may show one.
-pub fn scrub(mut fault: ApiFault, secrets: &[String]) -> ApiFault {
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        for text in [&mut fault.code, &mut fault.message] {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), "<redacted>");
-            }
-        }
-    }
-    fault
-}
-
 /// A small answer from IAM or the metadata service.
 struct Reply {
     status: u16,
@@ -446,26 +394,28 @@ impl Reply {
             .header("x-request-id")
             .or_else(|| self.header("x-iam-trace-id"))
             .map(str::to_owned);
-        let fault = super::api::parse_fault(self.status, &self.body, request_id);
+        let fault = parse_fault(self.status, &self.body, request_id);
         Box::new(scrub(fault, secrets))
     }
 }
 
 /// Why [`send`] failed, before it is given its step.
 enum SendError {
+    /// The header of this name holds characters HTTP does not allow.
     Header(String),
-    Transport(String),
+    /// The exchange failed.
+    Transport(ExchangeError),
 }
 
 impl SendError {
     fn at_iam(self, method: &'static str, step: &'static str, url: &RedactedUrl) -> AuthError {
         match self {
             SendError::Header(header) => AuthError::BadHeaderValue { method, header },
-            SendError::Transport(detail) => AuthError::IamUnreachable {
+            SendError::Transport(source) => AuthError::IamUnreachable {
                 method,
                 step,
                 url: url.clone(),
-                detail,
+                source,
             },
         }
     }
@@ -476,10 +426,10 @@ impl SendError {
                 method: "metadata",
                 header,
             },
-            SendError::Transport(detail) => AuthError::MetadataUnreachable {
+            SendError::Transport(source) => AuthError::MetadataUnreachable {
                 step,
                 url: url.clone(),
-                detail,
+                source,
             },
         }
     }
@@ -500,10 +450,10 @@ async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|e| SendError::Transport(describe_transport(&e)))?;
+        .map_err(|e| SendError::Transport(TransportError::new(e).into()))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = super::api::read_capped(response)
+    let body = read_api_body(response)
         .await
         .map_err(SendError::Transport)?;
     Ok(Reply {
@@ -516,56 +466,48 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
+    use crate::text::error_chain;
+
+    #[tokio::test]
+    async fn regression_unreachable_iam_and_metadata_keep_the_reqwest_error_as_source() {
+        let http = build_metadata_client(None, std::time::Duration::from_secs(5)).unwrap();
+        let port = closed_port();
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{port}/v3/projects?name=secret-name"
+        ))
+        .unwrap();
+        let shown = RedactedUrl::new(&url);
+        let sent = [("X-Auth-Token".to_string(), "TOKENVALUE".to_string())];
+        for at_iam in [true, false] {
+            let err = match send(&http, reqwest::Method::GET, &url, &sent, Vec::new()).await {
+                Ok(_) => panic!("nothing listens on port {port}"),
+                Err(e) if at_iam => e.at_iam("aksk", "look up the project id", &shown),
+                Err(e) => e.at_metadata("get temporary credentials", &shown),
+            };
+            let cause = reqwest_in_chain(&err).unwrap_or_else(|| panic!("no source: {err:?}"));
+            assert!(cause.is_connect() && cause.url().is_none(), "{cause:?}");
+            let text = error_chain(&err);
+            let step = if at_iam {
+                "auth method aksk: reaching IAM to look up the project id"
+            } else {
+                "auth method metadata: reaching the ECS metadata service to get temporary credentials"
+            };
+            assert!(
+                text.starts_with(&format!(
+                    "{step} (http://127.0.0.1:{port}/v3/projects) failed: connection failed: "
+                )) && text.contains("Connection refused"),
+                "{text}"
+            );
+            for secret in ["secret-name", "TOKENVALUE", "?"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
 
     #[test]
     fn secret_never_prints() {
         let s = Secret::new("MIIEhQYJKoZIhvcNAQcCoIIEdjCCBHICAQEx");
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
-    }
-
-    #[test]
-    fn faults_lose_every_credential_that_was_sent() {
-        let sent = [
-            ("Content-Type".to_string(), "application/json".to_string()),
-            ("X-Security-Token".to_string(), "gQpjbiTOKEN".to_string()),
-            (
-                "Authorization".to_string(),
-                "SDK-HMAC-SHA256 Access=AKUNKNOWN01, SignedHeaders=host, Signature=00".to_string(),
-            ),
-        ];
-        let secrets = secrets_in(&sent);
-        assert_eq!(secrets, ["gQpjbiTOKEN", "AKUNKNOWN01"]);
-        let fault = crate::cloud::api::parse_fault(
-            401,
-            br#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information: ak AKUNKNOWN01 not exist"}"#,
-            None,
-        );
-        let fault = scrub(fault, &secrets);
-        assert_eq!(
-            fault.message,
-            "Incorrect IAM authentication information: ak <redacted> not exist"
-        );
-        assert_eq!(fault.code, "APIGW.0301");
-    }
-
-    #[test]
-    fn credential_headers_are_sensitive() {
-        let map = header_map(&[
-            ("X-Auth-Token".into(), "VALUE1".into()),
-            ("X-Security-Token".into(), "VALUE2".into()),
-            ("Authorization".into(), "SDK-HMAC-SHA256 VALUE3".into()),
-            ("Content-Type".into(), "application/json".into()),
-        ])
-        .unwrap();
-        assert!(map["x-auth-token"].is_sensitive());
-        assert!(map["x-security-token"].is_sensitive());
-        assert!(map["authorization"].is_sensitive());
-        assert!(!map["content-type"].is_sensitive());
-        let shown = format!("{map:?}");
-        assert!(!shown.contains("VALUE"), "{shown}");
-        assert_eq!(
-            header_map(&[("X-Auth-Token".into(), "a\nb".into())]),
-            Err("X-Auth-Token".to_string())
-        );
     }
 }
