@@ -1,12 +1,16 @@
-//! Command hooks (SPEC 8): run one configured program after files changed.
+//! Hooks (SPEC 8): run one configured hook after files changed, a command or a signal.
 //!
-//! Owns: spawning the hook's argv without a shell, its environment (`CERTSYNC_TRUST_DIR`,
+//! Owns: the hook's options type ([`Hook`], [`HookAction`], [`HookSignal`], the default
+//! timeout; config builds them), the dispatch between the two kinds ([`run`]), and for a
+//! command: spawning its argv without a shell, its environment (`CERTSYNC_TRUST_DIR`,
 //! `CERTSYNC_CHANGED_FILES`), stdin from /dev/null, capturing and logging the first
 //! [`OUTPUT_LIMIT`] bytes of its output, its timeout, and killing its whole process group on
-//! timeout or shutdown.
-//! Must not: decide *whether* a hook runs (the daemon does, from what the store changed),
-//! retry it (the daemon's backoff does), or touch the trust directory.
+//! timeout or shutdown; for a signal: reading the pid fresh from the pid file and sending it.
+//! Must not: decide *whether* a hook runs (the daemon does, from what the store changed and
+//! the hook's `instances` filter), retry it (the daemon's backoff does), or touch the trust
+//! directory.
 
+use std::fmt;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// How much of a hook's combined stdout and stderr is kept and logged; the rest is read and
 /// dropped so that the hook never blocks on a full pipe.
@@ -35,15 +40,135 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
 /// Stands in for "never" where a deadline must be an `Instant`: about 30 years.
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
-/// One command hook, as the config resolved it.
-#[derive(Clone, Debug)]
-pub struct HookSpec {
-    /// Name for logs and metrics.
+/// `hook.timeout` when left out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `[[hook]]`, as the config resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// For logs and metrics; unique. Default: the file name of `command[0]`, or for a signal
+    /// hook `SIGNAL-<pid file name>`.
     pub name: String,
-    /// argv; `command[0]` is an absolute path to the program. Run without a shell.
-    pub command: Vec<String>,
-    /// How long the hook may run before its process group is killed.
+    /// What the hook does.
+    pub action: HookAction,
+    /// A command is killed (with its process group) after this.
     pub timeout: Duration,
+    /// Run only when files of these instances (by id) changed; `None`: any change. Read by
+    /// whoever decides when hooks run (the daemon); running a hook does not look at it.
+    pub instances: Option<Vec<String>>,
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// `command`: argv; `command[0]` is an absolute path. Run without a shell.
+    Command(Vec<String>),
+    /// `signal` + `pid_file`: send the signal to the pid read fresh from the file at each run.
+    Signal {
+        /// The signal sent.
+        signal: HookSignal,
+        /// The pid file (absolute).
+        pid_file: PathBuf,
+    },
+}
+
+/// The signals a signal hook may send: the ones applications take as "reload" or "re-read",
+/// and none that cannot be caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookSignal {
+    /// `SIGHUP`.
+    Hup,
+    /// `SIGINT`.
+    Int,
+    /// `SIGQUIT`.
+    Quit,
+    /// `SIGTERM`.
+    Term,
+    /// `SIGUSR1`.
+    Usr1,
+    /// `SIGUSR2`.
+    Usr2,
+    /// `SIGWINCH`.
+    Winch,
+    /// `SIGCONT`.
+    Cont,
+    /// `SIGALRM`.
+    Alrm,
+}
+
+impl HookSignal {
+    /// Every signal a hook may send, in the order messages list them.
+    pub const ALL: [HookSignal; 9] = [
+        HookSignal::Hup,
+        HookSignal::Int,
+        HookSignal::Quit,
+        HookSignal::Term,
+        HookSignal::Usr1,
+        HookSignal::Usr2,
+        HookSignal::Winch,
+        HookSignal::Cont,
+        HookSignal::Alrm,
+    ];
+
+    /// The canonical name, `SIGHUP`: what messages, logs and default hook names show.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookSignal::Hup => "SIGHUP",
+            HookSignal::Int => "SIGINT",
+            HookSignal::Quit => "SIGQUIT",
+            HookSignal::Term => "SIGTERM",
+            HookSignal::Usr1 => "SIGUSR1",
+            HookSignal::Usr2 => "SIGUSR2",
+            HookSignal::Winch => "SIGWINCH",
+            HookSignal::Cont => "SIGCONT",
+            HookSignal::Alrm => "SIGALRM",
+        }
+    }
+
+    /// The signal named `text`, in any case, with or without `SIG`, surrounding blanks
+    /// ignored (`"hup"`, `"SIGHUP"`, `" SigHup "`).
+    pub fn from_name(text: &str) -> Option<HookSignal> {
+        let upper = text.trim().to_ascii_uppercase();
+        let canonical = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        HookSignal::ALL.into_iter().find(|s| s.name() == canonical)
+    }
+
+    /// The signal kill(2) sends.
+    fn raw(self) -> Signal {
+        match self {
+            HookSignal::Hup => Signal::HUP,
+            HookSignal::Int => Signal::INT,
+            HookSignal::Quit => Signal::QUIT,
+            HookSignal::Term => Signal::TERM,
+            HookSignal::Usr1 => Signal::USR1,
+            HookSignal::Usr2 => Signal::USR2,
+            HookSignal::Winch => Signal::WINCH,
+            HookSignal::Cont => Signal::CONT,
+            HookSignal::Alrm => Signal::ALARM,
+        }
+    }
+}
+
+impl fmt::Display for HookSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A hook that succeeded.
+#[derive(Debug)]
+pub enum HookRun {
+    /// A command that exited with status 0.
+    Command(HookOutput),
+    /// A signal that was delivered.
+    Signal {
+        /// The pid read from the pid file and signalled.
+        pid: i32,
+    },
 }
 
 /// A hook that ran and exited with status 0.
@@ -105,7 +230,7 @@ pub enum HookError {
         /// Hook name.
         hook: String,
         /// The signal.
-        signal: String,
+        signal: HookSignal,
         /// The pid read from the file.
         pid: i32,
         /// The pid file.
@@ -122,11 +247,10 @@ pub enum HookError {
     },
 }
 
-/// Sends `signal` (a name from `config::HOOK_SIGNALS`) to the pid read now from `pid_file`.
-/// A missing file, a file without a pid, or a process that is gone is a failure. Returns the
-/// pid signalled.
-pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, HookError> {
-    use rustix::process::{Pid, Signal, kill_process};
+/// Sends `signal` to the pid read now from `pid_file`. A missing file, a file without a pid,
+/// or a process that is gone is a failure. Returns the pid signalled.
+fn send_signal(hook: &str, signal: HookSignal, pid_file: &Path) -> Result<i32, HookError> {
+    use rustix::process::kill_process;
     let pid_error = |reason: String| HookError::PidFile {
         hook: hook.to_string(),
         path: pid_file.to_path_buf(),
@@ -140,30 +264,20 @@ pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, Hoo
             text.trim().chars().take(20).collect::<String>()
         ))
     })?;
-    // Pid 0 and 1 and negative values would signal groups or init: never.
-    let target = Pid::from_raw(pid)
-        .filter(|_| pid > 1)
+    // Pid 0 and 1 and negative values would signal groups or init: never. Checked before
+    // `Pid::from_raw`, which panics on a negative number.
+    let target = (pid > 1)
+        .then(|| Pid::from_raw(pid))
+        .flatten()
         .ok_or_else(|| pid_error(format!("pid {pid} is not a process certsync may signal")))?;
-    let sig = match signal {
-        "SIGHUP" => Signal::HUP,
-        "SIGINT" => Signal::INT,
-        "SIGQUIT" => Signal::QUIT,
-        "SIGTERM" => Signal::TERM,
-        "SIGUSR1" => Signal::USR1,
-        "SIGUSR2" => Signal::USR2,
-        "SIGWINCH" => Signal::WINCH,
-        "SIGCONT" => Signal::CONT,
-        "SIGALRM" => Signal::ALARM,
-        other => return Err(pid_error(format!("unknown signal {other}"))),
-    };
-    kill_process(target, sig).map_err(|e| HookError::Signal {
+    kill_process(target, signal.raw()).map_err(|e| HookError::Signal {
         hook: hook.to_string(),
-        signal: signal.to_string(),
+        signal,
         pid,
         path: pid_file.to_path_buf(),
         reason: io::Error::from(e).to_string(),
     })?;
-    tracing::info!(hook, signal, pid, "signal sent");
+    tracing::info!(hook, signal = signal.name(), pid, "signal sent");
     Ok(pid)
 }
 
@@ -189,28 +303,49 @@ impl ChangedFiles {
     }
 }
 
-/// Runs one command hook to completion.
+/// Runs one hook to completion: its command, or its signal.
 ///
-/// `trust_dir` is passed as `CERTSYNC_TRUST_DIR`; every changed file as
+/// A command gets `trust_dir` as `CERTSYNC_TRUST_DIR`; every changed file as
 /// `CERTSYNC_CHANGED_FILES` (one per line, SPEC 8), and the same split by what happened in
 /// `CERTSYNC_WRITTEN_FILES` and `CERTSYNC_REMOVED_FILES`, so a hook need not stat each path
 /// to learn whether it still exists. Paths are absolute (a relative changed file is taken
-/// relative to `trust_dir`). When `shutdown` is cancelled the hook gets
-/// [`SHUTDOWN_GRACE`] to finish; a hook is not started at all once `shutdown` is cancelled.
-pub async fn run_command(
-    spec: &HookSpec,
+/// relative to `trust_dir`). When `shutdown` is cancelled a running command gets
+/// [`SHUTDOWN_GRACE`] to finish; a command is not started at all once `shutdown` is cancelled.
+/// A signal is sent at once (it cannot hang), to the pid read now from the pid file.
+pub async fn run(
+    hook: &Hook,
     trust_dir: &Path,
     changed: &ChangedFiles,
     shutdown: &CancellationToken,
-) -> Result<HookOutput, HookError> {
-    run_command_with_grace(spec, trust_dir, changed, shutdown, SHUTDOWN_GRACE).await
+) -> Result<HookRun, HookError> {
+    run_with_grace(hook, trust_dir, changed, shutdown, SHUTDOWN_GRACE).await
 }
 
-/// [`run_command`] with a chosen shutdown grace period. Public only so that tests of the
-/// shutdown path need not wait the real [`SHUTDOWN_GRACE`]; use [`run_command`].
+/// [`run`] with a chosen shutdown grace period. Public only so that tests of the shutdown
+/// path need not wait the real [`SHUTDOWN_GRACE`]; use [`run`].
 #[doc(hidden)]
-pub async fn run_command_with_grace(
-    spec: &HookSpec,
+pub async fn run_with_grace(
+    hook: &Hook,
+    trust_dir: &Path,
+    changed: &ChangedFiles,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Result<HookRun, HookError> {
+    match &hook.action {
+        HookAction::Command(argv) => run_command(hook, argv, trust_dir, changed, shutdown, grace)
+            .instrument(tracing::info_span!("hook", hook = %hook.name))
+            .await
+            .map(HookRun::Command),
+        HookAction::Signal { signal, pid_file } => {
+            send_signal(&hook.name, *signal, pid_file).map(|pid| HookRun::Signal { pid })
+        }
+    }
+}
+
+/// Runs the command `argv` of `spec` (see [`run`]).
+async fn run_command(
+    spec: &Hook,
+    argv: &[String],
     trust_dir: &Path,
     changed: &ChangedFiles,
     shutdown: &CancellationToken,
@@ -220,7 +355,7 @@ pub async fn run_command_with_grace(
     if shutdown.is_cancelled() {
         return Err(HookError::Stopped { hook: hook.into() });
     }
-    let program = spec.command.first().map(String::as_str).unwrap_or("");
+    let program = argv.first().map(String::as_str).unwrap_or("");
     let spawn_error = |source| HookError::Spawn {
         hook: hook.into(),
         program: program.into(),
@@ -243,7 +378,7 @@ pub async fn run_command_with_grace(
 
     let mut command = Command::new(program);
     command
-        .args(&spec.command[1..])
+        .args(&argv[1..])
         .env("CERTSYNC_TRUST_DIR", &trust_dir)
         .env("CERTSYNC_CHANGED_FILES", lines(&changed.all()))
         .env("CERTSYNC_WRITTEN_FILES", lines(&changed.written))
@@ -476,6 +611,26 @@ mod tests {
         let out = c.finish();
         assert_eq!(out.len(), OUTPUT_LIMIT);
         assert!(out.starts_with("out\nerrxxx"));
+    }
+
+    #[test]
+    fn signals_parse_in_any_spelling_and_show_their_canonical_name() {
+        for (text, signal) in [
+            ("SIGHUP", HookSignal::Hup),
+            ("hup", HookSignal::Hup),
+            (" SigUsr1 ", HookSignal::Usr1),
+            ("usr2", HookSignal::Usr2),
+            ("SIGALRM", HookSignal::Alrm),
+        ] {
+            assert_eq!(HookSignal::from_name(text), Some(signal), "{text:?}");
+        }
+        for bad in ["", "SIG", "KILL", "SIGKILL", "SIGSIGHUP", "9", "hup!"] {
+            assert_eq!(HookSignal::from_name(bad), None, "{bad:?}");
+        }
+        for signal in HookSignal::ALL {
+            assert_eq!(HookSignal::from_name(signal.name()), Some(signal));
+            assert_eq!(signal.to_string(), signal.name());
+        }
     }
 
     #[test]
