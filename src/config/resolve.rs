@@ -15,16 +15,20 @@
 //! auth method, file names against instances, hook filters against instances). Each
 //! section's keys, defaults and rules are in `section/`; the key lists in `schema`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use toml::Table;
 
 use super::fs::{FsChecks, Pure};
+use super::reader::quote;
 use super::reader::{Problems, Section};
 use super::schema;
+use super::section::instance::{Instance, ReadInstance};
+use super::section::trust::{PROBE_CATEGORY, Trust};
 use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust};
 use super::{Config, Problem};
-use crate::names;
+use crate::names::{self, Piece};
 
 /// Parses and validates; `Err` holds every problem found. `env` looks up the SDK's
 /// environment variables (empty values already filtered out).
@@ -74,7 +78,7 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
     let discover = discover::read(&mut p, &top);
     let instances = instance::read(&mut p, &top, !discover.is_empty());
     if let Some(trust) = &trust {
-        trust::check_files(&mut p, trust, &instances, !discover.is_empty());
+        check_files(&mut p, trust, &instances, !discover.is_empty());
     }
     let hooks = hook::read(&mut p, &top, &instances, &base);
     let server = match top.table(&mut p, server::SCHEMA.name) {
@@ -109,6 +113,96 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
         config,
         problems: p.0,
         checks: fs,
+    }
+}
+
+/// The rules that tie `trust.file_name` to the instances: every file a plain name of its own.
+fn check_files(p: &mut Problems, trust: &Trust, instances: &[ReadInstance], discovering: bool) {
+    let Ok(pieces) = names::parse_template(&trust.file_name) else {
+        return;
+    };
+    let has = |piece: Piece<'_>| pieces.contains(&piece);
+    let valid: Vec<(&str, &Instance)> = instances
+        .iter()
+        .filter_map(|r| r.valid.as_ref().map(|i| (r.key.as_str(), i)))
+        .collect();
+    let before = p.len();
+    let template = quote(&trust.file_name);
+
+    if !has(Piece::Category) {
+        for (key, inst) in &valid {
+            match &inst.categories {
+                Some(c) if c.len() == 1 => {}
+                other => p.push(
+                    format!("{key}.categories"),
+                    format!(
+                        "trust.file_name {template} has no {{category}}, so every instance needs \
+                         exactly one category in `categories`; got {}",
+                        match other {
+                            Some(c) => format!("{c:?}"),
+                            None => "none (every category)".into(),
+                        }
+                    ),
+                ),
+            }
+        }
+    }
+    if !has(Piece::Name) && !has(Piece::Id) && discovering {
+        p.push(
+            "trust.file_name",
+            format!(
+                "{template} has neither {{name}} nor {{id}}, so [[discover]] cannot add instances"
+            ),
+        );
+    } else if !has(Piece::Name) && !has(Piece::Id) && instances.len() > 1 {
+        p.push(
+            "trust.file_name",
+            format!(
+                "{template} has neither {{name}} nor {{id}}, so only one instance is possible; {} are configured",
+                instances.len()
+            ),
+        );
+    }
+    if p.len() > before {
+        // The structural rules already explain every collision the rendering would find.
+        return;
+    }
+
+    let mut owners: HashMap<String, (&str, &Instance)> = HashMap::new();
+    for (key, inst) in &valid {
+        let probe = [PROBE_CATEGORY.to_string()];
+        let cats = inst.categories.as_deref().unwrap_or(&probe);
+        for cat in cats {
+            let file = trust.file_name_for(inst, cat);
+            if let Some(why) = trust.file_name_problem(&file) {
+                p.push(
+                    key.to_string(),
+                    format!(
+                        "file name {} (trust.file_name {template}, category {}) {why}",
+                        quote(&file),
+                        quote(cat)
+                    ),
+                );
+                continue;
+            }
+            match owners.get(&file) {
+                Some((other_key, other)) if !std::ptr::eq(*other, *inst) => p.push(
+                    key.to_string(),
+                    format!(
+                        "instances {} ({}) and {} ({other_key}) would both write file {} \
+                         (trust.file_name {template})",
+                        quote(inst.display_name()),
+                        key,
+                        quote(other.display_name()),
+                        quote(&file)
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    owners.insert(file, (key, inst));
+                }
+            }
+        }
     }
 }
 
@@ -205,6 +299,26 @@ id = "inst-1"
         let problems = super::super::fs::pass(pure, 0).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["cloud.ca_file", "trust.owner"]);
+    }
+
+    #[test]
+    fn file_names_are_checked_against_every_instance() {
+        let text = NAMES_FILES.replace("group = 7", "group = 7\nfile_name = \"{id}.crt\"")
+            + "[[instance]]\nid = \"inst-2\"\ncategories = [\"national\"]\n";
+        let table: Table = text.parse().unwrap();
+        let found = pure(&table, "/srv/conf/certsync.toml".into(), &|_| None);
+        let keys: Vec<&str> = found.problems.iter().map(|p| p.key.as_str()).collect();
+        // Without {category} each instance needs exactly one: inst-1 has none.
+        assert_eq!(keys, ["instance[0].categories"]);
+        assert!(found.config.is_none());
+
+        let text = NAMES_FILES.replace("group = 7", "group = 7\nfile_name = \"db-{category}.crt\"")
+            + "[[instance]]\nid = \"inst-2\"\n";
+        let table: Table = text.parse().unwrap();
+        let found = pure(&table, "/srv/conf/certsync.toml".into(), &|_| None);
+        let keys: Vec<&str> = found.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["trust.file_name"]);
+        assert!(found.problems[0].message.contains("only one instance"));
     }
 
     #[test]

@@ -4,23 +4,23 @@
 //! `file_name` template and the names `owner` / `group` were given by. Everything else is the
 //! store's own options type, [`StoreOptions`], built here from the file with the store's
 //! defaults ([`StoreOptions::new`]): no value or default of the store is written twice. Also
-//! the rules that tie `file_name` to the instances ([`check_files`]), and the lexical half of
-//! the `trust.dir` rule (the half that follows symlinks is the fs pass's).
+//! the lexical half of the `trust.dir` rule (the half that follows symlinks is the fs pass's).
+//! The rules that tie `file_name` to the instances are cross-checks, in `resolve`.
 //! Must not: read a file, or look an account name up (the fs pass does both).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use std::{collections::HashMap, fmt};
 
 use toml::{Table, Value};
 
+use super::super::accounts;
 use super::super::fs::{AccountDb, FsCheck, FsChecks};
 use super::super::reader::{Problems, Section, expected, quote, show};
 use super::super::schema::{SectionKind, SectionSchema};
-use super::super::{accounts, section::instance::Instance};
-use super::instance::ReadInstance;
+use super::instance::Instance;
 use super::{choice, path_value, show_raw};
-use crate::names::{self, Piece};
+use crate::names;
 use crate::store::{Layout, StoreOptions, WriteMode};
 
 /// The keys of `[trust]`.
@@ -410,101 +410,6 @@ pub(in crate::config) fn forbidden_message(shown: &str, forbidden: &Forbidden) -
              or prune what it manages there: choose a folder of its own",
             resolved.display()
         ),
-    }
-}
-
-/// The rules that tie `trust.file_name` to the instances: every file a plain name of its own.
-pub(in crate::config) fn check_files(
-    p: &mut Problems,
-    trust: &Trust,
-    instances: &[ReadInstance],
-    discovering: bool,
-) {
-    let Ok(pieces) = names::parse_template(&trust.file_name) else {
-        return;
-    };
-    let has = |piece: Piece<'_>| pieces.contains(&piece);
-    let valid: Vec<(&str, &Instance)> = instances
-        .iter()
-        .filter_map(|r| r.valid.as_ref().map(|i| (r.key.as_str(), i)))
-        .collect();
-    let before = p.len();
-    let template = quote(&trust.file_name);
-
-    if !has(Piece::Category) {
-        for (key, inst) in &valid {
-            match &inst.categories {
-                Some(c) if c.len() == 1 => {}
-                other => p.push(
-                    format!("{key}.categories"),
-                    format!(
-                        "trust.file_name {template} has no {{category}}, so every instance needs \
-                         exactly one category in `categories`; got {}",
-                        match other {
-                            Some(c) => format!("{c:?}"),
-                            None => "none (every category)".into(),
-                        }
-                    ),
-                ),
-            }
-        }
-    }
-    if !has(Piece::Name) && !has(Piece::Id) && discovering {
-        p.push(
-            "trust.file_name",
-            format!(
-                "{template} has neither {{name}} nor {{id}}, so [[discover]] cannot add instances"
-            ),
-        );
-    } else if !has(Piece::Name) && !has(Piece::Id) && instances.len() > 1 {
-        p.push(
-            "trust.file_name",
-            format!(
-                "{template} has neither {{name}} nor {{id}}, so only one instance is possible; {} are configured",
-                instances.len()
-            ),
-        );
-    }
-    if p.len() > before {
-        // The structural rules already explain every collision the rendering would find.
-        return;
-    }
-
-    let mut owners: HashMap<String, (&str, &Instance)> = HashMap::new();
-    for (key, inst) in &valid {
-        let probe = [PROBE_CATEGORY.to_string()];
-        let cats = inst.categories.as_deref().unwrap_or(&probe);
-        for cat in cats {
-            let file = trust.file_name_for(inst, cat);
-            if let Some(why) = trust.file_name_problem(&file) {
-                p.push(
-                    key.to_string(),
-                    format!(
-                        "file name {} (trust.file_name {template}, category {}) {why}",
-                        quote(&file),
-                        quote(cat)
-                    ),
-                );
-                continue;
-            }
-            match owners.get(&file) {
-                Some((other_key, other)) if !std::ptr::eq(*other, *inst) => p.push(
-                    key.to_string(),
-                    format!(
-                        "instances {} ({}) and {} ({other_key}) would both write file {} \
-                         (trust.file_name {template})",
-                        quote(inst.display_name()),
-                        key,
-                        quote(other.display_name()),
-                        quote(&file)
-                    ),
-                ),
-                Some(_) => {}
-                None => {
-                    owners.insert(file, (key, inst));
-                }
-            }
-        }
     }
 }
 
