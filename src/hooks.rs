@@ -1,23 +1,25 @@
-//! Command hooks (SPEC 8): run one configured program after files changed.
+//! Hooks (SPEC 8): run one configured hook after files changed, a command or a signal.
 //!
-//! Owns: spawning the hook's argv without a shell, its environment (`CERTSYNC_TRUST_DIR`,
+//! Owns: the hook's options type ([`Hook`], [`HookAction`], [`HookSignal`], the default
+//! timeout; config builds them), the dispatch between the two kinds ([`run`]), and for a
+//! command (`hooks/command.rs`): spawning its argv without a shell, its environment (`CERTSYNC_TRUST_DIR`,
 //! `CERTSYNC_CHANGED_FILES`), stdin from /dev/null, capturing and logging the first
 //! [`OUTPUT_LIMIT`] bytes of its output, its timeout, and killing its whole process group on
-//! timeout or shutdown.
-//! Must not: decide *whether* a hook runs (the daemon does, from what the store changed),
-//! retry it (the daemon's backoff does), or touch the trust directory.
+//! timeout or shutdown; for a signal: reading the pid fresh from the pid file and sending it.
+//! Must not: decide *whether* a hook runs (the daemon does, from what the store changed and
+//! the hook's `instances` filter), retry it (the daemon's backoff does), or touch the trust
+//! directory.
 
+mod command;
+
+use std::fmt;
 use std::io;
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
+use rustix::process::{Pid, Signal};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// How much of a hook's combined stdout and stderr is kept and logged; the rest is read and
 /// dropped so that the hook never blocks on a full pipe.
@@ -27,23 +29,135 @@ pub const OUTPUT_LIMIT: usize = 4096;
 /// is killed (SPEC 9).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// After the hook's own process exited, how long to keep reading pipes that something else
-/// (a background grandchild) still holds open. Whatever the hook itself wrote is already in
-/// the pipe by then, so this only bounds the wait for a straggler.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(250);
+/// `hook.timeout` when left out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Stands in for "never" where a deadline must be an `Instant`: about 30 years.
-const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-
-/// One command hook, as the config resolved it.
-#[derive(Clone, Debug)]
-pub struct HookSpec {
-    /// Name for logs and metrics.
+/// One `[[hook]]`, as the config resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// For logs and metrics; unique. Default: the file name of `command[0]`, or for a signal
+    /// hook `SIGNAL-<pid file name>`.
     pub name: String,
-    /// argv; `command[0]` is an absolute path to the program. Run without a shell.
-    pub command: Vec<String>,
-    /// How long the hook may run before its process group is killed.
+    /// What the hook does.
+    pub action: HookAction,
+    /// A command is killed (with its process group) after this.
     pub timeout: Duration,
+    /// Run only when files of these instances (by id) changed; `None`: any change. Read by
+    /// whoever decides when hooks run (the daemon); running a hook does not look at it.
+    pub instances: Option<Vec<String>>,
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookAction {
+    /// `command`: argv; `command[0]` is an absolute path. Run without a shell.
+    Command(Vec<String>),
+    /// `signal` + `pid_file`: send the signal to the pid read fresh from the file at each run.
+    Signal {
+        /// The signal sent.
+        signal: HookSignal,
+        /// The pid file (absolute).
+        pid_file: PathBuf,
+    },
+}
+
+/// The signals a signal hook may send: the ones applications take as "reload" or "re-read",
+/// and none that cannot be caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookSignal {
+    /// `SIGHUP`.
+    Hup,
+    /// `SIGINT`.
+    Int,
+    /// `SIGQUIT`.
+    Quit,
+    /// `SIGTERM`.
+    Term,
+    /// `SIGUSR1`.
+    Usr1,
+    /// `SIGUSR2`.
+    Usr2,
+    /// `SIGWINCH`.
+    Winch,
+    /// `SIGCONT`.
+    Cont,
+    /// `SIGALRM`.
+    Alrm,
+}
+
+impl HookSignal {
+    /// Every signal a hook may send, in the order messages list them.
+    pub const ALL: [HookSignal; 9] = [
+        HookSignal::Hup,
+        HookSignal::Int,
+        HookSignal::Quit,
+        HookSignal::Term,
+        HookSignal::Usr1,
+        HookSignal::Usr2,
+        HookSignal::Winch,
+        HookSignal::Cont,
+        HookSignal::Alrm,
+    ];
+
+    /// The canonical name, `SIGHUP`: what messages, logs and default hook names show.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookSignal::Hup => "SIGHUP",
+            HookSignal::Int => "SIGINT",
+            HookSignal::Quit => "SIGQUIT",
+            HookSignal::Term => "SIGTERM",
+            HookSignal::Usr1 => "SIGUSR1",
+            HookSignal::Usr2 => "SIGUSR2",
+            HookSignal::Winch => "SIGWINCH",
+            HookSignal::Cont => "SIGCONT",
+            HookSignal::Alrm => "SIGALRM",
+        }
+    }
+
+    /// The signal named `text`, in any case, with or without `SIG`, surrounding blanks
+    /// ignored (`"hup"`, `"SIGHUP"`, `" SigHup "`).
+    pub fn from_name(text: &str) -> Option<HookSignal> {
+        let upper = text.trim().to_ascii_uppercase();
+        let canonical = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        HookSignal::ALL.into_iter().find(|s| s.name() == canonical)
+    }
+
+    /// The signal kill(2) sends.
+    fn raw(self) -> Signal {
+        match self {
+            HookSignal::Hup => Signal::HUP,
+            HookSignal::Int => Signal::INT,
+            HookSignal::Quit => Signal::QUIT,
+            HookSignal::Term => Signal::TERM,
+            HookSignal::Usr1 => Signal::USR1,
+            HookSignal::Usr2 => Signal::USR2,
+            HookSignal::Winch => Signal::WINCH,
+            HookSignal::Cont => Signal::CONT,
+            HookSignal::Alrm => Signal::ALARM,
+        }
+    }
+}
+
+impl fmt::Display for HookSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A hook that succeeded.
+#[derive(Debug)]
+pub enum HookRun {
+    /// A command that exited with status 0.
+    Command(HookOutput),
+    /// A signal that was delivered.
+    Signal {
+        /// The pid read from the pid file and signalled.
+        pid: i32,
+    },
 }
 
 /// A hook that ran and exited with status 0.
@@ -105,7 +219,7 @@ pub enum HookError {
         /// Hook name.
         hook: String,
         /// The signal.
-        signal: String,
+        signal: HookSignal,
         /// The pid read from the file.
         pid: i32,
         /// The pid file.
@@ -122,11 +236,10 @@ pub enum HookError {
     },
 }
 
-/// Sends `signal` (a name from `config::HOOK_SIGNALS`) to the pid read now from `pid_file`.
-/// A missing file, a file without a pid, or a process that is gone is a failure. Returns the
-/// pid signalled.
-pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, HookError> {
-    use rustix::process::{Pid, Signal, kill_process};
+/// Sends `signal` to the pid read now from `pid_file`. A missing file, a file without a pid,
+/// or a process that is gone is a failure. Returns the pid signalled.
+fn send_signal(hook: &str, signal: HookSignal, pid_file: &Path) -> Result<i32, HookError> {
+    use rustix::process::kill_process;
     let pid_error = |reason: String| HookError::PidFile {
         hook: hook.to_string(),
         path: pid_file.to_path_buf(),
@@ -140,30 +253,20 @@ pub fn send_signal(hook: &str, signal: &str, pid_file: &Path) -> Result<i32, Hoo
             text.trim().chars().take(20).collect::<String>()
         ))
     })?;
-    // Pid 0 and 1 and negative values would signal groups or init: never.
-    let target = Pid::from_raw(pid)
-        .filter(|_| pid > 1)
+    // Pid 0 and 1 and negative values would signal groups or init: never. Checked before
+    // `Pid::from_raw`, which panics on a negative number.
+    let target = (pid > 1)
+        .then(|| Pid::from_raw(pid))
+        .flatten()
         .ok_or_else(|| pid_error(format!("pid {pid} is not a process certsync may signal")))?;
-    let sig = match signal {
-        "SIGHUP" => Signal::HUP,
-        "SIGINT" => Signal::INT,
-        "SIGQUIT" => Signal::QUIT,
-        "SIGTERM" => Signal::TERM,
-        "SIGUSR1" => Signal::USR1,
-        "SIGUSR2" => Signal::USR2,
-        "SIGWINCH" => Signal::WINCH,
-        "SIGCONT" => Signal::CONT,
-        "SIGALRM" => Signal::ALARM,
-        other => return Err(pid_error(format!("unknown signal {other}"))),
-    };
-    kill_process(target, sig).map_err(|e| HookError::Signal {
+    kill_process(target, signal.raw()).map_err(|e| HookError::Signal {
         hook: hook.to_string(),
-        signal: signal.to_string(),
+        signal,
         pid,
         path: pid_file.to_path_buf(),
         reason: io::Error::from(e).to_string(),
     })?;
-    tracing::info!(hook, signal, pid, "signal sent");
+    tracing::info!(hook, signal = signal.name(), pid, "signal sent");
     Ok(pid)
 }
 
@@ -189,278 +292,43 @@ impl ChangedFiles {
     }
 }
 
-/// Runs one command hook to completion.
+/// Runs one hook to completion: its command, or its signal.
 ///
-/// `trust_dir` is passed as `CERTSYNC_TRUST_DIR`; every changed file as
+/// A command gets `trust_dir` as `CERTSYNC_TRUST_DIR`; every changed file as
 /// `CERTSYNC_CHANGED_FILES` (one per line, SPEC 8), and the same split by what happened in
 /// `CERTSYNC_WRITTEN_FILES` and `CERTSYNC_REMOVED_FILES`, so a hook need not stat each path
 /// to learn whether it still exists. Paths are absolute (a relative changed file is taken
-/// relative to `trust_dir`). When `shutdown` is cancelled the hook gets
-/// [`SHUTDOWN_GRACE`] to finish; a hook is not started at all once `shutdown` is cancelled.
-pub async fn run_command(
-    spec: &HookSpec,
+/// relative to `trust_dir`). When `shutdown` is cancelled a running command gets
+/// [`SHUTDOWN_GRACE`] to finish; a command is not started at all once `shutdown` is cancelled.
+/// A signal is sent at once (it cannot hang), to the pid read now from the pid file.
+pub async fn run(
+    hook: &Hook,
     trust_dir: &Path,
     changed: &ChangedFiles,
     shutdown: &CancellationToken,
-) -> Result<HookOutput, HookError> {
-    run_command_with_grace(spec, trust_dir, changed, shutdown, SHUTDOWN_GRACE).await
+) -> Result<HookRun, HookError> {
+    run_with_grace(hook, trust_dir, changed, shutdown, SHUTDOWN_GRACE).await
 }
 
-/// [`run_command`] with a chosen shutdown grace period. Public only so that tests of the
-/// shutdown path need not wait the real [`SHUTDOWN_GRACE`]; use [`run_command`].
+/// [`run`] with a chosen shutdown grace period. Public only so that tests of the shutdown
+/// path need not wait the real [`SHUTDOWN_GRACE`]; use [`run`].
 #[doc(hidden)]
-pub async fn run_command_with_grace(
-    spec: &HookSpec,
+pub async fn run_with_grace(
+    hook: &Hook,
     trust_dir: &Path,
     changed: &ChangedFiles,
     shutdown: &CancellationToken,
     grace: Duration,
-) -> Result<HookOutput, HookError> {
-    let hook = spec.name.as_str();
-    if shutdown.is_cancelled() {
-        return Err(HookError::Stopped { hook: hook.into() });
-    }
-    let program = spec.command.first().map(String::as_str).unwrap_or("");
-    let spawn_error = |source| HookError::Spawn {
-        hook: hook.into(),
-        program: program.into(),
-        source,
-    };
-    if program.is_empty() {
-        return Err(spawn_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "empty command",
-        )));
-    }
-    let trust_dir = std::path::absolute(trust_dir).map_err(spawn_error)?;
-    let lines = |files: &[PathBuf]| -> String {
-        files
-            .iter()
-            .map(|p| trust_dir.join(p).to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-
-    let mut command = Command::new(program);
-    command
-        .args(&spec.command[1..])
-        .env("CERTSYNC_TRUST_DIR", &trust_dir)
-        .env("CERTSYNC_CHANGED_FILES", lines(&changed.all()))
-        .env("CERTSYNC_WRITTEN_FILES", lines(&changed.written))
-        .env("CERTSYNC_REMOVED_FILES", lines(&changed.removed))
-        // systemd's notify socket and watchdog are certsync's own: a hook must not speak for it.
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that a timeout can kill everything it started.
-        .process_group(0)
-        // If this future is dropped, the hook must not live on unsupervised.
-        .kill_on_drop(true);
-    // The SDK's credential variables (AK, SK, security token) are certsync's secrets, not the
-    // hook's.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("HUAWEICLOUD_") {
-            command.env_remove(&key);
+) -> Result<HookRun, HookError> {
+    match &hook.action {
+        HookAction::Command(argv) => command::run(hook, argv, trust_dir, changed, shutdown, grace)
+            .instrument(tracing::info_span!("hook", hook = %hook.name))
+            .await
+            .map(HookRun::Command),
+        HookAction::Signal { signal, pid_file } => {
+            send_signal(&hook.name, *signal, pid_file).map(|pid| HookRun::Signal { pid })
         }
     }
-    let started = Instant::now();
-    let mut child = command.spawn().map_err(spawn_error)?;
-    tracing::debug!(hook, program, pid = child.id(), "hook started");
-
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let mut capture = Capture::new(hook);
-    let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
-    // A timeout too large for the clock means "no timeout" (and must not panic).
-    let deadline = started
-        .checked_add(spec.timeout)
-        .unwrap_or_else(|| started + FAR_FUTURE);
-    let mut stop_at: Option<Instant> = None;
-    let mut exited: Option<ExitStatus> = None;
-    let mut drain_until: Option<Instant> = None;
-
-    loop {
-        if exited.is_some() && stdout.is_none() && stderr.is_none() {
-            break;
-        }
-        tokio::select! {
-            read = read_some(&mut stdout, &mut out_buf) => match read {
-                Some(n) => capture.push(Stream::Stdout, &out_buf[..n]),
-                None => stdout = None,
-            },
-            read = read_some(&mut stderr, &mut err_buf) => match read {
-                Some(n) => capture.push(Stream::Stderr, &err_buf[..n]),
-                None => stderr = None,
-            },
-            status = child.wait(), if exited.is_none() => {
-                // `wait` fails only if the child was already reaped, which nothing else
-                // here does; report it as a failure rather than pretend success.
-                let status = status.map_err(|e| HookError::Failed {
-                    hook: hook.into(),
-                    status: format!("could not be waited for: {e}"),
-                    output: String::new(),
-                })?;
-                exited = Some(status);
-                drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);
-            },
-            _ = sleep_until_opt(drain_until) => break,
-            _ = tokio::time::sleep_until(deadline), if exited.is_none() => {
-                kill_group(&mut child, hook).await;
-                capture.finish();
-                tracing::warn!(hook, timeout = %humantime::format_duration(spec.timeout), "hook timed out; process group killed");
-                return Err(HookError::Timeout { hook: hook.into(), after: spec.timeout });
-            },
-            _ = shutdown.cancelled(), if stop_at.is_none() && exited.is_none() => {
-                tracing::info!(hook, grace = %humantime::format_duration(grace), "shutdown requested; waiting for the running hook");
-                let now = Instant::now();
-                stop_at = Some(now.checked_add(grace).unwrap_or_else(|| now + FAR_FUTURE));
-            },
-            _ = sleep_until_opt(stop_at), if exited.is_none() => {
-                kill_group(&mut child, hook).await;
-                capture.finish();
-                tracing::warn!(hook, "hook still running at shutdown; process group killed");
-                return Err(HookError::Stopped { hook: hook.into() });
-            },
-        }
-    }
-    // Dropping the pipes here: a grandchild still holding them gets EPIPE, not us a hang.
-    drop((stdout, stderr));
-    let duration = started.elapsed();
-    let output = capture.finish();
-    let status = exited.expect("the loop ends only after the child exited");
-    match status.code() {
-        Some(0) => {
-            tracing::debug!(hook, duration = ?duration, "hook succeeded");
-            Ok(HookOutput {
-                status_code: 0,
-                output,
-                duration,
-            })
-        }
-        _ => Err(HookError::Failed {
-            hook: hook.into(),
-            status: describe(status),
-            output,
-        }),
-    }
-}
-
-/// `exit status 3` / `killed by signal 9`.
-fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => status.to_string(),
-    }
-}
-
-/// Reads once from an optional pipe: `Some(n)` bytes, or `None` at EOF or on a read error
-/// (both mean "this stream is done"). A stream that is already done never completes.
-async fn read_some<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
-    match pipe {
-        Some(pipe) => match pipe.read(buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(n),
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// SIGKILL to the hook's whole process group, then reap the hook itself.
-///
-/// The group is signalled before the leader is reaped: while the leader is unreaped its pid,
-/// which is the group id, cannot be reused, so the signal cannot hit a stranger.
-async fn kill_group(child: &mut Child, hook: &str) {
-    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
-        if let Err(e) = kill_process_group(pid, Signal::KILL) {
-            // ESRCH: everything in the group is already gone.
-            tracing::debug!(hook, error = %e, "killing the hook's process group");
-        }
-    }
-    // Should the group kill have failed, kill_on_drop's per-process kill is the fallback.
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-}
-
-#[derive(Clone, Copy)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// Keeps the first [`OUTPUT_LIMIT`] bytes of the combined output and logs them line by line.
-struct Capture<'a> {
-    hook: &'a str,
-    kept: Vec<u8>,
-    dropped: usize,
-    /// Unfinished last line of each stream, so that interleaved streams log whole lines.
-    partial: [Vec<u8>; 2],
-}
-
-impl<'a> Capture<'a> {
-    fn new(hook: &'a str) -> Self {
-        Capture {
-            hook,
-            kept: Vec::new(),
-            dropped: 0,
-            partial: [Vec::new(), Vec::new()],
-        }
-    }
-
-    fn push(&mut self, stream: Stream, data: &[u8]) {
-        let take = data.len().min(OUTPUT_LIMIT - self.kept.len());
-        self.dropped += data.len() - take;
-        let data = &data[..take];
-        self.kept.extend_from_slice(data);
-        let partial = &mut self.partial[stream as usize];
-        for &b in data {
-            if b == b'\n' {
-                log_line(self.hook, stream, partial);
-                partial.clear();
-            } else {
-                partial.push(b);
-            }
-        }
-    }
-
-    /// Logs what is left and returns the kept output.
-    fn finish(&mut self) -> String {
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            let partial = std::mem::take(&mut self.partial[stream as usize]);
-            if !partial.is_empty() {
-                log_line(self.hook, stream, &partial);
-            }
-        }
-        if self.dropped > 0 {
-            tracing::info!(
-                hook = self.hook,
-                dropped_bytes = self.dropped,
-                "hook output beyond {OUTPUT_LIMIT} bytes was not kept"
-            );
-            self.dropped = 0;
-        }
-        String::from_utf8_lossy(&self.kept).into_owned()
-    }
-}
-
-fn log_line(hook: &str, stream: Stream, line: &[u8]) {
-    let stream = match stream {
-        Stream::Stdout => "stdout",
-        Stream::Stderr => "stderr",
-    };
-    let line = String::from_utf8_lossy(line);
-    let line = line.strip_suffix('\r').unwrap_or(&line);
-    tracing::info!(hook, stream, "{line}");
 }
 
 #[cfg(test)]
@@ -468,19 +336,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capture_keeps_the_first_bytes_across_streams() {
-        let mut c = Capture::new("t");
-        c.push(Stream::Stdout, b"out\n");
-        c.push(Stream::Stderr, b"err");
-        c.push(Stream::Stdout, &[b'x'; OUTPUT_LIMIT]);
-        let out = c.finish();
-        assert_eq!(out.len(), OUTPUT_LIMIT);
-        assert!(out.starts_with("out\nerrxxx"));
-    }
-
-    #[test]
-    fn statuses_are_described() {
-        assert_eq!(describe(ExitStatus::from_raw(3 << 8)), "exit status 3");
-        assert_eq!(describe(ExitStatus::from_raw(9)), "killed by signal 9");
+    fn signals_parse_in_any_spelling_and_show_their_canonical_name() {
+        for (text, signal) in [
+            ("SIGHUP", HookSignal::Hup),
+            ("hup", HookSignal::Hup),
+            (" SigUsr1 ", HookSignal::Usr1),
+            ("usr2", HookSignal::Usr2),
+            ("SIGALRM", HookSignal::Alrm),
+        ] {
+            assert_eq!(HookSignal::from_name(text), Some(signal), "{text:?}");
+        }
+        for bad in ["", "SIG", "KILL", "SIGKILL", "SIGSIGHUP", "9", "hup!"] {
+            assert_eq!(HookSignal::from_name(bad), None, "{bad:?}");
+        }
+        for signal in HookSignal::ALL {
+            assert_eq!(HookSignal::from_name(signal.name()), Some(signal));
+            assert_eq!(signal.to_string(), signal.name());
+        }
     }
 }

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use certsync::config::{self, Auth, Config, HookAction, LogFormat, SecretKey};
+use certsync::config::{self, Auth, Config, HookAction, HookSignal, LogFormat, SecretKey};
+use certsync::store::{Layout, WriteMode};
 
 const MINIMAL: &str = r#"
 [cloud]
@@ -75,7 +76,7 @@ fn defaults_are_the_documented_constants() {
         ["*.myhuaweicloud.com", "*.myhuaweicloud.eu"]
     );
     assert_eq!(s.expiry_warning, Duration::from_secs(30 * 86400));
-    assert_eq!(s.rotation_overlap, Duration::from_secs(86400));
+    assert_eq!(c.trust.rotation_overlap, Duration::from_secs(86400));
 
     let t = &c.trust;
     assert_eq!(t.file_name, "{name}-{category}.crt");
@@ -131,7 +132,7 @@ watch_config = false"#,
         ["obs.example.com", "*.example.org", "127.0.0.1", "[::1]"]
     );
     assert_eq!(s.expiry_warning, Duration::from_secs(7 * 86400));
-    assert_eq!(s.rotation_overlap, Duration::ZERO);
+    assert_eq!(c.trust.rotation_overlap, Duration::ZERO);
 }
 
 #[test]
@@ -169,10 +170,10 @@ layout = "flat""#,
 #[test]
 fn trust_shape_keys_resolve() {
     let c = parse(MINIMAL);
-    assert_eq!(c.trust.owner, None);
-    assert_eq!(c.trust.group, None);
-    assert_eq!(c.trust.write_mode, config::WriteMode::Rename);
-    assert_eq!(c.trust.layout, config::Layout::Flat);
+    assert_eq!(c.trust.owner_account(), None);
+    assert_eq!(c.trust.group_account(), None);
+    assert_eq!(c.trust.write_mode, WriteMode::Rename);
+    assert_eq!(c.trust.layout, Layout::Flat);
     assert_eq!(c.trust.pkcs12, None);
     assert_eq!(c.trust.pkcs12_password_file, None);
 
@@ -185,20 +186,20 @@ pkcs12 = "truststore.p12"
 pkcs12_password_file = "secrets/p12-password""#,
     ));
     assert_eq!(
-        c.trust.owner,
+        c.trust.owner_account(),
         Some(config::Account {
             id: 0,
             name: Some("root".into())
         })
     );
     assert_eq!(
-        c.trust.group,
+        c.trust.group_account(),
         Some(config::Account {
             id: 65534,
             name: None
         })
     );
-    assert_eq!(c.trust.write_mode, config::WriteMode::InPlace);
+    assert_eq!(c.trust.write_mode, WriteMode::InPlace);
     assert_eq!(c.trust.pkcs12.as_deref(), Some("truststore.p12"));
     assert_eq!(
         c.trust.pkcs12_password_file.as_deref(),
@@ -216,8 +217,8 @@ pkcs12_password_file = "secrets/p12-password""#,
     );
 
     let c = parse(&with("trust", "layout = \"atomic-dir\"\nowner = \"0\""));
-    assert_eq!(c.trust.layout, config::Layout::AtomicDir);
-    assert_eq!(c.trust.owner.as_ref().map(|a| a.id), Some(0));
+    assert_eq!(c.trust.layout, Layout::AtomicDir);
+    assert_eq!(c.trust.owner_account().map(|a| a.id), Some(0));
     assert!(c.describe().contains("pkcs12: none"));
 }
 
@@ -643,79 +644,29 @@ fn the_shipped_example_shows_every_key() {
                 .is_some_and(|r| r.trim_start().starts_with('='))
         })
     };
-    // Every key of SPEC 3, table by table.
-    let keys = [
-        "service",
-        "region",
-        "endpoint",
-        "project_id",
-        "iam_endpoint",
-        "ca_file",
-        "timeout",
-        "method",
-        "token_file",
-        "access_key",
-        "secret_key",
-        "secret_key_file",
-        "security_token",
-        "user",
-        "domain",
-        "password_file",
-        "metadata_endpoint",
-        "interval",
-        "jitter",
-        "concurrency",
-        "retry_initial",
-        "retry_max",
-        "max_download_bytes",
-        "allowed_download_hosts",
-        "expiry_warning",
-        "rotation_overlap",
-        "watch_config",
-        "dir",
-        "file_name",
-        "mode",
-        "owner",
-        "group",
-        "bundle",
-        "capath",
-        "prune",
-        "write_mode",
-        "layout",
-        "pkcs12",
-        "pkcs12_password_file",
-        "id",
-        "name",
-        "categories",
-        "pin_sha256",
-        "datastore",
-        "ssl_only",
-        "command",
-        "instances",
-        "signal",
-        "pid_file",
-        "listen",
-        "format",
-        "level",
-    ];
-    let missing: Vec<&str> = keys.iter().copied().filter(|k| !shows(k)).collect();
-    assert!(missing.is_empty(), "example lacks keys: {missing:?}");
-    for table in [
-        "[cloud]",
-        "[auth]",
-        "[sync]",
-        "[trust]",
-        "[[instance]]",
-        "[[discover]]",
-        "[[hook]]",
-        "[server]",
-        "[log]",
-    ] {
+    // Every key of SPEC 3, table by table: the schema the walker checks files against.
+    let mut missing = Vec::new();
+    for section in config::SCHEMA {
+        let header = section.header();
         assert!(
-            lines.iter().any(|l| l.starts_with(table)),
-            "example lacks {table}"
+            lines.iter().any(|l| l.starts_with(&header)),
+            "example lacks {header}"
         );
+        for key in section.all_keys() {
+            if !shows(key) {
+                missing.push(format!("{}.{key}", section.name));
+            }
+        }
     }
+    assert!(missing.is_empty(), "example lacks keys: {missing:?}");
+    // Every section of SPEC 3 is in the schema.
+    let names: Vec<&str> = config::SCHEMA.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        [
+            "cloud", "auth", "sync", "trust", "instance", "discover", "hook", "server", "log"
+        ]
+    );
     // Every key of SPEC 3 works now: nothing is marked unsupported any more.
     assert_eq!(text.matches("not supported yet").count(), 0);
 }
@@ -778,7 +729,7 @@ fn signal_hooks_resolve_their_pid_file_and_default_name() {
     assert_eq!(
         c.hooks[0].action,
         HookAction::Signal {
-            signal: "SIGUSR1".into(),
+            signal: HookSignal::Usr1,
             pid_file: PathBuf::from("/srv/conf/run/app.pid"),
         }
     );

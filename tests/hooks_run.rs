@@ -1,6 +1,8 @@
-//! Command hooks with real processes (SPEC 8): environment, argv without a shell, stdin,
-//! exit statuses, output cap, timeout and shutdown killing the whole process group, and a
-//! background grandchild that must not make the run hang.
+//! Hooks with real processes (SPEC 8): for commands, environment, argv without a shell,
+//! stdin, exit statuses, output cap, timeout and shutdown killing the whole process group, and
+//! a background grandchild that must not make the run hang; for signals, each typed signal
+//! reaching a real process as the signal the shell knows by that name, and pid files that
+//! name no process certsync may signal.
 //!
 //! `/bin/sh -c` appears here only as the hook *program* under test, to script its behaviour.
 
@@ -9,17 +11,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use certsync::hooks::{
-    ChangedFiles, HookError, HookSpec, OUTPUT_LIMIT, run_command, run_command_with_grace,
+    self, ChangedFiles, Hook, HookAction, HookError, HookOutput, HookRun, HookSignal, OUTPUT_LIMIT,
 };
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open};
 use tokio_util::sync::CancellationToken;
 
-fn spec(command: &[&str], timeout: Duration) -> HookSpec {
-    HookSpec {
+fn spec(command: &[&str], timeout: Duration) -> Hook {
+    Hook {
         name: "test-hook".into(),
-        command: command.iter().map(|s| s.to_string()).collect(),
+        action: HookAction::Command(command.iter().map(|s| s.to_string()).collect()),
         timeout,
+        instances: None,
     }
 }
 
@@ -34,17 +37,36 @@ fn sh(script: &str, args: &[&Path]) -> Vec<String> {
     v
 }
 
-fn sh_spec(script: &str, args: &[&Path], timeout: Duration) -> HookSpec {
-    HookSpec {
+fn sh_spec(script: &str, args: &[&Path], timeout: Duration) -> Hook {
+    Hook {
         name: "sh-hook".into(),
-        command: sh(script, args),
+        action: HookAction::Command(sh(script, args)),
         timeout,
+        instances: None,
     }
 }
 
 const LONG: Duration = Duration::from_secs(60);
 
-async fn run(spec: &HookSpec) -> Result<certsync::hooks::HookOutput, HookError> {
+/// A command hook's output, from what [`hooks::run`] returned.
+fn output(run: Result<HookRun, HookError>) -> Result<HookOutput, HookError> {
+    match run? {
+        HookRun::Command(out) => Ok(out),
+        other => panic!("a command hook ran as {other:?}"),
+    }
+}
+
+/// Runs a command hook with `trust_dir`, `changed` and `shutdown`.
+async fn run_command(
+    hook: &Hook,
+    trust_dir: &Path,
+    changed: &ChangedFiles,
+    shutdown: &CancellationToken,
+) -> Result<HookOutput, HookError> {
+    output(hooks::run(hook, trust_dir, changed, shutdown).await)
+}
+
+async fn run(spec: &Hook) -> Result<HookOutput, HookError> {
     run_command(
         spec,
         Path::new("/tmp"),
@@ -309,14 +331,16 @@ async fn shutdown_stops_a_running_hook_after_the_grace() {
     let task = {
         let (hook, shutdown) = (hook.clone(), shutdown.clone());
         tokio::spawn(async move {
-            run_command_with_grace(
-                &hook,
-                Path::new("/tmp"),
-                &ChangedFiles::default(),
-                &shutdown,
-                grace,
+            output(
+                hooks::run_with_grace(
+                    &hook,
+                    Path::new("/tmp"),
+                    &ChangedFiles::default(),
+                    &shutdown,
+                    grace,
+                )
+                .await,
             )
-            .await
         })
     };
     let pid: i32 = read_fifo(&fifo).await.trim().parse().unwrap();
@@ -403,4 +427,130 @@ async fn success_reports_status_and_duration() {
 async fn huge_timeout_does_not_overflow_the_clock() {
     let out = run(&spec(&["/bin/true"], Duration::MAX)).await.unwrap();
     assert_eq!(out.status_code, 0);
+}
+
+fn signal_hook(signal: HookSignal, pid_file: &Path) -> Hook {
+    Hook {
+        name: "signal-hook".into(),
+        action: HookAction::Signal {
+            signal,
+            pid_file: pid_file.to_path_buf(),
+        },
+        timeout: LONG,
+        instances: None,
+    }
+}
+
+async fn send(hook: &Hook) -> Result<HookRun, HookError> {
+    hooks::run(
+        hook,
+        Path::new("/tmp"),
+        &ChangedFiles::default(),
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_signal_reaches_the_process_as_the_signal_of_its_name() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    // The shell is the oracle: it traps each signal by its own name and prints that name.
+    // `wait` returns as soon as a trapped signal arrives (POSIX), so each is reported at once.
+    let names: Vec<&str> = HookSignal::ALL
+        .iter()
+        .map(|s| s.name().strip_prefix("SIG").unwrap())
+        .collect();
+    let script = format!(
+        r#"for s in {}; do trap "echo $s" $s; done
+echo $$ > "$1"; echo ready
+while :; do sleep 1000 & p=$!; wait $p; kill $p 2>/dev/null; done"#,
+        names.join(" ")
+    );
+    let mut app = tokio::process::Command::new("/bin/sh")
+        .args(["-c", &script, "sh"])
+        .arg(&pid_file)
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let app_pid = app.id().unwrap() as i32;
+    let mut lines = BufReader::new(app.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the application reported nothing")
+            .unwrap()
+            .expect("the application ended")
+    };
+    assert_eq!(next_line().await, "ready");
+    for (signal, name) in HookSignal::ALL.into_iter().zip(&names) {
+        match send(&signal_hook(signal, &pid_file)).await {
+            Ok(HookRun::Signal { pid }) => assert_eq!(pid, app_pid),
+            other => panic!("{signal}: {other:?}"),
+        }
+        assert_eq!(&next_line().await, name, "sent {signal}");
+    }
+    let group = Pid::from_raw(app_pid).unwrap();
+    rustix::process::kill_process_group(group, Signal::KILL).unwrap();
+    app.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pid_file_naming_no_process_certsync_may_signal_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    let hook = signal_hook(HookSignal::Term, &pid_file);
+    match send(&hook).await {
+        Err(HookError::PidFile { hook, path, .. }) => {
+            assert_eq!((hook.as_str(), path.as_path()), ("signal-hook", &*pid_file))
+        }
+        other => panic!("{other:?}"),
+    }
+    for (content, why) in [
+        ("not a pid\n", "holds no pid"),
+        ("1\n", "not a process certsync may signal"),
+        ("0", "not a process certsync may signal"),
+    ] {
+        std::fs::write(&pid_file, content).unwrap();
+        match send(&hook).await {
+            Err(e @ HookError::PidFile { .. }) => {
+                assert!(e.to_string().contains(why), "{content:?}: {e}")
+            }
+            other => panic!("{content:?}: {other:?}"),
+        }
+    }
+    // Above any pid_max: no such process.
+    std::fs::write(&pid_file, i32::MAX.to_string()).unwrap();
+    match send(&hook).await {
+        Err(e @ HookError::Signal { .. }) => {
+            let HookError::Signal { signal, pid, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!((*signal, *pid), (HookSignal::Term, i32::MAX));
+            assert!(e.to_string().contains("cannot send SIGTERM"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A pid file holding a negative number (which kill(2) would take as a process group) made
+/// rustix's `Pid::from_raw` panic before certsync could refuse it.
+#[tokio::test]
+async fn a_negative_pid_in_the_pid_file_is_refused_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("app.pid");
+    for content in ["-5", "-1\n", &i32::MIN.to_string()] {
+        std::fs::write(&pid_file, content).unwrap();
+        match send(&signal_hook(HookSignal::Hup, &pid_file)).await {
+            Err(e @ HookError::PidFile { .. }) => assert!(
+                e.to_string()
+                    .contains("is not a process certsync may signal"),
+                "{content:?}: {e}"
+            ),
+            other => panic!("{content:?}: {other:?}"),
+        }
+    }
 }

@@ -12,7 +12,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Auth, Config, ENV_SECURITY_TOKEN, ENV_SK, HookAction, Problem, SecretKey};
+use super::{Auth, Config, ENV_SECURITY_TOKEN, ENV_SK, Problem, SecretKey};
+use crate::hooks::HookAction;
 
 /// Permission bits that let group or others read.
 const GROUP_OTHER_READ: u32 = 0o044;

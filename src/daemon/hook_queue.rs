@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::config::{Hook, HookAction};
-use crate::hooks::{HookError, HookSpec, run_command, send_signal};
+use crate::config::Hook;
+use crate::hooks::HookError;
 use crate::schedule::Backoff;
 use crate::status::Shared;
 use crate::store::StoreReport;
@@ -162,22 +161,9 @@ impl HookQueue {
             let hook = &hooks[index];
             let files = self.pending[&index].files.to_changed();
             let started = std::time::Instant::now();
-            let result = match &hook.action {
-                HookAction::Command(command) => {
-                    let spec = HookSpec {
-                        name: hook.name.clone(),
-                        command: command.clone(),
-                        timeout: hook.timeout,
-                    };
-                    run_command(&spec, trust_dir, &files, shutdown)
-                        .instrument(tracing::info_span!("hook", hook = %hook.name))
-                        .await
-                        .map(|_| ())
-                }
-                HookAction::Signal { signal, pid_file } => {
-                    send_signal(&hook.name, signal, pid_file).map(|_| ())
-                }
-            };
+            let result = crate::hooks::run(hook, trust_dir, &files, shutdown)
+                .await
+                .map(|_| ());
             shared.touch();
             match result {
                 Ok(()) => {
@@ -211,6 +197,7 @@ impl HookQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HookAction;
     use std::time::Duration;
 
     fn hook(name: &str, instances: Option<&[&str]>, argv: &[&str]) -> Hook {

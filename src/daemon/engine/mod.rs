@@ -52,26 +52,7 @@ pub struct Engine {
 
 /// The store's options from the config.
 pub fn store_options(config: &Config) -> StoreOptions {
-    StoreOptions {
-        dir: config.trust.dir.clone(),
-        mode: config.trust.mode,
-        bundle: config.trust.bundle.clone(),
-        capath: config.trust.capath,
-        prune: config.trust.prune,
-        rotation_overlap: config.sync.rotation_overlap,
-        owner: config.trust.owner.as_ref().map(|a| a.id),
-        group: config.trust.group.as_ref().map(|a| a.id),
-        write_mode: match config.trust.write_mode {
-            crate::config::WriteMode::Rename => crate::store::WriteMode::Rename,
-            crate::config::WriteMode::InPlace => crate::store::WriteMode::InPlace,
-        },
-        layout: match config.trust.layout {
-            crate::config::Layout::Flat => crate::store::Layout::Flat,
-            crate::config::Layout::AtomicDir => crate::store::Layout::AtomicDir,
-        },
-        pkcs12: config.trust.pkcs12.clone(),
-        pkcs12_password_file: config.trust.pkcs12_password_file.clone(),
-    }
+    config.trust.store.clone()
 }
 
 fn backoff(config: &Config) -> Backoff {

@@ -1,0 +1,270 @@
+//! The resolved plan that `certsync check` prints: every setting after defaults and path
+//! resolution, the files each instance produces, the hooks and the warnings.
+//!
+//! Owns: that text. Must not: print a secret (inline values are shown only by where they came
+//! from), or read any file.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{
+    Account, Auth, Config, ENV_AK, ENV_SECURITY_TOKEN, ENV_SK, Instance, LogFormat, SecretKey,
+};
+use crate::hooks::HookAction;
+use crate::store::{Layout, WriteMode};
+
+impl Config {
+    /// The resolved plan, for `certsync check`: endpoint, authentication, sync settings, the
+    /// trust folder and its files per instance, hooks and logging. Holds no secret.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let _ = writeln!(s, "config: {}", self.source.display());
+
+        let c = &self.cloud;
+        let _ = writeln!(s, "cloud:");
+        let _ = writeln!(s, "  service: {} (region {})", c.service, c.region);
+        let _ = writeln!(s, "  endpoint: {}", c.endpoint);
+        match (&c.project_id, &self.auth) {
+            (Some(id), _) => {
+                let _ = writeln!(s, "  project_id: {id}");
+            }
+            (None, Auth::Password(_)) => {
+                let _ = writeln!(
+                    s,
+                    "  project_id: from the IAM token (scoped to project {:?})",
+                    c.region
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(
+                    s,
+                    "  project_id: looked up in IAM (GET /v3/projects?name={})",
+                    c.region
+                );
+            }
+        }
+        let _ = writeln!(s, "  iam_endpoint: {}", c.iam_endpoint);
+        match &c.ca_file {
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "  extra roots: {} (system roots stay trusted)",
+                    p.display()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  extra roots: none (system roots only)");
+            }
+        }
+        let _ = writeln!(s, "  request timeout: {}", d(c.timeout));
+
+        let _ = writeln!(s, "auth:");
+        match &self.auth {
+            Auth::Token { token_file } => {
+                let _ = writeln!(s, "  method: token (X-Auth-Token)");
+                let _ = writeln!(s, "  token_file: {}", token_file.display());
+            }
+            Auth::AkSk(a) => {
+                let _ = writeln!(s, "  method: aksk (SDK-HMAC-SHA256 signatures)");
+                let origin = |var: &str| {
+                    if a.from_env.contains(&var) {
+                        format!("from {var}")
+                    } else {
+                        "set in this file".to_string()
+                    }
+                };
+                let _ = writeln!(s, "  access_key: {}", origin(ENV_AK));
+                match &a.secret_key {
+                    SecretKey::File(path) => {
+                        let _ = writeln!(s, "  secret_key_file: {}", path.display());
+                    }
+                    SecretKey::Inline(_) => {
+                        let _ = writeln!(s, "  secret_key: {}", origin(ENV_SK));
+                    }
+                }
+                let token = match &a.security_token {
+                    Some(_) => format!("{} (temporary AK/SK)", origin(ENV_SECURITY_TOKEN)),
+                    None => "none (permanent AK/SK)".to_string(),
+                };
+                let _ = writeln!(s, "  security_token: {token}");
+            }
+            Auth::Password(pw) => {
+                let _ = writeln!(
+                    s,
+                    "  method: password (IAM token, renewed before it expires)"
+                );
+                let _ = writeln!(s, "  user: {} (domain {})", pw.user, pw.domain);
+                let _ = writeln!(s, "  password_file: {}", pw.password_file.display());
+            }
+            Auth::Metadata { metadata_endpoint } => {
+                let _ = writeln!(
+                    s,
+                    "  method: metadata (temporary AK/SK from the ECS metadata service)"
+                );
+                let _ = writeln!(s, "  metadata_endpoint: {metadata_endpoint}");
+            }
+        }
+        let y = &self.sync;
+        let _ = writeln!(s, "sync:");
+        let _ = writeln!(
+            s,
+            "  interval: {} plus 0..{} jitter",
+            d(y.interval),
+            d(y.jitter)
+        );
+        let _ = writeln!(s, "  concurrency: {}", y.concurrency);
+        let _ = writeln!(
+            s,
+            "  retry: {} doubling up to {}",
+            d(y.retry_initial),
+            d(y.retry_max)
+        );
+        let _ = writeln!(s, "  max_download_bytes: {}", y.max_download_bytes);
+        let _ = writeln!(
+            s,
+            "  allowed_download_hosts: {}",
+            y.allowed_download_hosts.join(", ")
+        );
+        let _ = writeln!(s, "  expiry_warning: {}", d(y.expiry_warning));
+        let _ = writeln!(s, "  rotation_overlap: {}", d(self.trust.rotation_overlap));
+
+        let t = &self.trust;
+        let _ = writeln!(s, "trust:");
+        let _ = writeln!(s, "  dir: {}", t.dir.display());
+        let _ = writeln!(s, "  file_name: {}", t.file_name);
+        let _ = writeln!(s, "  mode: {:04o}", t.mode);
+        match &t.bundle {
+            Some(b) => {
+                let _ = writeln!(s, "  bundle: {}", t.dir.join(b).display());
+            }
+            None => {
+                let _ = writeln!(s, "  bundle: none");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  capath (<subject_hash>.<n> files): {}",
+            yes_no(t.capath)
+        );
+        let _ = writeln!(s, "  prune: {}", yes_no(t.prune));
+        let show_account = |a: &Option<Account>| match a {
+            Some(a) => a.to_string(),
+            None => "certsync's own".into(),
+        };
+        let _ = writeln!(s, "  owner: {}", show_account(&t.owner_account()));
+        let _ = writeln!(s, "  group: {}", show_account(&t.group_account()));
+        let _ = writeln!(
+            s,
+            "  write_mode: {}",
+            match t.write_mode {
+                WriteMode::Rename => "rename (atomic)",
+                WriteMode::InPlace => "in-place (keeps the inode; readers may see a partial file)",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  layout: {}",
+            match t.layout {
+                Layout::Flat => "flat",
+                Layout::AtomicDir => "atomic-dir (..data swap)",
+            }
+        );
+        match &t.pkcs12 {
+            Some(p) => {
+                let password = match &t.pkcs12_password_file {
+                    Some(f) => format!("password from {}", f.display()),
+                    None => "password \"changeit\"".into(),
+                };
+                let _ = writeln!(s, "  pkcs12: {} ({password})", t.dir.join(p).display());
+            }
+            None => {
+                let _ = writeln!(s, "  pkcs12: none");
+            }
+        }
+
+        let _ = writeln!(s, "instances ({}):", self.instances.len());
+        for inst in &self.instances {
+            let name = match &inst.name {
+                Some(n) => format!("{n} ({})", inst.id),
+                None => inst.id.clone(),
+            };
+            let _ = writeln!(s, "  {name}:");
+            match &inst.categories {
+                Some(cats) => {
+                    for cat in cats {
+                        let file = t.dir.join(t.file_name_for(inst, cat));
+                        let _ = writeln!(s, "    {cat} -> {}", file.display());
+                    }
+                }
+                None => {
+                    let file = t.dir.join(t.file_name_for(inst, "{category}"));
+                    let _ = writeln!(s, "    every category -> {}", file.display());
+                }
+            }
+            if !inst.pins.is_empty() {
+                let _ = writeln!(s, "    pinned to:");
+                for pin in &inst.pins {
+                    let _ = writeln!(s, "      {}", hex::encode(pin));
+                }
+            }
+        }
+
+        let _ = writeln!(s, "hooks ({}):", self.hooks.len());
+        for hook in &self.hooks {
+            let _ = writeln!(s, "  {}:", hook.name);
+            match &hook.action {
+                HookAction::Command(argv) => {
+                    let _ = writeln!(s, "    command: {argv:?}");
+                }
+                HookAction::Signal { signal, pid_file } => {
+                    let _ = writeln!(
+                        s,
+                        "    signal: {signal} to the pid in {}",
+                        pid_file.display()
+                    );
+                }
+            }
+            let _ = writeln!(s, "    timeout: {}", d(hook.timeout));
+            match &hook.instances {
+                Some(ids) => {
+                    let names: Vec<String> = ids
+                        .iter()
+                        .map(|id| match self.instances.iter().find(|i| &i.id == id) {
+                            Some(Instance {
+                                name: Some(name), ..
+                            }) => format!("{name} ({id})"),
+                            _ => id.clone(),
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "    runs when these instances change: {}",
+                        names.join(", ")
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "    runs on any change");
+                }
+            }
+        }
+
+        let _ = writeln!(s, "log:");
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        let _ = writeln!(s, "  format: {format}");
+        let _ = writeln!(
+            s,
+            "  level: {}",
+            self.log.level.as_deref().unwrap_or("(default)")
+        );
+        // Last, where a terminal leaves them in view.
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        s
+    }
+}

@@ -1,0 +1,330 @@
+//! `[cloud]`: where the API is and how to reach it (SPEC 3).
+//!
+//! Owns: the section's keys, its defaults (service, endpoints derived from service and
+//! region, request timeout) and rules (region and project id syntax, https endpoints without
+//! credentials, query or fragment; `project_id` required only with the token method). Must
+//! not: read `ca_file` (the fs pass does), or echo an endpoint that holds credentials.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Table;
+
+use super::super::fs::{FsCheck, FsChecks};
+use super::super::reader::{Problems, Section, quote};
+use super::super::schema::{SectionKind, SectionSchema};
+use super::auth::ENV_PROJECT_ID;
+use super::{path_value, positive_duration, show_raw};
+use crate::names;
+
+/// The keys of `[cloud]`.
+pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
+    name: "cloud",
+    kind: SectionKind::Table,
+    keys: &[
+        "service",
+        "region",
+        "endpoint",
+        "project_id",
+        "iam_endpoint",
+        "ca_file",
+        "timeout",
+    ],
+    variants: &[],
+};
+
+/// `cloud.service` when left out.
+pub const DEFAULT_SERVICE: &str = "gaussdb-nosql";
+/// The services that serve the download-link API.
+pub const SERVICES: &[&str] = &["gaussdb-nosql", "dds"];
+/// `cloud.timeout` when left out: per HTTP request.
+pub const DEFAULT_CLOUD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Stands in for values that failed; never returned (any problem makes the result an error).
+const PLACEHOLDER_URL: &str = "https://placeholder.invalid/";
+
+/// `[cloud]`: where the API is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    /// `gaussdb-nosql` or `dds`.
+    pub service: String,
+    /// Region, e.g. `cn-north-4`.
+    pub region: String,
+    /// API endpoint: `cloud.endpoint`, else derived from service and region. https, no query.
+    pub endpoint: url::Url,
+    /// Project id that goes into the API path: `cloud.project_id` (with `aksk`, else
+    /// `HUAWEICLOUD_SDK_PROJECT_ID`). `None` (never with `token`): `aksk` and `metadata` look
+    /// it up in IAM, `password` scopes its token by the region's name and takes the id from it.
+    pub project_id: Option<String>,
+    /// IAM: `cloud.iam_endpoint`, else `https://iam.{region}.myhuaweicloud.com`
+    /// (`.myhuaweicloud.eu` for eu-west-101). https, no query.
+    pub iam_endpoint: url::Url,
+    /// Extra roots trusted for the API and downloads (absolute; holds at least one certificate).
+    pub ca_file: Option<PathBuf>,
+    /// Per HTTP request.
+    pub timeout: Duration,
+}
+
+/// The default host of `service` in `region`: `{service}.{region}.myhuaweicloud.com`, on
+/// `.myhuaweicloud.eu` for eu-west-101 (the one region outside `.com`).
+fn regional_url(service: &str, region: &str) -> Option<url::Url> {
+    let domain = if region == "eu-west-101" {
+        "myhuaweicloud.eu"
+    } else {
+        "myhuaweicloud.com"
+    };
+    url::Url::parse(&format!("https://{service}.{region}.{domain}")).ok()
+}
+
+/// Reads `[cloud]`. `method` is `auth.method` as written (it decides whether `project_id` is
+/// required); `env` looks up `HUAWEICLOUD_SDK_PROJECT_ID` for `aksk`. `ca_file` is checked
+/// by the fs pass.
+pub(in crate::config) fn read(
+    p: &mut Problems,
+    fs: &mut FsChecks,
+    table: &Table,
+    base: &Path,
+    method: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Cloud {
+    let sec = Section::open(p, SCHEMA.name, table, SCHEMA.keys);
+    let mut service_ok = true;
+    let service = match sec.string(p, "service") {
+        None => {
+            service_ok = !sec.has("service");
+            DEFAULT_SERVICE.to_string()
+        }
+        Some(s) if SERVICES.contains(&s) => s.to_string(),
+        Some(s) => {
+            p.push(
+                sec.key("service"),
+                format!(
+                    "unknown service {} (expected \"gaussdb-nosql\" or \"dds\")",
+                    quote(s)
+                ),
+            );
+            service_ok = false;
+            DEFAULT_SERVICE.to_string()
+        }
+    };
+
+    let mut region = None;
+    if sec.require_present(p, "region", "") {
+        match sec.string(p, "region") {
+            Some(r) if names::is_region(r) => region = Some(r.to_string()),
+            Some(r) => p.push(
+                sec.key("region"),
+                format!(
+                    "{} is not a region name (lower case, like \"cn-north-4\" or \"eu-west-101\")",
+                    quote(r)
+                ),
+            ),
+            None => {}
+        }
+    }
+
+    let api_endpoint = match sec.string(p, "endpoint") {
+        Some(s) => endpoint(p, &sec.key("endpoint"), s),
+        None if sec.has("endpoint") => None,
+        None => match &region {
+            Some(region) if service_ok => regional_url(&service, region),
+            _ => None,
+        },
+    };
+    let iam_endpoint = match sec.string(p, "iam_endpoint") {
+        Some(s) => endpoint(p, &sec.key("iam_endpoint"), s),
+        None if sec.has("iam_endpoint") => None,
+        None => region.as_deref().and_then(|r| regional_url("iam", r)),
+    };
+
+    // Only the token method cannot learn the project: aksk and metadata look it up in IAM by
+    // the region's name, password scopes its token by that name and reads the id from it.
+    let optional = matches!(method, Some("aksk" | "metadata" | "password"));
+    let mut project_id = None;
+    let from_env = match method {
+        Some("aksk") if !sec.has("project_id") => env(ENV_PROJECT_ID),
+        _ => None,
+    };
+    if let Some(id) = from_env {
+        if names::is_project_id(&id) {
+            project_id = Some(id);
+        } else {
+            p.push(
+                sec.key("project_id"),
+                format!(
+                    "{ENV_PROJECT_ID} {} is not a project id ([A-Za-z0-9-]{{1,64}})",
+                    quote(&id)
+                ),
+            );
+        }
+    } else if sec.has("project_id")
+        || (!optional && sec.require_present(p, "project_id", "with auth.method = \"token\""))
+    {
+        match sec.string(p, "project_id") {
+            Some(id) if names::is_project_id(id) => project_id = Some(id.to_string()),
+            Some(id) => p.push(
+                sec.key("project_id"),
+                format!("{} is not a project id ([A-Za-z0-9-]{{1,64}})", quote(id)),
+            ),
+            None => {}
+        }
+    }
+
+    let ca_file = path_value(p, &sec, "ca_file", base);
+    if let Some(path) = &ca_file {
+        fs.defer(
+            p,
+            FsCheck::CaFile {
+                key: sec.key("ca_file"),
+                shown: show_raw(&sec, "ca_file"),
+                path: path.clone(),
+            },
+        );
+    }
+
+    let timeout = positive_duration(p, &sec, "timeout").unwrap_or(DEFAULT_CLOUD_TIMEOUT);
+
+    let placeholder = || url::Url::parse(PLACEHOLDER_URL).expect("valid");
+    Cloud {
+        service,
+        region: region.unwrap_or_default(),
+        endpoint: api_endpoint.unwrap_or_else(placeholder),
+        project_id,
+        iam_endpoint: iam_endpoint.unwrap_or_else(placeholder),
+        ca_file,
+        timeout,
+    }
+}
+
+/// `cloud.endpoint`: an https URL with a host, no credentials, query or fragment.
+fn endpoint(p: &mut Problems, key: &str, s: &str) -> Option<url::Url> {
+    let url = match url::Url::parse(s) {
+        Ok(u) => u,
+        Err(e) => {
+            p.push(key, format!("{} is not a URL: {e}", quote(s)));
+            return None;
+        }
+    };
+    let problem = if url.scheme() != "https" {
+        Some("must use https")
+    } else if url.host_str().is_none_or(str::is_empty) {
+        Some("has no host")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some("must not hold credentials")
+    } else if url.query().is_some() {
+        Some("must not have a query (?...)")
+    } else if url.fragment().is_some() {
+        Some("must not have a fragment (#...)")
+    } else {
+        None
+    };
+    match problem {
+        // The value is not echoed when it holds credentials.
+        Some(why) if why == "must not hold credentials" => {
+            p.push(key, format!("{why} (value not shown)"));
+            None
+        }
+        Some(why) => {
+            p.push(key, format!("{} {why}", quote(s)));
+            None
+        }
+        None => Some(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{keys, table, walk};
+    use super::*;
+
+    fn read_cloud(text: &str, method: &str) -> (Cloud, Vec<crate::config::Problem>, FsChecks) {
+        let t = table(text);
+        walk(|p, fs| read(p, fs, &t, Path::new("/srv/conf"), Some(method), &|_| None))
+    }
+
+    #[test]
+    fn defaults_follow_service_and_region() {
+        let (c, problems, fs) = read_cloud("region = \"eu-west-101\"", "aksk");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(fs.0.is_empty());
+        assert_eq!(c.service, DEFAULT_SERVICE);
+        assert_eq!(
+            c.endpoint.as_str(),
+            "https://gaussdb-nosql.eu-west-101.myhuaweicloud.eu/"
+        );
+        assert_eq!(
+            c.iam_endpoint.as_str(),
+            "https://iam.eu-west-101.myhuaweicloud.eu/"
+        );
+        assert_eq!(c.project_id, None);
+        assert_eq!(c.ca_file, None);
+        assert_eq!(c.timeout, DEFAULT_CLOUD_TIMEOUT);
+        assert_eq!(DEFAULT_CLOUD_TIMEOUT, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_key_is_read_and_ca_file_is_left_to_the_fs_pass() {
+        let (c, problems, fs) = read_cloud(
+            r#"service = "dds"
+region = "cn-north-4"
+endpoint = "https://api.example.com:8443/base"
+project_id = "p-1"
+iam_endpoint = "https://iam.example.com"
+ca_file = "pki/../roots.pem"
+timeout = "5s""#,
+            "token",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.service, "dds");
+        assert_eq!(c.endpoint.as_str(), "https://api.example.com:8443/base");
+        assert_eq!(c.iam_endpoint.as_str(), "https://iam.example.com/");
+        assert_eq!(c.project_id.as_deref(), Some("p-1"));
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        // Named, resolved, not read: the file does not exist and no problem is found here.
+        assert_eq!(c.ca_file.as_deref(), Some(Path::new("/srv/conf/roots.pem")));
+        assert_eq!(
+            fs.0,
+            [(
+                0,
+                FsCheck::CaFile {
+                    key: "cloud.ca_file".into(),
+                    shown: "\"pki/../roots.pem\"".into(),
+                    path: "/srv/conf/roots.pem".into(),
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn project_id_is_required_only_with_token() {
+        let (_, problems, _) = read_cloud("region = \"cn-north-4\"", "token");
+        assert_eq!(keys(&problems), ["cloud.project_id"]);
+        for method in ["aksk", "password", "metadata"] {
+            assert!(read_cloud("region = \"cn-north-4\"", method).1.is_empty());
+        }
+        let t = table("region = \"cn-north-4\"");
+        let (c, problems, _) = walk(|p, fs| {
+            read(p, fs, &t, Path::new("/"), Some("aksk"), &|name| {
+                (name == ENV_PROJECT_ID).then(|| "from-env".to_string())
+            })
+        });
+        assert!(problems.is_empty());
+        assert_eq!(c.project_id.as_deref(), Some("from-env"));
+    }
+
+    #[test]
+    fn endpoints_with_credentials_are_not_echoed() {
+        let (_, problems, _) = read_cloud(
+            "region = \"cn-north-4\"\nproject_id = \"p\"\nendpoint = \"https://u:s3cret@h/\"",
+            "token",
+        );
+        assert_eq!(keys(&problems), ["cloud.endpoint"]);
+        assert!(!problems[0].message.contains("s3cret"), "{problems:?}");
+        let (_, problems, _) = read_cloud(
+            "region = \"cn-north-4\"\nproject_id = \"p\"\niam_endpoint = \"http://iam\"",
+            "token",
+        );
+        assert_eq!(keys(&problems), ["cloud.iam_endpoint"]);
+        assert!(problems[0].message.contains("https"));
+    }
+}

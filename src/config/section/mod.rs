@@ -1,0 +1,132 @@
+//! One module per section of the file: its keys (the schema), its typed values, its defaults,
+//! its rules and its unit tests. Each `read` is part of the pure pass: it looks at the parsed
+//! TOML only, and hands every check that needs the file system to the [`FsChecks`] it is
+//! given (run by `fs` afterwards).
+//!
+//! This module holds the value rules several sections share. Must not: read a file, look at
+//! the environment other than through the lookup it is given, or echo a value that may be a
+//! secret.
+
+pub(super) mod auth;
+pub(super) mod cloud;
+pub(super) mod discover;
+pub(super) mod hook;
+pub(super) mod instance;
+pub(super) mod log;
+pub(super) mod server;
+pub(super) mod sync;
+pub(super) mod trust;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::reader::{Problems, Section, quote, show};
+use crate::names;
+
+/// A path relative to the config file's folder, made absolute and normalised (lexically: no
+/// file is looked at).
+pub(super) fn path_value(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    key: &str,
+    base: &Path,
+) -> Option<PathBuf> {
+    let s = sec.string(p, key)?;
+    if s.is_empty() {
+        p.push(sec.key(key), "must not be empty (got \"\")");
+        return None;
+    }
+    Some(names::normalize(&base.join(s)))
+}
+
+/// A duration that must be above zero.
+pub(super) fn positive_duration(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    key: &str,
+) -> Option<Duration> {
+    let d = sec.duration(p, key)?;
+    if d.is_zero() {
+        p.push(
+            sec.key(key),
+            format!("must be longer than zero, got {}", show_raw(sec, key)),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+/// The value of `key` as written, for a message ("" when absent).
+pub(super) fn show_raw(sec: &Section<'_>, key: &str) -> String {
+    sec.raw(key).map(show).unwrap_or_default()
+}
+
+/// A string that must not be empty; echoed in messages (not a secret).
+pub(super) fn non_empty(p: &mut Problems, sec: &Section<'_>, key: &str) -> Option<String> {
+    match sec.string(p, key)? {
+        "" => {
+            p.push(sec.key(key), "must not be empty (got \"\")");
+            None
+        }
+        s => Some(s.to_string()),
+    }
+}
+
+/// A string key with a fixed set of values; `default` when absent or bad.
+pub(super) fn choice<T: Copy, const N: usize>(
+    p: &mut Problems,
+    sec: &Section<'_>,
+    key: &str,
+    values: [(&str, T); N],
+    default: T,
+) -> T {
+    match sec.string(p, key) {
+        None => default,
+        Some(v) => match values.iter().find(|(name, _)| *name == v) {
+            Some((_, value)) => *value,
+            None => {
+                let names: Vec<String> = values.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                p.push(
+                    sec.key(key),
+                    format!(
+                        "unknown value {} (expected {})",
+                        quote(v),
+                        names.join(" or ")
+                    ),
+                );
+                default
+            }
+        },
+    }
+}
+
+/// Test helpers shared by the sections' unit tests: a table from TOML text, and a walk of
+/// one section that returns its value, problems and deferred checks.
+#[cfg(test)]
+pub(super) mod testing {
+    use toml::Table;
+
+    use crate::config::Problem;
+    use crate::config::fs::FsChecks;
+    use crate::config::reader::Problems;
+
+    /// `text` parsed as a TOML table (the section's body).
+    pub(crate) fn table(text: &str) -> Table {
+        text.parse().expect("test TOML parses")
+    }
+
+    /// Runs `read` with fresh problem and check lists.
+    pub(crate) fn walk<T>(
+        read: impl FnOnce(&mut Problems, &mut FsChecks) -> T,
+    ) -> (T, Vec<Problem>, FsChecks) {
+        let mut p = Problems::default();
+        let mut fs = FsChecks::default();
+        let value = read(&mut p, &mut fs);
+        (value, p.0, fs)
+    }
+
+    /// The keys of `problems`, in order.
+    pub(crate) fn keys(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+}
