@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Uid};
 use rustix::io::Errno;
 
-use super::StoreError;
+use super::{StoreError, StoreOptions};
 
 /// Prefix of the temporary files; anything with it in the folder is certsync's leftover.
 pub(crate) const TEMP_PREFIX: &str = ".certsync-tmp-";
@@ -48,6 +48,17 @@ pub(crate) struct Attrs {
     pub mode: u32,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+}
+
+impl StoreOptions {
+    /// The attributes every file written gets under these options.
+    pub(crate) fn attrs(&self) -> Attrs {
+        Attrs {
+            mode: self.mode,
+            uid: self.owner,
+            gid: self.group,
+        }
+    }
 }
 
 impl Attrs {
