@@ -434,16 +434,17 @@ impl Plan {
                 .collect(),
             written_files,
             removed_files,
+            // As `finish` counts them when every write and removal succeeds: the owner of
+            // every instance file written, and of every instance file pruned.
             changed_instances: self
-                .entries
+                .writes
                 .iter()
-                .filter(|e| {
-                    matches!(
-                        e.result,
-                        Ok(Change::Created | Change::Updated | Change::Removed)
-                    )
-                })
-                .map(|e| e.instance_id.clone())
+                .filter_map(|w| self.final_files.get(&w.name).and_then(Record::owner))
+                .map(|(id, _)| id.to_string())
+                .chain(self.removals.iter().filter_map(|r| match &r.owner {
+                    Owner::Instance(id, _) => Some(id.clone()),
+                    _ => None,
+                }))
                 .collect(),
         }
     }
