@@ -372,6 +372,56 @@ mod tests {
         assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), atomic);
     }
 
+    /// A typed state whose fields are declared out of alphabetical order.
+    #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+    struct Typed {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        zeta: Vec<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alpha: Option<String>,
+    }
+
+    #[test]
+    fn a_typed_state_is_written_as_the_opaque_json_was() {
+        let typed = Typed {
+            zeta: vec![1, 2],
+            alpha: Some("a".into()),
+        };
+        let files = sample().files;
+        let opaque = Manifest::with_state(
+            ManifestLayout::Flat,
+            files.clone(),
+            Some(serde_json::to_value(&typed).unwrap()),
+        );
+        let bytes =
+            Manifest::with_state(ManifestLayout::Flat, files.clone(), typed.clone()).to_bytes();
+        // Keys sorted, as a `serde_json::Value` holds them: the same bytes as before.
+        assert_eq!(bytes, opaque.to_bytes());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.find("\"alpha\"").unwrap() < text.find("\"zeta\"").unwrap(),
+            "{text}"
+        );
+        let (back, error) = Manifest::parse(&bytes).unwrap().into_typed::<Typed>();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(back.state, typed);
+        // The default is "no state": left out, as `None` was.
+        let empty = Manifest::with_state(ManifestLayout::Flat, files, Typed::default());
+        assert_eq!(empty.to_bytes(), sample().to_bytes());
+    }
+
+    #[test]
+    fn a_state_of_another_shape_is_the_default_and_an_error() {
+        let mut m = sample();
+        m.state = Some(serde_json::json!({"zeta": "not a list"}));
+        let (typed, error) = Manifest::parse(&m.to_bytes())
+            .unwrap()
+            .into_typed::<Typed>();
+        assert!(error.unwrap().to_string().contains("invalid type"));
+        assert_eq!(typed.state, Typed::default());
+        assert_eq!(typed.files, m.files, "the records stay");
+    }
+
     #[test]
     fn rejects_path_outside_folder() {
         let mut m = sample();
