@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use certsync::store::{Layout, Store, StoreOptions};
+use certsync::store::{Layout, StoreOptions};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 use store_support::*;
@@ -83,18 +83,17 @@ fn opts_with(dir: &Path, layout: Layout) -> StoreOptions {
 }
 
 /// A folder in `layout` holding instance `a` with CA `a` and instance `b` with CA `b`.
-fn two_instances(dir: &std::path::Path, layout: Layout, a: &TestCa, b: &TestCa) {
-    let mut store = Store::open(opts_with(dir, layout), false).unwrap();
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[a]),
-                entry("b", "international", &[b]),
-            ],
-            &[],
-        ),
+fn two_instances(dir: &Path, layout: Layout, a: &TestCa, b: &TestCa) {
+    let input = Pass::new().instance("a", &[a]).instance("b", &[b]);
+    commit_once(opts_with(dir, layout), &input, t0());
+}
+
+/// A flat folder (with a truststore) holding instance `a` with CA `ca`.
+fn one_instance(dir: &Path, ca: &TestCa) {
+    commit_once(
+        opts_with(dir, Layout::Flat),
+        &Pass::new().instance("a", &[ca]),
         t0(),
-        false,
     );
 }
 
@@ -154,19 +153,10 @@ fn stale_unmanaged_and_expiring_files_are_reported() {
         time::OffsetDateTime::now_utc() - time::Duration::hours(1),
     );
     let (b, stranger) = (TestCa::new("B"), TestCa::new("Stranger"));
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[&soon]),
-                entry("b", "international", &[&b, &gone]),
-            ],
-            &[],
-        ),
-        t0(),
-        false,
-    );
-    drop(store);
+    let input = Pass::new()
+        .instance("a", &[&soon])
+        .instance("b", &[&b, &gone]);
+    commit_once(opts_with(&dir, Layout::Flat), &input, t0());
     // Behind certsync's back: a CA slipped into the bundle, a hash file deleted, an instance
     // file edited, and a file of someone else's.
     let bundle = read(dir.join("ca-bundle.crt"));
@@ -215,13 +205,7 @@ fn a_truststore_with_another_password_is_a_note_in_a_folder_and_an_error_alone()
         pkcs12_password_file: Some(pw),
         ..opts_with(&dir, Layout::Flat)
     };
-    let mut store = Store::open(o, false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    commit_once(o, &Pass::new().instance("a", &[&a]), t0());
 
     let out = inspect(&[&dir], false);
     assert!(out.status.success(), "{}", text(&out));
@@ -249,13 +233,7 @@ fn a_truststore_named_alone_lists_its_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
     let a = TestCa::new("A");
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    one_instance(&dir, &a);
     let out = inspect(&[&dir.join("truststore.p12")], true);
     assert!(out.status.success(), "{}", text(&out));
     let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -312,13 +290,7 @@ fn a_ca_valid_until_9999_12_31_is_inspected() {
 
     // In a trust folder the store wrote, too.
     let dir = trust_dir(&tmp);
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&forever])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    one_instance(&dir, &forever);
     let out = inspect(&[&dir], false);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
@@ -406,13 +378,7 @@ fn an_unreadable_managed_file_is_a_problem() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = trust_dir(&tmp);
     let a = TestCa::new("A");
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    one_instance(&dir, &a);
     let file = dir.join("a-international.crt");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
 

@@ -134,6 +134,20 @@ impl Deref for Pass {
     }
 }
 
+/// Plans `input` at `at` on `store` and commits it with the state saved so far.
+pub fn commit(store: &mut Store, input: &PassInput, at: SystemTime) -> StoreReport {
+    let plan = store.plan(input, at);
+    let state = store.saved_state().clone();
+    store.commit(plan, state)
+}
+
+/// Opens the folder of `opts` for writing, commits `input` at `at` with the saved state, and
+/// closes it again (its lock goes).
+pub fn commit_once(opts: StoreOptions, input: &PassInput, at: SystemTime) -> StoreReport {
+    let mut store = Store::open_locked(opts).expect("open the store");
+    commit(&mut store, input, at)
+}
+
 /// A trust folder (not created until the store opens it) in a temp dir, its options, and the
 /// store, opened for writing on first use. Passes go through the two-step API: plan, then
 /// commit with the saved state (or, dry, the plan's report).
@@ -189,10 +203,7 @@ impl Scenario {
 
     /// Plans `input` at `at` and commits it with the state saved so far.
     pub fn apply(&mut self, input: &PassInput, at: SystemTime) -> StoreReport {
-        let store = self.store();
-        let plan = store.plan(input, at);
-        let state = store.saved_state().clone();
-        store.commit(plan, state)
+        commit(self.store(), input, at)
     }
 
     /// [`Scenario::apply`], asserting that the pass met no store error.
