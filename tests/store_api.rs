@@ -84,8 +84,7 @@ fn fixture_state() -> DaemonLike {
 /// A scenario whose folder holds `manifest` (and none of the files it lists).
 fn folder_with_manifest(manifest: &str) -> Scenario {
     let s = Scenario::new();
-    s.create_dir();
-    std::fs::write(s.path(".certsync-manifest.json"), manifest).unwrap();
+    s.put(".certsync-manifest.json", manifest);
     s
 }
 

@@ -31,15 +31,11 @@ fn atomic_opts(dir: &Path) -> StoreOptions {
 /// The writer: endless passes that rotate CAs and add and drop instances, printing `pass N`.
 #[test]
 fn atomic_writer_process() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else {
+    let Some(dir) = writer_dir(DIR_VAR) else {
         return;
     };
-    let cas: Vec<TestCa> = (0..6)
-        .map(|i| TestCa::new(&format!("atomic CA {i}")))
-        .collect();
-    let mut store = Store::open_locked(atomic_opts(Path::new(&dir))).expect("open in writer");
-    let base = SystemTime::now();
-    for k in 0usize.. {
+    let cas = numbered_cas("atomic CA", 6);
+    write_forever(atomic_opts(&dir), |k| {
         let mut input = PassInput::default();
         for i in 0..INSTANCES {
             let id = format!("inst{i:02}");
@@ -55,14 +51,8 @@ fn atomic_writer_process() {
                 certs: vec![cas[(i + k) % cas.len()].cert.clone()],
             });
         }
-        let report = commit(
-            &mut store,
-            &input,
-            base + Duration::from_secs(600 * k as u64),
-        );
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        println!("pass {k}");
-    }
+        input
+    });
 }
 
 /// One consistent read of the set through `..data`: `None` when the generation went away
@@ -210,11 +200,11 @@ const SWAP_VAR: &str = "CERTSYNC_SWAP_KILL_DIR";
 /// brings a new instance with a new CA, so the new set has names the old one had not.
 #[test]
 fn swap_writer_process() {
-    let Some(dir) = std::env::var_os(SWAP_VAR) else {
+    let Some(dir) = writer_dir(SWAP_VAR) else {
         return;
     };
     let (a, b) = (TestCa::new("swap CA a"), TestCa::new("swap CA b"));
-    let mut store = Store::open_locked(atomic_opts(Path::new(&dir))).expect("open in writer");
+    let mut store = Store::open_locked(atomic_opts(&dir)).expect("open in writer");
     let first = Pass::new().instance("inst00", &[&a]);
     let report = commit(&mut store, &first, SystemTime::now());
     assert!(report.errors.is_empty(), "{:?}", report.errors);

@@ -55,7 +55,7 @@ fn run(n: usize, cas: &[TestCa]) {
 
 #[test]
 fn apply_200_and_2000_new_entries() {
-    let cas: Vec<TestCa> = (0..2000).map(|i| TestCa::new(&format!("CA {i}"))).collect();
+    let cas = numbered_cas("CA", 2000);
     run(200, &cas);
     run(2000, &cas);
 }

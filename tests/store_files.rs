@@ -1,5 +1,8 @@
 //! The trust folder on a real file system: what the store writes, what it leaves alone, and
 //! how it keeps replaced CAs for the rotation overlap (SPEC 7).
+//!
+//! Long (one test per rule of SPEC 7 about the flat folder, each short with the scenario
+//! builder of `store_support`); the other shapes are in `store_shapes`, the API in `store_api`.
 
 mod store_support;
 
@@ -8,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::time::Duration;
 
 use certsync::store::{
-    Change, PassInput, Store, StoreError, StoreOptions, StoreView, UNPRODUCED_PASSES,
+    Change, PassInput, Store, StoreError, StoreOptions, StorePlan, StoreView, UNPRODUCED_PASSES,
 };
 use store_support::*;
 
@@ -230,12 +233,7 @@ fn overlap_zero_replaces_at_once_and_a_returning_ca_is_current_again() {
 #[test]
 fn failed_instance_keeps_its_file_record_and_bundle_place() {
     let mut s = Scenario::new();
-    let (a1, a2, b1, b2) = (
-        TestCa::new("A1"),
-        TestCa::new("A2"),
-        TestCa::new("B1"),
-        TestCa::new("B2"),
-    );
+    let [a1, a2, b1, b2] = cas(["A1", "A2", "B1", "B2"]);
     let t = t0();
     s.apply(&Pass::new().instance("a", &[&a1]).instance("b", &[&b1]), t);
     // b rotates: b1 is overlapping until t + 1h.
@@ -322,9 +320,8 @@ fn prune_removes_gone_instances_and_vanished_categories() {
 
 #[test]
 fn renamed_file_is_pruned_and_the_new_name_written() {
-    let mut s = Scenario::new();
     let a = TestCa::new("A");
-    s.apply(&Pass::new().instance("a", &[&a]), t0());
+    let mut s = Scenario::new().holding_a(&a);
     let mut renamed = entry("a", "international", &[&a]);
     renamed.file_name = "orders.crt".into();
     let renamed = Pass::new().entry(renamed);
@@ -333,9 +330,7 @@ fn renamed_file_is_pruned_and_the_new_name_written() {
     assert_eq!(s.read("orders.crt"), a.pem());
     // The old name is no longer produced: it goes after UNPRODUCED_PASSES passes.
     assert!(s.path("a-international.crt").exists());
-    for _ in 1..UNPRODUCED_PASSES {
-        s.apply(&renamed, t0());
-    }
+    s.apply_times(UNPRODUCED_PASSES - 1, &renamed, t0());
     assert!(!s.path("a-international.crt").exists());
 }
 
@@ -366,10 +361,9 @@ fn prune_false_keeps_files_records_and_bundle_entries() {
 
 #[test]
 fn bundle_off_with_prune_removes_it_and_capath_off_removes_hash_files() {
-    let mut s = Scenario::new();
     let a = TestCa::new("A");
+    let mut s = Scenario::new().holding_a(&a);
     let input = Pass::new().instance("a", &[&a]);
-    s.apply(&input, t0());
     s.opts.bundle = None;
     s.opts.capath = false;
     s.opts.prune = false; // hash files are derived: they go even without prune
@@ -396,9 +390,8 @@ fn bundle_off_with_prune_removes_it_and_capath_off_removes_hash_files() {
 #[test]
 fn unmanaged_file_in_the_way_is_refused_and_others_proceed() {
     let mut s = Scenario::new();
-    s.create_dir();
-    std::fs::write(s.path("a-international.crt"), "mine\n").unwrap();
-    std::fs::write(s.path("ca-bundle.crt"), "also mine\n").unwrap();
+    s.put("a-international.crt", "mine\n");
+    s.put("ca-bundle.crt", "also mine\n");
     let before = facts(s.path("a-international.crt"));
     let (a, b) = (TestCa::new("A"), TestCa::new("B"));
     let report = s.apply(&Pass::new().instance("a", &[&a]).instance("b", &[&b]), t0());
@@ -488,9 +481,7 @@ fn managed_file_replaced_by_a_symlink_is_neither_followed_nor_removed() {
     );
 
     // Pruning it refuses as well.
-    for _ in 1..UNPRODUCED_PASSES {
-        s.apply(&Pass::new(), t0());
-    }
+    s.apply_times(UNPRODUCED_PASSES - 1, &Pass::new(), t0());
     let report = s.apply(&Pass::new(), t0());
     assert!(report.errors.iter().any(|e| matches!(
         e,
@@ -507,7 +498,7 @@ fn manifest_listed_file_changed_or_missing_is_still_managed() {
     let input = Pass::new().instance("a", &[&a]).instance("b", &[&b]);
     s.apply(&input, t0());
     s.close();
-    std::fs::write(s.path("a-international.crt"), "half a cert").unwrap();
+    s.put("a-international.crt", "half a cert");
     std::fs::remove_file(s.path("b-international.crt")).unwrap();
     let report = s.apply(&input, t0());
     assert!(matches!(report.entries[0].result, Ok(Change::Updated)));
@@ -518,10 +509,9 @@ fn manifest_listed_file_changed_or_missing_is_still_managed() {
 
 #[test]
 fn changed_mode_rewrites_the_file() {
-    let mut s = Scenario::new();
     let a = TestCa::new("A");
+    let mut s = Scenario::new().holding_a(&a);
     let input = Pass::new().instance("a", &[&a]);
-    s.apply(&input, t0());
     s.opts.mode = 0o640;
     s.reopen();
     let report = s.apply(&input, t0());
@@ -533,10 +523,9 @@ fn changed_mode_rewrites_the_file() {
 #[test]
 fn leftover_temp_files_are_removed_at_open() {
     let mut s = Scenario::new();
-    s.create_dir();
-    std::fs::write(s.path(".certsync-tmp-abc123"), "partial").unwrap();
-    std::fs::write(s.path(".certsync-tmpx"), "not ours").unwrap();
-    std::fs::write(s.path("other.pem"), "not ours").unwrap();
+    s.put(".certsync-tmp-abc123", "partial");
+    s.put(".certsync-tmpx", "not ours");
+    s.put("other.pem", "not ours");
     drop(s.view());
     assert!(
         s.path(".certsync-tmp-abc123").exists(),
@@ -608,9 +597,7 @@ fn dry_run_writes_nothing_and_keeps_state() {
     assert_eq!(s.store().current()[0].fingerprints, [a.fp()]);
     assert_eq!(s.store().next_deadline(), None);
     // The last pass before its removal, dry: it would go, and stays.
-    for _ in 1..UNPRODUCED_PASSES {
-        s.apply(&Pass::new(), t0());
-    }
+    s.apply_times(UNPRODUCED_PASSES - 1, &Pass::new(), t0());
     let report = s.dry_run(&Pass::new(), t0());
     assert!(
         report
@@ -620,24 +607,26 @@ fn dry_run_writes_nothing_and_keeps_state() {
     assert!(s.path("a-international.crt").exists());
 }
 
-/// A folder holding `a` and `b` in which the next pass with `input` rotates `a` (to `b`'s CA)
-/// and prunes `b`'s file.
-fn about_to_prune_b(s: &mut Scenario, cas: &[TestCa; 3]) -> Pass {
-    let [a, b, c] = cas;
-    s.apply_ok(&Pass::new().instance("a", &[a]).instance("b", &[b]), t0());
-    for _ in 1..UNPRODUCED_PASSES {
-        s.apply_ok(&Pass::new().instance("a", &[c]), t0());
-    }
-    Pass::new().instance("a", &[b])
+/// A folder holding `a` and `b`, and the pass that rotates `a` (to `b`'s CA) and prunes `b`'s
+/// file, planned.
+fn about_to_prune_b() -> (Scenario, StorePlan) {
+    let mut s = Scenario::new();
+    let [a, b, c] = cas(["A", "B", "C"]);
+    s.apply_ok(&Pass::new().instance("a", &[&a]).instance("b", &[&b]), t0());
+    s.apply_times(
+        UNPRODUCED_PASSES - 1,
+        &Pass::new().instance("a", &[&c]),
+        t0(),
+    );
+    let plan = s.store().plan(&Pass::new().instance("a", &[&b]), t0());
+    (s, plan)
 }
 
 #[test]
 fn a_dry_run_reports_what_the_commit_then_does() {
-    let mut s = Scenario::new();
-    let cas = [TestCa::new("A"), TestCa::new("B"), TestCa::new("C")];
-    let input = about_to_prune_b(&mut s, &cas);
+    let (mut s, plan) = about_to_prune_b();
     // The same entries, files and removals whether the pass is only planned or committed.
-    let plan = s.store().plan(&input, t0());
+    let input = plan.input().clone();
     let preview = plan.preview().clone();
     let dry = plan.report();
     let before = snapshot(&s.dir);
@@ -690,10 +679,7 @@ fn a_dry_run_reports_what_the_commit_then_does() {
 /// instance (it named only the instances of the pass's entries).
 #[test]
 fn the_preview_names_an_instance_whose_file_is_pruned() {
-    let mut s = Scenario::new();
-    let cas = [TestCa::new("A"), TestCa::new("B"), TestCa::new("C")];
-    let input = about_to_prune_b(&mut s, &cas);
-    let plan = s.store().plan(&input, t0());
+    let (mut s, plan) = about_to_prune_b();
     let preview = plan.preview().clone();
     let state = s.store().saved_state().clone();
     let done = s.store().commit(plan, state);
@@ -729,8 +715,7 @@ fn manifest_survives_reopen_with_the_overlap() {
 #[test]
 fn corrupt_manifest_is_a_clear_error() {
     let s = Scenario::new();
-    s.create_dir();
-    std::fs::write(s.path(".certsync-manifest.json"), "{ not json").unwrap();
+    s.put(".certsync-manifest.json", "{ not json");
     let opened = [
         Store::<OpaqueState>::open_locked(s.opts.clone()).map(drop),
         StoreView::<OpaqueState>::open(s.opts.clone()).map(drop),
@@ -855,10 +840,7 @@ fn empty_pass_input_on_empty_store_changes_nothing() {
     // A managed bundle is emptied when the last instance goes.
     let a = TestCa::new("A");
     s.apply(&Pass::new().instance("a", &[&a]), t0());
-    for _ in 1..UNPRODUCED_PASSES {
-        s.apply(&Pass::new(), t0());
-    }
-    let report = s.apply(&Pass::new(), t0());
+    let report = s.apply_times(UNPRODUCED_PASSES, &Pass::new(), t0());
     assert!(
         report
             .other
@@ -871,12 +853,7 @@ fn empty_pass_input_on_empty_store_changes_nothing() {
 #[test]
 fn write_failures_are_per_entry_and_keep_the_old_state() {
     let mut s = Scenario::with(|o| o.capath = false);
-    let (a1, a2, b, c) = (
-        TestCa::new("A1"),
-        TestCa::new("A2"),
-        TestCa::new("B"),
-        TestCa::new("C"),
-    );
+    let [a1, a2, b, c] = cas(["A1", "A2", "B", "C"]);
     let t = t0();
     let rotated = Pass::new().instance("a", &[&a2]).instance("b", &[&b]);
     s.apply(&Pass::new().instance("a", &[&a1]).instance("b", &[&b]), t);
@@ -937,12 +914,7 @@ fn write_failures_are_per_entry_and_keep_the_old_state() {
 #[test]
 fn derived_files_follow_an_instance_file_that_could_not_be_written() {
     let mut s = Scenario::with(|o| o.rotation_overlap = Duration::ZERO);
-    let (a1, a2, b1, b2) = (
-        TestCa::new("A1"),
-        TestCa::new("A2"),
-        TestCa::new("B1"),
-        TestCa::new("B2"),
-    );
+    let [a1, a2, b1, b2] = cas(["A1", "A2", "B1", "B2"]);
     let t = t0();
     s.apply(&Pass::new().instance("a", &[&a1]).instance("b", &[&b1]), t);
     // a's file cannot be replaced (immutable); b's can.
@@ -970,9 +942,8 @@ fn derived_files_follow_an_instance_file_that_could_not_be_written() {
 
 #[test]
 fn an_entry_without_certificates_never_empties_its_file() {
-    let mut s = Scenario::with(|o| o.rotation_overlap = Duration::ZERO);
     let a = TestCa::new("A");
-    s.apply(&Pass::new().instance("a", &[&a]), t0());
+    let mut s = Scenario::with(|o| o.rotation_overlap = Duration::ZERO).holding_a(&a);
     let before = snapshot(&s.dir);
     let report = s.apply(&Pass::new().instance("a", &[]), t0());
     assert!(matches!(

@@ -115,7 +115,7 @@ fn hash_file_names_match_openssl_and_same_subjects_count_by_fingerprint() {
 
 #[test]
 fn bundle_is_byte_identical_across_runs_and_input_orders() {
-    let cas: Vec<TestCa> = (0..6).map(|i| TestCa::new(&format!("CA {i}"))).collect();
+    let cas = numbered_cas("CA", 6);
     let run = |order: &[usize], reverse_certs: bool| -> (Vec<u8>, Vec<u8>) {
         let mut s = Scenario::new();
         let input = order.iter().fold(Pass::new(), |input, &i| {

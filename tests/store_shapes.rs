@@ -296,7 +296,7 @@ fn switching_layouts_both_ways_keeps_every_file_and_touches_no_unmanaged_one() {
     let (a, b) = (TestCa::new("A"), TestCa::new("B"));
     let input = Pass::new().instance("a", &[&a]).instance("b", &[&b, &a]);
     s.apply(&input, t0());
-    std::fs::write(s.path("notes.txt"), "mine\n").unwrap();
+    s.put("notes.txt", "mine\n");
     let notes = facts(s.path("notes.txt"));
     let contents = |dir: &Path| -> Vec<(String, Vec<u8>)> {
         visible(dir)
@@ -374,9 +374,8 @@ fn a_foreign_data_link_is_not_taken_over() {
 
 #[test]
 fn leftover_generations_of_a_crash_are_removed_at_open() {
-    let mut s = Scenario::with(atomic);
     let a = TestCa::new("A");
-    s.apply(&Pass::new().instance("a", &[&a]), t0());
+    let mut s = Scenario::with(atomic).holding_a(&a);
     s.close();
     let current = generations(&s.dir);
     // What a kill before the swap leaves: a generation nobody points to, and ..data_tmp.
@@ -401,11 +400,11 @@ fn leftover_generations_of_a_crash_are_removed_at_open() {
 #[test]
 fn truststore_holds_every_ca_and_is_rewritten_only_when_the_set_or_password_changes() {
     let mut s = Scenario::with(p12);
-    let (a1, a2, b) = (TestCa::new("A1"), TestCa::new("A2"), TestCa::new("B"));
+    let p12 = s.path("truststore.p12");
+    let [a1, a2, b] = cas(["A1", "A2", "B"]);
     let t = t0();
     let first = Pass::new().instance("a", &[&a1]).instance("b", &[&b]);
     let report = s.apply(&first, t);
-    let p12 = s.path("truststore.p12");
     assert!(report.other.contains(&(p12.clone(), Change::Created)));
     assert_eq!(p12_fps(&s, "changeit"), sorted(&[a1.fp(), b.fp()]));
     assert_eq!(
@@ -575,8 +574,7 @@ fn atomic_dir_write_failure_keeps_the_whole_old_set() {
 #[test]
 fn truststore_name_in_the_way_is_refused() {
     let mut s = Scenario::with(p12);
-    s.create_dir();
-    std::fs::write(s.path("truststore.p12"), "someone else's").unwrap();
+    s.put("truststore.p12", "someone else's");
     let a = TestCa::new("A");
     let report = s.apply(&Pass::new().instance("a", &[&a]), t0());
     assert!(matches!(

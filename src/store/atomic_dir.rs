@@ -10,23 +10,17 @@
 use std::collections::HashMap;
 use std::io;
 
-use super::executor::{blocked_results, remove_all};
+use super::StoreError;
+use super::executor::{Batch, Results, blocked_results, remove_all};
 use super::manifest::ManifestLayout;
-use super::plan::{Plan, RemovalResult};
 use super::write::{self, Folder, Visible};
-use super::{StoreError, StoreOptions};
 
 /// The atomic-dir layout: when anything changes (or the folder is not yet in this layout),
 /// the whole final set goes into a new generation, `..data` is swapped to it, the visible
 /// symlinks are made and the removed names unlinked, then old generations are removed.
 /// A failure before the swap fails every write and leaves the old set as it was.
-pub(super) fn execute(
-    folder: &Folder,
-    opts: &StoreOptions,
-    plan: &Plan,
-    old_layout: ManifestLayout,
-    errors: &mut Vec<StoreError>,
-) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>) {
+pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> Results {
+    let (folder, opts, plan, old_layout) = (batch.folder, batch.opts, batch.plan, batch.old_layout);
     let dir = folder.path();
     let current = match folder.current_generation() {
         Ok(c) => c,

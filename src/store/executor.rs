@@ -35,6 +35,19 @@ pub(super) struct Outcome<S> {
     pub manifest_dirty: bool,
 }
 
+/// The content step of one commit, as a layout carries it out.
+#[derive(Clone, Copy)]
+pub(super) struct Batch<'a> {
+    pub folder: &'a Folder,
+    pub opts: &'a StoreOptions,
+    pub plan: &'a Plan,
+    /// The layout the manifest on disk recorded before this commit.
+    pub old_layout: ManifestLayout,
+}
+
+/// How each planned write and removal went, in plan order.
+pub(super) type Results = (Vec<Result<(), StoreError>>, Vec<RemovalResult>);
+
 /// Carries out `plan` in the crash-safe order, saving `state` with the first manifest.
 pub(super) fn execute<S: StoreState>(
     folder: &Folder,
@@ -94,19 +107,24 @@ pub(super) fn execute<S: StoreState>(
             msg,
             "write (the manifest that must list it first was not saved)",
         ),
-        None => match opts.layout {
-            Layout::Flat => {
-                let (writes, removals, converted) =
-                    flat::execute(folder, opts, &plan, old_layout, &mut layout_errors);
-                if converted {
-                    final_layout = ManifestLayout::Flat;
+        None => {
+            let batch = Batch {
+                folder,
+                opts,
+                plan: &plan,
+                old_layout,
+            };
+            match opts.layout {
+                Layout::Flat => {
+                    let (results, converted) = flat::execute(batch, &mut layout_errors);
+                    if converted {
+                        final_layout = ManifestLayout::Flat;
+                    }
+                    results
                 }
-                (writes, removals)
+                Layout::AtomicDir => atomic_dir::execute(batch, &mut layout_errors),
             }
-            Layout::AtomicDir => {
-                atomic_dir::execute(folder, opts, &plan, old_layout, &mut layout_errors)
-            }
-        },
+        }
     };
     let touched = write_results.iter().any(Result::is_ok)
         || removal_results
@@ -174,7 +192,7 @@ pub(super) fn blocked_results(
     kind: io::ErrorKind,
     msg: &str,
     op: &'static str,
-) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>) {
+) -> Results {
     (
         plan.writes
             .iter()

@@ -8,27 +8,22 @@
 
 use std::collections::HashSet;
 
-use super::executor::remove_all;
+use super::executor::{Batch, Results, remove_all};
 use super::manifest::ManifestLayout;
-use super::plan::{self, Plan, RemovalResult};
+use super::plan;
 use super::write::{Attrs, Folder, Visible};
-use super::{Change, StoreError, StoreOptions, WriteMode};
+use super::{Change, StoreError, WriteMode};
 
 /// The flat layout: each write on its own (rename, or in place), then the removals. When
 /// the folder was in the atomic-dir layout, every managed name still a symlink through
 /// `..data` is replaced by a regular file with the same bytes, and then `..data` and the
 /// generations are removed. Returns whether that switch is complete (or was not needed).
-pub(super) fn execute(
-    folder: &Folder,
-    opts: &StoreOptions,
-    plan: &Plan,
-    old_layout: ManifestLayout,
-    errors: &mut Vec<StoreError>,
-) -> (Vec<Result<(), StoreError>>, Vec<RemovalResult>, bool) {
+pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> (Results, bool) {
+    let (folder, opts, plan, old_layout) = (batch.folder, batch.opts, batch.plan, batch.old_layout);
     let writes = run_writes(folder, &opts.attrs(), opts.write_mode, &plan.writes);
     let removals = remove_all(folder, &plan.removals);
     if old_layout == ManifestLayout::Flat {
-        return (writes, removals, true);
+        return ((writes, removals), true);
     }
     let written: HashSet<&str> = plan.writes.iter().map(|w| w.name.as_str()).collect();
     let mut complete = true;
@@ -72,7 +67,7 @@ pub(super) fn execute(
             complete = false;
         }
     }
-    (writes, removals, complete)
+    ((writes, removals), complete)
 }
 
 /// Writes every planned file of the flat layout; for many files, on a few threads, since each

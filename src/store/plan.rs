@@ -80,19 +80,11 @@ pub(crate) enum RemovalResult {
     Failed(StoreError),
 }
 
-/// The result planned for one update.
-pub(crate) struct PlannedEntry {
-    pub instance_id: String,
-    pub category: String,
-    pub path: PathBuf,
-    pub result: Result<Change, StoreError>,
-    pub not_after: Option<OffsetDateTime>,
-    pub fingerprints: Vec<String>,
-}
-
 /// Everything a pass will do.
 pub(crate) struct Plan {
-    pub entries: Vec<PlannedEntry>,
+    /// The result planned for each update, in input order (a write that then fails
+    /// replaces its result).
+    pub entries: Vec<EntryOutcome>,
     /// The manifest records if every write and removal succeeds.
     pub final_files: BTreeMap<String, Record>,
     pub writes: Vec<Write>,
@@ -159,7 +151,7 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     /// Instance files: the updates, then the managed files nobody produces any more.
-    fn plan_entries(&mut self) -> Vec<PlannedEntry> {
+    fn plan_entries(&mut self) -> Vec<EntryOutcome> {
         // Names that two or more entries of this pass map to: every one of them fails, and
         // the file keeps its content (SPEC 7). A category string from the API must not decide
         // which instance gets a file.
@@ -224,7 +216,7 @@ impl<'a> Planner<'a> {
                     Err(e)
                 }
             };
-            entries.push(PlannedEntry {
+            entries.push(EntryOutcome {
                 instance_id: entry.instance_id.clone(),
                 category: entry.category.clone(),
                 path: self.opts.dir.join(&entry.file_name),
@@ -521,18 +513,11 @@ impl Plan {
                 }
             }
         }
-        for (i, planned) in self.entries.into_iter().enumerate() {
-            report.entries.push(EntryOutcome {
-                instance_id: planned.instance_id,
-                category: planned.category,
-                path: planned.path,
-                result: match entry_errors.remove(&i) {
-                    Some(e) => Err(e),
-                    None => planned.result,
-                },
-                not_after: planned.not_after,
-                fingerprints: planned.fingerprints,
-            });
+        for (i, mut planned) in self.entries.into_iter().enumerate() {
+            if let Some(e) = entry_errors.remove(&i) {
+                planned.result = Err(e);
+            }
+            report.entries.push(planned);
         }
         for (name, record) in &final_files {
             if let Record::Instance {

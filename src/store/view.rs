@@ -232,6 +232,11 @@ impl StorePlan {
         &self.preview
     }
 
+    /// The pass the plan was made for (its own copy).
+    pub fn input(&self) -> &PassInput {
+        &self.input
+    }
+
     /// The report of this plan as if every write and removal succeeded, without writing
     /// anything: a dry run. The same entries, changed files and removals a commit that meets
     /// no error produces.

@@ -68,6 +68,11 @@ impl TestCa {
     }
 }
 
+/// One CA per common name: `let [a, b] = cas(["A", "B"]);`.
+pub fn cas<const N: usize>(names: [&str; N]) -> [TestCa; N] {
+    names.map(TestCa::new)
+}
+
 /// Options with a bundle, hash files, prune and the given overlap.
 pub fn opts(dir: &Path, overlap: Duration) -> StoreOptions {
     StoreOptions {
@@ -180,6 +185,12 @@ impl Scenario {
         }
     }
 
+    /// After one pass at [`t0`] in which instance `a` synced with `ca` (`a-international.crt`).
+    pub fn holding_a(mut self, ca: &TestCa) -> Scenario {
+        self.apply(&Pass::new().instance("a", &[ca]), t0());
+        self
+    }
+
     /// The store, opened (locked) with [`Scenario::opts`] if it is not open.
     pub fn store(&mut self) -> &mut Store {
         if self.store.is_none() {
@@ -204,6 +215,15 @@ impl Scenario {
     /// Plans `input` at `at` and commits it with the state saved so far.
     pub fn apply(&mut self, input: &PassInput, at: SystemTime) -> StoreReport {
         commit(self.store(), input, at)
+    }
+
+    /// [`Scenario::apply`] `times` times (at least once); the last report.
+    pub fn apply_times(&mut self, times: u32, input: &PassInput, at: SystemTime) -> StoreReport {
+        let mut report = self.apply(input, at);
+        for _ in 1..times {
+            report = self.apply(input, at);
+        }
+        report
     }
 
     /// [`Scenario::apply`], asserting that the pass met no store error.
@@ -246,6 +266,13 @@ impl Scenario {
     /// Creates the folder (before the store does), for files put in it first.
     pub fn create_dir(&self) {
         std::fs::create_dir_all(&self.dir).unwrap();
+    }
+
+    /// Writes `content` at `name` in the folder (created first if need be): a file that is
+    /// not certsync's, or one changed behind its back.
+    pub fn put(&self, name: &str, content: impl AsRef<[u8]>) {
+        self.create_dir();
+        std::fs::write(self.path(name), content).unwrap();
     }
 
     /// `<subject hash>.<n>` of `ca` in the folder.
@@ -334,6 +361,33 @@ impl Drop for Immutable {
             .arg("-i")
             .arg(&self.0)
             .status();
+    }
+}
+
+/// The folder a writer process works on: `var`'s value; `None` in an ordinary test run (the
+/// writer's test then does nothing).
+pub fn writer_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from)
+}
+
+/// `n` CAs named `<prefix> 0`, `<prefix> 1`, ...
+pub fn numbered_cas(prefix: &str, n: usize) -> Vec<TestCa> {
+    (0..n)
+        .map(|i| TestCa::new(&format!("{prefix} {i}")))
+        .collect()
+}
+
+/// The body of a writer process: opens `opts` for writing and commits, without end, pass
+/// `input(k)` for k = 0, 1, ... ten minutes of the store's clock apart, asserting each meets
+/// no error and printing `pass k` after it.
+pub fn write_forever(opts: StoreOptions, mut input: impl FnMut(usize) -> PassInput) {
+    let mut store = Store::open_locked(opts).expect("open in writer");
+    let base = SystemTime::now();
+    for k in 0usize.. {
+        let at = base + Duration::from_secs(600 * k as u64);
+        let report = commit(&mut store, &input(k), at);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        println!("pass {k}");
     }
 }
 
