@@ -8,9 +8,9 @@
 //! It must not: touch a file that is not in its manifest, follow a symlink it did not make,
 //! write a file whose bytes (mode, owner) are already right, or leave a partial file (except
 //! what `in-place` documents). It does no network I/O, no validation of certificates (it gets
-//! validated [`Cert`]s) and runs no hooks.
+//! validated [`Cert`](crate::cert::Cert)s) and runs no hooks.
 //!
-//! Crash safety: a pass first computes everything (a [`plan`]), then, if it creates new names
+//! Crash safety: a pass first computes everything (a [`StorePlan`]), then, if it creates new names
 //! (or enters the atomic-dir layout), writes a manifest listing old and new managed files
 //! together, then puts the content in place, removes pruned files, fsyncs the folder and writes
 //! the final manifest. A SIGKILL at any point leaves every file old or new, and every file

@@ -41,7 +41,8 @@ pub struct StoreOptions {
     pub layout: Layout,
     /// File name of the PKCS#12 truststore inside `dir`; `None`: no truststore.
     pub pkcs12: Option<String>,
-    /// File holding the truststore's password; `None`: [`truststore::DEFAULT_PASSWORD`].
+    /// File holding the truststore's password; `None`:
+    /// [`DEFAULT_PASSWORD`](super::truststore::DEFAULT_PASSWORD).
     pub pkcs12_password_file: Option<PathBuf>,
 }
 

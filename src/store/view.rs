@@ -215,6 +215,14 @@ pub struct StorePlan {
     pub(super) origin: Origin,
 }
 
+// The daemon moves stores and plans to a blocking thread and back.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<StorePlan>();
+    send::<StoreView>();
+    send::<super::Store>();
+};
+
 impl std::fmt::Debug for StorePlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorePlan")
