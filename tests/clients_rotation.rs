@@ -2,7 +2,7 @@
 //! that still uses the old CA, certsync takes in the new CA; with `rotation_overlap` every
 //! connection keeps succeeding until the window ends, and then the old CA leaves every output
 //! (instance file, bundle, hash files, truststore) at once. Time is driven through the store's
-//! `apply(.., now, ..)`, so the hour-long window takes no wall-clock time.
+//! `plan(.., now)`, so the hour-long window takes no wall-clock time.
 
 mod common;
 
@@ -12,7 +12,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use certsync::cert::Cert;
-use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions};
+use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions, StoreReport};
 use certsync_sim::{SimOptions, Simulator};
 use common::*;
 
@@ -31,6 +31,12 @@ fn input(id: &str, ca: &Cert) -> PassInput {
         counts: true,
         ..PassInput::default()
     }
+}
+
+/// One pass through the store's two steps: plan `input` at `at`, commit it.
+fn apply(store: &mut Store, input: &PassInput, at: SystemTime) -> StoreReport {
+    let plan = store.plan(input, at);
+    store.commit(plan, None)
 }
 
 /// Connections made by the background client, and whether any failed.
@@ -65,9 +71,9 @@ async fn rotation_with_overlap(layout: Layout) {
     let (cert, key) = sim.issue_server_cert(&id, "international", &["127.0.0.1"]);
     let old_server = TlsServer::start(&cert, &key);
 
-    let mut store = Store::open(opts, false).unwrap();
+    let mut store = Store::open_locked(opts).unwrap();
     let t0 = SystemTime::now();
-    let report = store.apply(&input(&id, &old_ca), t0, false);
+    let report = apply(&mut store, &input(&id, &old_ca), t0);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     accepted(
         "curl --cacert (old CA)",
@@ -119,7 +125,11 @@ async fn rotation_with_overlap(layout: Layout) {
             &curl_cacert(&file, &new_server.url()),
         );
 
-        let report = store.apply(&input(&id, &new_ca), t0 + Duration::from_secs(60), false);
+        let report = apply(
+            &mut store,
+            &input(&id, &new_ca),
+            t0 + Duration::from_secs(60),
+        );
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let seen = wait_for_more(seen, 2);
         // Inside the window both servers are trusted, by every shape.
@@ -142,7 +152,7 @@ async fn rotation_with_overlap(layout: Layout) {
         assert_eq!(keytool_list(&p12, "changeit").1, 2);
 
         // Later in the window: still both (nothing rewritten).
-        let report = store.apply(&input(&id, &new_ca), t0 + OVERLAP / 2, false);
+        let report = apply(&mut store, &input(&id, &new_ca), t0 + OVERLAP / 2);
         assert!(!report.changed(), "{:?}", report.changed_files);
         wait_for_more(seen, 2);
 
@@ -157,10 +167,10 @@ async fn rotation_with_overlap(layout: Layout) {
         drop(t);
 
         // The window ends: the old CA leaves every output in the same pass.
-        let report = store.apply(
+        let report = apply(
+            &mut store,
             &input(&id, &new_ca),
             t0 + Duration::from_secs(60) + OVERLAP + Duration::from_secs(1),
-            false,
         );
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), new_ca.to_pem());

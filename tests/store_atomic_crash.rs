@@ -11,12 +11,11 @@ mod store_support;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use certsync::cert::{encode_pem, read_certs_lenient};
-use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions};
+use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions, UNPRODUCED_PASSES};
 use store_support::*;
 
 const DIR_VAR: &str = "CERTSYNC_ATOMIC_CRASH_DIR";
@@ -32,15 +31,11 @@ fn atomic_opts(dir: &Path) -> StoreOptions {
 /// The writer: endless passes that rotate CAs and add and drop instances, printing `pass N`.
 #[test]
 fn atomic_writer_process() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else {
+    let Some(dir) = writer_dir(DIR_VAR) else {
         return;
     };
-    let cas: Vec<TestCa> = (0..6)
-        .map(|i| TestCa::new(&format!("atomic CA {i}")))
-        .collect();
-    let mut store = Store::open(atomic_opts(Path::new(&dir)), false).expect("open in writer");
-    let base = SystemTime::now();
-    for k in 0usize.. {
+    let cas = numbered_cas("atomic CA", 6);
+    write_forever(atomic_opts(&dir), |k| {
         let mut input = PassInput::default();
         for i in 0..INSTANCES {
             let id = format!("inst{i:02}");
@@ -56,10 +51,8 @@ fn atomic_writer_process() {
                 certs: vec![cas[(i + k) % cas.len()].cert.clone()],
             });
         }
-        let report = store.apply(&input, base + Duration::from_secs(600 * k as u64), false);
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        println!("pass {k}");
-    }
+        input
+    });
 }
 
 /// One consistent read of the set through `..data`: `None` when the generation went away
@@ -111,7 +104,6 @@ fn consistent(set: &[(String, Vec<u8>)]) {
 fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
-    let exe = std::env::current_exe().unwrap();
     let stop = AtomicBool::new(false);
     let reads = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -141,34 +133,9 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
         });
 
         for round in 0..20 {
-            let mut child = Command::new(&exe)
-                .args([
-                    "--exact",
-                    "atomic_writer_process",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(DIR_VAR, &dir)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn writer");
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let child = spawn_writer("atomic_writer_process", DIR_VAR, &dir, false);
             let passes_first = 2 + fastrand::usize(0..3);
-            let mut passes = 0;
-            for line in lines.by_ref() {
-                if line.expect("writer output").starts_with("pass ") {
-                    passes += 1;
-                    if passes == passes_first {
-                        break;
-                    }
-                }
-            }
-            assert_eq!(passes, passes_first, "round {round}: writer ended early");
-            // The random kill moment (not a wait for an event).
-            std::thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap writer");
+            kill_after_passes(child, passes_first, Duration::from_millis(40), round);
 
             // After the kill: every visible name is managed and whole or (removed) dangling.
             let manifest = manifest(&dir);
@@ -179,7 +146,7 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
                 }
                 assert!(files.contains_key(&name), "round {round}: {name} unmanaged");
             }
-            let store = Store::open(atomic_opts(&dir), false)
+            let store: Store = Store::open_locked(atomic_opts(&dir))
                 .unwrap_or_else(|e| panic!("round {round}: reopen: {e}"));
             let gens: Vec<String> = names(&dir)
                 .into_iter()
@@ -203,16 +170,14 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
         rotation_overlap: Duration::ZERO,
         ..atomic_opts(&dir)
     };
-    let mut store = Store::open(zero_overlap, false).unwrap();
+    let mut store = Store::open_locked(zero_overlap).unwrap();
     // Later than every pass of the writer (whose clock ran 10 minutes a pass), so that no
     // replaced CA is still inside its overlap.
     // Files nothing produces go after UNPRODUCED_PASSES passes (SPEC 5.3).
-    for _ in 0..certsync::store::UNPRODUCED_PASSES {
-        let report = store.apply(
-            &pass(vec![entry("inst00", "international", &[&a])], &[]),
-            SystemTime::now() + Duration::from_secs(30 * 86400),
-            false,
-        );
+    let last = Pass::new().instance("inst00", &[&a]);
+    for _ in 0..UNPRODUCED_PASSES {
+        let later = SystemTime::now() + Duration::from_secs(30 * 86400);
+        let report = commit(&mut store, &last, later);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
     }
     let visible: Vec<String> = names(&dir)
@@ -235,29 +200,19 @@ const SWAP_VAR: &str = "CERTSYNC_SWAP_KILL_DIR";
 /// brings a new instance with a new CA, so the new set has names the old one had not.
 #[test]
 fn swap_writer_process() {
-    let Some(dir) = std::env::var_os(SWAP_VAR) else {
+    let Some(dir) = writer_dir(SWAP_VAR) else {
         return;
     };
     let (a, b) = (TestCa::new("swap CA a"), TestCa::new("swap CA b"));
-    let mut store = Store::open(atomic_opts(Path::new(&dir)), false).expect("open in writer");
-    let first = pass(vec![entry("inst00", "international", &[&a])], &[]);
-    assert!(
-        store
-            .apply(&first, SystemTime::now(), false)
-            .errors
-            .is_empty()
-    );
+    let mut store = Store::open_locked(atomic_opts(&dir)).expect("open in writer");
+    let first = Pass::new().instance("inst00", &[&a]);
+    let report = commit(&mut store, &first, SystemTime::now());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
     println!("ready");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
-    let second = pass(
-        vec![
-            entry("inst00", "international", &[&a]),
-            entry("inst01", "international", &[&b]),
-        ],
-        &[],
-    );
-    store.apply(&second, SystemTime::now(), false);
+    let second = first.instance("inst01", &[&b]);
+    commit(&mut store, &second, SystemTime::now());
     println!("done");
 }
 
@@ -269,20 +224,7 @@ fn a_kill_right_after_the_swap_leaves_every_name_of_the_new_set_visible() {
     use notify::{EventKind, RecursiveMode, Watcher};
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(&exe)
-        .args([
-            "--exact",
-            "swap_writer_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SWAP_VAR, &dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn writer");
+    let mut child = spawn_writer("swap_writer_process", SWAP_VAR, &dir, true);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         // libtest prints `test swap_writer_process ... ` before it on the same line.

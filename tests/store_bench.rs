@@ -13,16 +13,15 @@ use store_support::*;
 fn run(n: usize, cas: &[TestCa]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
-    let updates: Vec<_> = (0..n)
-        .map(|i| entry(&format!("inst{i:05}"), "international", &[&cas[i]]))
-        .collect();
-    let input = pass(updates, &[]);
+    let input = (0..n).fold(Pass::new(), |input, i| {
+        input.instance(&format!("inst{i:05}"), &[&cas[i]])
+    });
 
     let start = Instant::now();
-    let mut store = Store::open(opts(&dir, Duration::from_secs(3600)), false).unwrap();
+    let mut store = Store::open_locked(opts(&dir, Duration::from_secs(3600))).unwrap();
     let open = start.elapsed();
     let start = Instant::now();
-    let report = store.apply(&input, t0(), false);
+    let report = commit(&mut store, &input, t0());
     let cold = start.elapsed();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(
@@ -36,16 +35,16 @@ fn run(n: usize, cas: &[TestCa]) {
     assert_eq!(report.changed_files.len(), 2 * n + 1);
 
     let start = Instant::now();
-    let report = store.apply(&input, t0(), false);
+    let report = commit(&mut store, &input, t0());
     let warm = start.elapsed();
     assert!(!report.changed());
     drop(store);
 
     let start = Instant::now();
-    let mut store = Store::open(opts(&dir, Duration::from_secs(3600)), false).unwrap();
+    let mut store = Store::open_locked(opts(&dir, Duration::from_secs(3600))).unwrap();
     let reopen = start.elapsed();
     assert_eq!(store.current().len(), n);
-    assert!(!store.apply(&input, t0(), false).changed());
+    assert!(!commit(&mut store, &input, t0()).changed());
 
     eprintln!(
         "store bench n={n}: open empty {open:?}, cold apply {cold:?} ({} files written), \
@@ -56,7 +55,7 @@ fn run(n: usize, cas: &[TestCa]) {
 
 #[test]
 fn apply_200_and_2000_new_entries() {
-    let cas: Vec<TestCa> = (0..2000).map(|i| TestCa::new(&format!("CA {i}"))).collect();
+    let cas = numbered_cas("CA", 2000);
     run(200, &cas);
     run(2000, &cas);
 }

@@ -8,13 +8,11 @@
 mod store_support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use certsync::cert::{encode_pem, read_certs_lenient};
-use certsync::store::{DesiredEntry, PassInput, Store};
+use certsync::store::{DesiredEntry, PassInput, Store, UNPRODUCED_PASSES};
 use store_support::*;
 
 const DIR_VAR: &str = "CERTSYNC_STORE_CRASH_DIR";
@@ -24,16 +22,11 @@ const INSTANCES: usize = 40;
 /// `pass N` after each.
 #[test]
 fn crash_writer_process() {
-    let Some(dir) = std::env::var_os(DIR_VAR) else {
+    let Some(dir) = writer_dir(DIR_VAR) else {
         return;
     };
-    let cas: Vec<TestCa> = (0..8)
-        .map(|i| TestCa::new(&format!("crash CA {i}")))
-        .collect();
-    let mut store = Store::open(opts(Path::new(&dir), Duration::from_secs(3600)), false)
-        .expect("open in writer");
-    let base = SystemTime::now();
-    for k in 0usize.. {
+    let cas = numbered_cas("crash CA", 8);
+    write_forever(opts(&dir, Duration::from_secs(3600)), |k| {
         let mut input = PassInput::default();
         for i in 0..INSTANCES {
             let id = format!("inst{i:02}");
@@ -62,59 +55,32 @@ fn crash_writer_process() {
                 certs,
             });
         }
-        let report = store.apply(&input, base + Duration::from_secs(600 * k as u64), false);
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        println!("pass {k}");
-    }
+        input
+    });
 }
 
 #[test]
 fn sigkill_at_random_moments_leaves_every_file_whole_and_managed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
-    let exe = std::env::current_exe().unwrap();
     let mut seen_temp_leftover = false;
     for round in 0..20 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_writer_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(DIR_VAR, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn writer");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        // Wait until the writer has completed at least one pass (it holds the lock and has
-        // generated its CAs); then the kill lands at a random point of a later pass.
+        let child = spawn_writer("crash_writer_process", DIR_VAR, &dir, false);
+        // The writer has completed at least one pass (it holds the lock and has generated its
+        // CAs); the kill lands at a random point of a later pass.
         let passes_first = 1 + fastrand::usize(0..3);
-        let mut passes = 0;
-        for line in lines.by_ref() {
-            let line = line.expect("writer output");
-            if line.starts_with("pass ") {
-                passes += 1;
-                if passes == passes_first {
-                    break;
-                }
-            }
-        }
-        assert_eq!(passes, passes_first, "round {round}: writer ended early");
-        // The random kill moment (not a wait for an event).
-        std::thread::sleep(Duration::from_micros(fastrand::u64(0..60_000)));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap writer");
+        kill_after_passes(child, passes_first, Duration::from_millis(60), round);
 
         seen_temp_leftover |= check_folder(&dir, round);
-        let mut store = Store::open(opts(&dir, Duration::from_secs(3600)), false)
+        let store: Store = Store::open_locked(opts(&dir, Duration::from_secs(3600)))
             .unwrap_or_else(|e| panic!("round {round}: reopen: {e}"));
         assert!(
             names(&dir).iter().all(|n| !n.starts_with(".certsync-tmp-")),
             "round {round}: temp files left after open"
         );
-        let report = store.apply(&PassInput::default(), SystemTime::now(), true);
+        let report = store
+            .plan(&PassInput::default(), SystemTime::now())
+            .report();
         assert!(
             report.errors.is_empty(),
             "round {round}: {:?}",
@@ -126,16 +92,14 @@ fn sigkill_at_random_moments_leaves_every_file_whole_and_managed() {
 
     // Finally converge with a real pass: every file then matches its record.
     let a = TestCa::new("final");
-    let mut store = Store::open(opts(&dir, Duration::ZERO), false).unwrap();
+    let mut store = Store::open_locked(opts(&dir, Duration::ZERO)).unwrap();
     // Files nothing produces go after UNPRODUCED_PASSES passes (SPEC 5.3). Later than every
     // pass of the writer (whose clock ran 10 minutes a pass), so that no replaced CA is still
     // inside its overlap.
-    for _ in 0..certsync::store::UNPRODUCED_PASSES {
-        let report = store.apply(
-            &pass(vec![entry("inst00", "international", &[&a])], &[]),
-            SystemTime::now() + Duration::from_secs(30 * 86400),
-            false,
-        );
+    let last = Pass::new().instance("inst00", &[&a]);
+    for _ in 0..UNPRODUCED_PASSES {
+        let later = SystemTime::now() + Duration::from_secs(30 * 86400);
+        let report = commit(&mut store, &last, later);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
     }
     assert_eq!(

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use certsync::store::{Layout, Store, StoreOptions};
+use certsync::store::{Layout, StoreOptions};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
 use store_support::*;
@@ -74,6 +74,15 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `out` is inspect's exit 1 (a file that is not a certificate, or refused) saying `needle`;
+/// its text.
+fn failed_saying(out: &Output, needle: &str) -> String {
+    let t = text(out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(needle), "missing {needle:?} in:\n{t}");
+    t
+}
+
 fn opts_with(dir: &Path, layout: Layout) -> StoreOptions {
     StoreOptions {
         pkcs12: Some("truststore.p12".into()),
@@ -83,27 +92,32 @@ fn opts_with(dir: &Path, layout: Layout) -> StoreOptions {
 }
 
 /// A folder in `layout` holding instance `a` with CA `a` and instance `b` with CA `b`.
-fn two_instances(dir: &std::path::Path, layout: Layout, a: &TestCa, b: &TestCa) {
-    let mut store = Store::open(opts_with(dir, layout), false).unwrap();
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[a]),
-                entry("b", "international", &[b]),
-            ],
-            &[],
-        ),
+fn two_instances(dir: &Path, layout: Layout, a: &TestCa, b: &TestCa) {
+    let input = Pass::new().instance("a", &[a]).instance("b", &[b]);
+    commit_once(opts_with(dir, layout), &input, t0());
+}
+
+/// [`two_instances`] in a new temp dir: the dir, the folder and the CAs `A` and `B`.
+fn two_instances_folder(layout: Layout) -> (tempfile::TempDir, std::path::PathBuf, [TestCa; 2]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = trust_dir(&tmp);
+    let [a, b] = cas(["A", "B"]);
+    two_instances(&dir, layout, &a, &b);
+    (tmp, dir, [a, b])
+}
+
+/// A flat folder (with a truststore) holding instance `a` with CA `ca`.
+fn one_instance(dir: &Path, ca: &TestCa) {
+    commit_once(
+        opts_with(dir, Layout::Flat),
+        &Pass::new().instance("a", &[ca]),
         t0(),
-        false,
     );
 }
 
 #[test]
 fn a_healthy_atomic_dir_folder_lists_every_shape_and_nothing_stale() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = trust_dir(&tmp);
-    let (a, b) = (TestCa::new("A"), TestCa::new("B"));
-    two_instances(&dir, Layout::AtomicDir, &a, &b);
+    let (_tmp, dir, [a, b]) = two_instances_folder(Layout::AtomicDir);
 
     let out = inspect(&[&dir], true);
     assert!(out.status.success(), "{}", text(&out));
@@ -154,19 +168,10 @@ fn stale_unmanaged_and_expiring_files_are_reported() {
         time::OffsetDateTime::now_utc() - time::Duration::hours(1),
     );
     let (b, stranger) = (TestCa::new("B"), TestCa::new("Stranger"));
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[&soon]),
-                entry("b", "international", &[&b, &gone]),
-            ],
-            &[],
-        ),
-        t0(),
-        false,
-    );
-    drop(store);
+    let input = Pass::new()
+        .instance("a", &[&soon])
+        .instance("b", &[&b, &gone]);
+    commit_once(opts_with(&dir, Layout::Flat), &input, t0());
     // Behind certsync's back: a CA slipped into the bundle, a hash file deleted, an instance
     // file edited, and a file of someone else's.
     let bundle = read(dir.join("ca-bundle.crt"));
@@ -215,13 +220,7 @@ fn a_truststore_with_another_password_is_a_note_in_a_folder_and_an_error_alone()
         pkcs12_password_file: Some(pw),
         ..opts_with(&dir, Layout::Flat)
     };
-    let mut store = Store::open(o, false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    commit_once(o, &Pass::new().instance("a", &[&a]), t0());
 
     let out = inspect(&[&dir], false);
     assert!(out.status.success(), "{}", text(&out));
@@ -233,14 +232,9 @@ fn a_truststore_with_another_password_is_a_note_in_a_folder_and_an_error_alone()
     );
 
     let p12 = dir.join("truststore.p12");
-    let out = inspect(&[&p12], false);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains(
-            "does not open with the default password \"changeit\" (inspect has no password option)"
-        ),
-        "{}",
-        text(&out)
+    failed_saying(
+        &inspect(&[&p12], false),
+        "does not open with the default password \"changeit\" (inspect has no password option)",
     );
 }
 
@@ -249,13 +243,7 @@ fn a_truststore_named_alone_lists_its_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
     let a = TestCa::new("A");
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    one_instance(&dir, &a);
     let out = inspect(&[&dir.join("truststore.p12")], true);
     assert!(out.status.success(), "{}", text(&out));
     let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -312,13 +300,7 @@ fn a_ca_valid_until_9999_12_31_is_inspected() {
 
     // In a trust folder the store wrote, too.
     let dir = trust_dir(&tmp);
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&forever])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    one_instance(&dir, &forever);
     let out = inspect(&[&dir], false);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
@@ -373,10 +355,7 @@ fn a_managed_file_replaced_by_a_symlink_is_a_problem() {
 
 #[test]
 fn a_managed_file_that_is_no_longer_a_regular_file_is_a_problem() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = trust_dir(&tmp);
-    let (a, b) = (TestCa::new("A"), TestCa::new("B"));
-    two_instances(&dir, Layout::Flat, &a, &b);
+    let (_tmp, dir, _cas) = two_instances_folder(Layout::Flat);
     // A FIFO where an instance file was (reading it would block for ever), a folder where the
     // bundle was.
     std::fs::remove_file(dir.join("a-international.crt")).unwrap();
@@ -406,13 +385,7 @@ fn an_unreadable_managed_file_is_a_problem() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = trust_dir(&tmp);
     let a = TestCa::new("A");
-    let mut store = Store::open(opts_with(&dir, Layout::Flat), false).unwrap();
-    store.apply(
-        &pass(vec![entry("a", "international", &[&a])], &[]),
-        t0(),
-        false,
-    );
-    drop(store);
+    one_instance(&dir, &a);
     let file = dir.join("a-international.crt");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
@@ -454,22 +427,14 @@ fn inspect_reads_only_bounded_regular_files() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(
-        t.contains("/dev/zero: not a regular file (a character device)"),
-        "{t}"
-    );
+    failed_saying(&out, "/dev/zero: not a regular file (a character device)");
 
     // A FIFO nobody writes to: refused, never waited on.
     let fifo = tmp.path().join("fifo.pem");
     mkfifo(&fifo);
-    let out = inspect_bounded(&[&fifo]);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(
-        t.contains(&format!("{}: not a regular file (a FIFO)", fifo.display())),
-        "{t}"
+    failed_saying(
+        &inspect_bounded(&[&fifo]),
+        &format!("{}: not a regular file (a FIFO)", fifo.display()),
     );
 
     // A (sparse) file one byte over the cap: refused unread, naming the path and the cap.
@@ -477,15 +442,12 @@ fn inspect_reads_only_bounded_regular_files() {
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(certsync::inspect::MAX_FILE_BYTES + 1).unwrap();
     drop(f);
-    let out = inspect(&[&big], false);
-    let t = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(
-        t.contains(&format!(
+    failed_saying(
+        &inspect(&[&big], false),
+        &format!(
             "{}: larger than the 64 MiB inspect reads of one file",
             big.display()
-        )),
-        "{t}"
+        ),
     );
 }
 
@@ -504,16 +466,8 @@ fn a_file_that_is_not_a_certificate_gets_a_plain_message() {
     for (name, content) in cases {
         let path = tmp.path().join(name);
         std::fs::write(&path, content).unwrap();
-        let out = inspect(&[&path], false);
-        let t = text(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {t}");
-        assert!(
-            t.contains(&format!(
-                "{}: not a PEM or DER certificate: ",
-                path.display()
-            )),
-            "{name}: {t}"
-        );
+        let needle = format!("{}: not a PEM or DER certificate: ", path.display());
+        let t = failed_saying(&inspect(&[&path], false), &needle);
         for debug in [
             "Der(",
             "UnexpectedTag",

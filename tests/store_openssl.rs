@@ -7,10 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use certsync::store::Store;
+use certsync::store::UNPRODUCED_PASSES;
 use store_support::*;
-
-const HOUR: Duration = Duration::from_secs(3600);
 
 /// `openssl verify` with only the folder as trust (no system CAs).
 fn verify(dir: &Path, leaf: &Path) -> std::process::Output {
@@ -24,30 +22,21 @@ fn verify(dir: &Path, leaf: &Path) -> std::process::Output {
 
 #[test]
 fn capath_folder_verifies_leaves_of_stored_cas_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = trust_dir(&tmp);
+    let mut s = Scenario::with(|o| o.bundle = None);
+    let dir = s.dir.clone();
     let (known, other, unknown) = (
         TestCa::new("Known CA"),
         TestCa::new("Other CA"),
         TestCa::new("Unknown CA"),
     );
-    let mut o = opts(&dir, HOUR);
-    o.bundle = None;
-    let mut store = Store::open(o, false).unwrap();
-    let report = store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[&known]),
-                entry("b", "international", &[&other]),
-            ],
-            &[],
-        ),
+    s.apply_ok(
+        &Pass::new()
+            .instance("a", &[&known])
+            .instance("b", &[&other]),
         t0(),
-        false,
     );
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
 
-    let good = tmp.path().join("good.pem");
+    let good = s.tmp.path().join("good.pem");
     std::fs::write(&good, known.issue_leaf_pem()).unwrap();
     let out = verify(&dir, &good);
     assert!(
@@ -58,7 +47,7 @@ fn capath_folder_verifies_leaves_of_stored_cas_only() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
 
-    let bad = tmp.path().join("bad.pem");
+    let bad = s.tmp.path().join("bad.pem");
     std::fs::write(&bad, unknown.issue_leaf_pem()).unwrap();
     let out = verify(&dir, &bad);
     assert!(!out.status.success());
@@ -69,40 +58,26 @@ fn capath_folder_verifies_leaves_of_stored_cas_only() {
     );
 
     // After the CA leaves (overlap 0 here by a fresh store) the leaf no longer verifies.
-    drop(store);
-    let mut o = opts(&dir, Duration::ZERO);
-    o.bundle = None;
-    let mut store = Store::open(o, false).unwrap();
-    for _ in 0..certsync::store::UNPRODUCED_PASSES {
-        store.apply(
-            &pass(vec![entry("b", "international", &[&other])], &[]),
-            t0(),
-            false,
-        );
+    s.opts.rotation_overlap = Duration::ZERO;
+    s.reopen();
+    for _ in 0..UNPRODUCED_PASSES {
+        s.apply(&Pass::new().instance("b", &[&other]), t0());
     }
     assert!(!verify(&dir, &good).status.success());
 }
 
 #[test]
 fn hash_file_names_match_openssl_and_same_subjects_count_by_fingerprint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = trust_dir(&tmp);
+    // No overlap, so that a CA leaves at once below.
+    let mut s = Scenario::with(|o| o.rotation_overlap = Duration::ZERO);
+    let dir = s.dir.clone();
     // Same subject, different keys: one hash, two files.
     let (x, y) = (TestCa::new("Twin CA"), TestCa::new("Twin CA"));
     let z = TestCa::new("Single CA");
     assert_eq!(x.cert.subject_hash, y.cert.subject_hash);
-    // No overlap, so that a CA leaves at once below.
-    let mut store = Store::open(opts(&dir, Duration::ZERO), false).unwrap();
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[&x, &z]),
-                entry("b", "international", &[&y]),
-            ],
-            &[],
-        ),
+    s.apply(
+        &Pass::new().instance("a", &[&x, &z]).instance("b", &[&y]),
         t0(),
-        false,
     );
     let hash = x.cert.subject_hash_hex();
     let (first, second) = if x.fp() < y.fp() { (&x, &y) } else { (&y, &x) };
@@ -130,16 +105,9 @@ fn hash_file_names_match_openssl_and_same_subjects_count_by_fingerprint() {
     assert_eq!(hash_files, 3);
 
     // When the first twin goes, the second moves down to .0 and .1 is removed.
-    store.apply(
-        &pass(
-            vec![
-                entry("a", "international", &[&z]),
-                entry("b", "international", &[second]),
-            ],
-            &[],
-        ),
+    s.apply(
+        &Pass::new().instance("a", &[&z]).instance("b", &[second]),
         t0(),
-        false,
     );
     assert_eq!(read(dir.join(format!("{hash}.0"))), second.pem());
     assert!(!dir.join(format!("{hash}.1")).exists());
@@ -147,26 +115,20 @@ fn hash_file_names_match_openssl_and_same_subjects_count_by_fingerprint() {
 
 #[test]
 fn bundle_is_byte_identical_across_runs_and_input_orders() {
-    let cas: Vec<TestCa> = (0..6).map(|i| TestCa::new(&format!("CA {i}"))).collect();
+    let cas = numbered_cas("CA", 6);
     let run = |order: &[usize], reverse_certs: bool| -> (Vec<u8>, Vec<u8>) {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = trust_dir(&tmp);
-        let mut store = Store::open(opts(&dir, HOUR), false).unwrap();
-        let updates = order
-            .iter()
-            .map(|&i| {
-                let mut certs = vec![&cas[i], &cas[(i + 1) % cas.len()]];
-                if reverse_certs {
-                    certs.reverse();
-                }
-                entry(&format!("i{i}"), "international", &certs)
-            })
-            .collect();
-        let report = store.apply(&pass(updates, &[]), t0(), false);
-        assert!(report.errors.is_empty());
+        let mut s = Scenario::new();
+        let input = order.iter().fold(Pass::new(), |input, &i| {
+            let mut certs = vec![&cas[i], &cas[(i + 1) % cas.len()]];
+            if reverse_certs {
+                certs.reverse();
+            }
+            input.instance(&format!("i{i}"), &certs)
+        });
+        s.apply_ok(&input, t0());
         (
-            std::fs::read(dir.join("ca-bundle.crt")).unwrap(),
-            std::fs::read(dir.join(".certsync-manifest.json")).unwrap(),
+            std::fs::read(s.path("ca-bundle.crt")).unwrap(),
+            std::fs::read(s.path(".certsync-manifest.json")).unwrap(),
         )
     };
     let (bundle, manifest) = run(&[0, 1, 2, 3, 4, 5], false);

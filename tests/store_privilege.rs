@@ -20,14 +20,22 @@ fn stat_owner(path: &Path) -> String {
     stdout(&out).trim().to_string()
 }
 
-#[tokio::test]
-async fn as_root_files_belong_to_the_configured_user_and_group() {
+/// One instance, no hook, and these `[trust]` keys.
+async fn harness(trust: &'static str) -> Harness {
     let extra = Extra {
-        trust: "owner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\npkcs12 = \"truststore.p12\"",
+        trust,
         no_hook: true,
         ..Extra::default()
     };
-    let h = Harness::with(1, extra).await;
+    Harness::with(1, extra).await
+}
+
+#[tokio::test]
+async fn as_root_files_belong_to_the_configured_user_and_group() {
+    let h = harness(
+        "owner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0640\"\npkcs12 = \"truststore.p12\"",
+    )
+    .await;
     let out = h.certsync(&["check"]).await;
     assert!(
         stdout(&out).contains("owner: nobody (65534)"),
@@ -55,34 +63,20 @@ async fn as_root_files_belong_to_the_configured_user_and_group() {
 
 #[tokio::test]
 async fn without_the_privilege_chown_fails_clearly_and_leaves_nothing() {
-    let extra = Extra {
-        trust: "owner = \"root\"\ngroup = \"root\"",
-        no_hook: true,
-        ..Extra::default()
-    };
-    let h = Harness::with(1, extra).await;
+    let h = harness("owner = \"root\"\ngroup = \"root\"").await;
     // nobody must reach the config, token, simulator CA and trust folder.
     std::fs::set_permissions(h.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir(&h.trust).unwrap();
     std::os::unix::fs::chown(&h.trust, Some(65534), Some(65534)).unwrap();
 
-    let out = tokio::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            BIN,
-        ])
-        .arg("--config")
-        .arg(&h.config)
-        .arg("once")
+    // `certsync once` as nobody (uid and gid 65534, no other groups).
+    let mut as_nobody = tokio::process::Command::new("setpriv");
+    as_nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+    as_nobody.arg("--config").arg(&h.config).arg("once");
+    as_nobody
         .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run setpriv");
+        .stdin(std::process::Stdio::null());
+    let out = as_nobody.output().await.expect("run setpriv");
     let text = all_output(&out);
     assert_eq!(code(&out), 1, "{text}");
     let file = h.file(0);

@@ -2,13 +2,17 @@
 //! SHA-256, and per instance file the current CAs and the replaced CAs still inside the overlap.
 //!
 //! Owns: the on-disk JSON shape, parsing it strictly (a manifest that names a path outside the
-//! folder is corrupt, not obeyed) and serialising it deterministically. It does no I/O; the
-//! store reads and writes the bytes.
+//! folder is corrupt, not obeyed) and serialising it deterministically, and the daemon's state
+//! in it (`state`): read as opaque JSON by the one parser ([`Manifest::parse`], which `inspect`
+//! and the fuzz target use too), then turned into the store's typed state
+//! ([`Manifest::into_typed`]). It does no I/O; the store reads and writes the bytes.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use time::OffsetDateTime;
+
+use super::OpaqueState;
 
 /// File name of the manifest inside the trust folder.
 pub const MANIFEST_NAME: &str = crate::names::MANIFEST_FILE_NAME;
@@ -16,10 +20,15 @@ pub const MANIFEST_NAME: &str = crate::names::MANIFEST_FILE_NAME;
 /// The only manifest format this code reads and writes.
 const MANIFEST_VERSION: u32 = 1;
 
-/// The whole manifest: every managed file by its name inside the folder.
+/// The whole manifest: every managed file by its name inside the folder, and the daemon's
+/// state `S` (opaque JSON as parsed, typed in the store).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Manifest {
+#[serde(bound(
+    serialize = "S: Serialize + Default + PartialEq",
+    deserialize = "S: Deserialize<'de> + Default"
+))]
+pub(crate) struct Manifest<S = OpaqueState> {
     version: u32,
     /// How the managed names are laid out on disk. Left out for `flat`, so a flat folder's
     /// manifest is the same as before layouts existed.
@@ -29,9 +38,16 @@ pub(crate) struct Manifest {
     /// serialisation sorted, so equal states give byte-identical manifests.
     pub files: BTreeMap<String, Record>,
     /// State the daemon keeps with the folder (hooks still owed a run, discovered instances),
-    /// opaque to the store: saved in the same atomic writes as the records it goes with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<serde_json::Value>,
+    /// saved in the same atomic writes as the records it goes with. Left out while it is the
+    /// default (nothing to keep); written through a JSON value, whose object keys are sorted,
+    /// so a typed state gives the same bytes as the opaque JSON written before states were
+    /// typed.
+    #[serde(
+        default,
+        skip_serializing_if = "is_default",
+        serialize_with = "state_as_json"
+    )]
+    pub state: S,
 }
 
 /// The layout the folder may be in. `AtomicDir` is recorded *before* the first `..<timestamp>`
@@ -90,6 +106,20 @@ pub(crate) enum Record {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_default<S: Default + PartialEq>(state: &S) -> bool {
+    *state == S::default()
+}
+
+/// The state as a `serde_json::Value` (keys sorted), then as that value.
+fn state_as_json<S: Serialize, Ser: Serializer>(
+    state: &S,
+    out: Ser,
+) -> Result<Ser::Ok, Ser::Error> {
+    serde_json::to_value(state)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(out)
 }
 
 impl Record {
@@ -162,30 +192,53 @@ pub(crate) struct Replaced {
     pub not_after: OffsetDateTime,
 }
 
-impl Default for Manifest {
+impl<S: Default> Default for Manifest<S> {
     fn default() -> Self {
         Manifest {
             version: MANIFEST_VERSION,
             layout: ManifestLayout::Flat,
             files: BTreeMap::new(),
-            state: None,
+            state: S::default(),
         }
     }
 }
 
-impl Manifest {
+impl<S> Manifest<S> {
     /// A manifest of `files` (records) carrying the daemon's `state`.
-    pub fn with_state(
-        layout: ManifestLayout,
-        files: BTreeMap<String, Record>,
-        state: Option<serde_json::Value>,
-    ) -> Manifest {
+    pub fn with_state(layout: ManifestLayout, files: BTreeMap<String, Record>, state: S) -> Self {
         Manifest {
             version: MANIFEST_VERSION,
             layout,
             files,
             state,
         }
+    }
+}
+
+impl<S: Serialize + Default + PartialEq> Manifest<S> {
+    /// Deterministic pretty JSON with a final newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("the manifest always serialises");
+        out.push(b'\n');
+        out
+    }
+}
+
+impl Manifest {
+    /// The same manifest with its state read as `S`. A state that is not an `S` (a
+    /// hand-edited manifest, or one of another version) becomes the default, and the error
+    /// says why: the records stay usable either way.
+    pub fn into_typed<S: for<'de> Deserialize<'de> + Default>(
+        self,
+    ) -> (Manifest<S>, Option<serde_json::Error>) {
+        let (state, error) = match self.state {
+            None => (S::default(), None),
+            Some(value) => match S::deserialize(value) {
+                Ok(state) => (state, None),
+                Err(e) => (S::default(), Some(e)),
+            },
+        };
+        (Manifest::with_state(self.layout, self.files, state), error)
     }
 
     /// Parses and checks a manifest. The error text says what is wrong; the caller adds the
@@ -223,13 +276,6 @@ impl Manifest {
             }
         }
         Ok(manifest)
-    }
-
-    /// Deterministic pretty JSON with a final newline.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("the manifest always serialises");
-        out.push(b'\n');
-        out
     }
 }
 
@@ -324,6 +370,56 @@ mod tests {
         let text = String::from_utf8(atomic.to_bytes()).unwrap();
         assert!(text.contains("\"layout\": \"atomic-dir\""), "{text}");
         assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), atomic);
+    }
+
+    /// A typed state whose fields are declared out of alphabetical order.
+    #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+    struct Typed {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        zeta: Vec<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alpha: Option<String>,
+    }
+
+    #[test]
+    fn a_typed_state_is_written_as_the_opaque_json_was() {
+        let typed = Typed {
+            zeta: vec![1, 2],
+            alpha: Some("a".into()),
+        };
+        let files = sample().files;
+        let opaque = Manifest::with_state(
+            ManifestLayout::Flat,
+            files.clone(),
+            Some(serde_json::to_value(&typed).unwrap()),
+        );
+        let bytes =
+            Manifest::with_state(ManifestLayout::Flat, files.clone(), typed.clone()).to_bytes();
+        // Keys sorted, as a `serde_json::Value` holds them: the same bytes as before.
+        assert_eq!(bytes, opaque.to_bytes());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.find("\"alpha\"").unwrap() < text.find("\"zeta\"").unwrap(),
+            "{text}"
+        );
+        let (back, error) = Manifest::parse(&bytes).unwrap().into_typed::<Typed>();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(back.state, typed);
+        // The default is "no state": left out, as `None` was.
+        let empty = Manifest::with_state(ManifestLayout::Flat, files, Typed::default());
+        assert_eq!(empty.to_bytes(), sample().to_bytes());
+    }
+
+    #[test]
+    fn a_state_of_another_shape_is_the_default_and_an_error() {
+        let mut m = sample();
+        m.state = Some(serde_json::json!({"zeta": "not a list"}));
+        let (typed, error) = Manifest::parse(&m.to_bytes())
+            .unwrap()
+            .into_typed::<Typed>();
+        assert!(error.unwrap().to_string().contains("invalid type"));
+        assert_eq!(typed.state, Typed::default());
+        assert_eq!(typed.files, m.files, "the records stay");
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //!
 //! Hand-written rather than `tempfile`/`std::fs`: those work by path, and the point here is to
 //! never resolve a path again after the folder was opened.
+//!
+//! About 800 lines on purpose: every system call on the trust folder stays in this one file, so
+//! that the order that makes each write crash-safe, and the rule that nothing is followed or
+//! resolved by path, can be checked in one place.
 
 use std::ffi::CStr;
 use std::io;
@@ -23,7 +27,7 @@ use std::time::SystemTime;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Uid};
 use rustix::io::Errno;
 
-use super::StoreError;
+use super::{StoreError, StoreOptions};
 
 /// Prefix of the temporary files; anything with it in the folder is certsync's leftover.
 pub(crate) const TEMP_PREFIX: &str = ".certsync-tmp-";
@@ -48,6 +52,17 @@ pub(crate) struct Attrs {
     pub mode: u32,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+}
+
+impl StoreOptions {
+    /// The attributes every file written gets under these options.
+    pub(crate) fn attrs(&self) -> Attrs {
+        Attrs {
+            mode: self.mode,
+            uid: self.owner,
+            gid: self.group,
+        }
+    }
 }
 
 impl Attrs {

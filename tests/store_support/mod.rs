@@ -1,14 +1,17 @@
-//! Helpers shared by the `store_*` tests: CAs generated with rcgen, store options, inputs and
-//! file facts (content, mode, inode, mtime).
+//! Helpers shared by the `store_*` tests: CAs generated with rcgen, store options, a scenario
+//! (a trust folder in a temp dir and the store on it) and the passes it applies, file facts
+//! (content, mode, inode, mtime), and the writer processes the crash tests kill.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::ops::Deref;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use certsync::cert::Cert;
-use certsync::store::{DesiredEntry, PassInput, StoreOptions};
+use certsync::store::{DesiredEntry, PassInput, Store, StoreOptions, StoreReport, StoreView};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
@@ -65,6 +68,11 @@ impl TestCa {
     }
 }
 
+/// One CA per common name: `let [a, b] = cas(["A", "B"]);`.
+pub fn cas<const N: usize>(names: [&str; N]) -> [TestCa; N] {
+    names.map(TestCa::new)
+}
+
 /// Options with a bundle, hash files, prune and the given overlap.
 pub fn opts(dir: &Path, overlap: Duration) -> StoreOptions {
     StoreOptions {
@@ -83,18 +91,193 @@ pub fn entry(id: &str, category: &str, certs: &[&TestCa]) -> DesiredEntry {
     }
 }
 
-/// A pass in which every instance of `updates` synced and they are all the configured ones,
-/// plus `extra_configured`.
-pub fn pass(updates: Vec<DesiredEntry>, extra_configured: &[&str]) -> PassInput {
-    let synced: BTreeSet<String> = updates.iter().map(|e| e.instance_id.clone()).collect();
-    let mut configured = synced.clone();
-    configured.extend(extra_configured.iter().map(|s| s.to_string()));
-    PassInput {
-        updates,
-        synced,
-        configured,
-        counts: true,
-        ..PassInput::default()
+/// A pass input, built up: `Pass::new().instance("a", &[&ca]).failed("b")`. Every instance
+/// given an entry synced and is configured; the pass counts toward removing files nothing
+/// produces. It derefs to the [`PassInput`] it builds.
+#[derive(Clone, Debug)]
+pub struct Pass(PassInput);
+
+impl Pass {
+    /// A full pass with nothing in it (every managed file is then no longer produced).
+    pub fn new() -> Pass {
+        Pass(PassInput {
+            counts: true,
+            ..PassInput::default()
+        })
+    }
+
+    /// Instance `id` synced with `certs` in category `international` (`<id>-international.crt`).
+    pub fn instance(self, id: &str, certs: &[&TestCa]) -> Pass {
+        self.category(id, "international", certs)
+    }
+
+    /// Instance `id` synced with `certs` in `category` (`<id>-<category>.crt`).
+    pub fn category(self, id: &str, category: &str, certs: &[&TestCa]) -> Pass {
+        self.entry(entry(id, category, certs))
+    }
+
+    /// `entry` synced (for a file name or certificates of its own).
+    pub fn entry(mut self, entry: DesiredEntry) -> Pass {
+        self.0.synced.insert(entry.instance_id.clone());
+        self.0.configured.insert(entry.instance_id.clone());
+        self.0.updates.push(entry);
+        self
+    }
+
+    /// Instance `id` is configured but did not sync this pass: its files stay as they are.
+    pub fn failed(mut self, id: &str) -> Pass {
+        self.0.configured.insert(id.to_string());
+        self
+    }
+}
+
+impl Deref for Pass {
+    type Target = PassInput;
+
+    fn deref(&self) -> &PassInput {
+        &self.0
+    }
+}
+
+/// Plans `input` at `at` on `store` and commits it with the state saved so far.
+pub fn commit(store: &mut Store, input: &PassInput, at: SystemTime) -> StoreReport {
+    let plan = store.plan(input, at);
+    let state = store.saved_state().clone();
+    store.commit(plan, state)
+}
+
+/// Opens the folder of `opts` for writing, commits `input` at `at` with the saved state, and
+/// closes it again (its lock goes).
+pub fn commit_once(opts: StoreOptions, input: &PassInput, at: SystemTime) -> StoreReport {
+    let mut store = Store::open_locked(opts).expect("open the store");
+    commit(&mut store, input, at)
+}
+
+/// A trust folder (not created until the store opens it) in a temp dir, its options, and the
+/// store, opened for writing on first use. Passes go through the two-step API: plan, then
+/// commit with the saved state (or, dry, the plan's report).
+pub struct Scenario {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    /// The options the store opens with (change them, then [`Scenario::reopen`]).
+    pub opts: StoreOptions,
+    store: Option<Store>,
+}
+
+impl Scenario {
+    /// Options [`opts`] with a 1 h overlap.
+    pub fn new() -> Scenario {
+        Scenario::with(|_| {})
+    }
+
+    /// Options [`opts`] with a 1 h overlap, then changed by `change` (the folder is the
+    /// options' `dir`).
+    pub fn with(change: impl FnOnce(&mut StoreOptions)) -> Scenario {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = opts(&trust_dir(&tmp), Duration::from_secs(3600));
+        change(&mut opts);
+        let dir = opts.dir.clone();
+        Scenario {
+            tmp,
+            dir,
+            opts,
+            store: None,
+        }
+    }
+
+    /// After one pass at [`t0`] in which instance `a` synced with `ca` (`a-international.crt`).
+    pub fn holding_a(mut self, ca: &TestCa) -> Scenario {
+        self.apply(&Pass::new().instance("a", &[ca]), t0());
+        self
+    }
+
+    /// The store, opened (locked) with [`Scenario::opts`] if it is not open.
+    pub fn store(&mut self) -> &mut Store {
+        if self.store.is_none() {
+            let store = Store::open_locked(self.opts.clone())
+                .unwrap_or_else(|e| panic!("open {}: {e}", self.dir.display()));
+            self.store = Some(store);
+        }
+        self.store.as_mut().expect("opened")
+    }
+
+    /// Closes the store (its lock goes) and opens it again with [`Scenario::opts`].
+    pub fn reopen(&mut self) -> &mut Store {
+        self.close();
+        self.store()
+    }
+
+    /// Closes the store: its lock goes.
+    pub fn close(&mut self) {
+        self.store = None;
+    }
+
+    /// Plans `input` at `at` and commits it with the state saved so far.
+    pub fn apply(&mut self, input: &PassInput, at: SystemTime) -> StoreReport {
+        commit(self.store(), input, at)
+    }
+
+    /// [`Scenario::apply`] `times` times (at least once); the last report.
+    pub fn apply_times(&mut self, times: u32, input: &PassInput, at: SystemTime) -> StoreReport {
+        let mut report = self.apply(input, at);
+        for _ in 1..times {
+            report = self.apply(input, at);
+        }
+        report
+    }
+
+    /// [`Scenario::apply`], asserting that the pass met no store error.
+    pub fn apply_ok(&mut self, input: &PassInput, at: SystemTime) -> StoreReport {
+        let report = self.apply(input, at);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        report
+    }
+
+    /// What `input` at `at` would do: the plan's report, nothing written.
+    pub fn dry_run(&mut self, input: &PassInput, at: SystemTime) -> StoreReport {
+        self.store().plan(input, at).report()
+    }
+
+    /// A read-only view of the folder with [`Scenario::opts`] (needs no lock).
+    pub fn view(&self) -> StoreView {
+        StoreView::open(self.opts.clone()).expect("open a view")
+    }
+
+    /// Absolute path of `name` in the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The content of `name` in the folder.
+    pub fn read(&self, name: &str) -> String {
+        read(self.path(name))
+    }
+
+    /// The manifest as JSON.
+    pub fn manifest(&self) -> serde_json::Value {
+        manifest(&self.dir)
+    }
+
+    /// Every name in the folder, sorted.
+    pub fn names(&self) -> Vec<String> {
+        names(&self.dir)
+    }
+
+    /// Creates the folder (before the store does), for files put in it first.
+    pub fn create_dir(&self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+    }
+
+    /// Writes `content` at `name` in the folder (created first if need be): a file that is
+    /// not certsync's, or one changed behind its back.
+    pub fn put(&self, name: &str, content: impl AsRef<[u8]>) {
+        self.create_dir();
+        std::fs::write(self.path(name), content).unwrap();
+    }
+
+    /// `<subject hash>.<n>` of `ca` in the folder.
+    pub fn hash_file(&self, ca: &TestCa, n: usize) -> PathBuf {
+        self.path(&format!("{}.{n}", ca.cert.subject_hash_hex()))
     }
 }
 
@@ -157,10 +340,10 @@ pub fn mins(n: u64) -> Duration {
 
 /// Makes a file or folder immutable (`chattr +i`: even root cannot change, rename or remove it,
 /// or create in a folder) until dropped.
-pub struct Immutable<'a>(&'a Path);
+pub struct Immutable(PathBuf);
 
-impl<'a> Immutable<'a> {
-    pub fn new(path: &'a Path) -> Immutable<'a> {
+impl Immutable {
+    pub fn new(path: &Path) -> Immutable {
         let ok = std::process::Command::new("chattr")
             .arg("+i")
             .arg(path)
@@ -168,15 +351,77 @@ impl<'a> Immutable<'a> {
             .expect("run chattr")
             .success();
         assert!(ok, "chattr +i {}", path.display());
-        Immutable(path)
+        Immutable(path.to_path_buf())
     }
 }
 
-impl Drop for Immutable<'_> {
+impl Drop for Immutable {
     fn drop(&mut self) {
         let _ = std::process::Command::new("chattr")
             .arg("-i")
-            .arg(self.0)
+            .arg(&self.0)
             .status();
     }
+}
+
+/// The folder a writer process works on: `var`'s value; `None` in an ordinary test run (the
+/// writer's test then does nothing).
+pub fn writer_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from)
+}
+
+/// `n` CAs named `<prefix> 0`, `<prefix> 1`, ...
+pub fn numbered_cas(prefix: &str, n: usize) -> Vec<TestCa> {
+    (0..n)
+        .map(|i| TestCa::new(&format!("{prefix} {i}")))
+        .collect()
+}
+
+/// The body of a writer process: opens `opts` for writing and commits, without end, pass
+/// `input(k)` for k = 0, 1, ... ten minutes of the store's clock apart, asserting each meets
+/// no error and printing `pass k` after it.
+pub fn write_forever(opts: StoreOptions, mut input: impl FnMut(usize) -> PassInput) {
+    let mut store = Store::open_locked(opts).expect("open in writer");
+    let base = SystemTime::now();
+    for k in 0usize.. {
+        let at = base + Duration::from_secs(600 * k as u64);
+        let report = commit(&mut store, &input(k), at);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        println!("pass {k}");
+    }
+}
+
+/// This test binary run again as a writer process: only the test `name`, with `var` set to
+/// `dir` (the writer does nothing without it), stdout piped, stdin piped if `stdin`.
+pub fn spawn_writer(name: &str, var: &str, dir: &Path, stdin: bool) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(var, dir)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn writer")
+}
+
+/// Waits until `child` printed `passes` lines `pass N` (it completed that many passes, so it
+/// holds the lock and made its CAs), then SIGKILLs it at a random moment within `max_delay`
+/// of a later pass, and reaps it.
+pub fn kill_after_passes(mut child: Child, passes: usize, max_delay: Duration, round: usize) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = 0;
+    for line in lines.by_ref() {
+        if line.expect("writer output").starts_with("pass ") {
+            seen += 1;
+            if seen == passes {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, passes, "round {round}: writer ended early");
+    // The random kill moment (not a wait for an event).
+    let max = u64::try_from(max_delay.as_micros()).unwrap();
+    std::thread::sleep(Duration::from_micros(fastrand::u64(0..max)));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap writer");
 }

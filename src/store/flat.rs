@@ -1,0 +1,112 @@
+//! The flat layout (SPEC 7): every managed name a regular file, each written on its own
+//! (`rename`: temp file renamed over it; `in-place`: the existing inode rewritten), and the
+//! switch back from the atomic-dir layout (every name made a regular file again before
+//! `..data` and the generations go).
+//!
+//! Owns: the writes and removals of one plan in this layout, and in which threads the writes
+//! run. Must not: write the manifest or decide the order around it (the executor does).
+
+use std::collections::HashSet;
+
+use super::executor::{Batch, Results, remove_all};
+use super::manifest::ManifestLayout;
+use super::plan;
+use super::write::{Attrs, Folder, Visible};
+use super::{Change, StoreError, WriteMode};
+
+/// The flat layout: each write on its own (rename, or in place), then the removals. When
+/// the folder was in the atomic-dir layout, every managed name still a symlink through
+/// `..data` is replaced by a regular file with the same bytes, and then `..data` and the
+/// generations are removed. Returns whether that switch is complete (or was not needed).
+pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> (Results, bool) {
+    let (folder, opts, plan, old_layout) = (batch.folder, batch.opts, batch.plan, batch.old_layout);
+    let writes = run_writes(folder, &opts.attrs(), opts.write_mode, &plan.writes);
+    let removals = remove_all(folder, &plan.removals);
+    if old_layout == ManifestLayout::Flat {
+        return ((writes, removals), true);
+    }
+    let written: HashSet<&str> = plan.writes.iter().map(|w| w.name.as_str()).collect();
+    let mut complete = true;
+    for name in plan.final_files.keys() {
+        if written.contains(name.as_str()) {
+            continue;
+        }
+        let converted = match folder.visible_kind(name) {
+            Ok(Visible::DataLink) => match folder.read_managed(name) {
+                Ok(Some(file)) => folder.write_atomic(name, &file.content, &{
+                    // The bytes and mode stay; only the kind of entry changes.
+                    let mut attrs = opts.attrs();
+                    attrs.mode = file.mode;
+                    attrs
+                }),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = converted {
+            errors.push(e);
+            complete = false;
+        }
+    }
+    // A write that failed may have left its name a symlink through `..data`.
+    if complete
+        && writes.iter().any(Result::is_err)
+        && plan
+            .writes
+            .iter()
+            .any(|w| matches!(folder.visible_kind(&w.name), Ok(Visible::DataLink)))
+    {
+        complete = false;
+    }
+    if complete {
+        let removed = folder.sync().and_then(|()| folder.remove_generations(None));
+        if let Err(e) = removed {
+            errors.push(e);
+            complete = false;
+        }
+    }
+    ((writes, removals), complete)
+}
+
+/// Writes every planned file of the flat layout; for many files, on a few threads, since each
+/// waits on its own fsync. Results in input order.
+fn run_writes(
+    folder: &Folder,
+    attrs: &Attrs,
+    mode: WriteMode,
+    writes: &[plan::Write],
+) -> Vec<Result<(), StoreError>> {
+    const THREADS: usize = 16;
+    const MIN_PER_THREAD: usize = 8;
+    let one = |w: &plan::Write| match (mode, w.change) {
+        (WriteMode::InPlace, Change::Updated) => {
+            match folder.write_in_place(&w.name, &w.content, attrs) {
+                Ok(true) => Ok(()),
+                // Not a regular file (a symlink through `..data`): created atomically.
+                Ok(false) => folder.write_atomic(&w.name, &w.content, attrs),
+                Err(e) => Err(e),
+            }
+        }
+        _ => folder.write_atomic(&w.name, &w.content, attrs),
+    };
+    if writes.len() < 2 * MIN_PER_THREAD {
+        return writes.iter().map(one).collect();
+    }
+    let chunk = writes
+        .len()
+        .div_ceil(THREADS)
+        .max(MIN_PER_THREAD)
+        .min(writes.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = writes
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}

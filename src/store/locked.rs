@@ -1,0 +1,250 @@
+//! [`Store`]: the trust folder opened for writing. It holds the folder's lock, commits plans
+//! and saves the daemon's state.
+//!
+//! Owns: opening for writing (create the folder, take the lock, remove leftovers of a crash),
+//! the checks before each commit (the plan is from this store and its current records; the
+//! configured path still names the folder it locked), the second plan after an instance file
+//! could not be written, and the store's memory across passes (last pass, a final manifest
+//! still owed). Must not: decide what a pass writes (`plan`) or how (the executor and the
+//! layouts).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::ops::Deref;
+use std::time::SystemTime;
+
+use super::executor::{self, Before};
+use super::manifest::{Manifest, ManifestLayout, Record};
+use super::plan::Plan;
+use super::view::{StorePlan, StoreView, check_options};
+use super::write::{self, Folder};
+use super::{OpaqueState, PassInput, StoreError, StoreOptions, StoreReport, StoreState};
+
+/// The trust folder, open for writing: a [`StoreView`] that also holds the folder's lock. It
+/// derefs to that view, so it plans the same way; only it can [commit](Store::commit) a plan
+/// and [save](Store::save_state) the daemon's state.
+pub struct Store<S = OpaqueState> {
+    pub(super) view: StoreView<S>,
+    /// Only false for the deprecated read-only stores (`open(opts, true)`, `unopened`):
+    /// their commits write nothing and report a permission error.
+    pub(super) writable: bool,
+    /// The `now` of the last committed pass (for [`Store::next_deadline`]).
+    last_pass: Option<SystemTime>,
+    /// The last final manifest could not be written: write it at the next pass.
+    manifest_dirty: bool,
+}
+
+impl<S> std::fmt::Debug for Store<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.view.opts.dir)
+            .field("read_only", &!self.writable)
+            .field("managed_files", &self.view.manifest.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store reads and plans exactly as a view of the same folder: it is one, plus the lock.
+impl<S> Deref for Store<S> {
+    type Target = StoreView<S>;
+
+    fn deref(&self) -> &StoreView<S> {
+        &self.view
+    }
+}
+
+impl<S: StoreState> Store<S> {
+    /// Opens the trust folder for writing: creates it (0755, parents too) if missing, takes
+    /// an exclusive flock on it ([`StoreError::Locked`] if another certsync holds it), removes
+    /// leftover temp files (and in the atomic-dir layout, generations a crash left behind),
+    /// and loads the manifest and the managed files' certificates.
+    pub fn open_locked(opts: StoreOptions) -> Result<Store<S>, StoreError> {
+        check_options(&opts)?;
+        write::create_dir(&opts.dir)?;
+        let folder = Folder::open(&opts.dir)?;
+        folder.lock()?;
+        folder.remove_temp_files()?;
+        let view = StoreView::read(opts, Some(folder))?;
+        if let Some(folder) = &view.folder
+            && view.manifest.layout == ManifestLayout::AtomicDir
+        {
+            // Generations a crash left behind (made before `..data` was swapped to them, or
+            // whose removal after the swap did not happen).
+            let current = folder.current_generation()?;
+            folder.remove_generations(current.as_deref())?;
+        }
+        Ok(Store::new(view, true))
+    }
+
+    pub(super) fn new(view: StoreView<S>, writable: bool) -> Store<S> {
+        Store {
+            view,
+            writable,
+            last_pass: None,
+            manifest_dirty: false,
+        }
+    }
+
+    /// Writes `plan` in the crash-safe order (see the module docs of `store`), saving `state`
+    /// with the manifest *before* any file changes, so a crash in between cannot lose it (the
+    /// daemon records there the hooks it owes a run). Never fails as a whole: every problem is
+    /// in the report, per entry or in `errors`.
+    ///
+    /// Refused whole (nothing written, every entry failing) when the plan is not from this
+    /// store's current records (another commit came between, or it was planned by another
+    /// view), or when the configured path no longer names the folder this store locked.
+    pub fn commit(&mut self, plan: StorePlan, state: S) -> StoreReport {
+        let folder = match self.writable_folder() {
+            Ok(folder) => folder,
+            Err(e) => {
+                let mut report = plan.report();
+                report.errors.push(e);
+                return report;
+            }
+        };
+        if plan.origin != self.view.origin {
+            return plan.refused(StoreError::Refused {
+                reason: format!(
+                    "the plan for {} was made from another state of the folder (another pass was committed since, or it was planned elsewhere); plan again",
+                    self.view.opts.dir.display()
+                ),
+            });
+        }
+        if let Err(e) = folder.check_path() {
+            return plan.refused(e);
+        }
+        let StorePlan {
+            plan: first,
+            mut input,
+            now,
+            ..
+        } = plan;
+        let mut report = self.execute(first, &input, state.clone());
+        // The bundle, hash files and truststore were planned from the new records. Where an
+        // instance file could not be written its old record stays, so plan once more with that
+        // instance treated as failed: the derived files then match the instance files again.
+        let failed: BTreeSet<&str> = report
+            .entries
+            .iter()
+            .filter(|e| e.result.is_err())
+            .map(|e| e.instance_id.as_str())
+            .collect();
+        if !failed.is_empty() {
+            input
+                .updates
+                .retain(|u| !failed.contains(u.instance_id.as_str()));
+            input.synced.retain(|id| !failed.contains(id.as_str()));
+            let again = self.view.compute(&input, now);
+            if !again.writes.is_empty() || !again.removals.is_empty() {
+                let second = self.execute(again, &input, state);
+                report.other.extend(second.other);
+                report.errors.extend(second.errors);
+                for path in second.changed_files {
+                    if !report.changed_files.contains(&path) {
+                        report.changed_files.push(path);
+                    }
+                }
+                report.changed_instances.extend(second.changed_instances);
+            }
+        }
+        self.last_pass = Some(now);
+        report
+    }
+
+    /// Carries out one plan through the executor and takes its outcome as the store's state:
+    /// the new records, and the certificates `input` supplied as far as they are used.
+    fn execute(&mut self, plan: Plan, input: &PassInput, state: S) -> StoreReport {
+        let folder = self
+            .view
+            .folder
+            .as_ref()
+            .filter(|_| self.writable)
+            .expect("commit checked that the store is writable");
+        let outcome = executor::execute(
+            folder,
+            &self.view.opts,
+            Before {
+                manifest: &self.view.manifest,
+                state_unreadable: self.view.state_unreadable,
+                manifest_dirty: self.manifest_dirty,
+            },
+            plan,
+            state,
+        );
+        self.view.manifest = outcome.manifest;
+        self.view.state_unreadable = outcome.state_unreadable;
+        self.manifest_dirty = outcome.manifest_dirty;
+        self.view
+            .absorb(input.updates.iter().flat_map(|u| u.certs.iter()));
+        self.view.origin.bump();
+        outcome.report
+    }
+
+    /// Saves a new daemon state (the records stay as they are). A no-op when it is unchanged.
+    pub fn save_state(&mut self, state: S) -> Result<(), StoreError> {
+        if state == self.view.manifest.state && !self.view.state_unreadable {
+            return Ok(());
+        }
+        let folder = self.writable_folder()?;
+        folder.check_path()?;
+        let manifest = Manifest::with_state(
+            self.view.manifest.layout,
+            self.view.manifest.files.clone(),
+            state,
+        );
+        executor::save_manifest(folder, &manifest, self.view.opts.mode)?;
+        self.view.manifest.state = manifest.state;
+        self.view.state_unreadable = false;
+        Ok(())
+    }
+}
+
+impl<S> Store<S> {
+    /// The folder, when this store may write it.
+    fn writable_folder(&self) -> Result<&Folder, StoreError> {
+        match &self.view.folder {
+            Some(folder) if self.writable => Ok(folder),
+            _ => Err(StoreError::Io {
+                path: self.view.opts.dir.clone(),
+                op: "write (the store was opened read-only)",
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            }),
+        }
+    }
+
+    /// Whether the configured path still names the folder this store opened and locked.
+    pub fn check_folder(&self) -> Result<(), StoreError> {
+        match &self.view.folder {
+            Some(folder) => folder.check_path(),
+            None => Ok(()),
+        }
+    }
+
+    /// The earliest moment after the last pass at which a replaced CA leaves a file
+    /// (`replaced_at + rotation_overlap`, or its notAfter if sooner), so the daemon can
+    /// schedule a pass then. Moments not after the last pass are skipped: they belong to
+    /// files the last pass kept as they were (failed instances, or `prune = false`), and
+    /// returning them would make the daemon spin.
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        let overlap = time::Duration::try_from(self.view.opts.rotation_overlap).ok();
+        self.view
+            .manifest
+            .files
+            .values()
+            .filter_map(|r| match r {
+                Record::Instance { replaced, .. } => Some(replaced),
+                _ => None,
+            })
+            .flatten()
+            .map(|r| {
+                let window_end = overlap.and_then(|o| r.replaced_at.checked_add(o));
+                match window_end {
+                    Some(end) if end < r.not_after => end,
+                    _ => r.not_after,
+                }
+            })
+            .map(SystemTime::from)
+            .filter(|t| self.last_pass.is_none_or(|last| *t > last))
+            .min()
+    }
+}

@@ -1,0 +1,349 @@
+//! The store's vocabulary: its options, what a pass hands it, what it reports back, the state
+//! of a managed file, and its error enum.
+//!
+//! Owns: these types and their small helpers (defaults of SPEC 3, [`StoreError::reason`]).
+//! Must not: do I/O or decide anything about the folder; `plan` and the executor do. Nothing
+//! here depends on another module of the store, so every other one can use it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::cert::Cert;
+
+/// How the trust folder is kept (the `[trust]` table, resolved).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The trust folder (absolute).
+    pub dir: PathBuf,
+    /// Permission bits of every file written (e.g. `0o644`).
+    pub mode: u32,
+    /// File name of the bundle inside `dir`; `None`: no bundle.
+    pub bundle: Option<String>,
+    /// Keep `<subject_hash>.<n>` files for OpenSSL's `-CApath`.
+    pub capath: bool,
+    /// Remove managed instance files (and a managed bundle) no longer produced.
+    pub prune: bool,
+    /// How long a replaced CA stays in its instance file after the new one arrives.
+    pub rotation_overlap: Duration,
+    /// Owner (uid) given to every file written; `None`: certsync's own.
+    pub owner: Option<u32>,
+    /// Group (gid) given to every file written; `None`: certsync's own.
+    pub group: Option<u32>,
+    /// How an existing file is replaced.
+    pub write_mode: WriteMode,
+    /// How the set of files is laid out.
+    pub layout: Layout,
+    /// File name of the PKCS#12 truststore inside `dir`; `None`: no truststore.
+    pub pkcs12: Option<String>,
+    /// File holding the truststore's password; `None`:
+    /// [`DEFAULT_PASSWORD`](super::truststore::DEFAULT_PASSWORD).
+    pub pkcs12_password_file: Option<PathBuf>,
+}
+
+impl StoreOptions {
+    /// Options with the defaults of SPEC 3 for `dir`: mode 0644, no bundle, hash files, prune,
+    /// 24 h overlap, no owner or group, `rename`, `flat`, no truststore.
+    pub fn new(dir: PathBuf) -> StoreOptions {
+        StoreOptions {
+            dir,
+            mode: 0o644,
+            bundle: None,
+            capath: true,
+            prune: true,
+            rotation_overlap: Duration::from_secs(86400),
+            owner: None,
+            group: None,
+            write_mode: WriteMode::Rename,
+            layout: Layout::Flat,
+            pkcs12: None,
+            pkcs12_password_file: None,
+        }
+    }
+}
+
+/// `trust.write_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Temp file, fsync, rename over the name: atomic, new inode.
+    #[default]
+    Rename,
+    /// Truncate and rewrite the existing inode (single-file bind mounts); new files are still
+    /// created atomically.
+    InPlace,
+}
+
+/// `trust.layout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Every file a regular file in the folder.
+    #[default]
+    Flat,
+    /// Kubernetes-style: `..<timestamp>` folders, `..data` symlink, visible symlinks.
+    AtomicDir,
+}
+
+/// The daemon's state kept with the folder (SPEC 7: hooks owed a run, discovered
+/// instances): any serde type with a default, saved in the manifest's `state` key in the same
+/// atomic writes as the records it goes with. The default value is "nothing to keep" and is
+/// not written (the key is left out), so a folder without such state has none in its
+/// manifest. Its serialisation must not fail (no map with keys that are not strings).
+pub trait StoreState: Serialize + DeserializeOwned + Clone + PartialEq + Default {}
+
+impl<T: Serialize + DeserializeOwned + Clone + PartialEq + Default> StoreState for T {}
+
+/// The state as opaque JSON (`None`: no state), what the daemon handed the store before
+/// states were typed. The default state type of [`Store`](super::Store) and
+/// [`StoreView`](super::StoreView) while the deprecated wrappers remain.
+pub type OpaqueState = Option<serde_json::Value>;
+
+/// What one instance and category should hold after this pass.
+#[derive(Clone, Debug)]
+pub struct DesiredEntry {
+    /// Cloud id of the instance.
+    pub instance_id: String,
+    /// The API's `category`.
+    pub category: String,
+    /// File name inside the trust folder (from `file_name`).
+    pub file_name: String,
+    /// Validated, deduplicated, current CAs in API order.
+    pub certs: Vec<Cert>,
+}
+
+/// Everything a pass hands to the store.
+#[derive(Clone, Debug, Default)]
+pub struct PassInput {
+    /// Every (instance, category) that synced OK this pass.
+    pub updates: Vec<DesiredEntry>,
+    /// Instance ids that synced OK: their managed files not in `updates` are no longer produced.
+    pub synced: BTreeSet<String>,
+    /// Instance ids in the config (and discovered): managed files of other instances are no
+    /// longer produced, and another instance's file is never taken over while it is here.
+    pub configured: BTreeSet<String>,
+    /// File names that an instance of the plan would produce but that did not sync this pass
+    /// (it failed, or was not part of it), with that instance's id: such a file is never
+    /// removed, and no other entry may take its name (SPEC 5.3, 7).
+    pub protected: BTreeMap<String, String>,
+    /// Whether this pass counts toward removing files that nothing produces any more: a
+    /// full pass in which something synced (not a retry of a few instances, and not a pass
+    /// in which every instance failed, which proves nothing about what the config produces).
+    pub counts: bool,
+}
+
+/// What a pass is about to change, before it changes anything.
+#[derive(Clone, Debug, Default)]
+pub struct Preview {
+    /// Files to be written or removed (absolute).
+    pub changed_files: Vec<PathBuf>,
+    /// Of those, the files to be written.
+    pub written_files: Vec<PathBuf>,
+    /// Of those, the files to be removed.
+    pub removed_files: Vec<PathBuf>,
+    /// Instances whose files change.
+    pub changed_instances: BTreeSet<String>,
+}
+
+/// What happened to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The file did not exist and was written.
+    Created,
+    /// The file's content (or mode) changed.
+    Updated,
+    /// The file already held the right bytes; it was not touched.
+    Unchanged,
+    /// The file was removed.
+    Removed,
+}
+
+/// The result for one [`DesiredEntry`].
+#[derive(Debug)]
+pub struct EntryOutcome {
+    pub instance_id: String,
+    pub category: String,
+    /// Absolute path of the instance file.
+    pub path: PathBuf,
+    pub result: Result<Change, StoreError>,
+    /// Earliest notAfter among the entry's current CAs.
+    pub not_after: Option<OffsetDateTime>,
+    /// SHA-256 fingerprints (hex) of the entry's current CAs.
+    pub fingerprints: Vec<String>,
+}
+
+/// A managed file removed by a pass, and why (each removal is logged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Why it went.
+    pub reason: String,
+}
+
+/// A managed instance file that nothing produces any more: kept until it has been so for
+/// [`UNPRODUCED_PASSES`] passes that count, then removed (with `prune`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unproduced {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// The instance that wrote it.
+    pub instance_id: String,
+    /// Its category.
+    pub category: String,
+    /// Passes that counted so far.
+    pub passes: u32,
+}
+
+/// A managed instance file that no instance produces any more is removed after this many
+/// passes without it (SPEC 5.3), each counting only when [`PassInput::counts`].
+pub const UNPRODUCED_PASSES: u32 = 3;
+
+/// What a pass did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct StoreReport {
+    /// Managed files removed, with the reason.
+    pub removed: Vec<RemovedFile>,
+    /// Instance files nothing produces, waiting for removal.
+    pub unproduced: Vec<Unproduced>,
+    /// One per update, in input order.
+    pub entries: Vec<EntryOutcome>,
+    /// Bundle, hash files and pruned files that changed (absolute paths).
+    pub other: Vec<(PathBuf, Change)>,
+    /// Bundle, hash, prune and manifest failures.
+    pub errors: Vec<StoreError>,
+    /// Absolute path of every file written or removed.
+    pub changed_files: Vec<PathBuf>,
+    /// Instances whose files were written or removed.
+    pub changed_instances: BTreeSet<String>,
+}
+
+impl StoreReport {
+    /// True when any file was written or removed.
+    pub fn changed(&self) -> bool {
+        !self.changed_files.is_empty()
+    }
+}
+
+/// The state of one managed instance file, for status output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryState {
+    pub instance_id: String,
+    pub category: String,
+    /// Absolute path of the file.
+    pub path: PathBuf,
+    /// SHA-256 fingerprints (hex) of the current CAs, in file order.
+    pub fingerprints: Vec<String>,
+    /// Earliest notAfter among the current CAs (`None` if none is known).
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// A failure of the store. Every variant names the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create trust folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} exists but certsync did not write it (not in its manifest); refusing to overwrite it - move it away or change the file name"
+    )]
+    Unmanaged { path: PathBuf },
+    #[error("{path} is a symlink or not a regular file; certsync does not follow or replace it")]
+    NotRegularFile { path: PathBuf },
+    #[error(
+        "manifest {path} is unusable: {reason}; move it aside to start over (certsync will then treat the files already in the folder as unmanaged and refuse to overwrite them)"
+    )]
+    Manifest { path: PathBuf, reason: String },
+    #[error("trust folder {path} is locked by another certsync process")]
+    Locked { path: PathBuf },
+    #[error("trust folder {path} is not an absolute path")]
+    RelativeDir { path: PathBuf },
+    #[error("invalid file name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("{path} is already {other}")]
+    NameConflict { path: PathBuf, other: String },
+    #[error(
+        "cannot give {path} to {owner}: {source} (setting another owner, or a group certsync is not a member of, needs root or CAP_CHOWN)"
+    )]
+    Chown {
+        path: PathBuf,
+        /// The owner asked for, e.g. `uid 65534 and gid 65534`.
+        owner: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot write truststore {path}: cannot read its password from {password_file}: {source}; the old truststore is kept"
+    )]
+    PasswordFile {
+        path: PathBuf,
+        password_file: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write truststore {path}: {reason}; the old truststore is kept")]
+    Truststore { path: PathBuf, reason: String },
+    #[error(
+        "trust folder {path} is now {now}, not the folder certsync opened and locked; nothing is written until certsync is reloaded (SIGHUP) or restarted"
+    )]
+    FolderMoved { path: PathBuf, now: String },
+    #[error(
+        "{path} has {links} hard links; rewriting it in place would change a file outside the trust folder, so certsync does not (remove the extra links)"
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+    #[error("{path} is {size} bytes, more than the {limit} certsync ever writes; not read")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("not written: {reason}")]
+    Refused { reason: String },
+}
+
+impl StoreError {
+    /// A short stable reason, for `certsync_store_errors_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::CreateDir { .. } => "create_dir",
+            StoreError::Io { source, .. } => {
+                use rustix::io::Errno;
+                match source.raw_os_error().map(Errno::from_raw_os_error) {
+                    Some(Errno::NOSPC) => "no_space",
+                    Some(Errno::DQUOT) => "quota",
+                    Some(Errno::IO) => "eio",
+                    Some(Errno::ACCESS | Errno::PERM) => "permission",
+                    Some(Errno::ROFS) => "read_only_fs",
+                    _ => "io",
+                }
+            }
+            StoreError::Unmanaged { .. } => "unmanaged",
+            StoreError::NotRegularFile { .. } => "not_regular_file",
+            StoreError::Manifest { .. } => "manifest",
+            StoreError::Locked { .. } => "locked",
+            StoreError::RelativeDir { .. } => "relative_dir",
+            StoreError::InvalidName { .. } => "invalid_name",
+            StoreError::NameConflict { .. } => "name_conflict",
+            StoreError::Chown { .. } => "chown",
+            StoreError::PasswordFile { .. } => "password_file",
+            StoreError::Truststore { .. } => "truststore",
+            StoreError::FolderMoved { .. } => "folder_moved",
+            StoreError::HardLinked { .. } => "hard_linked",
+            StoreError::TooLarge { .. } => "too_large",
+            StoreError::Refused { .. } => "refused",
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Reading the trust folder and planning a pass: [`StoreView`] (the folder's manifest, typed
+//! state and the certificates of its managed files, read without creating or locking
+//! anything) and [`StorePlan`] (everything a pass would do, computed before anything is
+//! written).
+//!
+//! Owns: loading the manifest (one reader, [`Manifest::parse`]) and turning its state into
+//! the typed one, the pool of certificates the managed files hold, and the plan as a value:
+//! its preview (what would change), its report when it is not committed (a dry run), and the
+//! identity of the store state it was computed from.
+//! Must not: write, create or lock anything; [`Store`](super::Store) does, and only it can
+//! commit a plan.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use super::manifest::{self, MANIFEST_NAME, Manifest, Record};
+use super::plan::{self, Plan, RemovalResult};
+use super::write::Folder;
+use super::{
+    EntryOutcome, EntryState, OpaqueState, PassInput, Preview, StoreError, StoreOptions,
+    StoreReport, StoreState,
+};
+use crate::cert::Cert;
+
+/// The trust folder as read: its manifest, the daemon state saved in it and the certificates
+/// of its managed files. Opened without creating, locking or cleaning anything (for `check`
+/// and `--dry-run`); it can [`plan`](StoreView::plan) a pass but never write one.
+pub struct StoreView<S = OpaqueState> {
+    pub(super) opts: StoreOptions,
+    /// The folder, opened once; every read is relative to it. `None`: it does not exist (yet).
+    pub(super) folder: Option<Folder>,
+    pub(super) manifest: Manifest<S>,
+    /// The state on disk could not be read as `S` (the default is used instead): the next
+    /// write of the manifest replaces it even when the state did not change.
+    pub(super) state_unreadable: bool,
+    /// Certificates by fingerprint: every CA a managed file holds or a pass supplied. Replaced
+    /// CAs are written back from here, so their DER need not be kept in the manifest.
+    pub(super) pool: HashMap<String, Cert>,
+    /// Which view and which state of it a plan was computed from (see [`StorePlan`]).
+    pub(super) origin: Origin,
+}
+
+/// Identifies one view and one state of its records: a plan can only be committed to the
+/// store it was planned from, with no commit in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Origin {
+    view: u64,
+    revision: u64,
+}
+
+impl Origin {
+    fn new() -> Origin {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Origin {
+            view: NEXT.fetch_add(1, Ordering::Relaxed),
+            revision: 0,
+        }
+    }
+
+    /// After a change of the records (a commit).
+    pub(super) fn bump(&mut self) {
+        self.revision = self.revision.wrapping_add(1);
+    }
+}
+
+impl<S> std::fmt::Debug for StoreView<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreView")
+            .field("dir", &self.opts.dir)
+            .field("exists", &self.folder.is_some())
+            .field("managed_files", &self.manifest.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: StoreState> StoreView<S> {
+    /// Reads the trust folder: its manifest and the managed files' certificates. Creates,
+    /// locks and cleans nothing; a missing folder is an empty one.
+    pub fn open(opts: StoreOptions) -> Result<StoreView<S>, StoreError> {
+        check_options(&opts)?;
+        let folder = Folder::open_existing(&opts.dir)?;
+        StoreView::read(opts, folder)
+    }
+
+    /// A view of the opened `folder` (`None`: missing): its manifest and certificates.
+    pub(super) fn read(
+        opts: StoreOptions,
+        folder: Option<Folder>,
+    ) -> Result<StoreView<S>, StoreError> {
+        let (manifest, state_unreadable) = match &folder {
+            Some(folder) => load_manifest(folder)?,
+            None => (Manifest::default(), false),
+        };
+        let pool = folder
+            .as_ref()
+            .map(|f| load_pool(f, &manifest.files))
+            .unwrap_or_default();
+        Ok(StoreView {
+            opts,
+            folder,
+            manifest,
+            state_unreadable,
+            pool,
+            origin: Origin::new(),
+        })
+    }
+
+    /// A view of no folder at all (nothing read): every pass plans as on an empty folder.
+    pub(super) fn empty(opts: StoreOptions) -> StoreView<S> {
+        StoreView {
+            opts,
+            folder: None,
+            manifest: Manifest::default(),
+            state_unreadable: false,
+            pool: HashMap::new(),
+            origin: Origin::new(),
+        }
+    }
+}
+
+impl<S> StoreView<S> {
+    /// Computes what a pass bringing the folder to the state `input` asks for at time `now`
+    /// would do: the files to write (with their bytes) and to remove, the final records, the
+    /// result of every entry. Reads the folder (to compare bytes) but changes nothing; the
+    /// plan is [committed](super::Store::commit) or, in a dry run, only
+    /// [reported](StorePlan::report).
+    pub fn plan(&self, input: &PassInput, now: SystemTime) -> StorePlan {
+        let plan = self.compute(input, now);
+        StorePlan {
+            preview: plan.preview(&self.opts.dir),
+            plan,
+            input: input.clone(),
+            now,
+            dir: self.opts.dir.clone(),
+            origin: self.origin,
+        }
+    }
+
+    /// The plan of `input` at `now` from the current records.
+    pub(super) fn compute(&self, input: &PassInput, now: SystemTime) -> Plan {
+        plan::plan(
+            &self.opts,
+            self.folder.as_ref(),
+            &self.manifest.files,
+            &self.pool,
+            input,
+            crate::validate::saturating_datetime(now),
+        )
+    }
+
+    /// The options the folder was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// The daemon state saved with the folder (the default when there is none, or when the
+    /// one on disk could not be read: that was logged as a warning at open).
+    pub fn saved_state(&self) -> &S {
+        &self.manifest.state
+    }
+
+    /// Every managed instance file, sorted by file name.
+    pub fn current(&self) -> Vec<EntryState> {
+        self.manifest
+            .files
+            .iter()
+            .filter_map(|(name, record)| match record {
+                Record::Instance {
+                    instance_id,
+                    category,
+                    current,
+                    ..
+                } => Some(EntryState {
+                    instance_id: instance_id.clone(),
+                    category: category.clone(),
+                    path: self.opts.dir.join(name),
+                    fingerprints: current.clone(),
+                    not_after: current
+                        .iter()
+                        .filter_map(|fp| self.pool.get(fp).map(|c| c.not_after))
+                        .min(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// After a commit: the certificates `certs` supplied join the pool, and the pool keeps only
+    /// those the records still name.
+    pub(super) fn absorb<'c>(&mut self, certs: impl IntoIterator<Item = &'c Cert>) {
+        for cert in certs {
+            self.pool
+                .entry(cert.fingerprint())
+                .or_insert_with(|| cert.clone());
+        }
+        let used = used_fingerprints(&self.manifest.files);
+        self.pool.retain(|fp, _| used.contains(fp.as_str()));
+    }
+}
+
+/// A pass computed and not yet written: made by [`StoreView::plan`] (or [`Store`]'s, through
+/// the view it derefs to), then either committed by [`Store::commit`](super::Store::commit)
+/// or, for a dry run, turned into its [report](StorePlan::report) as it is. It holds its own
+/// copy of the pass's input, so it can be sent to another thread and back.
+///
+/// [`Store`]: super::Store
+pub struct StorePlan {
+    pub(super) plan: Plan,
+    pub(super) input: PassInput,
+    pub(super) now: SystemTime,
+    pub(super) dir: PathBuf,
+    pub(super) preview: Preview,
+    pub(super) origin: Origin,
+}
+
+// The daemon moves stores and plans to a blocking thread and back.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<StorePlan>();
+    send::<StoreView>();
+    send::<super::Store>();
+};
+
+impl std::fmt::Debug for StorePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorePlan")
+            .field("dir", &self.dir)
+            .field("preview", &self.preview)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorePlan {
+    /// What the plan would change, before anything changes: the files written and removed,
+    /// and the instances whose files change. The daemon records from it the hooks the pass
+    /// will owe, in the state it commits with the plan.
+    pub fn preview(&self) -> &Preview {
+        &self.preview
+    }
+
+    /// The pass the plan was made for (its own copy).
+    pub fn input(&self) -> &PassInput {
+        &self.input
+    }
+
+    /// The report of this plan as if every write and removal succeeded, without writing
+    /// anything: a dry run. The same entries, changed files and removals a commit that meets
+    /// no error produces.
+    pub fn report(self) -> StoreReport {
+        let writes = self.plan.writes.iter().map(|_| Ok(())).collect();
+        let removals = self
+            .plan
+            .removals
+            .iter()
+            .map(|_| RemovalResult::Removed)
+            .collect();
+        // Every result is a success, so no record is put back: the old records are not
+        // needed to finish the plan.
+        let (report, _) = self
+            .plan
+            .finish(&self.dir, &BTreeMap::new(), writes, removals);
+        report
+    }
+
+    /// The report of a pass refused as a whole before anything was written: every update
+    /// fails with `error`'s message, and `error` is the pass's store error.
+    pub(super) fn refused(self, error: StoreError) -> StoreReport {
+        let message = error.to_string();
+        StoreReport {
+            entries: self
+                .input
+                .updates
+                .iter()
+                .map(|u| EntryOutcome {
+                    instance_id: u.instance_id.clone(),
+                    category: u.category.clone(),
+                    path: self.dir.join(&u.file_name),
+                    result: Err(StoreError::Refused {
+                        reason: message.clone(),
+                    }),
+                    not_after: u.certs.iter().map(|c| c.not_after).min(),
+                    fingerprints: u.certs.iter().map(Cert::fingerprint).collect(),
+                })
+                .collect(),
+            errors: vec![error],
+            ..StoreReport::default()
+        }
+    }
+}
+
+/// The options every open checks before touching the folder.
+pub(super) fn check_options(opts: &StoreOptions) -> Result<(), StoreError> {
+    if !opts.dir.is_absolute() {
+        return Err(StoreError::RelativeDir {
+            path: opts.dir.clone(),
+        });
+    }
+    if let Some(bundle) = &opts.bundle {
+        manifest::check_file_name(bundle).map_err(|reason| StoreError::InvalidName {
+            name: bundle.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads the manifest; a missing one is an empty folder state, an unreadable one an error.
+/// A state that is not an `S` is a warning and the default (`true`: it was unreadable).
+fn load_manifest<S: StoreState>(folder: &Folder) -> Result<(Manifest<S>, bool), StoreError> {
+    let path = folder.join(MANIFEST_NAME);
+    let existing = folder
+        .read_file(MANIFEST_NAME)
+        .map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    let Some(file) = existing else {
+        return Ok((Manifest::default(), false));
+    };
+    let raw = Manifest::parse(&file.content).map_err(|reason| StoreError::Manifest {
+        path: path.clone(),
+        reason,
+    })?;
+    let (manifest, error) = raw.into_typed();
+    if let Some(e) = &error {
+        tracing::warn!(
+            manifest = %path.display(),
+            error = %e,
+            "ignoring unreadable daemon state in the manifest"
+        );
+    }
+    Ok((manifest, error.is_some()))
+}
+
+/// Certificates of the managed files, by fingerprint. Instance files first; the bundle and
+/// hash files only if some recorded CA was not found there (an instance file lost or
+/// changed behind certsync's back). Unreadable files are skipped: they are rewritten later.
+fn load_pool(folder: &Folder, files: &BTreeMap<String, Record>) -> HashMap<String, Cert> {
+    let mut pool = HashMap::new();
+    let read_into = |name: &str, pool: &mut HashMap<String, Cert>| {
+        if let Ok(Some(file)) = folder.read_managed(name)
+            && let Ok(certs) = crate::cert::read_certs_lenient(&file.content)
+        {
+            for cert in certs {
+                pool.entry(cert.fingerprint()).or_insert(cert);
+            }
+        }
+    };
+    for (name, record) in files {
+        if matches!(record, Record::Instance { .. }) {
+            read_into(name, &mut pool);
+        }
+    }
+    let needed = used_fingerprints(files);
+    if needed.iter().any(|fp| !pool.contains_key(*fp)) {
+        for (name, record) in files {
+            if matches!(record, Record::Bundle { .. } | Record::Hash { .. }) {
+                read_into(name, &mut pool);
+            }
+        }
+    }
+    pool.retain(|fp, _| needed.contains(fp.as_str()));
+    pool
+}
+
+/// Fingerprints of every CA an instance record names (current and replaced).
+fn used_fingerprints(files: &BTreeMap<String, Record>) -> HashSet<&str> {
+    files
+        .values()
+        .flat_map(|r| match r {
+            Record::Instance {
+                current, replaced, ..
+            } => current
+                .iter()
+                .map(String::as_str)
+                .chain(replaced.iter().map(|r| r.sha256.as_str()))
+                .collect::<Vec<_>>(),
+            Record::Bundle { .. } | Record::Hash { .. } | Record::Truststore { .. } => Vec::new(),
+        })
+        .collect()
+}
