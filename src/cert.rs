@@ -10,7 +10,6 @@ use std::fmt;
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use sha2::{Digest as _, Sha256};
 use time::{OffsetDateTime, UtcOffset};
 use x509_parser::asn1_rs;
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate, X509Error};
@@ -177,7 +176,7 @@ impl Cert {
             });
         }
         let der = der[..der.len() - rest.len()].to_vec();
-        let sha256: [u8; 32] = Sha256::digest(&der).into();
+        let sha256 = sha256(&der);
         let subject_raw = x.subject().as_raw();
         let subject_hash = subject_hash(subject_raw).map_err(|reason| ParseError {
             reason: format!("subject name: {reason}"),
@@ -448,32 +447,25 @@ fn signature_kind(alg: &x509_parser::x509::AlgorithmIdentifier<'_>) -> Signature
     }
 }
 
-/// Normalised PEM of one DER certificate (64 columns, `\n`).
-pub fn encode_pem(der: &[u8]) -> String {
-    // Hand-written because the PEM crates either pull in extra dependencies or do not promise
-    // this exact layout; the layout is what makes identical CAs give byte-identical files.
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
-    for chunk in der.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 60);
-    out.push_str("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
+/// SHA-256 of `data`, from ring (the digest TLS and request signing use too, so the binary
+/// carries one SHA-256).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0; 32];
+    // ring's SHA-256 digest is always SHA256_OUTPUT_LEN (32) bytes: this copy cannot fail.
+    out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// Normalised PEM of one DER certificate: `-----BEGIN CERTIFICATE-----`, the base64 in
+/// 64-column lines, `\n` endings (RFC 7468's strict form, as `openssl x509` writes it). This
+/// layout is what makes identical CAs give byte-identical files, so it must never change.
+/// `der` is a parsed certificate's, so never empty.
+pub fn encode_pem(der: &[u8]) -> String {
+    // The only failures are an invalid label (this one is valid) and a length overflowing
+    // usize, which no allocated DER can reach (4/3 of isize::MAX fits): unreachable.
+    pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der)
+        .expect("a valid label and a DER that fits in memory always encode")
 }
 
 /// Reads every certificate of a file that certsync wrote itself (normalised PEM), or any
@@ -718,6 +710,30 @@ mod tests {
         assert_eq!(body[1].len(), 64);
         let decoded = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(decoded.as_ref(), &der[..]);
+    }
+
+    #[test]
+    fn pem_encoding_is_exactly_the_normalised_layout() {
+        // The trust folder's bytes depend on it: a full last line has no empty line after it,
+        // padding is `=`, the alphabet is the standard one, lines end in `\n` only.
+        let wrap =
+            |body: &str| format!("-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n");
+        let a64 = "A".repeat(64);
+        assert_eq!(encode_pem(&[0; 48]), wrap(&format!("{a64}\n")));
+        assert_eq!(encode_pem(&[0; 49]), wrap(&format!("{a64}\nAA==\n")));
+        assert_eq!(encode_pem(&[0; 50]), wrap(&format!("{a64}\nAAA=\n")));
+        assert_eq!(encode_pem(&[0; 96]), wrap(&format!("{a64}\n{a64}\n")));
+        assert_eq!(encode_pem(&[0xff, 0xfe, 0xfb]), wrap("//77\n"));
+        assert_eq!(encode_pem(&[0x3e]), wrap("Pg==\n"));
+    }
+
+    #[test]
+    fn sha256_is_fips_180_sha256() {
+        // FIPS 180-2's "abc" example.
+        assert_eq!(
+            hex::encode(sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -486,7 +486,7 @@ fn inspect_folder(
                 }
             }
         };
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+        let digest = hex::encode(crate::cert::sha256(&data));
         match parse_file(&data) {
             Ok(FileCerts::Certs(certs)) => {
                 found.certs.extend(certs.iter().map(|c| report(&path, c)));

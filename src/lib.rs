@@ -16,6 +16,8 @@ pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod fetch;
 pub mod files;
 pub mod fuzzing;

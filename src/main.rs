@@ -65,11 +65,26 @@ enum Command {
         paths: Vec<PathBuf>,
     },
     /// Run the built-in cloud simulator and the daemon against it (no credentials, no network).
+    // Only in builds with the `demo` feature (the default of a checkout, not of packages):
+    // without it `certsync demo` is an unknown command and the simulator is not linked.
+    #[cfg(feature = "demo")]
     Demo {
         /// The trust folder to write.
         #[arg(long, default_value = "./demo-trust")]
         dir: PathBuf,
     },
+}
+
+impl Command {
+    /// Whether the command runs the daemon (which wants the raised open-files limit).
+    fn runs_daemon(&self) -> bool {
+        match self {
+            Command::Run => true,
+            #[cfg(feature = "demo")]
+            Command::Demo { .. } => true,
+            Command::Once { .. } | Command::Check { .. } | Command::Inspect { .. } => false,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -82,7 +97,7 @@ fn main() -> ExitCode {
         format: log_format,
         level: cli.log_level.clone(),
     };
-    if matches!(cli.command, Command::Run | Command::Demo { .. }) {
+    if cli.command.runs_daemon() {
         // Before any thread or descriptor exists; logging is not set up yet, so only a
         // failure is reported (on stderr).
         if let Err(e) = raise_open_files_limit() {
@@ -107,7 +122,8 @@ fn main() -> ExitCode {
             Command::Once { dry_run } => commands::once(&cli.config, &logging, dry_run).await,
             Command::Check { online } => commands::check(&cli.config, &logging, online).await,
             Command::Inspect { json, paths } => commands::inspect(&paths, json),
-            Command::Demo { dir } => commands::demo(&dir, &logging).await,
+            #[cfg(feature = "demo")]
+            Command::Demo { dir } => certsync::demo::demo(&dir, &logging).await,
         }
     });
     // A pass may leave idle pooled connections; don't wait for them.

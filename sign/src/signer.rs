@@ -120,13 +120,12 @@ impl Signer {
     /// `Authorization` to `request.headers`.
     pub fn sign(&self, request: &mut SigningRequest<'_>, now: SystemTime) -> Signature {
         let headers = &mut request.headers;
-        if let Some(ct) = find(headers, "Content-Type") {
-            if !ct.starts_with("application/json")
-                && !ct.starts_with("application/bson")
-                && find(headers, CONTENT_SHA256_HEADER).is_none()
-            {
-                headers.push((CONTENT_SHA256_HEADER.into(), UNSIGNED_PAYLOAD.into()));
-            }
+        if let Some(ct) = find(headers, "Content-Type")
+            && !ct.starts_with("application/json")
+            && !ct.starts_with("application/bson")
+            && find(headers, CONTENT_SHA256_HEADER).is_none()
+        {
+            headers.push((CONTENT_SHA256_HEADER.into(), UNSIGNED_PAYLOAD.into()));
         }
         if find(headers, DATE_HEADER).is_none() {
             headers.push((DATE_HEADER.into(), format_date(now)));

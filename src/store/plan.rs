@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::manifest::{Record, Replaced, check_file_name};
@@ -563,5 +562,5 @@ fn needed_change(existing: Option<&Existing>, content: &[u8], attrs: &Attrs) -> 
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    hex::encode(crate::cert::sha256(data))
 }
