@@ -465,7 +465,7 @@ fn describe_instance_failure(err: &InstanceError) -> String {
 
 /// What the trust folder holds now, with days left (read-only: nothing is created or locked).
 fn print_files_on_disk(out: &mut Printer, config: &Config) {
-    let store = match crate::store::Store::open(daemon::store_options(config), true) {
+    let store = match crate::store::StoreView::open(daemon::store_options(config)) {
         Ok(store) => store,
         Err(e) => {
             outln!(

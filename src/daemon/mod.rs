@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::status::Shared;
-use crate::store::{EntryState, Store, StoreError};
+use crate::store::{EntryState, StoreError, StoreView};
 use crate::systemd;
+use state::DaemonState;
 
 pub use engine::{Engine, store_options};
 pub use scheduler::{Due, Scheduler, Wake};
@@ -72,15 +73,14 @@ pub(crate) fn later(d: Duration) -> Instant {
 /// `check`): no configured instance, and no instance discovered before (as the folder's
 /// saved state remembers), maps to the file's name for its category. With `trust.prune`
 /// they are removed after [`crate::store::UNPRODUCED_PASSES`] passes without them.
-pub fn no_longer_produced(config: &Config, store: &Store) -> Vec<EntryState> {
-    let discovered = match (config.discover.is_empty(), store.state()) {
-        (false, Some(value)) => state::DaemonState::from_json(value)
-            .map(|s| s.discovered)
-            .unwrap_or_default(),
-        _ => crate::plan::Discovered::new(),
+pub fn no_longer_produced(config: &Config, folder: &StoreView<DaemonState>) -> Vec<EntryState> {
+    let discovered = if config.discover.is_empty() {
+        crate::plan::Discovered::new()
+    } else {
+        folder.saved_state().discovered.clone()
     };
     let plan = crate::plan::instances(&config.instances, &discovered);
-    crate::plan::no_longer_produced(&config.trust, &plan, store.current())
+    crate::plan::no_longer_produced(&config.trust, &plan, folder.current())
 }
 
 /// `certsync once`: one pass, then hooks (unless `dry_run`).

@@ -68,8 +68,11 @@ struct DiscoveredState {
     name: Option<String>,
 }
 
-/// The daemon's state as saved with the folder.
-#[derive(Debug, Default, Clone)]
+/// The daemon's state as saved with the folder: the store's typed state
+/// ([`StoreState`](crate::store::StoreState)), written as `Written` and read as `Read` (which
+/// takes older shapes too).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(from = "Read")]
 pub struct DaemonState {
     /// Hooks owed a run, by name, with the files changed since they last ran.
     pub owed_hooks: BTreeMap<String, OwedFiles>,
@@ -93,14 +96,9 @@ struct Read {
     discovered: BTreeMap<String, DiscoveredState>,
 }
 
-impl DaemonState {
-    /// The JSON saved in the manifest; `None` when there is nothing to keep, so a folder
-    /// without discovery or owed hooks has no state in its manifest.
-    pub fn to_json(&self) -> Option<serde_json::Value> {
-        if self.owed_hooks.is_empty() && self.discovered.is_empty() {
-            return None;
-        }
-        let written = Written {
+impl serde::Serialize for DaemonState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Written {
             owed_hooks: &self.owed_hooks,
             discovered: self
                 .discovered
@@ -114,14 +112,14 @@ impl DaemonState {
                     )
                 })
                 .collect(),
-        };
-        Some(serde_json::to_value(written).expect("the daemon state serialises"))
+        }
+        .serialize(serializer)
     }
+}
 
-    /// Reads a saved state (this shape or an older one).
-    pub fn from_json(value: &serde_json::Value) -> Result<DaemonState, serde_json::Error> {
-        let read: Read = serde_json::from_value(value.clone())?;
-        Ok(DaemonState {
+impl From<Read> for DaemonState {
+    fn from(read: Read) -> DaemonState {
+        DaemonState {
             owed_hooks: read
                 .owed_hooks
                 .into_iter()
@@ -142,7 +140,21 @@ impl DaemonState {
                     )
                 })
                 .collect(),
-        })
+        }
+    }
+}
+
+/// Equal when what is saved is equal (the store writes the manifest only on a change): the
+/// owed hooks and, of each discovered instance, its id and name.
+impl PartialEq for DaemonState {
+    fn eq(&self, other: &DaemonState) -> bool {
+        self.owed_hooks == other.owed_hooks
+            && self.discovered.len() == other.discovered.len()
+            && self
+                .discovered
+                .iter()
+                .zip(&other.discovered)
+                .all(|((a, x), (b, y))| a == b && x.name == y.name)
     }
 }
 
@@ -152,7 +164,8 @@ mod tests {
 
     #[test]
     fn an_empty_state_is_not_saved_and_a_full_one_round_trips() {
-        assert_eq!(DaemonState::default().to_json(), None);
+        // "No state" is the default, which the manifest leaves out.
+        assert_eq!(DaemonState::default(), DaemonState::from(Read::default()));
         let mut state = DaemonState::default();
         let mut files = OwedFiles::default();
         files.add(&["/t/a.crt".into()], &["/t/b.crt".into()]);
@@ -166,7 +179,7 @@ mod tests {
                 pins: Vec::new(),
             },
         );
-        let json = state.to_json().unwrap();
+        let json = serde_json::to_value(&state).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
@@ -174,7 +187,9 @@ mod tests {
                 "discovered": {"id-1": {"name": "orders"}},
             })
         );
-        assert_eq!(DaemonState::from_json(&json).unwrap().to_json(), Some(json));
+        let back: DaemonState = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
     }
 
     #[test]
@@ -184,7 +199,7 @@ mod tests {
             "owed_hooks": {"reload": ["/t/a.crt"]},
             "discovered": {"id-1": {"name": null, "missing": 2}},
         });
-        let state = DaemonState::from_json(&old).unwrap();
+        let state: DaemonState = serde_json::from_value(old).unwrap();
         assert_eq!(
             state.owed_hooks["reload"].to_changed().written,
             vec![PathBuf::from("/t/a.crt")]

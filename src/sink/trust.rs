@@ -9,30 +9,55 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::daemon::state::DaemonState;
 use crate::source::panic_text;
 use crate::store::{
     EntryOutcome, EntryState, PassInput, Preview, Store, StoreError, StoreOptions, StoreReport,
+    StoreView,
 };
 
 /// The trust folder, open.
 pub struct TrustSink {
     /// Taken while a pass runs on the blocking thread; always back between passes.
-    store: Option<Store>,
+    held: Option<Held>,
     options: StoreOptions,
+}
+
+/// How the sink holds the folder.
+enum Held {
+    /// Open for writing, locked.
+    Locked(Store<DaemonState>),
+    /// Only read: `--dry-run` (every pass is a plan reported, never committed), or, with a
+    /// reason, a folder that could not be reopened for writing after a failure (every pass
+    /// is refused with that reason until a reload opens it again).
+    View(StoreView<DaemonState>, Option<String>),
+}
+
+impl Held {
+    fn view(&self) -> &StoreView<DaemonState> {
+        match self {
+            Held::Locked(store) => store,
+            Held::View(view, _) => view,
+        }
+    }
 }
 
 impl TrustSink {
     /// Opens the folder (`read_only`: a view for `--dry-run` that creates and locks nothing).
     pub fn open(options: StoreOptions, read_only: bool) -> Result<TrustSink, StoreError> {
-        let store = Store::open(options.clone(), read_only)?;
+        let held = if read_only {
+            Held::View(StoreView::open(options.clone())?, None)
+        } else {
+            Held::Locked(Store::open_locked(options.clone())?)
+        };
         Ok(TrustSink {
-            store: Some(store),
+            held: Some(held),
             options,
         })
     }
 
-    fn store(&self) -> &Store {
-        self.store
+    fn held(&self) -> &Held {
+        self.held
             .as_ref()
             .expect("the store is back between passes")
     }
@@ -51,33 +76,43 @@ impl TrustSink {
         input: PassInput,
         now: SystemTime,
         dry_run: bool,
-        state: impl FnOnce(&Preview) -> Option<serde_json::Value> + Send + 'static,
+        state: impl FnOnce(&Preview) -> DaemonState + Send + 'static,
     ) -> (StoreReport, PassInput) {
-        let mut store = self.store.take().expect("the store is back between passes");
+        let mut held = self.held.take().expect("the store is back between passes");
         let joined = tokio::task::spawn_blocking(move || {
             // A bug in the store must not take the daemon down with it.
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                store.apply_with_state(&input, now, dry_run, state)
+                let plan = held.view().plan(&input, now);
+                match &mut held {
+                    Held::Locked(store) if !dry_run => {
+                        let state = state(plan.preview());
+                        store.commit(plan, state)
+                    }
+                    Held::View(_, Some(reason)) if !dry_run => plan.refused(StoreError::Refused {
+                        reason: reason.clone(),
+                    }),
+                    _ => plan.report(),
+                }
             }));
-            (store, applied, input)
+            (held, applied, input)
         })
         .await;
         match joined {
-            Ok((store, Ok(report), input)) => {
-                self.store = Some(store);
+            Ok((held, Ok(report), input)) => {
+                self.held = Some(held);
                 (report, input)
             }
-            Ok((store, Err(panic), input)) => {
+            Ok((held, Err(panic), input)) => {
                 let detail = panic_text(&*panic);
                 tracing::error!(detail = %detail, "the trust folder's pass failed with an internal error; reopening the folder");
-                drop(store);
-                self.store = Some(self.reopened());
+                drop(held);
+                self.held = Some(self.reopened(dry_run));
                 let report = refused_report(&input, &self.options.dir, &detail);
                 (report, input)
             }
             Err(e) => {
                 tracing::error!(error = %e, "the trust folder's task failed; reopening the folder");
-                self.store = Some(self.reopened());
+                self.held = Some(self.reopened(dry_run));
                 let report = StoreReport {
                     errors: vec![StoreError::Refused {
                         reason: format!("internal error: {e}"),
@@ -89,67 +124,97 @@ impl TrustSink {
         }
     }
 
-    /// Saves a new daemon state with the folder (a no-op when unchanged).
-    pub async fn save_state(&mut self, state: Option<serde_json::Value>) -> Result<(), StoreError> {
-        let mut store = self.store.take().expect("the store is back between passes");
-        let (store, result) = tokio::task::spawn_blocking(move || {
-            let result = store.save_state(state);
-            (store, result)
+    /// Saves a new daemon state with the folder (a no-op when unchanged, or when the folder
+    /// is only read).
+    pub async fn save_state(&mut self, state: DaemonState) -> Result<(), StoreError> {
+        let held = self.held.take().expect("the store is back between passes");
+        let (held, result) = tokio::task::spawn_blocking(move || {
+            let mut held = held;
+            let result = match &mut held {
+                Held::Locked(store) => store.save_state(state),
+                Held::View(..) => Ok(()),
+            };
+            (held, result)
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        self.store = Some(store);
+        self.held = Some(held);
         result
     }
 
     /// Opens the folder of `options` instead (a reload). The old folder's lock is released
     /// first (it may be the same folder); if the new one cannot be opened, the old one is
-    /// reopened (or at worst kept as a read-only view) and the error returned.
+    /// reopened (or at worst kept as a view that refuses every pass) and the error returned.
     pub fn reconfigure(&mut self, options: StoreOptions) -> Result<(), StoreError> {
-        drop(self.store.take());
-        match Store::open(options.clone(), false) {
+        drop(self.held.take());
+        match Store::open_locked(options.clone()) {
             Ok(store) => {
-                self.store = Some(store);
+                self.held = Some(Held::Locked(store));
                 self.options = options;
                 Ok(())
             }
             Err(e) => {
-                self.store = Some(self.reopened());
+                self.held = Some(self.reopened(false));
                 Err(e)
             }
         }
     }
 
-    /// A fresh store on the current folder after a failure; a read-only view if even that
-    /// fails (passes then report the folder's error).
-    fn reopened(&self) -> Store {
+    /// A fresh store on the current folder after a failure (a view again for a dry run). If
+    /// it cannot be locked, a view that refuses every pass with the reason (passes then
+    /// report the folder's error), of the folder as read or, failing that, of nothing.
+    fn reopened(&self, dry_run: bool) -> Held {
         let options = self.options.clone();
-        Store::open(options.clone(), false)
-            .or_else(|_| Store::open(options.clone(), true))
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot reopen the trust folder");
-                Store::unopened(options)
-            })
+        if dry_run {
+            if let Ok(view) = StoreView::open(options.clone()) {
+                return Held::View(view, None);
+            }
+        } else {
+            match Store::open_locked(options.clone()) {
+                Ok(store) => return Held::Locked(store),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reopen the trust folder");
+                    let reason = format!("the trust folder cannot be opened for writing: {e}");
+                    let view = StoreView::open(options.clone())
+                        .unwrap_or_else(|_| StoreView::empty(options));
+                    return Held::View(view, Some(reason));
+                }
+            }
+        }
+        Held::View(
+            StoreView::empty(options),
+            Some("the trust folder cannot be read".to_string()),
+        )
     }
 
     /// The daemon state an earlier run saved with the folder.
-    pub fn saved_state(&self) -> Option<&serde_json::Value> {
-        self.store().state()
+    pub fn saved_state(&self) -> &DaemonState {
+        self.held().view().saved_state()
     }
 
     /// Every managed instance file.
     pub fn current(&self) -> Vec<EntryState> {
-        self.store().current()
+        self.held().view().current()
     }
 
-    /// When a replaced CA next leaves a file.
+    /// When a replaced CA next leaves a file (none while the folder is only read).
     pub fn next_deadline(&self) -> Option<SystemTime> {
-        self.store().next_deadline()
+        match self.held() {
+            Held::Locked(store) => store.next_deadline(),
+            Held::View(..) => None,
+        }
     }
 
-    /// Whether `trust.dir` still names the folder opened (SPEC 7).
+    /// Whether `trust.dir` still names the folder opened (SPEC 7); a folder that could not
+    /// be reopened is that error.
     pub fn check_folder(&self) -> Result<(), StoreError> {
-        self.store().check_folder()
+        match self.held() {
+            Held::Locked(store) => store.check_folder(),
+            Held::View(_, None) => Ok(()),
+            Held::View(_, Some(reason)) => Err(StoreError::Refused {
+                reason: reason.clone(),
+            }),
+        }
     }
 }
 

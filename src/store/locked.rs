@@ -25,9 +25,6 @@ use super::{OpaqueState, PassInput, StoreError, StoreOptions, StoreReport, Store
 /// and [save](Store::save_state) the daemon's state.
 pub struct Store<S = OpaqueState> {
     pub(super) view: StoreView<S>,
-    /// Only false for the deprecated read-only stores (`open(opts, true)`, `unopened`):
-    /// their commits write nothing and report a permission error.
-    pub(super) writable: bool,
     /// The `now` of the last committed pass (for [`Store::next_deadline`]).
     last_pass: Option<SystemTime>,
     /// The last final manifest could not be written: write it at the next pass.
@@ -38,7 +35,6 @@ impl<S> std::fmt::Debug for Store<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("dir", &self.view.opts.dir)
-            .field("read_only", &!self.writable)
             .field("managed_files", &self.view.manifest.files.len())
             .finish_non_exhaustive()
     }
@@ -73,16 +69,11 @@ impl<S: StoreState> Store<S> {
             let current = folder.current_generation()?;
             folder.remove_generations(current.as_deref())?;
         }
-        Ok(Store::new(view, true))
-    }
-
-    pub(super) fn new(view: StoreView<S>, writable: bool) -> Store<S> {
-        Store {
+        Ok(Store {
             view,
-            writable,
             last_pass: None,
             manifest_dirty: false,
-        }
+        })
     }
 
     /// Writes `plan` in the crash-safe order (see the module docs of `store`), saving `state`
@@ -158,8 +149,7 @@ impl<S: StoreState> Store<S> {
             .view
             .folder
             .as_ref()
-            .filter(|_| self.writable)
-            .expect("commit checked that the store is writable");
+            .expect("a locked store holds its folder");
         let outcome = executor::execute(
             folder,
             &self.view.opts,
@@ -200,13 +190,13 @@ impl<S: StoreState> Store<S> {
 }
 
 impl<S> Store<S> {
-    /// The folder, when this store may write it.
+    /// The folder this store locked (a locked store always has one: it creates it).
     fn writable_folder(&self) -> Result<&Folder, StoreError> {
         match &self.view.folder {
-            Some(folder) if self.writable => Ok(folder),
-            _ => Err(StoreError::Io {
+            Some(folder) => Ok(folder),
+            None => Err(StoreError::Io {
                 path: self.view.opts.dir.clone(),
-                op: "write (the store was opened read-only)",
+                op: "write (the folder is not open)",
                 source: io::Error::from(io::ErrorKind::PermissionDenied),
             }),
         }

@@ -60,12 +60,11 @@
 //! plan as a value), `locked` ([`Store`]: lock, commit, state), `executor` (the crash-safe
 //! order of one commit), `flat` and `atomic_dir` (the two layouts), `plan` (what a pass
 //! writes), `manifest` (the on-disk JSON), `write` (every system call on the folder),
-//! `truststore` (PKCS#12), `legacy` (deprecated wrappers, going once unused).
+//! `truststore` (PKCS#12).
 
 mod atomic_dir;
 mod executor;
 mod flat;
-mod legacy;
 mod locked;
 pub(crate) mod manifest;
 mod plan;

@@ -99,7 +99,7 @@ impl<T: Serialize + DeserializeOwned + Clone + PartialEq + Default> StoreState f
 
 /// The state as opaque JSON (`None`: no state), what the daemon handed the store before
 /// states were typed. The default state type of [`Store`](super::Store) and
-/// [`StoreView`](super::StoreView) while the deprecated wrappers remain.
+/// [`StoreView`](super::StoreView) (for readers that do not look at the state).
 pub type OpaqueState = Option<serde_json::Value>;
 
 /// What one instance and category should hold after this pass.

@@ -108,7 +108,7 @@ impl<S: StoreState> StoreView<S> {
     }
 
     /// A view of no folder at all (nothing read): every pass plans as on an empty folder.
-    pub(super) fn empty(opts: StoreOptions) -> StoreView<S> {
+    pub fn empty(opts: StoreOptions) -> StoreView<S> {
         StoreView {
             opts,
             folder: None,
@@ -266,7 +266,7 @@ impl StorePlan {
 
     /// The report of a pass refused as a whole before anything was written: every update
     /// fails with `error`'s message, and `error` is the pass's store error.
-    pub(super) fn refused(self, error: StoreError) -> StoreReport {
+    pub fn refused(self, error: StoreError) -> StoreReport {
         let message = error.to_string();
         StoreReport {
             entries: self

@@ -216,7 +216,6 @@ impl Engine {
                     owed_hooks: owed,
                     discovered,
                 }
-                .to_json()
             })
             .await;
         self.shared.touch();
@@ -438,8 +437,7 @@ impl Engine {
         let state = DaemonState {
             owed_hooks: self.hooks.owed(&self.config.hooks),
             discovered: self.discovered.clone(),
-        }
-        .to_json();
+        };
         if let Err(e) = self.sinks.trust.save_state(state).await {
             tracing::error!(error = %e, "cannot save the daemon state with the trust folder");
         }
@@ -447,17 +445,10 @@ impl Engine {
 
     /// Takes back what an earlier run saved: hooks it still owed (they run after the first
     /// pass) and the instances it had discovered (so a restart does not forget them).
+    /// (An unreadable state was logged and replaced by the empty one when the folder was
+    /// read.)
     fn restore_state(&mut self) {
-        let Some(value) = self.sinks.trust.saved_state() else {
-            return;
-        };
-        let state = match DaemonState::from_json(value) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring unreadable daemon state in the manifest");
-                return;
-            }
-        };
+        let state = self.sinks.trust.saved_state().clone();
         self.hooks.restore(&self.config.hooks, state.owed_hooks);
         if !self.config.discover.is_empty() {
             self.discovered = state.discovered;
