@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use super::reader::Problems;
-use super::section::trust::{forbidden_dir, forbidden_message};
+use super::system_dirs::{forbidden_dir, forbidden_message};
 use super::{Config, Problem, accounts};
 
 /// A check the pure pass could not make without the file system.

@@ -20,10 +20,12 @@
 mod accounts;
 mod describe;
 mod fs;
+mod keys;
 mod reader;
 mod resolve;
 mod schema;
 mod section;
+mod system_dirs;
 mod warnings;
 
 use std::fmt::{self, Write as _};
@@ -32,7 +34,8 @@ use std::path::{Path, PathBuf};
 pub use crate::hooks::{Hook, HookAction, HookSignal};
 pub use crate::names::{MANIFEST_FILE_NAME, is_project_id};
 pub use crate::secret::Secret;
-pub use schema::{SCHEMA, SectionKind, SectionSchema};
+pub use keys::{SectionKind, SectionSchema};
+pub use schema::SCHEMA;
 pub use section::auth::{
     AkSk, Auth, DEFAULT_METADATA_ENDPOINT, ENV_AK, ENV_PROJECT_ID, ENV_SECURITY_TOKEN, ENV_SK,
     Password, SecretKey,
@@ -47,10 +50,8 @@ pub use section::sync::{
     DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_WATCH_CONFIG,
     JITTER_DIVISOR, MAX_CONCURRENCY, MAX_MAX_DOWNLOAD_BYTES, MIN_INTERVAL, SyncSettings,
 };
-pub use section::trust::{
-    Account, DEFAULT_FILE_NAME, FORBIDDEN_TRUST_DIRS, MAX_MODE, PROBE_CATEGORY, SYSTEM_CA_DIRS,
-    Trust,
-};
+pub use section::trust::{Account, DEFAULT_FILE_NAME, MAX_MODE, PROBE_CATEGORY, Trust};
+pub use system_dirs::{FORBIDDEN_TRUST_DIRS, SYSTEM_CA_DIRS};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ pub mod trust;
 
 pub use trust::TrustSink;
 
-/// Every sink a pass writes to.
-pub struct Sinks {
+/// Every sink a pass writes to; `S` is the daemon's state, saved with the trust folder.
+pub struct Sinks<S> {
     /// The trust folder (SPEC 7): its report drives hooks, health and status.
-    pub trust: TrustSink,
+    pub trust: TrustSink<S>,
 }

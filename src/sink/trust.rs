@@ -9,32 +9,31 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::daemon::state::DaemonState;
 use crate::source::panic_text;
 use crate::store::{
     EntryOutcome, EntryState, PassInput, Preview, Store, StoreError, StoreOptions, StoreReport,
-    StoreView,
+    StoreState, StoreView,
 };
 
-/// The trust folder, open.
-pub struct TrustSink {
+/// The trust folder, open, saving the daemon's state `S` with it (the store's typed state).
+pub struct TrustSink<S> {
     /// Taken while a pass runs on the blocking thread; always back between passes.
-    held: Option<Held>,
+    held: Option<Held<S>>,
     options: StoreOptions,
 }
 
 /// How the sink holds the folder.
-enum Held {
+enum Held<S> {
     /// Open for writing, locked.
-    Locked(Store<DaemonState>),
+    Locked(Store<S>),
     /// Only read: `--dry-run` (every pass is a plan reported, never committed), or, with a
     /// reason, a folder that could not be reopened for writing after a failure (every pass
     /// is refused with that reason until a reload opens it again).
-    View(StoreView<DaemonState>, Option<String>),
+    View(StoreView<S>, Option<String>),
 }
 
-impl Held {
-    fn view(&self) -> &StoreView<DaemonState> {
+impl<S> Held<S> {
+    fn view(&self) -> &StoreView<S> {
         match self {
             Held::Locked(store) => store,
             Held::View(view, _) => view,
@@ -42,9 +41,9 @@ impl Held {
     }
 }
 
-impl TrustSink {
+impl<S: StoreState + Send + 'static> TrustSink<S> {
     /// Opens the folder (`read_only`: a view for `--dry-run` that creates and locks nothing).
-    pub fn open(options: StoreOptions, read_only: bool) -> Result<TrustSink, StoreError> {
+    pub fn open(options: StoreOptions, read_only: bool) -> Result<TrustSink<S>, StoreError> {
         let held = if read_only {
             Held::View(StoreView::open(options.clone())?, None)
         } else {
@@ -56,7 +55,7 @@ impl TrustSink {
         })
     }
 
-    fn held(&self) -> &Held {
+    fn held(&self) -> &Held<S> {
         self.held
             .as_ref()
             .expect("the store is back between passes")
@@ -76,7 +75,7 @@ impl TrustSink {
         input: PassInput,
         now: SystemTime,
         dry_run: bool,
-        state: impl FnOnce(&Preview) -> DaemonState + Send + 'static,
+        state: impl FnOnce(&Preview) -> S + Send + 'static,
     ) -> (StoreReport, PassInput) {
         let mut held = self.held.take().expect("the store is back between passes");
         let joined = tokio::task::spawn_blocking(move || {
@@ -126,7 +125,7 @@ impl TrustSink {
 
     /// Saves a new daemon state with the folder (a no-op when unchanged, or when the folder
     /// is only read).
-    pub async fn save_state(&mut self, state: DaemonState) -> Result<(), StoreError> {
+    pub async fn save_state(&mut self, state: S) -> Result<(), StoreError> {
         let held = self.held.take().expect("the store is back between passes");
         let (held, result) = tokio::task::spawn_blocking(move || {
             let mut held = held;
@@ -163,7 +162,7 @@ impl TrustSink {
     /// A fresh store on the current folder after a failure (a view again for a dry run). If
     /// it cannot be locked, a view that refuses every pass with the reason (passes then
     /// report the folder's error), of the folder as read or, failing that, of nothing.
-    fn reopened(&self, dry_run: bool) -> Held {
+    fn reopened(&self, dry_run: bool) -> Held<S> {
         let options = self.options.clone();
         if dry_run {
             if let Ok(view) = StoreView::open(options.clone()) {
@@ -188,7 +187,7 @@ impl TrustSink {
     }
 
     /// The daemon state an earlier run saved with the folder.
-    pub fn saved_state(&self) -> &DaemonState {
+    pub fn saved_state(&self) -> &S {
         self.held().view().saved_state()
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io;
 
 use super::StoreError;
-use super::executor::{Batch, Results, blocked_results, remove_all};
+use super::batch::{Batch, Results, blocked_results, remove_all};
 use super::manifest::ManifestLayout;
 use super::write::{self, Folder, Visible};
 

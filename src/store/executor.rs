@@ -9,8 +9,8 @@
 //! ([`Store`](super::Store) does, from the [`Outcome`] returned here).
 
 use std::io;
-use std::path::Path;
 
+use super::batch::{Batch, blocked_results};
 use super::manifest::{MANIFEST_NAME, Manifest, ManifestLayout};
 use super::plan::{Plan, RemovalResult};
 use super::write::{Attrs, Folder};
@@ -34,19 +34,6 @@ pub(super) struct Outcome<S> {
     pub state_unreadable: bool,
     pub manifest_dirty: bool,
 }
-
-/// The content step of one commit, as a layout carries it out.
-#[derive(Clone, Copy)]
-pub(super) struct Batch<'a> {
-    pub folder: &'a Folder,
-    pub opts: &'a StoreOptions,
-    pub plan: &'a Plan,
-    /// The layout the manifest on disk recorded before this commit.
-    pub old_layout: ManifestLayout,
-}
-
-/// How each planned write and removal went, in plan order.
-pub(super) type Results = (Vec<Result<(), StoreError>>, Vec<RemovalResult>);
 
 /// Carries out `plan` in the crash-safe order, saving `state` with the first manifest.
 pub(super) fn execute<S: StoreState>(
@@ -182,45 +169,6 @@ fn manifest_layout(layout: Layout) -> ManifestLayout {
         Layout::Flat => ManifestLayout::Flat,
         Layout::AtomicDir => ManifestLayout::AtomicDir,
     }
-}
-
-/// Every write failed with the same cause (and no removal was tried): the results of a pass
-/// stopped before it wrote anything.
-pub(super) fn blocked_results(
-    dir: &Path,
-    plan: &Plan,
-    kind: io::ErrorKind,
-    msg: &str,
-    op: &'static str,
-) -> Results {
-    (
-        plan.writes
-            .iter()
-            .map(|w| {
-                Err(StoreError::Io {
-                    path: dir.join(&w.name),
-                    op,
-                    source: io::Error::new(kind, msg.to_string()),
-                })
-            })
-            .collect(),
-        plan.removals
-            .iter()
-            .map(|_| RemovalResult::Skipped)
-            .collect(),
-    )
-}
-
-/// Removes every planned removal, in order.
-pub(super) fn remove_all(folder: &Folder, removals: &[super::plan::Removal]) -> Vec<RemovalResult> {
-    removals
-        .iter()
-        .map(|r| match folder.remove_file(&r.name) {
-            Ok(true) => RemovalResult::Removed,
-            Ok(false) => RemovalResult::Gone,
-            Err(e) => RemovalResult::Failed(e),
-        })
-        .collect()
 }
 
 /// Writes the manifest atomically and makes it durable (folder fsync).

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::executor::{Batch, Results, remove_all};
+use super::batch::{Batch, Results, remove_all};
 use super::manifest::ManifestLayout;
 use super::plan;
 use super::write::{Attrs, Folder, Visible};

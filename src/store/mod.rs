@@ -58,11 +58,12 @@
 //!
 //! Module map: `types` (options, input, report, entry states, errors), `view` (reading, the
 //! plan as a value), `locked` ([`Store`]: lock, commit, state), `executor` (the crash-safe
-//! order of one commit), `flat` and `atomic_dir` (the two layouts), `plan` (what a pass
-//! writes), `manifest` (the on-disk JSON), `write` (every system call on the folder),
-//! `truststore` (PKCS#12).
+//! order of one commit), `batch` (what a layout gets and gives back), `flat` and
+//! `atomic_dir` (the two layouts), `plan` (what a pass writes), `manifest` (the on-disk
+//! JSON), `write` (every system call on the folder), `truststore` (PKCS#12).
 
 mod atomic_dir;
+mod batch;
 mod executor;
 mod flat;
 mod locked;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Table;
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 use super::{non_empty, path_value};
 use crate::secret::Secret;
 

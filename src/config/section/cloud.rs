@@ -11,8 +11,8 @@ use std::time::Duration;
 use toml::Table;
 
 use super::super::fs::{FsCheck, FsChecks};
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 use super::auth::ENV_PROJECT_ID;
 use super::{path_value, positive_duration, show_raw};
 use crate::names;

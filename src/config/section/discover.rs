@@ -4,8 +4,8 @@
 //! Owns: the keys of a query, their syntax and the `ssl_only` default. Must not: call the API
 //! (the daemon runs the queries).
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 
 /// The keys of each `[[discover]]`.
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 use super::instance::ReadInstance;
 use super::positive_duration;
 use crate::hooks::{self, Hook, HookAction, HookSignal};

@@ -6,8 +6,8 @@
 
 use toml::Value;
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 use crate::names;
 
 /// The keys of each `[[instance]]`.

@@ -6,8 +6,8 @@
 
 use toml::Table;
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 
 /// The keys of `[log]`.
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {

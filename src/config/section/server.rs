@@ -6,8 +6,8 @@
 
 use toml::Table;
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section};
-use super::super::schema::{SectionKind, SectionSchema};
 
 /// The keys of `[server]`.
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use toml::Table;
 
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::super::schema::{SectionKind, SectionSchema};
 use super::{positive_duration, show_raw};
 use crate::names;
 

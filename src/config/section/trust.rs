@@ -16,8 +16,9 @@ use toml::{Table, Value};
 
 use super::super::accounts;
 use super::super::fs::{AccountDb, FsCheck, FsChecks};
+use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, expected, quote, show};
-use super::super::schema::{SectionKind, SectionSchema};
+use super::super::system_dirs::{forbidden_dir, forbidden_message};
 use super::instance::Instance;
 use super::{choice, path_value, show_raw};
 use crate::names;
@@ -48,18 +49,6 @@ pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
 pub const DEFAULT_FILE_NAME: &str = "{name}-{category}.crt";
 /// The largest `trust.mode` accepted: permission bits only, no setuid/setgid/sticky.
 pub const MAX_MODE: u32 = 0o777;
-/// Folders that `trust.dir` may never be: the root (every file of the system would be in it).
-pub const FORBIDDEN_TRUST_DIRS: &[&str] = &["/"];
-/// Folders the system's CA tooling owns (`update-ca-certificates`, `update-ca-trust`, their
-/// packages): `trust.dir` may be none of them and lie inside none (SPEC 3), so certsync never
-/// writes, replaces or prunes a file that tooling manages.
-pub const SYSTEM_CA_DIRS: &[&str] = &[
-    "/etc/ssl/certs",
-    "/etc/pki",
-    "/usr/share/ca-certificates",
-    "/usr/local/share/ca-certificates",
-    "/etc/ca-certificates",
-];
 /// The category used to render the file name of an instance without a `categories` filter when
 /// checking that no two instances share a file (the only category the API documents today).
 pub const PROBE_CATEGORY: &str = "international";
@@ -367,52 +356,6 @@ fn account(
     }
 }
 
-/// Why `trust.dir` may not be a folder.
-#[derive(Debug, PartialEq, Eq)]
-pub(in crate::config) enum Forbidden {
-    /// It is the root.
-    Root,
-    /// It is, or lies inside, `owned`, one of [`SYSTEM_CA_DIRS`]; `resolved` is the path
-    /// that showed it.
-    SystemCa {
-        resolved: PathBuf,
-        owned: &'static str,
-    },
-}
-
-/// Whether `dir` (absolute, lexically normalised) is, as written, the root, or one of
-/// [`SYSTEM_CA_DIRS`] or a folder inside one. The fs pass asks again with its symlinks
-/// followed.
-pub(in crate::config) fn forbidden_dir(dir: &Path) -> Option<Forbidden> {
-    if FORBIDDEN_TRUST_DIRS.iter().any(|f| dir == Path::new(f)) {
-        return Some(Forbidden::Root);
-    }
-    // `starts_with` compares whole components: /etc/pkix is not inside /etc/pki.
-    SYSTEM_CA_DIRS
-        .iter()
-        .find(|owned| dir.starts_with(owned))
-        .map(|owned| Forbidden::SystemCa {
-            resolved: dir.to_path_buf(),
-            owned,
-        })
-}
-
-/// The problem of a forbidden `trust.dir` written as `shown`.
-pub(in crate::config) fn forbidden_message(shown: &str, forbidden: &Forbidden) -> String {
-    match forbidden {
-        Forbidden::Root => format!(
-            "{shown} resolves to /, the root, which certsync must not manage; choose a folder \
-             of its own"
-        ),
-        Forbidden::SystemCa { resolved, owned } => format!(
-            "{shown} resolves to {}, which is or lies inside {owned}, a folder the system's CA \
-             tooling owns (update-ca-certificates, update-ca-trust); certsync would overwrite \
-             or prune what it manages there: choose a folder of its own",
-            resolved.display()
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::{keys, table, walk};
@@ -508,26 +451,7 @@ pkcs12_password_file = "p12""#,
     }
 
     #[test]
-    fn forbidden_dirs_are_found_lexically() {
-        assert_eq!(forbidden_dir(Path::new("/")), Some(Forbidden::Root));
-        for (dir, owned) in [
-            ("/etc/ssl/certs", "/etc/ssl/certs"),
-            ("/etc/pki/tls/certs", "/etc/pki"),
-            (
-                "/usr/local/share/ca-certificates/x",
-                "/usr/local/share/ca-certificates",
-            ),
-        ] {
-            assert_eq!(
-                forbidden_dir(Path::new(dir)),
-                Some(Forbidden::SystemCa {
-                    resolved: dir.into(),
-                    owned
-                })
-            );
-        }
-        assert_eq!(forbidden_dir(Path::new("/var/lib/certsync/trust")), None);
-        assert_eq!(forbidden_dir(Path::new("/etc/pkix")), None);
+    fn forbidden_dirs_are_refused_as_written() {
         // Refused as written, without asking the file system.
         let (_, problems, fs) = read_trust("dir = \"/etc/pki/../pki/x\"", None);
         assert_eq!(keys(&problems), ["trust.dir"]);

@@ -35,7 +35,7 @@ use super::summary::PassSummary;
 pub struct Engine {
     pub(super) config: Arc<Config>,
     source: Source,
-    sinks: Sinks,
+    sinks: Sinks<DaemonState>,
     pub(super) health: Health,
     pub(super) hooks: HookQueue,
     discovered: Discovered,
@@ -126,7 +126,7 @@ impl Engine {
     }
 
     /// The trust folder.
-    pub fn trust(&self) -> &TrustSink {
+    pub fn trust(&self) -> &TrustSink<DaemonState> {
         &self.sinks.trust
     }
 
