@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Hook;
 use crate::hooks::HookError;
 use crate::schedule::Backoff;
+use crate::sink::StoreReport;
 use crate::status::Shared;
-use crate::store::StoreReport;
 
 use super::state::OwedFiles;
 

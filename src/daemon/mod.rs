@@ -25,8 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::sink::{EntryState, StoreError, StoreView};
 use crate::status::Shared;
-use crate::store::{EntryState, StoreError, StoreView};
 use crate::systemd;
 use state::DaemonState;
 
@@ -72,7 +72,7 @@ pub(crate) fn later(d: Duration) -> Instant {
 /// The managed instance files of `store` that `config` would no longer produce (for
 /// `check`): no configured instance, and no instance discovered before (as the folder's
 /// saved state remembers), maps to the file's name for its category. With `trust.prune`
-/// they are removed after [`crate::store::UNPRODUCED_PASSES`] passes without them.
+/// they are removed after [`crate::sink::UNPRODUCED_PASSES`] passes without them.
 pub fn no_longer_produced(config: &Config, folder: &StoreView<DaemonState>) -> Vec<EntryState> {
     let discovered = if config.discover.is_empty() {
         crate::plan::Discovered::new()

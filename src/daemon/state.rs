@@ -69,7 +69,7 @@ struct DiscoveredState {
 }
 
 /// The daemon's state as saved with the folder: the store's typed state
-/// ([`StoreState`](crate::store::StoreState)), written as `Written` and read as `Read` (which
+/// ([`StoreState`](crate::sink::StoreState)), written as `Written` and read as `Read` (which
 /// takes older shapes too).
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(from = "Read")]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::config::Instance;
+use crate::sink::EntryState;
 use crate::status::{CategoryStatus, InstanceStatus, StatusSnapshot};
-use crate::store::EntryState;
 
 use super::health::Health;
 

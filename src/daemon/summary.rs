@@ -28,7 +28,7 @@ pub enum LineStatus {
     /// Written (or would be, in a dry run).
     Updated,
     /// Removed (or would be, in a dry run): nothing has produced it for
-    /// [`crate::store::UNPRODUCED_PASSES`] passes.
+    /// [`crate::sink::UNPRODUCED_PASSES`] passes.
     Removed,
     /// Failed; its files kept as they were.
     Failed(String),

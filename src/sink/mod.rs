@@ -8,6 +8,13 @@ pub mod trust;
 
 pub use trust::TrustSink;
 
+/// The trust sink's vocabulary, which the daemon speaks: what a pass hands it, what it
+/// reports, what the folder holds. The daemon reaches the store only through this seam.
+pub use crate::store::{
+    Change, EntryState, PassInput, StoreError, StoreOptions, StoreReport, StoreState, StoreView,
+    UNPRODUCED_PASSES,
+};
+
 /// Every sink a pass writes to; `S` is the daemon's state, saved with the trust folder.
 pub struct Sinks<S> {
     /// The trust folder (SPEC 7): its report drives hooks, health and status.

@@ -16,10 +16,10 @@ use tracing::Instrument;
 use crate::config::{Config, Instance};
 use crate::plan::{self, Discovered};
 use crate::schedule::Backoff;
+use crate::sink::{PassInput, StoreOptions};
 use crate::sink::{Sinks, TrustSink};
 use crate::source::{InstanceError, Outcomes, Source};
 use crate::status::Shared;
-use crate::store::{PassInput, StoreOptions};
 use crate::text::Untrusted;
 
 mod report;
@@ -300,7 +300,7 @@ impl Engine {
                 instance = name,
                 id = %id,
                 "a discovered instance is no longer listed; its files are kept until nothing has produced them for {} passes",
-                crate::store::UNPRODUCED_PASSES
+                crate::sink::UNPRODUCED_PASSES
             );
         }
         if dry_run {

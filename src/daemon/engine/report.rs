@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 use crate::config::Instance;
+use crate::sink::{Change, StoreReport};
 use crate::source::InstanceError;
-use crate::store::{Change, StoreReport};
 use crate::text::Untrusted;
 
 use super::super::status::{expiry_horizon, fmt_time};
@@ -107,7 +107,7 @@ impl Engine {
                 category = %Untrusted(&waiting.category),
                 passes = waiting.passes,
                 "no configured or discovered instance produces this file any more; it is kept, and removed after {} passes without it (trust.prune)",
-                crate::store::UNPRODUCED_PASSES
+                crate::sink::UNPRODUCED_PASSES
             );
         }
         (store_failed, store_errors)
@@ -123,7 +123,7 @@ impl Engine {
             return;
         }
         let current = self.sinks.trust.current();
-        let mut files: HashMap<&str, Vec<&crate::store::EntryState>> = HashMap::new();
+        let mut files: HashMap<&str, Vec<&crate::sink::EntryState>> = HashMap::new();
         for s in &current {
             files.entry(s.instance_id.as_str()).or_default().push(s);
         }
