@@ -5,6 +5,7 @@
 //! stable reasons: never a URL, a path with a query, or a secret. Encoding happens only when
 //! `/metrics` is scraped.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +33,9 @@ pub struct Metrics {
     store_errors: Family<Labels, Counter>,
     // Label sets of the per-instance gauges, so those of a removed instance can be dropped
     // (Family has no retain).
-    gauges: Mutex<Vec<Labels>>,
+    // A set: every pass tracks each instance's gauges again, and a list searched per
+    // instance made the pass's bookkeeping quadratic in the number of instances.
+    gauges: Mutex<HashSet<Labels>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,7 +126,7 @@ impl Metrics {
             api_requests,
             hook_runs,
             config_reload,
-            gauges: Mutex::new(Vec::new()),
+            gauges: Mutex::new(HashSet::new()),
         }
     }
 
@@ -217,9 +220,7 @@ impl Metrics {
 
     fn track(&self, labels: Labels) {
         let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
-        if !gauges.contains(&labels) {
-            gauges.push(labels);
-        }
+        gauges.insert(labels);
     }
 
     /// Drops the per-instance gauges of instances that left the configuration (and of
