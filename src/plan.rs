@@ -192,15 +192,22 @@ pub fn no_longer_produced<F: ManagedFile>(
     plan: &[Instance],
     files: Vec<F>,
 ) -> Vec<F> {
+    // The names the plan produces for each category the folder holds: one walk of the plan
+    // per category (a handful), not one per file.
+    let categories: BTreeSet<String> = files.iter().map(|f| f.category().to_string()).collect();
+    let mut produced: BTreeSet<(String, String)> = BTreeSet::new();
+    for category in &categories {
+        for inst in plan.iter().filter(|i| i.wants(category)) {
+            produced.insert((category.clone(), trust.file_name_for(inst, category)));
+        }
+    }
     files
         .into_iter()
         .filter(|f| {
             let Some(name) = f.file_name() else {
                 return false;
             };
-            !plan.iter().any(|inst| {
-                inst.wants(f.category()) && trust.file_name_for(inst, f.category()) == name
-            })
+            !produced.contains(&(f.category().to_string(), name.to_string()))
         })
         .collect()
 }
