@@ -952,3 +952,37 @@ fn an_entry_without_certificates_never_empties_its_file() {
     ));
     assert_eq!(snapshot(&s.dir), before);
 }
+
+/// Many files in one pass go through the group commit (every temp file written, one sync of
+/// the file system, then the renames): each name ends up whole, with its mode, and no
+/// temporary file is left; a second pass over them rewrites nothing.
+#[test]
+fn many_files_in_one_pass_are_written_whole_by_one_group_commit() {
+    let mut s = Scenario::with(|o| o.mode = 0o640);
+    let cas = numbered_cas("group CA", 40);
+    let mut input = Pass::new();
+    for (i, ca) in cas.iter().enumerate() {
+        input = input.instance(&format!("g{i}"), &[ca]);
+    }
+    let report = s.apply_ok(&input, t0());
+    assert_eq!(report.changed_instances.len(), 40);
+    for (i, ca) in cas.iter().enumerate() {
+        let path = s.dir.join(format!("g{i}-international.crt"));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            ca.pem(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(facts(&path).2, 0o640, "{}", path.display());
+    }
+    let temps: Vec<_> = std::fs::read_dir(&s.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(certsync::store::TEMP_FILE_PREFIX))
+        .collect();
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+    let before = snapshot(&s.dir);
+    assert!(!s.apply_ok(&input, t0() + mins(1)).changed());
+    assert_eq!(snapshot(&s.dir), before);
+}

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use super::batch::{Batch, Results, remove_all};
 use super::manifest::ManifestLayout;
 use super::plan;
-use super::write::{Attrs, Folder, Visible};
+use super::write::{Attrs, Folder, Staged, Visible};
 use super::{Change, StoreError, WriteMode};
 
 /// The flat layout: each write on its own (rename, or in place), then the removals. When
@@ -70,8 +70,10 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> (Result
     ((writes, removals), complete)
 }
 
-/// Writes every planned file of the flat layout; for many files, on a few threads, since each
-/// waits on its own fsync. Results in input order.
+/// Writes every planned file of the flat layout. A few files each on their own (temp file,
+/// fsync, rename); many in `rename` mode as one group commit ([`group_commit`]); many in
+/// `in-place` mode on a few threads, since each waits on its own fsync. Results in input
+/// order.
 fn run_writes(
     folder: &Folder,
     attrs: &Attrs,
@@ -94,6 +96,9 @@ fn run_writes(
     if writes.len() < 2 * MIN_PER_THREAD {
         return writes.iter().map(one).collect();
     }
+    if mode == WriteMode::Rename {
+        return group_commit(folder, attrs, writes);
+    }
     let chunk = writes
         .len()
         .div_ceil(THREADS)
@@ -109,4 +114,39 @@ fn run_writes(
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// Many files in `rename` mode: every temporary file written first, then one sync of the file
+/// system for all of them (one syncfs(2) instead of one fsync(2) per file), then the renames
+/// in plan order. A name is renamed only once its content is durable, so a crash at any
+/// point leaves each name old or new (SPEC 7). If the sync fails, no name changes and every
+/// write fails with that error.
+fn group_commit(
+    folder: &Folder,
+    attrs: &Attrs,
+    writes: &[plan::Write],
+) -> Vec<Result<(), StoreError>> {
+    let staged: Vec<Result<Staged, StoreError>> = writes
+        .iter()
+        .map(|w| folder.stage(&w.name, &w.content, attrs))
+        .collect();
+    if let Err(e) = folder.sync_staged() {
+        return staged
+            .into_iter()
+            .map(|s| {
+                if let Ok(s) = s {
+                    folder.discard(s);
+                }
+                Err(StoreError::Io {
+                    path: folder.path().to_path_buf(),
+                    op: "sync the file system of",
+                    source: std::io::Error::other(crate::text::error_chain(&e)),
+                })
+            })
+            .collect();
+    }
+    staged
+        .into_iter()
+        .map(|s| s.and_then(|s| folder.publish(s)))
+        .collect()
 }

@@ -111,6 +111,14 @@ pub(crate) enum Visible {
     Other,
 }
 
+/// A file written under a temporary name by [`Folder::stage`], waiting to be synced and
+/// published (or discarded).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    tmp: String,
+    name: String,
+}
+
 /// An open folder: the trust folder, or one generation inside it. `path` is only for
 /// messages; no call resolves it again.
 #[derive(Debug)]
@@ -183,13 +191,28 @@ impl Folder {
     /// Takes an exclusive, non-blocking flock on the folder, so a second certsync on the same
     /// folder fails with [`StoreError::Locked`]. Locking the folder itself (not a lock file)
     /// leaves no file behind that the manifest would have to explain.
+    ///
+    /// A lock that is busy is tried again for about an eighth of a second before it counts as
+    /// held: a child process of ours between fork(2) and exec(2) (a hook, or a tool a test
+    /// runs) holds a copy of the folder's descriptor, and with it the lock of a store just
+    /// closed, for that moment. Another certsync holding the folder is still refused.
     pub fn lock(&self) -> Result<(), StoreError> {
-        match rustix::fs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(()),
-            Err(Errno::WOULDBLOCK) => Err(StoreError::Locked {
-                path: self.path.clone(),
-            }),
-            Err(e) => Err(io_error(&self.path, "lock", e.into())),
+        let mut wait = std::time::Duration::from_millis(1);
+        loop {
+            match rustix::fs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(()),
+                Err(Errno::WOULDBLOCK) if wait <= std::time::Duration::from_millis(64) => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(Errno::WOULDBLOCK) => {
+                    return Err(StoreError::Locked {
+                        path: self.path.clone(),
+                    });
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(io_error(&self.path, "lock", e.into())),
+            }
         }
     }
 
@@ -414,6 +437,60 @@ impl Folder {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
         }
         written
+    }
+
+    /// The first half of a group commit (many files in one pass): `content` written to a new
+    /// temporary file with its owner and mode, not synced and not visible. Then one
+    /// [`Folder::sync_staged`] makes every staged file durable at once, and only then
+    /// [`Folder::publish`] renames each over its name, so a crash still finds every name old
+    /// or new (and the temporary files are removed at the next open).
+    pub fn stage(&self, name: &str, content: &[u8], attrs: &Attrs) -> Result<Staged, StoreError> {
+        let target = self.join(name);
+        let (tmp, fd) = self.create_temp(&target)?;
+        let written = set_attrs(&fd, &target, attrs).and_then(|()| {
+            write_all(&fd, content).map_err(|e| io_error(&target, "write temporary file for", e))
+        });
+        drop(fd);
+        match written {
+            Ok(()) => Ok(Staged {
+                tmp,
+                name: name.to_string(),
+            }),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes every staged file durable with one syncfs(2) of the file system holding the
+    /// folder, instead of one fsync(2) per file: at 20,000 files the fsyncs dominated a pass.
+    pub fn sync_staged(&self) -> Result<(), StoreError> {
+        rustix::fs::syncfs(&self.fd)
+            .map_err(|e| io_error(&self.path, "sync the file system of", e.into()))
+    }
+
+    /// Renames a staged file over its name (after [`Folder::sync_staged`]).
+    pub fn publish(&self, staged: Staged) -> Result<(), StoreError> {
+        let renamed = rustix::fs::renameat(
+            &self.fd,
+            staged.tmp.as_str(),
+            &self.fd,
+            staged.name.as_str(),
+        );
+        renamed.map_err(|e| {
+            let _ = rustix::fs::unlinkat(&self.fd, staged.tmp.as_str(), AtFlags::empty());
+            io_error(
+                &self.join(&staged.name),
+                "rename temporary file over",
+                e.into(),
+            )
+        })
+    }
+
+    /// Removes a staged file that will not be published.
+    pub fn discard(&self, staged: Staged) {
+        let _ = rustix::fs::unlinkat(&self.fd, staged.tmp.as_str(), AtFlags::empty());
     }
 
     /// `write_mode = "in-place"`: rewrites the regular file `name` in its own inode (owner
