@@ -288,4 +288,26 @@ mod tests {
             "2030-01-01T00:00:00Z"
         );
     }
+
+    /// The parser's error was flattened into `reason`; a caller diagnosing a certificate the
+    /// parser refused had only certsync's sentence.
+    #[test]
+    fn a_parse_error_keeps_the_x509_parsers_error_as_its_source() {
+        // A SEQUENCE holding an INTEGER, where a certificate needs a SEQUENCE.
+        let err = Cert::from_der(b"\x30\x03\x02\x01\x05").unwrap_err();
+        let parser = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .find_map(|e| e.downcast_ref::<X509Error>());
+        assert!(parser.is_some(), "{err:?}");
+        // The chain prints certsync's sentence, then the parser's text, each once.
+        let text = crate::text::error_chain(&err);
+        assert!(text.starts_with(&err.to_string()), "{text}");
+        assert_eq!(
+            text.matches("not an X.509 certificate").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("Unexpected Tag").count(), 1, "{text}");
+    }
 }

@@ -94,4 +94,28 @@ mod tests {
         assert_eq!(encode_pem(&[0xff, 0xfe, 0xfb]), wrap("//77\n"));
         assert_eq!(encode_pem(&[0x3e]), wrap("Pg==\n"));
     }
+
+    /// A PEM block that did not decode lost the reader's error, and a block that did not
+    /// parse lost the X.509 parser's (only the reason's text was carried over).
+    #[test]
+    fn read_errors_keep_the_readers_and_the_parsers_error() {
+        use std::error::Error;
+        let chain = |e: &ParseError| -> Vec<String> {
+            std::iter::successors(Some(e as &(dyn Error + 'static)), |&e| e.source())
+                .map(|e| format!("{e:?}"))
+                .collect()
+        };
+        let err = read_certs_lenient(b"-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap_err();
+        assert!(err.reason.starts_with("PEM: "), "{err}");
+        let pem = std::iter::successors(Some(&err as &(dyn Error + 'static)), |&e| e.source())
+            .find_map(|e| e.downcast_ref::<rustls_pki_types::pem::Error>());
+        assert!(pem.is_some(), "{:?}", chain(&err));
+
+        let junk = encode_pem(b"\x30\x03\x02\x01\x05");
+        let err = read_certs_lenient(junk.as_bytes()).unwrap_err();
+        assert!(err.reason.starts_with("CERTIFICATE block 1: "), "{err}");
+        let x509 = std::iter::successors(Some(&err as &(dyn Error + 'static)), |&e| e.source())
+            .find_map(|e| e.downcast_ref::<x509_parser::prelude::X509Error>());
+        assert!(x509.is_some(), "{:?}", chain(&err));
+    }
 }

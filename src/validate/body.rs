@@ -230,4 +230,20 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
     }
+
+    /// Base64 the PEM decoder refused was reported as text only.
+    #[test]
+    fn malformed_base64_keeps_the_pem_decoders_error() {
+        let err = split_body(b"-----BEGIN CERTIFICATE-----\nA*A\n-----END CERTIFICATE-----\n")
+            .unwrap_err();
+        assert!(
+            matches!(&err, ValidationError::MalformedPem { .. }),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err)
+            .and_then(|e| e.downcast_ref::<rustls_pki_types::pem::Error>());
+        assert!(source.is_some(), "{err:?}");
+        // The decoder's text is in the message already: the chain does not repeat it.
+        assert_eq!(crate::text::error_chain(&err), err.to_string());
+    }
 }
