@@ -506,10 +506,11 @@ mod tests {
     fn an_unusable_manifest_keeps_the_error_behind_it() {
         use crate::store::{StoreError, StoreOptions, StoreView};
         use std::error::Error;
-        let open = |dir: &std::path::Path| {
-            StoreView::<OpaqueState>::open(StoreOptions::new(dir.to_path_buf()))
-                .err()
-                .expect("the manifest is refused")
+        let open = |dir: &std::path::Path| match StoreView::<OpaqueState>::open(StoreOptions::new(
+            dir.to_path_buf(),
+        )) {
+            Err(e) => e,
+            Ok(_) => panic!("the manifest is accepted"),
         };
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join(MANIFEST_NAME), "{ not json").unwrap();
