@@ -1,19 +1,27 @@
 //! One parsed X.509 certificate and the facts certsync needs about it.
 //!
-//! Owns: DER parsing into [`Cert`], the SHA-256 fingerprint, OpenSSL's subject hash and the
-//! normalised PEM encoding, and the facts policy needs about the key and the signature
-//! algorithm. It applies no policy (that is `validate`: which keys and digests are weak) and
-//! does no I/O. Times are normalised to UTC and never leave what X.509 can express
-//! (0000-01-01 to 9999-12-31T23:59:59Z), so no caller meets a time it cannot format.
+//! Owns: DER parsing into [`Cert`] (and [`ParseError`], which keeps the parser's own error as
+//! its source), the SHA-256 fingerprint and the validity times. Its submodules own the rest of
+//! what is read from a certificate: `algorithms` (key and signature kinds), `pem` (the
+//! normalised PEM encoding and the lenient file reader) and `name_hash` (OpenSSL's subject
+//! hash); their public items are re-exported here, so `crate::cert::X` is the one path. It
+//! applies no policy (that is `validate`: which keys and digests are weak) and does no I/O.
+//! Times are normalised to UTC and never leave what X.509 can express (0000-01-01 to
+//! 9999-12-31T23:59:59Z), so no caller meets a time it cannot format.
+
+mod algorithms;
+mod name_hash;
+mod pem;
 
 use std::fmt;
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use time::{OffsetDateTime, UtcOffset};
 use x509_parser::asn1_rs;
-use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate, X509Error};
-use x509_parser::signature_algorithm::SignatureAlgorithm as ParsedSignatureAlgorithm;
+use x509_parser::prelude::{FromDer, X509Certificate, X509Error};
+
+pub use algorithms::{Digest, EcCurve, KeyKind, SignatureKind};
+pub use name_hash::subject_hash;
+pub use pem::{encode_pem, looks_like_pem, read_certs_lenient};
 
 /// OID of the SM2-with-SM3 signature algorithm (1.2.156.10197.1.501), used by China's
 /// "national" certificates. The X.509 library cannot verify it.
@@ -56,112 +64,41 @@ pub struct Cert {
     pub signature: SignatureKind,
 }
 
-/// What the subject public key is, as far as policy needs to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyKind {
-    /// RSA (rsaEncryption or RSASSA-PSS keys) with a modulus of this many bits.
-    Rsa {
-        /// Bit length of the modulus (leading zero bits not counted).
-        bits: u32,
-    },
-    /// An elliptic-curve key (id-ecPublicKey) on this curve.
-    Ec {
-        /// The named curve of the key's parameters.
-        curve: EcCurve,
-    },
-    /// Ed25519.
-    Ed25519,
-    /// Ed448.
-    Ed448,
-    /// Anything else (DSA, GOST, an unknown algorithm): the algorithm's name or OID.
-    Other {
-        /// A readable name of the algorithm, or its dotted OID.
-        algorithm: String,
-    },
-}
-
-/// The named curve of an EC key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EcCurve {
-    /// NIST P-256 (prime256v1).
-    P256,
-    /// NIST P-384 (secp384r1).
-    P384,
-    /// NIST P-521 (secp521r1).
-    P521,
-    /// The Chinese SM2 curve (1.2.156.10197.1.301).
-    Sm2,
-    /// Another curve (or explicit parameters): a readable name, or the dotted OID.
-    Other(String),
-}
-
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyKind::Rsa { bits } => write!(f, "RSA {bits} bits"),
-            KeyKind::Ec { curve } => write!(f, "EC on {curve}"),
-            KeyKind::Ed25519 => f.write_str("Ed25519"),
-            KeyKind::Ed448 => f.write_str("Ed448"),
-            KeyKind::Other { algorithm } => write!(f, "{algorithm}"),
-        }
-    }
-}
-
-impl fmt::Display for EcCurve {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EcCurve::P256 => f.write_str("P-256"),
-            EcCurve::P384 => f.write_str("P-384"),
-            EcCurve::P521 => f.write_str("P-521"),
-            EcCurve::Sm2 => f.write_str("SM2"),
-            EcCurve::Other(name) => f.write_str(name),
-        }
-    }
-}
-
-/// The digest a signature algorithm hashes the certificate with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Digest {
-    Md2,
-    Md4,
-    Md5,
-    Sha1,
-    Sha224,
-    Sha256,
-    Sha384,
-    Sha512,
-    /// SHA-512/224.
-    Sha512_224,
-    /// SHA-512/256.
-    Sha512_256,
-    Sha3_224,
-    Sha3_256,
-    Sha3_384,
-    Sha3_512,
-    /// SM3 (256 bits), with SM2.
-    Sm3,
-    /// EdDSA (Ed25519, Ed448): the hash is part of the scheme (SHA-512, SHAKE256).
-    Eddsa,
-    /// A signature algorithm this code does not know.
-    Unknown,
-}
-
-/// The signature algorithm of a certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignatureKind {
-    /// A readable name (`sha256WithRSAEncryption`, `ecdsa-with-SHA1`, `RSASSA-PSS with SHA-1`),
-    /// or the dotted OID when unknown.
-    pub name: String,
-    /// The digest it signs.
-    pub digest: Digest,
-}
-
 /// A DER blob that is not an X.509 certificate.
+///
+/// `reason` is a plain sentence (the parsers' own messages, `Unexpected Tag (expected:
+/// Some(Tag(16)), ..)`, mean little to an operator), and the parser's error, when there is
+/// one, is kept as the [`source`](std::error::Error::source) for whoever needs the detail.
 #[derive(Debug, thiserror::Error)]
 #[error("not an X.509 certificate: {reason}")]
 pub struct ParseError {
-    /// What the parser said.
+    /// What is wrong, in words.
     pub reason: String,
+    /// The error of the parser that refused the data, if a parser did.
+    #[source]
+    pub source: Option<ParseSource>,
+}
+
+impl ParseError {
+    /// An error found by certsync itself (no parser error behind it).
+    pub(crate) fn plain(reason: impl Into<String>) -> ParseError {
+        ParseError {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+}
+
+/// The parser error behind a [`ParseError`]. Its `Display` is the parser's own text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseSource {
+    /// x509-parser refused the DER (or an extension in it).
+    #[error("{0}")]
+    X509(#[source] X509Error),
+    /// The PEM reader refused a block.
+    #[error("{0}")]
+    Pem(#[source] rustls_pki_types::pem::Error),
 }
 
 impl Cert {
@@ -169,24 +106,26 @@ impl Cert {
     pub fn from_der(der: &[u8]) -> Result<Cert, ParseError> {
         let (rest, x) = X509Certificate::from_der(der).map_err(|e| ParseError {
             reason: describe_parse_error(der, &e),
+            source: Some(ParseSource::X509(e.into())),
         })?;
         if !rest.is_empty() {
-            return Err(ParseError {
-                reason: format!("{} bytes after the certificate", rest.len()),
-            });
+            return Err(ParseError::plain(format!(
+                "{} bytes after the certificate",
+                rest.len()
+            )));
         }
         let der = der[..der.len() - rest.len()].to_vec();
         let sha256 = sha256(&der);
         let subject_raw = x.subject().as_raw();
-        let subject_hash = subject_hash(subject_raw).map_err(|reason| ParseError {
-            reason: format!("subject name: {reason}"),
-        })?;
+        let subject_hash = subject_hash(subject_raw)
+            .map_err(|reason| ParseError::plain(format!("subject name: {reason}")))?;
         let basic_ca = match x.basic_constraints() {
             Ok(Some(bc)) => bc.value.ca,
             Ok(None) => false,
             Err(e) => {
                 return Err(ParseError {
                     reason: format!("basicConstraints: {e}"),
+                    source: Some(ParseSource::X509(e)),
                 });
             }
         };
@@ -212,8 +151,8 @@ impl Cert {
             self_issued,
             sm2,
             self_signature_ok,
-            key: key_kind(x.public_key()),
-            signature: signature_kind(&x.signature_algorithm),
+            key: algorithms::key_kind(x.public_key()),
+            signature: algorithms::signature_kind(&x.signature_algorithm),
             der,
         })
     }
@@ -264,10 +203,10 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 fn utc(t: OffsetDateTime, field: &str) -> Result<OffsetDateTime, ParseError> {
     t.checked_to_offset(UtcOffset::UTC)
         .filter(|t| (0..=9999).contains(&t.year()))
-        .ok_or_else(|| ParseError {
-            reason: format!(
+        .ok_or_else(|| {
+            ParseError::plain(format!(
                 "{field} {t} is outside what X.509 can express (0000-01-01 to 9999-12-31T23:59:59Z)"
-            ),
+            ))
         })
 }
 
@@ -305,148 +244,6 @@ fn describe_parse_error(der: &[u8], e: &x509_parser::nom::Err<X509Error>) -> Str
     }
 }
 
-/// The key kind of a SubjectPublicKeyInfo, by its algorithm OID and (for EC) named curve.
-fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
-    let algorithm = spki.algorithm.algorithm.to_id_string();
-    match algorithm.as_str() {
-        // rsaEncryption, id-RSASSA-PSS: both hold an RSAPublicKey.
-        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => {
-            match x509_parser::public_key::RSAPublicKey::from_der(&spki.subject_public_key.data) {
-                Ok((_, rsa)) => KeyKind::Rsa {
-                    bits: bit_length(rsa.modulus),
-                },
-                Err(_) => KeyKind::Other {
-                    algorithm: "RSA (unreadable key)".into(),
-                },
-            }
-        }
-        "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|oid| oid.to_id_string());
-            KeyKind::Ec {
-                curve: match curve.as_deref() {
-                    Some("1.2.840.10045.3.1.7") => EcCurve::P256,
-                    Some("1.3.132.0.34") => EcCurve::P384,
-                    Some("1.3.132.0.35") => EcCurve::P521,
-                    Some(OID_SM2_CURVE) => EcCurve::Sm2,
-                    Some("1.3.132.0.10") => EcCurve::Other("secp256k1".into()),
-                    Some("1.2.840.10045.3.1.1") => EcCurve::Other("P-192".into()),
-                    Some("1.3.132.0.33") => EcCurve::Other("P-224".into()),
-                    Some(other) => EcCurve::Other(format!("curve {other}")),
-                    None => EcCurve::Other("explicit (unnamed) curve parameters".into()),
-                },
-            }
-        }
-        OID_SM2_CURVE => KeyKind::Ec {
-            curve: EcCurve::Sm2,
-        },
-        "1.3.101.112" => KeyKind::Ed25519,
-        "1.3.101.113" => KeyKind::Ed448,
-        "1.2.840.10040.4.1" => KeyKind::Other {
-            algorithm: "DSA".into(),
-        },
-        other => KeyKind::Other {
-            algorithm: format!("key algorithm {other}"),
-        },
-    }
-}
-
-/// OID of the SM2 curve (also used as a key algorithm by some issuers).
-const OID_SM2_CURVE: &str = "1.2.156.10197.1.301";
-
-/// Bits of a big-endian unsigned integer, leading zeros not counted. Hand-written because
-/// x509-parser's `key_size` counts bytes and gives 0 for a modulus without its sign byte.
-fn bit_length(be: &[u8]) -> u32 {
-    let start = be.iter().position(|&b| b != 0).unwrap_or(be.len());
-    let digits = &be[start..];
-    match digits.first() {
-        None => 0,
-        Some(&top) => {
-            let len = u32::try_from(digits.len()).unwrap_or(u32::MAX / 8);
-            len.saturating_sub(1)
-                .saturating_mul(8)
-                .saturating_add(8 - top.leading_zeros())
-        }
-    }
-}
-
-/// The signature algorithm by its OID (RSASSA-PSS: by the hash of its parameters).
-fn signature_kind(alg: &x509_parser::x509::AlgorithmIdentifier<'_>) -> SignatureKind {
-    let oid = alg.algorithm.to_id_string();
-    let known = |name: &str, digest: Digest| SignatureKind {
-        name: name.to_string(),
-        digest,
-    };
-    match oid.as_str() {
-        "1.2.840.113549.1.1.2" => known("md2WithRSAEncryption", Digest::Md2),
-        "1.2.840.113549.1.1.3" => known("md4WithRSAEncryption", Digest::Md4),
-        "1.2.840.113549.1.1.4" => known("md5WithRSAEncryption", Digest::Md5),
-        "1.3.14.3.2.25" => known("md5WithRSASignature", Digest::Md5),
-        "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" => known("sha1WithRSAEncryption", Digest::Sha1),
-        "1.2.840.113549.1.1.14" => known("sha224WithRSAEncryption", Digest::Sha224),
-        "1.2.840.113549.1.1.11" => known("sha256WithRSAEncryption", Digest::Sha256),
-        "1.2.840.113549.1.1.12" => known("sha384WithRSAEncryption", Digest::Sha384),
-        "1.2.840.113549.1.1.13" => known("sha512WithRSAEncryption", Digest::Sha512),
-        "1.2.840.113549.1.1.15" => known("sha512-224WithRSAEncryption", Digest::Sha512_224),
-        "1.2.840.113549.1.1.16" => known("sha512-256WithRSAEncryption", Digest::Sha512_256),
-        "2.16.840.1.101.3.4.3.13" => known("RSA with SHA3-224", Digest::Sha3_224),
-        "2.16.840.1.101.3.4.3.14" => known("RSA with SHA3-256", Digest::Sha3_256),
-        "2.16.840.1.101.3.4.3.15" => known("RSA with SHA3-384", Digest::Sha3_384),
-        "2.16.840.1.101.3.4.3.16" => known("RSA with SHA3-512", Digest::Sha3_512),
-        "1.2.840.10045.4.1" => known("ecdsa-with-SHA1", Digest::Sha1),
-        "1.2.840.10045.4.3.1" => known("ecdsa-with-SHA224", Digest::Sha224),
-        "1.2.840.10045.4.3.2" => known("ecdsa-with-SHA256", Digest::Sha256),
-        "1.2.840.10045.4.3.3" => known("ecdsa-with-SHA384", Digest::Sha384),
-        "1.2.840.10045.4.3.4" => known("ecdsa-with-SHA512", Digest::Sha512),
-        "2.16.840.1.101.3.4.3.9" => known("ecdsa-with-SHA3-224", Digest::Sha3_224),
-        "2.16.840.1.101.3.4.3.10" => known("ecdsa-with-SHA3-256", Digest::Sha3_256),
-        "2.16.840.1.101.3.4.3.11" => known("ecdsa-with-SHA3-384", Digest::Sha3_384),
-        "2.16.840.1.101.3.4.3.12" => known("ecdsa-with-SHA3-512", Digest::Sha3_512),
-        "1.2.840.10040.4.3" => known("dsa-with-SHA1", Digest::Sha1),
-        "2.16.840.1.101.3.4.3.1" => known("dsa-with-SHA224", Digest::Sha224),
-        "2.16.840.1.101.3.4.3.2" => known("dsa-with-SHA256", Digest::Sha256),
-        "1.3.101.112" => known("Ed25519", Digest::Eddsa),
-        "1.3.101.113" => known("Ed448", Digest::Eddsa),
-        OID_SM2_SM3 => known("SM2-with-SM3", Digest::Sm3),
-        "1.2.840.113549.1.1.10" => {
-            // RSASSA-PSS names its hash in the parameters; absent means SHA-1 (RFC 4055).
-            let hash = match ParsedSignatureAlgorithm::try_from(alg) {
-                Ok(ParsedSignatureAlgorithm::RSASSA_PSS(params)) => {
-                    Some(params.hash_algorithm_oid().to_id_string())
-                }
-                _ => None,
-            };
-            let (label, digest) = match hash.as_deref() {
-                Some("1.3.14.3.2.26") => ("SHA-1", Digest::Sha1),
-                Some("2.16.840.1.101.3.4.2.4") => ("SHA-224", Digest::Sha224),
-                Some("2.16.840.1.101.3.4.2.1") => ("SHA-256", Digest::Sha256),
-                Some("2.16.840.1.101.3.4.2.2") => ("SHA-384", Digest::Sha384),
-                Some("2.16.840.1.101.3.4.2.3") => ("SHA-512", Digest::Sha512),
-                Some("2.16.840.1.101.3.4.2.5") => ("SHA-512/224", Digest::Sha512_224),
-                Some("2.16.840.1.101.3.4.2.6") => ("SHA-512/256", Digest::Sha512_256),
-                Some("2.16.840.1.101.3.4.2.7") => ("SHA3-224", Digest::Sha3_224),
-                Some("2.16.840.1.101.3.4.2.8") => ("SHA3-256", Digest::Sha3_256),
-                Some("2.16.840.1.101.3.4.2.9") => ("SHA3-384", Digest::Sha3_384),
-                Some("2.16.840.1.101.3.4.2.10") => ("SHA3-512", Digest::Sha3_512),
-                Some("1.2.840.113549.2.5") => ("MD5", Digest::Md5),
-                _ => ("an unknown hash", Digest::Unknown),
-            };
-            SignatureKind {
-                name: format!("RSASSA-PSS with {label}"),
-                digest,
-            }
-        }
-        other => SignatureKind {
-            name: format!("signature algorithm {other}"),
-            digest: Digest::Unknown,
-        },
-    }
-}
-
 /// SHA-256 of `data`, from ring (the digest TLS and request signing use too, so the binary
 /// carries one SHA-256).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -457,275 +254,9 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Normalised PEM of one DER certificate: `-----BEGIN CERTIFICATE-----`, the base64 in
-/// 64-column lines, `\n` endings (RFC 7468's strict form, as `openssl x509` writes it). This
-/// layout is what makes identical CAs give byte-identical files, so it must never change.
-/// `der` is a parsed certificate's, so never empty.
-pub fn encode_pem(der: &[u8]) -> String {
-    // The only failures are an invalid label (this one is valid) and a length overflowing
-    // usize, which no allocated DER can reach (4/3 of isize::MAX fits): unreachable.
-    pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der)
-        .expect("a valid label and a DER that fits in memory always encode")
-}
-
-/// Reads every certificate of a file that certsync wrote itself (normalised PEM), or any
-/// PEM/DER file for `inspect`: PEM `CERTIFICATE` blocks when the data looks like PEM, else one
-/// DER certificate. Other PEM blocks are skipped here; `validate` is the strict reader.
-pub fn read_certs_lenient(data: &[u8]) -> Result<Vec<Cert>, ParseError> {
-    if looks_like_pem(data) {
-        let mut out = Vec::new();
-        for (index, item) in CertificateDer::pem_slice_iter(data).enumerate() {
-            let block = index + 1;
-            let der = item.map_err(|e| ParseError {
-                reason: format!("PEM: {}", describe_pem_error(&e)),
-            })?;
-            let cert = Cert::from_der(&der).map_err(|e| ParseError {
-                reason: format!("CERTIFICATE block {block}: {}", e.reason),
-            })?;
-            out.push(cert);
-        }
-        if out.is_empty() {
-            return Err(ParseError {
-                reason: "no CERTIFICATE block".into(),
-            });
-        }
-        Ok(out)
-    } else {
-        Ok(vec![Cert::from_der(data)?])
-    }
-}
-
-/// A PEM reader's error in words (its `Display` shows the END marker as a byte array).
-fn describe_pem_error(e: &rustls_pki_types::pem::Error) -> String {
-    use rustls_pki_types::pem::Error;
-    match e {
-        Error::MissingSectionEnd { .. } => "a block has no END line".into(),
-        Error::IllegalSectionStart { .. } => "a malformed BEGIN line".into(),
-        Error::Base64Decode(_) => "a block that is not valid base64".into(),
-        other => other.to_string(),
-    }
-}
-
-/// True when the data contains a PEM begin line.
-pub fn looks_like_pem(data: &[u8]) -> bool {
-    data.windows(11).any(|w| w == b"-----BEGIN ")
-}
-
-/// OpenSSL's `X509_NAME_hash` (the hash behind `-subject_hash` and `-CApath` file names):
-/// the first four bytes, little-endian, of SHA-1 over the name's canonical encoding.
-///
-/// The canonical encoding (OpenSSL `x509_name_canon`) is the concatenation of each RDN's SET,
-/// without the outer SEQUENCE, where every string value of a "canonicalisable" type is converted
-/// to UTF-8, stripped of leading/trailing whitespace, internal whitespace runs collapsed to one
-/// space, ASCII lower-cased, and re-tagged as UTF8String. Written by hand (with a tiny DER walker)
-/// because no maintained crate exposes it and we need the raw TLV bytes of each value.
-pub fn subject_hash(name_der: &[u8]) -> Result<u32, String> {
-    let canon = canonical_name(name_der)?;
-    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &canon);
-    let d = digest.as_ref();
-    Ok(u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
-}
-
-fn canonical_name(name_der: &[u8]) -> Result<Vec<u8>, String> {
-    let (name, rest) = Tlv::read(name_der)?;
-    if name.tag != 0x30 || !rest.is_empty() {
-        return Err("Name is not one SEQUENCE".into());
-    }
-    let mut out = Vec::new();
-    let mut rdns = name.content;
-    while !rdns.is_empty() {
-        let (set, next) = Tlv::read(rdns)?;
-        rdns = next;
-        if set.tag != 0x31 {
-            return Err("RDN is not a SET".into());
-        }
-        let mut avas: Vec<Vec<u8>> = Vec::new();
-        let mut items = set.content;
-        while !items.is_empty() {
-            let (ava, next) = Tlv::read(items)?;
-            items = next;
-            if ava.tag != 0x30 {
-                return Err("AttributeTypeAndValue is not a SEQUENCE".into());
-            }
-            let (oid, after_oid) = Tlv::read(ava.content)?;
-            let (value, after_value) = Tlv::read(after_oid)?;
-            if oid.tag != 0x06 || !after_value.is_empty() {
-                return Err("malformed AttributeTypeAndValue".into());
-            }
-            let mut body = oid.raw.to_vec();
-            match canonical_string(value.tag, value.content) {
-                Some(text) => push_tlv(&mut body, 0x0c, &text),
-                None => body.extend_from_slice(value.raw),
-            }
-            let mut encoded = Vec::new();
-            push_tlv(&mut encoded, 0x30, &body);
-            avas.push(encoded);
-        }
-        // DER orders the members of a SET OF by their encodings.
-        avas.sort();
-        let joined: Vec<u8> = avas.concat();
-        push_tlv(&mut out, 0x31, &joined);
-    }
-    Ok(out)
-}
-
-/// `asn1_string_canon`: `None` when the type is not one OpenSSL canonicalises (the value is
-/// then copied as it is).
-fn canonical_string(tag: u8, content: &[u8]) -> Option<Vec<u8>> {
-    let utf8: Vec<u8> = match tag {
-        // UTF8String, PrintableString, T61String (read as Latin-1 like OpenSSL), IA5String,
-        // VisibleString
-        0x0c => content.to_vec(),
-        0x13 | 0x16 | 0x1a => content.to_vec(),
-        0x14 => content
-            .iter()
-            .map(|&b| b as char)
-            .collect::<String>()
-            .into_bytes(),
-        // BMPString (UCS-2 BE)
-        0x1e => {
-            let units: Vec<u16> = content
-                .chunks(2)
-                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
-                .collect();
-            String::from_utf16_lossy(&units).into_bytes()
-        }
-        // UniversalString (UCS-4 BE)
-        0x1c => content
-            .chunks(4)
-            .filter_map(|c| {
-                if c.len() == 4 {
-                    char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                } else {
-                    None
-                }
-            })
-            .collect::<String>()
-            .into_bytes(),
-        _ => return None,
-    };
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
-    let mut s = &utf8[..];
-    while let [first, rest @ ..] = s {
-        if is_space(*first) {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if is_space(*last) {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        if b >= 0x80 {
-            out.push(b);
-            i += 1;
-        } else if is_space(b) {
-            out.push(b' ');
-            while i < s.len() && is_space(s[i]) {
-                i += 1;
-            }
-        } else {
-            out.push(b.to_ascii_lowercase());
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-struct Tlv<'a> {
-    tag: u8,
-    content: &'a [u8],
-    raw: &'a [u8],
-}
-
-impl<'a> Tlv<'a> {
-    fn read(data: &'a [u8]) -> Result<(Tlv<'a>, &'a [u8]), String> {
-        let too_short = || "truncated DER".to_string();
-        let tag = *data.first().ok_or_else(too_short)?;
-        if tag & 0x1f == 0x1f {
-            return Err("multi-byte DER tags are not supported in names".into());
-        }
-        let first = *data.get(1).ok_or_else(too_short)?;
-        let (len, header) = if first < 0x80 {
-            (first as usize, 2)
-        } else {
-            let n = (first & 0x7f) as usize;
-            if n == 0 || n > 4 {
-                return Err("unsupported DER length".into());
-            }
-            let bytes = data.get(2..2 + n).ok_or_else(too_short)?;
-            (
-                bytes.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize),
-                2 + n,
-            )
-        };
-        let end = header.checked_add(len).ok_or_else(too_short)?;
-        if data.len() < end {
-            return Err(too_short());
-        }
-        Ok((
-            Tlv {
-                tag,
-                content: &data[header..end],
-                raw: &data[..end],
-            },
-            &data[end..],
-        ))
-    }
-}
-
-fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
-    out.push(tag);
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pem_encoding_wraps_at_64_columns() {
-        let der: Vec<u8> = (0..=255u8).collect();
-        let pem = encode_pem(&der);
-        let body: Vec<&str> = pem.lines().collect();
-        assert_eq!(body[0], "-----BEGIN CERTIFICATE-----");
-        assert!(body[1..body.len() - 1].iter().all(|l| l.len() <= 64));
-        assert_eq!(body[1].len(), 64);
-        let decoded = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-        assert_eq!(decoded.as_ref(), &der[..]);
-    }
-
-    #[test]
-    fn pem_encoding_is_exactly_the_normalised_layout() {
-        // The trust folder's bytes depend on it: a full last line has no empty line after it,
-        // padding is `=`, the alphabet is the standard one, lines end in `\n` only.
-        let wrap =
-            |body: &str| format!("-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n");
-        let a64 = "A".repeat(64);
-        assert_eq!(encode_pem(&[0; 48]), wrap(&format!("{a64}\n")));
-        assert_eq!(encode_pem(&[0; 49]), wrap(&format!("{a64}\nAA==\n")));
-        assert_eq!(encode_pem(&[0; 50]), wrap(&format!("{a64}\nAAA=\n")));
-        assert_eq!(encode_pem(&[0; 96]), wrap(&format!("{a64}\n{a64}\n")));
-        assert_eq!(encode_pem(&[0xff, 0xfe, 0xfb]), wrap("//77\n"));
-        assert_eq!(encode_pem(&[0x3e]), wrap("Pg==\n"));
-    }
 
     #[test]
     fn sha256_is_fips_180_sha256() {
@@ -734,20 +265,6 @@ mod tests {
             hex::encode(sha256(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn bit_length_ignores_leading_zeros() {
-        assert_eq!(bit_length(&[]), 0);
-        assert_eq!(bit_length(&[0, 0]), 0);
-        assert_eq!(bit_length(&[0x01]), 1);
-        // A 1024-bit modulus with and without its DER sign byte.
-        let mut modulus = vec![0x80u8];
-        modulus.extend([0u8; 127]);
-        assert_eq!(bit_length(&modulus), 1024);
-        modulus.insert(0, 0);
-        assert_eq!(bit_length(&modulus), 1024);
-        assert_eq!(bit_length(&[0x00, 0x7f, 0xff]), 15);
     }
 
     #[test]
@@ -772,12 +289,25 @@ mod tests {
         );
     }
 
+    /// The parser's error was flattened into `reason`; a caller diagnosing a certificate the
+    /// parser refused had only certsync's sentence.
     #[test]
-    fn canonical_string_collapses_and_lowercases() {
+    fn a_parse_error_keeps_the_x509_parsers_error_as_its_source() {
+        // A SEQUENCE holding an INTEGER, where a certificate needs a SEQUENCE.
+        let err = Cert::from_der(b"\x30\x03\x02\x01\x05").unwrap_err();
+        let parser = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .find_map(|e| e.downcast_ref::<X509Error>());
+        assert!(parser.is_some(), "{err:?}");
+        // The chain prints certsync's sentence, then the parser's text, each once.
+        let text = crate::text::error_chain(&err);
+        assert!(text.starts_with(&err.to_string()), "{text}");
         assert_eq!(
-            canonical_string(0x13, b"  Foo \t  BAR  ").unwrap(),
-            b"foo bar".to_vec()
+            text.matches("not an X.509 certificate").count(),
+            1,
+            "{text}"
         );
-        assert_eq!(canonical_string(0x12, b"123"), None);
+        assert_eq!(text.matches("Unexpected Tag").count(), 1, "{text}");
     }
 }

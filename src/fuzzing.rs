@@ -31,5 +31,7 @@ pub fn parse_instances_page(body: &[u8], shown: &RedactedUrl) -> Result<Instance
 /// `store::manifest::Manifest::parse`, and for a manifest it accepts, the bytes the store
 /// would write back for it (`Manifest::to_bytes`): the manifest type itself is crate-private.
 pub fn parse_manifest(data: &[u8]) -> Result<Vec<u8>, String> {
-    Manifest::parse(data).map(|manifest| manifest.to_bytes())
+    Manifest::parse(data)
+        .map(|manifest| manifest.to_bytes())
+        .map_err(|e| e.to_string())
 }

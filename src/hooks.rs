@@ -203,6 +203,15 @@ pub enum HookError {
         /// The configured timeout.
         after: Duration,
     },
+    /// The hook's process could not be waited for (it exited, but its status is unknown).
+    #[error("hook '{hook}' failed: could not be waited for: {source}")]
+    Wait {
+        /// Hook name.
+        hook: String,
+        /// What `wait` said.
+        #[source]
+        source: io::Error,
+    },
     /// A signal hook's pid file could not be read or holds no pid.
     #[error("hook '{hook}': pid file {}: {reason}", path.display())]
     PidFile {
@@ -210,11 +219,12 @@ pub enum HookError {
         hook: String,
         /// The pid file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// Why (with the read error as its source, when reading failed).
+        #[source]
+        reason: PidFileError,
     },
     /// A signal hook's process does not exist (or may not be signalled).
-    #[error("hook '{hook}': cannot send {signal} to pid {pid} (from {}): {reason}", path.display())]
+    #[error("hook '{hook}': cannot send {signal} to pid {pid} (from {}): {source}", path.display())]
     Signal {
         /// Hook name.
         hook: String,
@@ -224,8 +234,9 @@ pub enum HookError {
         pid: i32,
         /// The pid file.
         path: PathBuf,
-        /// Why (`no such process`, `permission denied`).
-        reason: String,
+        /// What kill(2) said (`No such process`, `Operation not permitted`).
+        #[source]
+        source: io::Error,
     },
     /// certsync is shutting down and the hook outlived the grace period; its process group
     /// was killed.
@@ -236,21 +247,34 @@ pub enum HookError {
     },
 }
 
+/// What is wrong with a signal hook's pid file.
+#[derive(Debug, thiserror::Error)]
+pub enum PidFileError {
+    /// It could not be read (missing, unreadable, too large): the read error.
+    #[error("{0}")]
+    Read(#[source] io::Error),
+    /// Its content is not a number; the first characters of it.
+    #[error("holds no pid ({0:?})")]
+    NoPid(String),
+    /// A number that is not a single process certsync may signal (0, 1, negative).
+    #[error("pid {0} is not a process certsync may signal")]
+    NotSignallable(i32),
+}
+
 /// Sends `signal` to the pid read now from `pid_file`. A missing file, a file without a pid,
 /// or a process that is gone is a failure. Returns the pid signalled.
 fn send_signal(hook: &str, signal: HookSignal, pid_file: &Path) -> Result<i32, HookError> {
     use rustix::process::kill_process;
-    let pid_error = |reason: String| HookError::PidFile {
+    let pid_error = |reason: PidFileError| HookError::PidFile {
         hook: hook.to_string(),
         path: pid_file.to_path_buf(),
         reason,
     };
     let text = crate::files::read_capped_string(pid_file, crate::files::MAX_VALUE_FILE)
-        .map_err(|e| pid_error(e.to_string()))?;
+        .map_err(|e| pid_error(PidFileError::Read(e)))?;
     let pid: i32 = text.trim().parse().map_err(|_| {
-        pid_error(format!(
-            "holds no pid ({:?})",
-            text.trim().chars().take(20).collect::<String>()
+        pid_error(PidFileError::NoPid(
+            text.trim().chars().take(20).collect::<String>(),
         ))
     })?;
     // Pid 0 and 1 and negative values would signal groups or init: never. Checked before
@@ -258,13 +282,13 @@ fn send_signal(hook: &str, signal: HookSignal, pid_file: &Path) -> Result<i32, H
     let target = (pid > 1)
         .then(|| Pid::from_raw(pid))
         .flatten()
-        .ok_or_else(|| pid_error(format!("pid {pid} is not a process certsync may signal")))?;
+        .ok_or_else(|| pid_error(PidFileError::NotSignallable(pid)))?;
     kill_process(target, signal.raw()).map_err(|e| HookError::Signal {
         hook: hook.to_string(),
         signal,
         pid,
         path: pid_file.to_path_buf(),
-        reason: io::Error::from(e).to_string(),
+        source: io::Error::from(e),
     })?;
     tracing::info!(hook, signal = signal.name(), pid, "signal sent");
     Ok(pid)
@@ -353,5 +377,35 @@ mod tests {
             assert_eq!(HookSignal::from_name(signal.name()), Some(signal));
             assert_eq!(signal.to_string(), signal.name());
         }
+    }
+
+    /// A pid file that could not be read, and a kill(2) that failed, were reported as text:
+    /// the io::Error (its kind, its errno) was dropped.
+    #[test]
+    fn signal_hook_errors_keep_the_system_error() {
+        use std::error::Error;
+        let io_error = |e: &HookError| -> Option<(io::ErrorKind, Option<i32>)> {
+            std::iter::successors(Some(e as &(dyn Error + 'static)), |&e| e.source())
+                .find_map(|e| e.downcast_ref::<io::Error>())
+                .map(|e| (e.kind(), e.raw_os_error()))
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("app.pid");
+        let err = send_signal("h", HookSignal::Term, &pid_file).unwrap_err();
+        assert!(matches!(err, HookError::PidFile { .. }), "{err:?}");
+        assert_eq!(
+            io_error(&err).map(|(kind, _)| kind),
+            Some(io::ErrorKind::NotFound)
+        );
+        assert_eq!(crate::text::error_chain(&err), err.to_string());
+        // Above any pid_max: no such process.
+        std::fs::write(&pid_file, i32::MAX.to_string()).unwrap();
+        let err = send_signal("h", HookSignal::Term, &pid_file).unwrap_err();
+        assert!(matches!(err, HookError::Signal { .. }), "{err:?}");
+        assert_eq!(
+            io_error(&err).and_then(|(_, errno)| errno),
+            Some(rustix::io::Errno::SRCH.raw_os_error())
+        );
+        assert_eq!(crate::text::error_chain(&err), err.to_string());
     }
 }

@@ -119,10 +119,9 @@ pub(super) async fn run(
             status = child.wait(), if exited.is_none() => {
                 // `wait` fails only if the child was already reaped, which nothing else
                 // here does; report it as a failure rather than pretend success.
-                let status = status.map_err(|e| HookError::Failed {
+                let status = status.map_err(|source| HookError::Wait {
                     hook: hook.into(),
-                    status: format!("could not be waited for: {e}"),
-                    output: String::new(),
+                    source,
                 })?;
                 exited = Some(status);
                 drain_until = Some(Instant::now() + DRAIN_AFTER_EXIT);

@@ -241,23 +241,23 @@ impl Manifest {
         (Manifest::with_state(self.layout, self.files, state), error)
     }
 
-    /// Parses and checks a manifest. The error text says what is wrong; the caller adds the
-    /// path and what the operator should do.
-    pub fn parse(data: &[u8]) -> Result<Manifest, String> {
-        let manifest: Manifest = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+    /// Parses and checks a manifest. The error says what is wrong; the caller adds the path
+    /// and what the operator should do.
+    pub fn parse(data: &[u8]) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = serde_json::from_slice(data).map_err(ManifestError::Json)?;
         if manifest.version != MANIFEST_VERSION {
-            return Err(format!(
-                "version {} is not supported (expected {MANIFEST_VERSION})",
-                manifest.version
-            ));
+            return Err(ManifestError::Version {
+                version: manifest.version,
+            });
         }
         for (name, record) in &manifest.files {
             // A hand-edited or damaged manifest must not steer removals outside the folder.
-            check_file_name(name).map_err(|reason| format!("file name {name:?}: {reason}"))?;
+            check_file_name(name).map_err(|reason| ManifestError::FileName {
+                name: name.clone(),
+                reason,
+            })?;
             if !is_hex_digest(record.sha256()) {
-                return Err(format!(
-                    "file {name:?}: sha256 is not 64 lower-case hex digits"
-                ));
+                return Err(ManifestError::Sha256 { name: name.clone() });
             }
             let fingerprints: Vec<&String> = match record {
                 Record::Instance {
@@ -270,13 +270,51 @@ impl Manifest {
                 _ => Vec::new(),
             };
             if let Some(fp) = fingerprints.into_iter().find(|fp| !is_hex_digest(fp)) {
-                return Err(format!(
-                    "file {name:?}: fingerprint {fp:?} is not 64 lower-case hex digits"
-                ));
+                return Err(ManifestError::Fingerprint {
+                    name: name.clone(),
+                    fingerprint: fp.clone(),
+                });
             }
         }
         Ok(manifest)
     }
+}
+
+/// Why a manifest's bytes are not one certsync can use.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ManifestError {
+    /// Not JSON, or not the manifest's shape: serde_json's error (with its line and column),
+    /// kept as the source.
+    #[error("{0}")]
+    Json(#[source] serde_json::Error),
+    /// A format version this code does not read.
+    #[error("version {version} is not supported (expected {MANIFEST_VERSION})")]
+    Version {
+        /// The version the manifest declares.
+        version: u32,
+    },
+    /// A file name certsync would never create (outside the folder, reserved).
+    #[error("file name {name:?}: {reason}")]
+    FileName {
+        /// The name as the manifest has it.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A record whose own digest is not a SHA-256 in hex.
+    #[error("file {name:?}: sha256 is not 64 lower-case hex digits")]
+    Sha256 {
+        /// The record's file name.
+        name: String,
+    },
+    /// A CA fingerprint of a record that is not a SHA-256 in hex.
+    #[error("file {name:?}: fingerprint {fingerprint:?} is not 64 lower-case hex digits")]
+    Fingerprint {
+        /// The record's file name.
+        name: String,
+        /// The fingerprint as written.
+        fingerprint: String,
+    },
 }
 
 /// Rules for a name certsync may create in the flat trust folder: one path component, not
@@ -427,7 +465,7 @@ mod tests {
         let mut m = sample();
         let r = m.files.remove("b.crt").unwrap();
         m.files.insert("../etc/passwd".into(), r);
-        let err = Manifest::parse(&m.to_bytes()).unwrap_err();
+        let err = Manifest::parse(&m.to_bytes()).unwrap_err().to_string();
         assert!(err.contains("../etc/passwd"), "{err}");
     }
 
@@ -435,9 +473,12 @@ mod tests {
     fn rejects_other_version_and_bad_digest() {
         let text = String::from_utf8(sample().to_bytes()).unwrap();
         let err = Manifest::parse(text.replace("\"version\": 1", "\"version\": 9").as_bytes())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 9"), "{err}");
-        let err = Manifest::parse(text.replacen(FP, "xyz", 1).as_bytes()).unwrap_err();
+        let err = Manifest::parse(text.replacen(FP, "xyz", 1).as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hex"), "{err}");
     }
 
@@ -456,5 +497,46 @@ mod tests {
         ] {
             assert!(check_file_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// The store reported a manifest that is not JSON (or not a regular file) with the
+    /// error's text only; the serde_json error (line, column, category) and the read error
+    /// were dropped.
+    #[test]
+    fn an_unusable_manifest_keeps_the_error_behind_it() {
+        use crate::store::{StoreError, StoreOptions, StoreView};
+        use std::error::Error;
+        let open = |dir: &std::path::Path| match StoreView::<OpaqueState>::open(StoreOptions::new(
+            dir.to_path_buf(),
+        )) {
+            Err(e) => e,
+            Ok(_) => panic!("the manifest is accepted"),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(MANIFEST_NAME), "{ not json").unwrap();
+        let err = open(tmp.path());
+        assert!(matches!(err, StoreError::Manifest { .. }), "{err:?}");
+        let json = std::iter::successors(Some(&err as &(dyn Error + 'static)), |&e| e.source())
+            .find_map(|e| e.downcast_ref::<serde_json::Error>())
+            .unwrap_or_else(|| panic!("no serde_json error in {err:?}"));
+        assert_eq!((json.line(), json.column()), (1, 3));
+        // Its text is in the message once, and the chain adds nothing to the message.
+        let text = crate::text::error_chain(&err);
+        assert_eq!(text, err.to_string());
+        assert_eq!(text.matches(&json.to_string()).count(), 1, "{text}");
+
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("m.json");
+        std::fs::write(&elsewhere, r#"{"version":1,"files":{}}"#).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join(MANIFEST_NAME)).unwrap();
+        let err = open(tmp.path());
+        let read = std::iter::successors(Some(&err as &(dyn Error + 'static)), |&e| e.source())
+            .skip(1)
+            .find_map(|e| e.downcast_ref::<StoreError>());
+        assert!(
+            matches!(read, Some(StoreError::NotRegularFile { .. })),
+            "{err:?}"
+        );
+        assert_eq!(crate::text::error_chain(&err), err.to_string());
     }
 }

@@ -33,21 +33,46 @@ pub(crate) fn password(file: Option<&Path>) -> io::Result<String> {
     Ok(password.to_string())
 }
 
+/// Why [`encode`] could not make a truststore. It keeps the PKCS#12 library's error as its
+/// source; neither holds the password.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The library refused one certificate.
+    #[error("certificate {subject}: {source}")]
+    Certificate {
+        /// The certificate's subject (RFC 4514).
+        subject: String,
+        /// What the library said.
+        #[source]
+        source: p12_keystore::error::Error,
+    },
+    /// Encoding (encryption, MAC) failed.
+    #[error("PKCS#12 encoding failed: {source}")]
+    Encode {
+        /// What the library said.
+        #[source]
+        source: p12_keystore::error::Error,
+    },
+}
+
 /// Encodes `certs` as a PKCS#12 truststore protected by `password` (PBES2 with AES-256 and an
 /// HMAC-SHA-256 MAC, which Java reads since 8u301/11.0.12). Each entry's alias is the CA's
 /// SHA-256 fingerprint: unique, stable, and what an operator greps for. The encoding is
 /// randomised (salts), so two calls give different bytes for the same CAs.
-pub(crate) fn encode(certs: &[&Cert], password: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn encode(certs: &[&Cert], password: &str) -> Result<Vec<u8>, EncodeError> {
     let mut store = KeyStore::new();
     for cert in certs {
-        let entry = Certificate::from_der(&cert.der)
-            .map_err(|e| format!("certificate {}: {e}", cert.subject))?;
+        let entry =
+            Certificate::from_der(&cert.der).map_err(|source| EncodeError::Certificate {
+                subject: cert.subject.clone(),
+                source,
+            })?;
         store.add_entry(&cert.fingerprint(), KeyStoreEntry::Certificate(entry));
     }
     store
         .writer(password)
         .write()
-        .map_err(|e| format!("PKCS#12 encoding failed: {e}"))
+        .map_err(|source| EncodeError::Encode { source })
 }
 
 /// Whether `data` is a PKCS#12 file that opens (MAC and decryption) with `password`.
@@ -62,8 +87,8 @@ pub enum Opened {
     Certs(Vec<(Vec<u8>, bool)>),
     /// A PKCS#12 file whose MAC does not verify with this password.
     WrongPassword,
-    /// Not a PKCS#12 file (or one this library cannot read), with the reason.
-    NotPkcs12(String),
+    /// Not a PKCS#12 file (or one this library cannot read): the library's error.
+    NotPkcs12(p12_keystore::error::Error),
 }
 
 /// Reads the certificates of a PKCS#12 file (for `inspect`).
@@ -77,7 +102,7 @@ pub fn open(data: &[u8], password: &str) -> Opened {
                 .collect(),
         ),
         Err(p12_keystore::error::Error::MacError(_)) => Opened::WrongPassword,
-        Err(e) => Opened::NotPkcs12(e.to_string()),
+        Err(e) => Opened::NotPkcs12(e),
     }
 }
 
@@ -128,5 +153,28 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let err = password(Some(&tmp.path().join("missing"))).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// The PKCS#12 library's errors were flattened into strings, for encoding and reading.
+    #[test]
+    fn pkcs12_errors_are_kept() {
+        let mut broken = ca("Broken");
+        broken.der = b"not a certificate".to_vec();
+        let err = encode(&[&ca("A"), &broken], "s3cret").unwrap_err();
+        assert!(
+            matches!(&err, EncodeError::Certificate { subject, .. } if subject == "CN=Broken"),
+            "{err:?}"
+        );
+        let source = std::error::Error::source(&err)
+            .and_then(|e| e.downcast_ref::<p12_keystore::error::Error>());
+        assert!(source.is_some(), "{err:?}");
+        assert!(!format!("{err:?}{err}").contains("s3cret"));
+        match open(b"not der", "x") {
+            Opened::NotPkcs12(e) => {
+                let e: &dyn std::error::Error = &e;
+                assert!(!e.to_string().is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

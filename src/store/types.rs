@@ -264,9 +264,15 @@ pub enum StoreError {
     #[error("{path} is a symlink or not a regular file; certsync does not follow or replace it")]
     NotRegularFile { path: PathBuf },
     #[error(
-        "manifest {path} is unusable: {reason}; move it aside to start over (certsync will then treat the files already in the folder as unmanaged and refuse to overwrite them)"
+        "manifest {path} is unusable: {source}; move it aside to start over (certsync will then treat the files already in the folder as unmanaged and refuse to overwrite them)"
     )]
-    Manifest { path: PathBuf, reason: String },
+    Manifest {
+        path: PathBuf,
+        /// Why: what is wrong with its content (`manifest::ManifestError`), or the error that
+        /// reading the file gave (a [`StoreError`] itself). Its text is in the message.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("trust folder {path} is locked by another certsync process")]
     Locked { path: PathBuf },
     #[error("trust folder {path} is not an absolute path")]
@@ -294,8 +300,12 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot write truststore {path}: {reason}; the old truststore is kept")]
-    Truststore { path: PathBuf, reason: String },
+    #[error("cannot write truststore {path}: {source}; the old truststore is kept")]
+    Truststore {
+        path: PathBuf,
+        #[source]
+        source: super::truststore::EncodeError,
+    },
     #[error(
         "trust folder {path} is now {now}, not the folder certsync opened and locked; nothing is written until certsync is reloaded (SIGHUP) or restarted"
     )]

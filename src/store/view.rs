@@ -314,14 +314,14 @@ fn load_manifest<S: StoreState>(folder: &Folder) -> Result<(Manifest<S>, bool), 
         .read_file(MANIFEST_NAME)
         .map_err(|e| StoreError::Manifest {
             path: path.clone(),
-            reason: e.to_string(),
+            source: Box::new(e),
         })?;
     let Some(file) = existing else {
         return Ok((Manifest::default(), false));
     };
-    let raw = Manifest::parse(&file.content).map_err(|reason| StoreError::Manifest {
+    let raw = Manifest::parse(&file.content).map_err(|e| StoreError::Manifest {
         path: path.clone(),
-        reason,
+        source: Box::new(e),
     })?;
     let (manifest, error) = raw.into_typed();
     if let Some(e) = &error {

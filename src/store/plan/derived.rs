@@ -179,8 +179,8 @@ impl<'a> Planner<'a> {
         }
         let content = match truststore::encode(&included, &password) {
             Ok(c) => c,
-            Err(reason) => {
-                self.errors.push(StoreError::Truststore { path, reason });
+            Err(source) => {
+                self.errors.push(StoreError::Truststore { path, source });
                 keep_old(self);
                 return;
             }
