@@ -8,13 +8,12 @@
 //! Must not: write anything, take the store's lock, or read the manifest by itself (it asks
 //! `manifest`, which uses the store's one reader).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::manifest::{check_folder, read_manifest};
+use super::manifest::{FolderFiles, check_folder, read_manifest};
 use super::read::{FileCerts, ReadError, parse_file, read_capped};
 use super::{FolderSummary, InspectError, Inspection, report};
-use crate::cert::Cert;
 use crate::store::MANIFEST_FILE_NAME;
 use crate::store::truststore;
 
@@ -227,18 +226,4 @@ pub(super) fn inspect_folder(
         ));
     }
     Ok(summary)
-}
-
-/// What was read of a folder's files.
-#[derive(Default)]
-pub(super) struct FolderFiles {
-    /// Certificates by name (files that parsed).
-    pub(super) contents: BTreeMap<String, Vec<Cert>>,
-    /// Every name that was read, with the SHA-256 (hex) of its bytes.
-    pub(super) present: BTreeMap<String, String>,
-    /// Managed names with a problem (already reported).
-    pub(super) problems: BTreeSet<String>,
-    /// An instance file could not be read: what the instance files hold is not fully known,
-    /// so "holds a CA no instance file holds" cannot be told (it would be a false alarm).
-    pub(super) unknown_instance_cas: bool,
 }

@@ -13,11 +13,24 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use super::FolderSummary;
-use super::folder::FolderFiles;
 use super::read::{ReadError, read_capped};
 use crate::cert::Cert;
 use crate::store::MANIFEST_FILE_NAME;
 use crate::store::manifest::{Manifest, ManifestLayout, Record};
+
+/// What was read of a folder's files.
+#[derive(Default)]
+pub(super) struct FolderFiles {
+    /// Certificates by name (files that parsed).
+    pub(super) contents: BTreeMap<String, Vec<Cert>>,
+    /// Every name that was read, with the SHA-256 (hex) of its bytes.
+    pub(super) present: BTreeMap<String, String>,
+    /// Managed names with a problem (already reported).
+    pub(super) problems: BTreeSet<String>,
+    /// An instance file could not be read: what the instance files hold is not fully known,
+    /// so "holds a CA no instance file holds" cannot be told (it would be a false alarm).
+    pub(super) unknown_instance_cas: bool,
+}
 
 /// name -> (kind, sha256) from the manifest.
 pub(super) type ManifestFiles = BTreeMap<String, (String, String)>;
