@@ -14,10 +14,11 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls_pki_types::CertificateDer;
+
 use super::reader::Problems;
 use super::system_dirs::{forbidden_dir, forbidden_message};
 use super::{Config, Problem, accounts};
-use rustls_pki_types::CertificateDer;
 
 /// A check the pure pass could not make without the file system.
 #[derive(Debug, Clone, PartialEq, Eq)]

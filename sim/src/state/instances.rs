@@ -20,7 +20,7 @@ use crate::util::random_hex;
 pub(crate) const DEFAULT_CATEGORY: &str = "international";
 
 /// Whether `id` is a valid instance id (`[A-Za-z0-9-]{1,64}`).
-pub(super) fn valid_id(id: &str) -> bool {
+fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
