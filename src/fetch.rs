@@ -302,9 +302,11 @@ mod tests {
     use crate::cloud::http::testing::{closed_port, reqwest_in_chain};
     use crate::text::error_chain;
 
-    /// A fetcher for loopback links, trusting `ca_file`.
+    /// A fetcher for loopback links, trusting the certificates of `ca_file`.
     fn fetcher(ca_file: &std::path::Path) -> Fetcher {
-        let client = http::build_client(Some(ca_file), std::time::Duration::from_secs(5)).unwrap();
+        let roots = crate::config::read_ca_file(ca_file).unwrap();
+        let client =
+            http::build_client_trusting(&roots, std::time::Duration::from_secs(5)).unwrap();
         Fetcher::new(client, &["127.0.0.1".to_string()], 1 << 20)
     }
 

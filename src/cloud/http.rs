@@ -1,7 +1,9 @@
 //! The process's one HTTP client and the helpers every network stage shares.
 //!
 //! One `reqwest::Client` (connection pool, rustls with the ring provider installed process-wide)
-//! serves the API calls and the downloads of a whole pass. Redirects are never followed
+//! serves the API calls and the downloads of a whole pass. Its extra roots are the
+//! certificates config parsed from `cloud.ca_file` when it was loaded; this module does not
+//! parse roots files (only `config::read_ca_file` does). Redirects are never followed
 //! automatically: `fetch` follows them itself so it can check each hop. This module also owns
 //! [`RedactedUrl`], the only form in which a URL may reach a log line or an error, the capped
 //! reading of bodies, and [`TransportError`], the only form in which a reqwest error is kept
@@ -11,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
 use url::Url;
 
 /// Installs ring as the process-wide rustls crypto provider (idempotent).
@@ -28,47 +31,63 @@ pub const USER_AGENT: &str = concat!("certsync/", env!("CARGO_PKG_VERSION"));
 /// Failure to build the HTTP client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The extra roots file could not be read.
-    #[error("cannot read CA file {}", path.display())]
-    ReadCaFile {
+    /// The extra roots file given to [`build_client`] cannot be used (a configuration's
+    /// `ca_file` was already read and checked when it was loaded).
+    #[error("CA file {}", path.display())]
+    CaFile {
         /// The file.
         path: PathBuf,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: crate::config::CaFileError,
     },
-    /// The extra roots file holds no usable certificate.
-    #[error("CA file {} holds no PEM certificate", path.display())]
-    EmptyCaFile {
-        /// The file.
-        path: PathBuf,
-    },
-    /// reqwest refused the configuration (for example no system roots and no CA file).
+    /// reqwest refused the configuration (for example no system roots and a root it cannot
+    /// use).
     #[error("cannot build the HTTP client")]
     Build(#[source] reqwest::Error),
 }
 
-/// Builds the pooled client: system roots plus `ca_file`, per-request `timeout`, no automatic
+/// Builds the pooled client: system roots plus the extra `roots` (a configuration's
+/// `cloud.ca_certs`, parsed when it was loaded), per-request `timeout`, no automatic
 /// redirects, https only (the metadata service has a client of its own),
 /// HTTPS_PROXY/NO_PROXY honoured (reqwest reads them from the environment).
-pub fn build_client(
-    ca_file: Option<&Path>,
+pub fn build_client_trusting(
+    roots: &[CertificateDer<'static>],
     timeout: Duration,
 ) -> Result<reqwest::Client, ClientError> {
-    builder(ca_file, timeout)?
+    builder(roots, timeout)?
         .https_only(true)
         .build()
         .map_err(ClientError::Build)
 }
 
-/// The client of the ECS metadata service: plain http allowed (it is link-local and has no
-/// TLS), never through a proxy, a short connect timeout (3 s, as the SDK) and at most 10 s per
-/// request. `ca_file` still counts when `metadata_endpoint` is https.
-pub fn build_metadata_client(
+/// [`build_client_trusting`] the certificates of `ca_file`, read with the configuration's
+/// one parser ([`crate::config::read_ca_file`]), for callers that hold a path but no loaded
+/// configuration. The daemon and the commands build from `cloud.ca_certs` instead and never
+/// read the file here.
+pub fn build_client(
     ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, ClientError> {
-    builder(ca_file, timeout.min(Duration::from_secs(10)))?
+    let roots = match ca_file {
+        Some(path) => crate::config::read_ca_file(path).map_err(|source| ClientError::CaFile {
+            path: path.to_path_buf(),
+            source,
+        })?,
+        None => Vec::new(),
+    };
+    build_client_trusting(&roots, timeout)
+}
+
+/// The client of the ECS metadata service: plain http allowed (it is link-local and has no
+/// TLS), never through a proxy, a short connect timeout (3 s, as the SDK) and at most 10 s per
+/// request. The extra `roots` (`cloud.ca_certs`) still count when `metadata_endpoint` is
+/// https.
+pub fn build_metadata_client(
+    roots: &[CertificateDer<'static>],
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    builder(roots, timeout.min(Duration::from_secs(10)))?
         .connect_timeout(Duration::from_secs(3))
         .no_proxy()
         .build()
@@ -76,33 +95,25 @@ pub fn build_metadata_client(
 }
 
 fn builder(
-    ca_file: Option<&Path>,
+    roots: &[CertificateDer<'static>],
     timeout: Duration,
 ) -> Result<reqwest::ClientBuilder, ClientError> {
     install_crypto_provider();
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(USER_AGENT);
-    if let Some(path) = ca_file {
-        let pem =
-            crate::files::read_capped(path, crate::files::MAX_CONFIG_FILE).map_err(|source| {
-                ClientError::ReadCaFile {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(ClientError::Build)?;
-        if certs.is_empty() {
-            return Err(ClientError::EmptyCaFile {
-                path: path.to_path_buf(),
-            });
-        }
-        builder = builder.tls_certs_merge(certs);
+    if roots.is_empty() {
+        return Ok(builder);
     }
-    Ok(builder)
+    let certs = roots
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der.as_ref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ClientError::Build)?;
+    Ok(builder.tls_certs_merge(certs))
 }
 
 /// A URL as it may be shown: scheme, host, port and path, without user info, query or

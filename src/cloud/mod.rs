@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub fn connect(
     config: &crate::config::Config,
 ) -> Result<(reqwest::Client, api::ApiClient), http::ClientError> {
-    let client = http::build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
+    let client = http::build_client_trusting(&config.cloud.ca_certs, config.cloud.timeout)?;
     let credentials = auth::Credentials::from_config(config, client.clone())?;
     let api = api::ApiClient::new(
         client.clone(),
@@ -64,6 +64,48 @@ pub(crate) mod testing {
 mod tests {
     use super::http::testing::{closed_port, reqwest_in_chain};
     use crate::text::error_chain;
+
+    /// `ca_file` is parsed once, when the configuration is loaded: the clients are built
+    /// from those certificates, so the file may be gone by the time they are built, and a new
+    /// load (a reload) reads it again.
+    #[tokio::test]
+    async fn regression_clients_trust_the_roots_parsed_at_load_and_never_reread_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions {
+            instances: 1,
+            ..certsync_sim::SimOptions::default()
+        })
+        .await
+        .unwrap();
+        let roots = dir.path().join("roots.pem");
+        std::fs::write(&roots, sim.ca_pem()).unwrap();
+        let config = super::testing::config(
+            &sim.endpoint(),
+            &sim.project_id(),
+            &sim.token(),
+            &roots,
+            dir.path(),
+        );
+        assert_eq!(config.cloud.ca_certs.len(), 1);
+        std::fs::remove_file(&roots).unwrap();
+        let (_, api) = super::connect(&config).unwrap();
+        let id = sim.instance_ids()[0].clone();
+        let listing = api.list_certs(&id).await.unwrap();
+        assert!(!listing.certs.is_empty());
+
+        // A new load reads the file as it is now.
+        let other = rcgen::generate_simple_self_signed(vec!["other.test".to_string()]).unwrap();
+        std::fs::write(&roots, other.cert.pem()).unwrap();
+        let reloaded = super::testing::config(
+            &sim.endpoint(),
+            &sim.project_id(),
+            &sim.token(),
+            &roots,
+            dir.path(),
+        );
+        assert_eq!(reloaded.cloud.ca_certs, [other.cert.der().clone()]);
+        sim.shutdown();
+    }
 
     #[tokio::test]
     async fn regression_an_unreachable_api_keeps_the_reqwest_error_as_source() {

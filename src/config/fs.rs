@@ -1,7 +1,8 @@
 //! The file-system pass: the checks of SPEC 3 that must look at files, run after the pure
 //! pass (`resolve::pure`, which touches no file) on what it found.
 //!
-//! Owns: reading `cloud.ca_file` (it must hold a PEM certificate), looking `trust.owner` /
+//! Owns: reading `cloud.ca_file` once (through `ca_file`, its one parser) and keeping its
+//! certificates in the configuration, looking `trust.owner` /
 //! `trust.group` names up in `/etc/passwd` and `/etc/group` (through `accounts`), following
 //! the symlinks of `trust.dir` to find whether it leads into `/` or a system CA folder, and,
 //! on a configuration without problems, the warnings of `warnings.rs` (the config file's own
@@ -13,6 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls_pki_types::CertificateDer;
+
 use super::reader::Problems;
 use super::system_dirs::{forbidden_dir, forbidden_message};
 use super::{Config, Problem, accounts};
@@ -20,7 +23,8 @@ use super::{Config, Problem, accounts};
 /// A check the pure pass could not make without the file system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum FsCheck {
-    /// `cloud.ca_file` must be readable and hold at least one PEM certificate.
+    /// `cloud.ca_file` must be readable and hold at least one PEM certificate; its
+    /// certificates become `cloud.ca_certs`.
     CaFile {
         /// `cloud.ca_file`.
         key: String,
@@ -103,6 +107,7 @@ pub(super) struct Pure {
 pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
     let mut found = Vec::new();
     let (mut owner, mut group) = (None, None);
+    let mut ca_certs = Vec::new();
     for (at, check) in pure.checks.0 {
         match run(&check) {
             Err(message) => {
@@ -113,7 +118,7 @@ pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
                 };
                 found.push((at, Problem { key, message }));
             }
-            Ok(Some(id)) => match check {
+            Ok(Found::Id(id)) => match check {
                 FsCheck::Account {
                     db: AccountDb::User,
                     ..
@@ -124,7 +129,8 @@ pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
                 } => group = Some(id),
                 FsCheck::CaFile { .. } | FsCheck::TrustDir { .. } => {}
             },
-            Ok(None) => {}
+            Ok(Found::Roots(certs)) => ca_certs = certs,
+            Ok(Found::Nothing) => {}
         }
     }
     let mut problems = merge(pure.problems, found);
@@ -132,6 +138,7 @@ pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
         Some(mut config) if problems.is_empty() => {
             config.trust.store.owner = owner.or(config.trust.store.owner);
             config.trust.store.group = group.or(config.trust.store.group);
+            config.cloud.ca_certs = ca_certs;
             config.warnings = super::warnings::collect(&config, euid);
             Ok(config)
         }
@@ -148,28 +155,34 @@ pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
     }
 }
 
-/// One check: `Err` with the message of its problem, else the id it found (accounts).
-fn run(check: &FsCheck) -> Result<Option<u32>, String> {
+/// What a check that passed found.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Nothing to keep (`trust.dir`).
+    Nothing,
+    /// An account's id.
+    Id(u32),
+    /// The certificates of `cloud.ca_file`.
+    Roots(Vec<CertificateDer<'static>>),
+}
+
+/// One check: `Err` with the message of its problem, else what it found.
+fn run(check: &FsCheck) -> Result<Found, String> {
     match check {
-        FsCheck::CaFile { shown, path, .. } => {
-            let shown = format!("{shown} ({})", path.display());
-            match crate::files::read_capped(path, crate::files::MAX_CONFIG_FILE) {
-                Err(e) => Err(format!("{shown}: cannot read: {e}")),
-                Ok(data) if !crate::cert::looks_like_pem(&data) => {
-                    Err(format!("{shown}: holds no PEM certificate"))
-                }
-                Ok(data) => match crate::cert::read_certs_lenient(&data) {
-                    Err(e) => Err(format!("{shown}: not a PEM certificate file: {e}")),
-                    Ok(_) => Ok(None),
-                },
-            }
-        }
+        FsCheck::CaFile { shown, path, .. } => match super::ca_file::read_ca_file(path) {
+            Ok(certs) => Ok(Found::Roots(certs)),
+            Err(e) => Err(format!(
+                "{shown} ({}): {}",
+                path.display(),
+                crate::text::error_chain(&e)
+            )),
+        },
         FsCheck::TrustDir { shown, path, .. } => {
             // Past the symlink limit (a loop) the store could not open the folder either; the
             // lexical check already passed, so there is nothing more to refuse here.
             match follow_symlinks(path).as_deref().and_then(forbidden_dir) {
                 Some(forbidden) => Err(forbidden_message(shown, &forbidden)),
-                None => Ok(None),
+                None => Ok(Found::Nothing),
             }
         }
         FsCheck::Account {
@@ -177,7 +190,7 @@ fn run(check: &FsCheck) -> Result<Option<u32>, String> {
         } => {
             let (file, what) = (db.file(), db.what());
             match accounts::lookup(Path::new(file), name) {
-                Ok(Some(id)) => Ok(Some(id)),
+                Ok(Some(id)) => Ok(Found::Id(id)),
                 Ok(None) => Err(format!(
                     "no {what} named {shown} in {file} (a {what} known only to NSS, such as \
                      LDAP, must be given by number)"
@@ -309,7 +322,10 @@ mod tests {
             shown: "\"ca.pem\"".into(),
             path: path.to_path_buf(),
         };
-        assert_eq!(run(&ca_file(&good)), Ok(None));
+        assert_eq!(
+            run(&ca_file(&good)),
+            Ok(Found::Roots(vec![ca.cert.der().clone()]))
+        );
         let no_pem = run(&ca_file(&junk)).unwrap_err();
         assert!(no_pem.contains("holds no PEM certificate"), "{no_pem}");
         let missing = run(&ca_file(&tmp.path().join("none"))).unwrap_err();
@@ -331,6 +347,6 @@ mod tests {
             name: "root".into(),
             db: AccountDb::User,
         };
-        assert_eq!(run(&root), Ok(Some(0)));
+        assert_eq!(run(&root), Ok(Found::Id(0)));
     }
 }

@@ -18,6 +18,7 @@
 //! environment variables (SPEC 4) are held as [`Secret`].
 
 mod accounts;
+mod ca_file;
 mod describe;
 mod fs;
 mod keys;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 pub use crate::hooks::{Hook, HookAction, HookSignal};
 pub use crate::names::{MANIFEST_FILE_NAME, is_project_id};
 pub use crate::secret::Secret;
+pub use ca_file::{CaFileError, read_ca_file};
 pub use keys::{SectionKind, SectionSchema};
 pub use schema::SCHEMA;
 pub use section::auth::{

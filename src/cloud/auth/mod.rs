@@ -216,8 +216,7 @@ impl Credentials {
                 configured.map_or(Project::FromToken, Project::Configured),
             ),
             Auth::Metadata { metadata_endpoint } => {
-                let client =
-                    build_metadata_client(config.cloud.ca_file.as_deref(), config.cloud.timeout)?;
+                let client = build_metadata_client(&config.cloud.ca_certs, config.cloud.timeout)?;
                 (
                     Kind::Metadata(metadata::MetadataKeys::new(
                         metadata_endpoint.clone(),
@@ -471,7 +470,7 @@ mod tests {
 
     #[tokio::test]
     async fn regression_unreachable_iam_and_metadata_keep_the_reqwest_error_as_source() {
-        let http = build_metadata_client(None, std::time::Duration::from_secs(5)).unwrap();
+        let http = build_metadata_client(&[], std::time::Duration::from_secs(5)).unwrap();
         let port = closed_port();
         let url = Url::parse(&format!(
             "http://127.0.0.1:{port}/v3/projects?name=secret-name"

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
 use toml::Table;
 
 use super::super::fs::{FsCheck, FsChecks};
@@ -60,7 +61,12 @@ pub struct Cloud {
     /// (`.myhuaweicloud.eu` for eu-west-101). https, no query.
     pub iam_endpoint: url::Url,
     /// Extra roots trusted for the API and downloads (absolute; holds at least one certificate).
+    /// Named for messages and `check`; its certificates are in `ca_certs`.
     pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file` (DER), read and parsed once by the fs pass when the
+    /// configuration is loaded: the HTTP clients are built from them and never read the
+    /// file. Empty without `ca_file`.
+    pub ca_certs: Vec<CertificateDer<'static>>,
     /// Per HTTP request.
     pub timeout: Duration,
 }
@@ -192,6 +198,8 @@ pub(in crate::config) fn read(
         project_id,
         iam_endpoint: iam_endpoint.unwrap_or_else(placeholder),
         ca_file,
+        // Filled by the fs pass, which reads the file.
+        ca_certs: Vec::new(),
         timeout,
     }
 }
