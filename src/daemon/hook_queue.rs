@@ -184,7 +184,7 @@ impl HookQueue {
                     };
                     shared.metrics.hook_run(&hook.name, result);
                     if !stopped {
-                        tracing::error!(hook = %hook.name, error = %err, retry_in = ?delay, "hook failed; it will be retried");
+                        tracing::error!(hook = %hook.name, error = %crate::text::error_chain(&err), retry_in = ?delay, "hook failed; it will be retried");
                     }
                     failed.push(hook.name.clone());
                 }
