@@ -10,9 +10,9 @@
 use std::path::Path;
 
 /// The system's user database.
-pub const PASSWD_FILE: &str = "/etc/passwd";
+pub(super) const PASSWD_FILE: &str = "/etc/passwd";
 /// The system's group database.
-pub const GROUP_FILE: &str = "/etc/group";
+pub(super) const GROUP_FILE: &str = "/etc/group";
 
 /// The largest id accepted: `(uid_t)-1` means "unchanged" to chown(2), so it is refused.
 const MAX_ID: u32 = u32::MAX - 1;

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::OpaqueState;
 
 /// File name of the manifest inside the trust folder.
-pub const MANIFEST_NAME: &str = crate::names::MANIFEST_FILE_NAME;
+pub(crate) const MANIFEST_NAME: &str = crate::names::MANIFEST_FILE_NAME;
 
 /// The only manifest format this code reads and writes.
 const MANIFEST_VERSION: u32 = 1;
@@ -124,7 +124,7 @@ fn state_as_json<S: Serialize, Ser: Serializer>(
 
 impl Record {
     /// Passes in which nothing produced this instance file (0 for other records).
-    pub fn unproduced(&self) -> u32 {
+    pub(crate) fn unproduced(&self) -> u32 {
         match self {
             Record::Instance { unproduced, .. } => *unproduced,
             _ => 0,
@@ -132,7 +132,7 @@ impl Record {
     }
 
     /// The same record with another unproduced count.
-    pub fn with_unproduced(&self, passes: u32) -> Record {
+    pub(crate) fn with_unproduced(&self, passes: u32) -> Record {
         let mut r = self.clone();
         if let Record::Instance { unproduced, .. } = &mut r {
             *unproduced = passes;
@@ -141,7 +141,7 @@ impl Record {
     }
 
     /// SHA-256 (hex) of the content the record describes.
-    pub fn sha256(&self) -> &str {
+    pub(crate) fn sha256(&self) -> &str {
         match self {
             Record::Instance { sha256, .. }
             | Record::Bundle { sha256 }
@@ -151,7 +151,7 @@ impl Record {
     }
 
     /// `(instance_id, category)` of an instance file.
-    pub fn owner(&self) -> Option<(&str, &str)> {
+    pub(crate) fn owner(&self) -> Option<(&str, &str)> {
         match self {
             Record::Instance {
                 instance_id,
@@ -163,7 +163,7 @@ impl Record {
     }
 
     /// A short description for conflict messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Record::Instance {
                 instance_id,
@@ -205,7 +205,7 @@ impl<S: Default> Default for Manifest<S> {
 
 impl<S> Manifest<S> {
     /// A manifest of `files` (records) carrying the daemon's `state`.
-    pub fn with_state(layout: ManifestLayout, files: BTreeMap<String, Record>, state: S) -> Self {
+    pub(crate) fn with_state(layout: ManifestLayout, files: BTreeMap<String, Record>, state: S) -> Self {
         Manifest {
             version: MANIFEST_VERSION,
             layout,
@@ -217,7 +217,7 @@ impl<S> Manifest<S> {
 
 impl<S: Serialize + Default + PartialEq> Manifest<S> {
     /// Deterministic pretty JSON with a final newline.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("the manifest always serialises");
         out.push(b'\n');
         out
@@ -228,7 +228,7 @@ impl Manifest {
     /// The same manifest with its state read as `S`. A state that is not an `S` (a
     /// hand-edited manifest, or one of another version) becomes the default, and the error
     /// says why: the records stay usable either way.
-    pub fn into_typed<S: for<'de> Deserialize<'de> + Default>(
+    pub(crate) fn into_typed<S: for<'de> Deserialize<'de> + Default>(
         self,
     ) -> (Manifest<S>, Option<serde_json::Error>) {
         let (state, error) = match self.state {
@@ -243,7 +243,7 @@ impl Manifest {
 
     /// Parses and checks a manifest. The error says what is wrong; the caller adds the path
     /// and what the operator should do.
-    pub fn parse(data: &[u8]) -> Result<Manifest, ManifestError> {
+    pub(crate) fn parse(data: &[u8]) -> Result<Manifest, ManifestError> {
         let manifest: Manifest = serde_json::from_slice(data).map_err(ManifestError::Json)?;
         if manifest.version != MANIFEST_VERSION {
             return Err(ManifestError::Version {
@@ -348,12 +348,12 @@ mod rfc3339 {
     use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
 
-    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
         let text = t.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
         s.serialize_str(&text)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
         let text = String::deserialize(d)?;
         OffsetDateTime::parse(&text, &Rfc3339).map_err(serde::de::Error::custom)
     }

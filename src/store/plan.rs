@@ -414,7 +414,7 @@ impl<'a> Planner<'a> {
 
 impl Plan {
     /// What this plan is about to change, before it changes anything.
-    pub fn preview(&self, dir: &Path) -> Preview {
+    pub(super) fn preview(&self, dir: &Path) -> Preview {
         let written_files: Vec<PathBuf> = self.writes.iter().map(|w| dir.join(&w.name)).collect();
         let removed_files: Vec<PathBuf> = self.removals.iter().map(|r| dir.join(&r.name)).collect();
         Preview {
@@ -443,7 +443,7 @@ impl Plan {
     /// The report of this plan given how its writes and removals went (in plan order), and
     /// the manifest records that describe the folder afterwards: a file that could not be
     /// written or removed keeps its old record (or none, if it was new).
-    pub fn finish(
+    pub(super) fn finish(
         self,
         dir: &Path,
         old: &BTreeMap<String, Record>,

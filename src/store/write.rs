@@ -92,7 +92,7 @@ pub(crate) struct Existing {
 
 impl Existing {
     /// The file has these permission bits, and the owner and group asked for.
-    pub fn has(&self, attrs: &Attrs) -> bool {
+    pub(super) fn has(&self, attrs: &Attrs) -> bool {
         self.mode == attrs.mode
             && attrs.uid.is_none_or(|u| u == self.uid)
             && attrs.gid.is_none_or(|g| g == self.gid)
@@ -132,7 +132,7 @@ pub(crate) struct Folder {
 impl Folder {
     /// Opens the configured trust folder (the path may go through symlinks the operator
     /// made; what it names now is the folder from here on).
-    pub fn open(path: &Path) -> Result<Folder, StoreError> {
+    pub(super) fn open(path: &Path) -> Result<Folder, StoreError> {
         let fd = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -143,7 +143,7 @@ impl Folder {
     }
 
     /// Opens the trust folder if it exists (`None` if not): for read-only stores.
-    pub fn open_existing(path: &Path) -> Result<Option<Folder>, StoreError> {
+    pub(super) fn open_existing(path: &Path) -> Result<Option<Folder>, StoreError> {
         match Folder::open(path) {
             Ok(f) => Ok(Some(f)),
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -179,12 +179,12 @@ impl Folder {
     }
 
     /// The folder's path as configured (for messages).
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// `path/name`, for messages.
-    pub fn join(&self, name: &str) -> PathBuf {
+    pub(super) fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
@@ -196,7 +196,7 @@ impl Folder {
     /// held: a child process of ours between fork(2) and exec(2) (a hook, or a tool a test
     /// runs) holds a copy of the folder's descriptor, and with it the lock of a store just
     /// closed, for that moment. Another certsync holding the folder is still refused.
-    pub fn lock(&self) -> Result<(), StoreError> {
+    pub(super) fn lock(&self) -> Result<(), StoreError> {
         let mut wait = std::time::Duration::from_millis(1);
         loop {
             match rustix::fs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive) {
@@ -218,7 +218,7 @@ impl Folder {
 
     /// Whether the configured path still names this folder (same device and inode). Someone
     /// who can rename the folder or put a symlink in its place must not steer the writes.
-    pub fn check_path(&self) -> Result<(), StoreError> {
+    pub(super) fn check_path(&self) -> Result<(), StoreError> {
         let now = match rustix::fs::stat(&self.path) {
             Ok(st) => Some((st.st_dev, st.st_ino)),
             Err(Errno::NOENT) => None,
@@ -241,14 +241,14 @@ impl Folder {
     }
 
     /// fsync of the folder: makes the renames and removals of a batch durable.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    pub(super) fn sync(&self) -> Result<(), StoreError> {
         rustix::fs::fsync(&self.fd).map_err(|e| io_error(&self.path, "fsync folder", e.into()))
     }
 
     /// Reads the regular file `name` without following a symlink. `Ok(None)`: nothing there.
     /// A symlink, folder, FIFO or device in the way is [`StoreError::NotRegularFile`]; a file
     /// larger than [`MAX_READ_BYTES`] is refused before it is read.
-    pub fn read_file(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+    pub(super) fn read_file(&self, name: &str) -> Result<Option<Existing>, StoreError> {
         let path = self.join(name);
         // NONBLOCK so that a FIFO in the way cannot hang the pass.
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
@@ -291,7 +291,7 @@ impl Folder {
     }
 
     /// Whether something (of any type, symlinks not followed) exists at `name`.
-    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+    pub(super) fn exists(&self, name: &str) -> Result<bool, StoreError> {
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
@@ -309,7 +309,7 @@ impl Folder {
     }
 
     /// What the visible `name` is.
-    pub fn visible_kind(&self, name: &str) -> Result<Visible, StoreError> {
+    pub(super) fn visible_kind(&self, name: &str) -> Result<Visible, StoreError> {
         let stat = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(Visible::Missing),
@@ -334,7 +334,7 @@ impl Folder {
     /// certsync's `..<timestamp>` folders (each step resolved by hand, nothing followed). That
     /// symlink left dangling (a crash between the steps of a swap) reads as missing, so the
     /// file is written again. Any other symlink or non-file is [`StoreError::NotRegularFile`].
-    pub fn read_managed(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+    pub(super) fn read_managed(&self, name: &str) -> Result<Option<Existing>, StoreError> {
         match self.visible_kind(name)? {
             Visible::Missing => Ok(None),
             Visible::File => self.read_file(name),
@@ -353,7 +353,7 @@ impl Folder {
 
     /// The generation `..data` points to, if `..data` is a symlink to one of certsync's
     /// `..<timestamp>` folders that exists.
-    pub fn current_generation(&self) -> Result<Option<String>, StoreError> {
+    pub(super) fn current_generation(&self) -> Result<Option<String>, StoreError> {
         let Some(target) = self.read_link(DATA_LINK)? else {
             return Ok(None);
         };
@@ -415,7 +415,7 @@ impl Folder {
     /// wrong owner, mode or a part of the content. rename(2) replaces the name itself, so a
     /// symlink or hard link at the target is never written through. The folder is not
     /// fsynced here: the caller does it once per batch.
-    pub fn write_atomic(
+    pub(super) fn write_atomic(
         &self,
         name: &str,
         content: &[u8],
@@ -444,7 +444,7 @@ impl Folder {
     /// [`Folder::sync_staged`] makes every staged file durable at once, and only then
     /// [`Folder::publish`] renames each over its name, so a crash still finds every name old
     /// or new (and the temporary files are removed at the next open).
-    pub fn stage(&self, name: &str, content: &[u8], attrs: &Attrs) -> Result<Staged, StoreError> {
+    pub(super) fn stage(&self, name: &str, content: &[u8], attrs: &Attrs) -> Result<Staged, StoreError> {
         let target = self.join(name);
         let (tmp, fd) = self.create_temp(&target)?;
         let written = set_attrs(&fd, &target, attrs).and_then(|()| {
@@ -465,13 +465,13 @@ impl Folder {
 
     /// Makes every staged file durable with one syncfs(2) of the file system holding the
     /// folder, instead of one fsync(2) per file: at 20,000 files the fsyncs dominated a pass.
-    pub fn sync_staged(&self) -> Result<(), StoreError> {
+    pub(super) fn sync_staged(&self) -> Result<(), StoreError> {
         rustix::fs::syncfs(&self.fd)
             .map_err(|e| io_error(&self.path, "sync the file system of", e.into()))
     }
 
     /// Renames a staged file over its name (after [`Folder::sync_staged`]).
-    pub fn publish(&self, staged: Staged) -> Result<(), StoreError> {
+    pub(super) fn publish(&self, staged: Staged) -> Result<(), StoreError> {
         let renamed = rustix::fs::renameat(
             &self.fd,
             staged.tmp.as_str(),
@@ -489,7 +489,7 @@ impl Folder {
     }
 
     /// Removes a staged file that will not be published.
-    pub fn discard(&self, staged: Staged) {
+    pub(super) fn discard(&self, staged: Staged) {
         let _ = rustix::fs::unlinkat(&self.fd, staged.tmp.as_str(), AtFlags::empty());
     }
 
@@ -500,7 +500,7 @@ impl Folder {
     /// documents. A file with more than one hard link is refused: writing it would change a
     /// file outside the folder (or another name in it). `Ok(false)`: no regular file is
     /// there (missing, or the atomic-dir symlink), so the caller creates it atomically.
-    pub fn write_in_place(
+    pub(super) fn write_in_place(
         &self,
         name: &str,
         content: &[u8],
@@ -550,7 +550,7 @@ impl Folder {
     /// A new generation folder `..<timestamp>` holding `files` (name, bytes): created,
     /// filled, fsynced, but not yet visible. On failure it is removed again and the error
     /// names the file.
-    pub fn build_generation(
+    pub(super) fn build_generation(
         &self,
         files: &[(&str, &[u8])],
         attrs: &Attrs,
@@ -585,7 +585,7 @@ impl Folder {
 
     /// Removes the generation folder `name` (certsync's own: regular files only, never
     /// following anything), if it exists.
-    pub fn remove_generation(&self, name: &str) -> Result<(), StoreError> {
+    pub(super) fn remove_generation(&self, name: &str) -> Result<(), StoreError> {
         let Some(folder) = self.open_sub(name)? else {
             return Ok(());
         };
@@ -615,7 +615,7 @@ impl Folder {
     }
 
     /// Points `..data` at `generation` in one step: a `..data_tmp` symlink renamed over it.
-    pub fn swap_data_link(&self, generation: &str) -> Result<(), StoreError> {
+    pub(super) fn swap_data_link(&self, generation: &str) -> Result<(), StoreError> {
         match rustix::fs::unlinkat(&self.fd, DATA_TMP, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(io_error(&self.join(DATA_TMP), "remove stale", e.into())),
@@ -630,7 +630,7 @@ impl Folder {
 
     /// Makes the visible `name` the symlink `..data/name`, replacing what is there (a managed
     /// regular file when switching from the flat layout) in one rename.
-    pub fn link_visible(&self, name: &str) -> Result<(), StoreError> {
+    pub(super) fn link_visible(&self, name: &str) -> Result<(), StoreError> {
         let path = self.join(name);
         let target = data_link_target(name);
         loop {
@@ -652,7 +652,7 @@ impl Folder {
 
     /// Removes `..data`, `..data_tmp` and every generation folder but `keep`. Only called
     /// while the manifest says the folder is in the atomic-dir layout.
-    pub fn remove_generations(&self, keep: Option<&str>) -> Result<(), StoreError> {
+    pub(super) fn remove_generations(&self, keep: Option<&str>) -> Result<(), StoreError> {
         if keep.is_none() {
             self.remove_if_symlink(DATA_LINK)?;
         }
@@ -685,7 +685,7 @@ impl Folder {
     /// the link; the generation keeps its file until the generation goes). `Ok(false)` when
     /// it was already gone. Another symlink or a folder that has taken the name is refused:
     /// certsync did not put it there.
-    pub fn remove_file(&self, name: &str) -> Result<bool, StoreError> {
+    pub(super) fn remove_file(&self, name: &str) -> Result<bool, StoreError> {
         match self.visible_kind(name)? {
             Visible::Missing => return Ok(false),
             Visible::File | Visible::DataLink => {}
@@ -704,7 +704,7 @@ impl Folder {
 
     /// Removes every `.certsync-tmp-*` entry left by a crash. Only called with the lock held,
     /// so no other certsync can be writing them.
-    pub fn remove_temp_files(&self) -> Result<(), StoreError> {
+    pub(super) fn remove_temp_files(&self) -> Result<(), StoreError> {
         for (name, kind) in self.entries()? {
             // unlink never follows a symlink; a folder with the prefix is not ours.
             if !name.starts_with(TEMP_PREFIX) || kind == FileType::Directory {
@@ -726,7 +726,7 @@ impl Folder {
 
     /// The entries of the folder (not `.` and `..`), with their types (not followed). Names
     /// that are not UTF-8 are skipped: certsync never makes one.
-    pub fn entries(&self) -> Result<Vec<(String, FileType)>, StoreError> {
+    pub(super) fn entries(&self) -> Result<Vec<(String, FileType)>, StoreError> {
         let list_error = |e: Errno| io_error(&self.path, "list", e.into());
         let mut dir = rustix::fs::Dir::read_from(&self.fd).map_err(list_error)?;
         let mut out = Vec::new();

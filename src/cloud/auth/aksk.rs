@@ -14,7 +14,7 @@ use crate::config::{AkSk, SecretKey};
 
 /// An AK/SK pair, temporary when it has a security token.
 #[derive(Clone, Debug)]
-pub struct Keys {
+pub(super) struct Keys {
     pub access_key: Secret,
     pub secret_key: Secret,
     pub security_token: Option<Secret>,
@@ -25,7 +25,7 @@ impl Keys {
     /// `X-Project-Id` when `project_id` is given (the SDK sets it whenever it knows the
     /// project) and `X-Security-Token` with temporary keys; both are signed, like every header
     /// already in `headers`.
-    pub fn sign(
+    pub(super) fn sign(
         &self,
         project_id: Option<&str>,
         method: &str,
@@ -63,14 +63,14 @@ enum SecretKeySource {
 }
 
 /// The `aksk` method's keys, as configured.
-pub struct StaticKeys {
+pub(super) struct StaticKeys {
     access_key: Secret,
     secret_key: SecretKeySource,
     security_token: Option<Secret>,
 }
 
 impl StaticKeys {
-    pub fn new(config: &AkSk) -> StaticKeys {
+    pub(super) fn new(config: &AkSk) -> StaticKeys {
         StaticKeys {
             access_key: config.access_key.clone(),
             secret_key: match &config.secret_key {
@@ -84,7 +84,7 @@ impl StaticKeys {
     }
 
     /// The keys; `force` re-reads `secret_key_file` (after a 401: it may have been rotated).
-    pub async fn keys(&self, force: bool) -> Result<Keys, AuthError> {
+    pub(super) async fn keys(&self, force: bool) -> Result<Keys, AuthError> {
         let secret_key = match &self.secret_key {
             SecretKeySource::Inline(s) => s.clone(),
             SecretKeySource::File(file) => file.read(force).await?,

@@ -15,13 +15,13 @@ use super::{AuthError, Credentials, Generation, Project, RedactedUrl, Secret, Se
 use crate::config::Password;
 
 /// A token is renewed when less than this is left of it (SPEC 4).
-pub const RENEW_BEFORE: Duration = Duration::from_secs(3600);
+pub(super) const RENEW_BEFORE: Duration = Duration::from_secs(3600);
 
 const STEP_TOKEN: &str = "issue a token (password identity)";
 
 /// An IAM token and what came with it.
 #[derive(Clone, Debug)]
-pub struct IamToken {
+pub(super) struct IamToken {
     /// `X-Subject-Token`.
     pub token: Secret,
     /// `token.expires_at`.
@@ -33,7 +33,7 @@ pub struct IamToken {
 }
 
 /// The `password` method: one token at a time, renewed when due.
-pub struct PasswordTokens {
+pub(super) struct PasswordTokens {
     user: String,
     domain: String,
     password: SecretFile,
@@ -41,7 +41,7 @@ pub struct PasswordTokens {
 }
 
 impl PasswordTokens {
-    pub fn new(config: &Password) -> PasswordTokens {
+    pub(super) fn new(config: &Password) -> PasswordTokens {
         PasswordTokens {
             user: config.user.clone(),
             domain: config.domain.clone(),
@@ -52,7 +52,7 @@ impl PasswordTokens {
 
     /// The current token: the cached one while more than [`RENEW_BEFORE`] is left and no 401
     /// answered it (`stale`), else a new one. Callers wait for one renewal together.
-    pub async fn token(
+    pub(super) async fn token(
         &self,
         creds: &Credentials,
         stale: Option<Generation>,
@@ -146,7 +146,7 @@ impl PasswordTokens {
 }
 
 /// An RFC 3339 time as IAM and the metadata service write it (`2020-01-04T09:05:22.701000Z`).
-pub fn parse_time(text: &str) -> Option<SystemTime> {
+pub(super) fn parse_time(text: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(SystemTime::from)
@@ -154,7 +154,7 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
 
 /// The token (`X-Subject-Token`), `token.expires_at` and `token.project.id` of a token answer.
 /// Reasons never quote the answer.
-pub fn parse_token(
+pub(super) fn parse_token(
     subject_token: Option<&str>,
     body: &[u8],
 ) -> Result<(Secret, SystemTime, String), String> {
@@ -179,7 +179,7 @@ pub fn parse_token(
 
 /// Why a projects answer gave no project id.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ProjectsError {
+pub(super) enum ProjectsError {
     /// Not exactly one project.
     Count(usize),
     /// Not the documented shape.
@@ -187,7 +187,7 @@ pub enum ProjectsError {
 }
 
 /// The id of the one project in an answer of `GET /v3/projects?name=...`.
-pub fn parse_projects(body: &[u8]) -> Result<String, ProjectsError> {
+pub(super) fn parse_projects(body: &[u8]) -> Result<String, ProjectsError> {
     let bad = |r: &str| ProjectsError::Bad(r.to_string());
     let body: Value = serde_json::from_slice(body).map_err(|_| bad("the body is not JSON"))?;
     let projects = body

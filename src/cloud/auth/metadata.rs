@@ -19,9 +19,9 @@ use super::{AuthError, Generation, RedactedUrl, Reply, Secret, send};
 use crate::cloud::headers::secrets_in;
 
 /// Temporary keys are replaced when less than this is left of them (SPEC 4; the SDK's 2400 s).
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
+pub(super) const REFRESH_BEFORE: Duration = Duration::from_secs(40 * 60);
 /// The session token's lifetime asked for (`X-Metadata-Token-Ttl-Seconds`), as the SDK asks.
-pub const SESSION_TTL: Duration = Duration::from_secs(21600);
+pub(super) const SESSION_TTL: Duration = Duration::from_secs(21600);
 /// A session token is replaced this long before its TTL runs out.
 const SESSION_MARGIN: Duration = Duration::from_secs(600);
 /// After the service said it has no session tokens, it is asked again after this (the SDK's).
@@ -48,14 +48,14 @@ struct State {
 }
 
 /// Temporary keys from the metadata service, fetched when due.
-pub struct MetadataKeys {
+pub(super) struct MetadataKeys {
     endpoint: Url,
     http: reqwest::Client,
     state: Mutex<State>,
 }
 
 impl MetadataKeys {
-    pub fn new(endpoint: Url, http: reqwest::Client) -> MetadataKeys {
+    pub(super) fn new(endpoint: Url, http: reqwest::Client) -> MetadataKeys {
         MetadataKeys {
             endpoint,
             http,
@@ -74,7 +74,7 @@ impl MetadataKeys {
 
     /// The current temporary keys: the cached ones while more than [`REFRESH_BEFORE`] is left
     /// and no 401 answered them (`stale`), else new ones.
-    pub async fn keys(&self, stale: Option<Generation>) -> Result<(Keys, Generation), AuthError> {
+    pub(super) async fn keys(&self, stale: Option<Generation>) -> Result<(Keys, Generation), AuthError> {
         let mut state = self.state.lock().await;
         if let Some(t) = &state.keys {
             let due = SystemTime::now() + REFRESH_BEFORE >= t.expires_at;
@@ -201,7 +201,7 @@ fn refused(
 /// The keys and their expiry in a `securitykey` answer: `{"credential": {...}}`, or under
 /// `credentials`, or flat; the SDK's alternative field names are accepted. Reasons name fields,
 /// never values.
-pub fn parse_securitykey(body: &[u8]) -> Result<(Keys, SystemTime), String> {
+pub(super) fn parse_securitykey(body: &[u8]) -> Result<(Keys, SystemTime), String> {
     let body: Value = serde_json::from_slice(body).map_err(|_| "the body is not JSON")?;
     let top = body.as_object().ok_or("the body is not a JSON object")?;
     let obj = ["credential", "credentials"]
