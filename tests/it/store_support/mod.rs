@@ -419,6 +419,27 @@ fn writer_exe() -> &'static Path {
                 "--manifest-path",
             ])
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        // Without the variables cargo sets for this test process (CARGO_MANIFEST_DIR,
+        // CARGO_PKG_*, OUT_DIR, ...): build scripts (ring's) rerun when they change, so the
+        // nested build would otherwise rebuild them, and the next `cargo test` rebuild them back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_EXE_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "OUT_DIR",
+                ]
+                .contains(&&*name)
+            {
+                cargo.env_remove(&*name);
+            }
+        }
         if let Some(target_dir) = profile_dir.parent()
             && target_dir.join("CACHEDIR.TAG").is_file()
         {
