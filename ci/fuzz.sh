@@ -92,6 +92,6 @@ done
 echo "== fuzz: results (${seconds}s per target, $((SECONDS - start)) s in all)"
 printf '%s\n' "${summary[@]}"
 if [ "$failed" -ne 0 ]; then
-  echo "fuzzing found a crash: reproduce with $bin_dir/<target> <input>, then make the input a test in tests/fuzz_regressions.rs" >&2
+  echo "fuzzing found a crash: reproduce with $bin_dir/<target> <input>, then make the input a test in tests/it/fuzz_regressions.rs" >&2
   exit 1
 fi

@@ -3,15 +3,13 @@
 //! truststore, and failures of one shape that leave the others and every old file intact.
 //! These run as root (as CI does), so chown to another user is real.
 
-mod store_support;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::store_support::*;
 use certsync::store::truststore::{self, Opened};
 use certsync::store::{Change, Layout, StoreError, StoreOptions, UNPRODUCED_PASSES, WriteMode};
-use store_support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const NOBODY: u32 = 65534;

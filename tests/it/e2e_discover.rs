@@ -2,15 +2,13 @@
 //! named, merged with configured ones, and pruned only after they have been gone for three
 //! passes.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::*;
 use certsync::cloud::api::{ApiClient, Truncation};
 use certsync_sim::{InstanceMeta, ListFault, SimOptions, Simulator};
-use common::*;
 use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -2,62 +2,16 @@
 //! each kill every file in the folder must be complete (old or new, never partial) and named in
 //! the manifest (or be a leftover temp file), and a restarted store must open and converge.
 //!
-//! The writer is this test binary itself, re-run with `CERTSYNC_STORE_CRASH_DIR` set: the test
-//! `crash_writer_process` is its entry point and does nothing without that variable.
-
-mod store_support;
+//! The writer is a separate process, the `store_writer` example in mode `crash`
+//! (`examples/store_writer.rs`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::store_support::*;
 use certsync::cert::{encode_pem, read_certs_lenient};
-use certsync::store::{DesiredEntry, PassInput, Store, UNPRODUCED_PASSES};
-use store_support::*;
-
-const DIR_VAR: &str = "CERTSYNC_STORE_CRASH_DIR";
-const INSTANCES: usize = 40;
-
-/// The writer: endless passes that rotate CAs, add and drop instances and fail some, printing
-/// `pass N` after each.
-#[test]
-fn crash_writer_process() {
-    let Some(dir) = writer_dir(DIR_VAR) else {
-        return;
-    };
-    let cas = numbered_cas("crash CA", 8);
-    write_forever(opts(&dir, Duration::from_secs(3600)), |k| {
-        let mut input = PassInput::default();
-        for i in 0..INSTANCES {
-            let id = format!("inst{i:02}");
-            if (i + k) % 7 == 0 {
-                continue; // not configured this pass
-            }
-            input.configured.insert(id.clone());
-            if (i * k) % 5 == 1 {
-                continue; // failed this pass
-            }
-            input.synced.insert(id.clone());
-            let mut certs = vec![cas[(i + k / 3) % cas.len()].cert.clone()];
-            if i % 4 == 0 {
-                certs.push(cas[(i + k / 2 + 3) % cas.len()].cert.clone());
-                certs.dedup();
-            }
-            let category = if i % 3 == 0 && k % 2 == 0 {
-                "national"
-            } else {
-                "international"
-            };
-            input.updates.push(DesiredEntry {
-                instance_id: id.clone(),
-                category: category.into(),
-                file_name: format!("{id}-{category}.crt"),
-                certs,
-            });
-        }
-        input
-    });
-}
+use certsync::store::{PassInput, Store, UNPRODUCED_PASSES};
 
 #[test]
 fn sigkill_at_random_moments_leaves_every_file_whole_and_managed() {
@@ -65,7 +19,7 @@ fn sigkill_at_random_moments_leaves_every_file_whole_and_managed() {
     let dir = trust_dir(&tmp);
     let mut seen_temp_leftover = false;
     for round in 0..20 {
-        let child = spawn_writer("crash_writer_process", DIR_VAR, &dir, false);
+        let child = spawn_writer("crash", &dir, false);
         // The writer has completed at least one pass (it holds the lock and has generated its
         // CAs); the kill lands at a random point of a later pass.
         let passes_first = 1 + fastrand::usize(0..3);

@@ -1,17 +1,22 @@
 //! Helpers shared by the `store_*` tests: CAs generated with rcgen, store options, a scenario
 //! (a trust folder in a temp dir and the store on it) and the passes it applies, file facts
 //! (content, mode, inode, mtime), and the writer processes the crash tests kill.
-#![allow(dead_code)]
+//!
+//! `examples/store_writer.rs` (the writer process) includes this module too, with its own
+//! `#[path]`: what both need (CAs, options, passes) lives here once.
 
 use std::io::{BufRead, BufReader};
 use std::ops::Deref;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use certsync::cert::Cert;
-use certsync::store::{DesiredEntry, PassInput, Store, StoreOptions, StoreReport, StoreView};
+use certsync::store::{
+    DesiredEntry, Layout, PassInput, Store, StoreOptions, StoreReport, StoreView,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
@@ -364,12 +369,6 @@ impl Drop for Immutable {
     }
 }
 
-/// The folder a writer process works on: `var`'s value; `None` in an ordinary test run (the
-/// writer's test then does nothing).
-pub fn writer_dir(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var).map(PathBuf::from)
-}
-
 /// `n` CAs named `<prefix> 0`, `<prefix> 1`, ...
 pub fn numbered_cas(prefix: &str, n: usize) -> Vec<TestCa> {
     (0..n)
@@ -377,33 +376,109 @@ pub fn numbered_cas(prefix: &str, n: usize) -> Vec<TestCa> {
         .collect()
 }
 
-/// The body of a writer process: opens `opts` for writing and commits, without end, pass
-/// `input(k)` for k = 0, 1, ... ten minutes of the store's clock apart, asserting each meets
-/// no error and printing `pass k` after it.
-pub fn write_forever(opts: StoreOptions, mut input: impl FnMut(usize) -> PassInput) {
-    let mut store = Store::open_locked(opts).expect("open in writer");
-    let base = SystemTime::now();
-    for k in 0usize.. {
-        let at = base + Duration::from_secs(600 * k as u64);
-        let report = commit(&mut store, &input(k), at);
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        println!("pass {k}");
+/// [`opts`] (1 h overlap) in the atomic-dir layout.
+pub fn atomic_opts(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        layout: Layout::AtomicDir,
+        ..opts(dir, Duration::from_secs(3600))
     }
 }
 
-/// This test binary run again as a writer process: only the test `name`, with `var` set to
-/// `dir` (the writer does nothing without it), stdout piped, stdin piped if `stdin`.
-pub fn spawn_writer(name: &str, var: &str, dir: &Path, stdin: bool) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(var, dir)
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn writer")
+/// The `store_writer` example, built (once per process) with the profile and target dir of
+/// this test binary: `cargo test` builds examples, `cargo test --test it` does not, and an
+/// example left from an earlier build may be older than the code under test, so it is always
+/// built through cargo (a no-op when it is fresh) and its path taken from cargo's own report.
+/// Without a cargo to run (the test binary copied elsewhere), the example next to this binary.
+fn writer_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let me = std::env::current_exe().expect("the test binary's path");
+        // <target dir>/[<triple>/]<profile dir>/deps/<test binary>
+        let profile_dir = me
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary sits in <profile dir>/deps");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => panic!("no profile dir above {}", me.display()),
+        };
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args([
+                "build",
+                "--locked",
+                "--example",
+                "store_writer",
+                "--profile",
+                profile,
+            ])
+            .args([
+                "--message-format",
+                "json-render-diagnostics",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        // Without the variables cargo sets for this test process (CARGO_MANIFEST_DIR,
+        // CARGO_PKG_*, OUT_DIR, ...): build scripts (ring's) rerun when they change, so the
+        // nested build would otherwise rebuild them, and the next `cargo test` rebuild them back.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_EXE_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "OUT_DIR",
+                ]
+                .contains(&&*name)
+            {
+                cargo.env_remove(&*name);
+            }
+        }
+        if let Some(target_dir) = profile_dir.parent()
+            && target_dir.join("CACHEDIR.TAG").is_file()
+        {
+            cargo.arg("--target-dir").arg(target_dir);
+        }
+        let out = match cargo.stdin(Stdio::null()).output() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return profile_dir.join("examples").join("store_writer");
+            }
+            Err(e) => panic!("run cargo to build the store_writer example: {e}"),
+        };
+        assert!(
+            out.status.success(),
+            "cargo build --example store_writer: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "store_writer")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no store_writer executable")
+    })
 }
 
+/// A writer process (`examples/store_writer.rs`) in `mode` on the folder `dir`: stdout piped,
+/// stdin piped if `stdin`.
+pub fn spawn_writer(mode: &str, dir: &Path, stdin: bool) -> Child {
+    let exe = writer_exe();
+    Command::new(exe)
+        .arg(mode)
+        .arg(dir)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()))
+}
 /// Waits until `child` printed `passes` lines `pass N` (it completed that many passes, so it
 /// holds the lock and made its CAs), then SIGKILLs it at a random moment within `max_delay`
 /// of a later pass, and reaps it.

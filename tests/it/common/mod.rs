@@ -1,6 +1,5 @@
 //! Shared harness for the end-to-end tests: a simulator over TLS on loopback, a config file in
 //! a temp folder, and the real `certsync` binary as a child process.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -11,7 +10,6 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_certsync");
 
 pub mod running;
-#[allow(unused_imports)]
 pub use running::{NotifySocket, Running, free_port, wait_for_file, wait_listening};
 
 pub struct Harness {

@@ -4,17 +4,15 @@
 //! (instance file, bundle, hash files, truststore) at once. Time is driven through the store's
 //! `plan(.., now)`, so the hour-long window takes no wall-clock time.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use certsync::cert::Cert;
 use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions, StoreReport};
 use certsync_sim::{SimOptions, Simulator};
-use common::*;
 
 const OVERLAP: Duration = Duration::from_secs(3600);
 

@@ -1,11 +1,9 @@
 //! End-to-end operations: the HTTP server (metrics, health, readiness, status), systemd
 //! notifications through a real datagram socket, and configuration reload on SIGHUP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rustix::process::Signal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

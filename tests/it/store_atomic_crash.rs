@@ -3,10 +3,8 @@
 //! read through one `..data` always agree with each other (the bundle is exactly the union of
 //! the instance files); after a kill the store opens, removes stray generations and converges.
 //!
-//! The writer is this test binary itself, re-run with `CERTSYNC_ATOMIC_CRASH_DIR` set: the test
-//! `atomic_writer_process` is its entry point and does nothing without that variable.
-
-mod store_support;
+//! The writer is a separate process, the `store_writer` example in modes `atomic` and `swap`
+//! (`examples/store_writer.rs`).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -14,46 +12,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
+use crate::store_support::*;
 use certsync::cert::{encode_pem, read_certs_lenient};
-use certsync::store::{DesiredEntry, Layout, PassInput, Store, StoreOptions, UNPRODUCED_PASSES};
-use store_support::*;
-
-const DIR_VAR: &str = "CERTSYNC_ATOMIC_CRASH_DIR";
-const INSTANCES: usize = 12;
-
-fn atomic_opts(dir: &Path) -> StoreOptions {
-    StoreOptions {
-        layout: Layout::AtomicDir,
-        ..opts(dir, Duration::from_secs(3600))
-    }
-}
-
-/// The writer: endless passes that rotate CAs and add and drop instances, printing `pass N`.
-#[test]
-fn atomic_writer_process() {
-    let Some(dir) = writer_dir(DIR_VAR) else {
-        return;
-    };
-    let cas = numbered_cas("atomic CA", 6);
-    write_forever(atomic_opts(&dir), |k| {
-        let mut input = PassInput::default();
-        for i in 0..INSTANCES {
-            let id = format!("inst{i:02}");
-            if (i + k) % 5 == 0 {
-                continue; // not configured this pass: pruned
-            }
-            input.configured.insert(id.clone());
-            input.synced.insert(id.clone());
-            input.updates.push(DesiredEntry {
-                instance_id: id.clone(),
-                category: "international".into(),
-                file_name: format!("{id}-international.crt"),
-                certs: vec![cas[(i + k) % cas.len()].cert.clone()],
-            });
-        }
-        input
-    });
-}
+use certsync::store::{Store, StoreOptions, UNPRODUCED_PASSES};
 
 /// One consistent read of the set through `..data`: `None` when the generation went away
 /// under the reader (it must then see the next one).
@@ -133,7 +94,7 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
         });
 
         for round in 0..20 {
-            let child = spawn_writer("atomic_writer_process", DIR_VAR, &dir, false);
+            let child = spawn_writer("atomic", &dir, false);
             let passes_first = 2 + fastrand::usize(0..3);
             kill_after_passes(child, passes_first, Duration::from_millis(40), round);
 
@@ -194,28 +155,6 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
     assert_eq!(read(dir.join("inst00-international.crt")), a.pem());
 }
 
-const SWAP_VAR: &str = "CERTSYNC_SWAP_KILL_DIR";
-
-/// The writer of the next test: one pass, `ready`, then (after a line on stdin) a pass that
-/// brings a new instance with a new CA, so the new set has names the old one had not.
-#[test]
-fn swap_writer_process() {
-    let Some(dir) = writer_dir(SWAP_VAR) else {
-        return;
-    };
-    let (a, b) = (TestCa::new("swap CA a"), TestCa::new("swap CA b"));
-    let mut store = Store::open_locked(atomic_opts(&dir)).expect("open in writer");
-    let first = Pass::new().instance("inst00", &[&a]);
-    let report = commit(&mut store, &first, SystemTime::now());
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    println!("ready");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).unwrap();
-    let second = first.instance("inst01", &[&b]);
-    commit(&mut store, &second, SystemTime::now());
-    println!("done");
-}
-
 /// Issue 8: a crash right after `..data` was swapped left the new CAs without their visible
 /// names (the hash file and the new instance file) until the next start. Killed the moment
 /// the swap is seen, every name of the set in use must already resolve.
@@ -224,11 +163,10 @@ fn a_kill_right_after_the_swap_leaves_every_name_of_the_new_set_visible() {
     use notify::{EventKind, RecursiveMode, Watcher};
     let tmp = tempfile::tempdir().unwrap();
     let dir = trust_dir(&tmp);
-    let mut child = spawn_writer("swap_writer_process", SWAP_VAR, &dir, true);
+    let mut child = spawn_writer("swap", &dir, true);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
-        // libtest prints `test swap_writer_process ... ` before it on the same line.
-        if line.expect("writer output").ends_with("ready") {
+        if line.expect("writer output") == "ready" {
             break;
         }
     }

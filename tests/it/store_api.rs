@@ -3,14 +3,12 @@
 //! daemon's state is typed, and the manifest on disk stays byte for byte what it was when the
 //! state was opaque JSON (SPEC 7).
 
-mod store_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use crate::store_support::*;
 use certsync::store::{OpaqueState, Store, StoreError, StoreView};
 use serde::{Deserialize, Serialize};
-use store_support::*;
 
 /// A manifest as certsync wrote it while the state was opaque JSON (its bytes, through
 /// `Manifest::to_bytes` of that code): records of every kind, and a state with owed hooks in

@@ -1,14 +1,12 @@
 //! The folder as OpenSSL sees it: `-CApath` lookups through the hash files, the hash names
 //! against `openssl x509 -subject_hash`, and a deterministic bundle (SPEC 7).
 
-mod store_support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::store_support::*;
 use certsync::store::UNPRODUCED_PASSES;
-use store_support::*;
 
 /// `openssl verify` with only the folder as trust (no system CAs).
 fn verify(dir: &Path, leaf: &Path) -> std::process::Output {

@@ -5,12 +5,10 @@
 //! the atomic-dir layouts. Each client is also seen refusing: before certsync synced the CA
 //! that issued the server's certificate, and with only another instance's CA.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 /// curl's exit status for "the peer certificate cannot be authenticated with the known CAs".
 const CURL_UNTRUSTED: i32 = 60;

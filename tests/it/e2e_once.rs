@@ -1,12 +1,10 @@
 //! End-to-end: the real `certsync` binary against the simulator over TLS on loopback, one pass
 //! at a time (`once`, `check`, `inspect`).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use certsync_sim::{BadContent, Fault};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sync_writes_every_file_and_runs_the_hook_once() {

@@ -6,7 +6,7 @@
 //! over raw TCP, so a test can stop half-way through a request; the limits test runs the real
 //! binary.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,16 +4,14 @@
 //! Long (one test per rule of SPEC 7 about the flat folder, each short with the scenario
 //! builder of `store_support`); the other shapes are in `store_shapes`, the API in `store_api`.
 
-mod store_support;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
+use crate::store_support::*;
 use certsync::store::{
     Change, PassInput, Store, StoreError, StoreOptions, StorePlan, StoreView, UNPRODUCED_PASSES,
 };
-use store_support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

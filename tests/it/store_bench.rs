@@ -1,14 +1,12 @@
 //! Timing of the store on many instances (a cold pass of 200 and 2,000 new instance files,
 //! each with its own CA, plus bundle and hash files), checked for correctness as it goes.
 //! Figures are printed; for meaningful ones run
-//! `cargo test --release --test store_bench -- --nocapture`.
-
-mod store_support;
+//! `cargo test --release --test it store_bench -- --nocapture`.
 
 use std::time::{Duration, Instant};
 
+use crate::store_support::*;
 use certsync::store::{Change, Store};
-use store_support::*;
 
 fn run(n: usize, cas: &[TestCa]) {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,12 +1,10 @@
 //! End-to-end: `certsync run` and `certsync demo` as child processes, driven with real signals,
 //! including a crash test that SIGKILLs the daemon while CAs rotate.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rustix::process::{Pid, Signal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

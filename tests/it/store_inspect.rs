@@ -2,17 +2,15 @@
 //! (truststore entries included), and the folder summary of what is stale or expiring. The
 //! folders are made with the store API; inspect is the real binary.
 
-mod store_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::store_support::*;
 use certsync::store::{Layout, StoreOptions};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, pidfd_open};
-use store_support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_certsync");
 

@@ -2,12 +2,10 @@
 //! make it write outside its folder. Each test is named for what was seen and drives the real
 //! binary against the simulator (SPEC 5.3, 7, 10).
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use rustix::process::Signal;
 
 /// Every regular file of the folder with its bytes (symlinks and folders by name only).

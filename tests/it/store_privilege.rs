@@ -3,12 +3,10 @@
 //! (certsync run as `nobody` through setpriv(1)) every file fails with a clear error naming
 //! the path, the owner asked for and the reason, and nothing is left behind.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn stat_owner(path: &Path) -> String {
     let out = std::process::Command::new("stat")

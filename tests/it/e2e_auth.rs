@@ -4,7 +4,7 @@
 //! before they expire — with the real binary or the library's API client, and the failures that
 //! must name the method and the step without ever showing a secret.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
