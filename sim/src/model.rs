@@ -75,7 +75,9 @@ impl InstanceMeta {
 /// An IAM project, as `GET /v3/projects` lists it (a project's name is its region, e.g. `cn-north-4`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
+    /// The project id (32 hex digits).
     pub id: String,
+    /// Its name: the region.
     pub name: String,
 }
 
@@ -88,7 +90,10 @@ pub enum MetadataTokenMode {
     Required,
     /// It answers this status (the SDK goes on without a token on 404, 405 and 503), and the
     /// credentials are served without a session token (IMDSv1 style).
-    Unsupported { status: u16 },
+    Unsupported {
+        /// The HTTP status of the token request.
+        status: u16,
+    },
 }
 
 /// A misbehaviour of one instance, set with `Simulator::set_fault` or `PUT /_sim/instances/{id}/fault`.
@@ -99,22 +104,41 @@ pub enum MetadataTokenMode {
 pub enum Fault {
     /// The API answers `status` with a realistic error body for the next `times` requests
     /// (`None`: until cleared).
-    ApiStatus { status: u16, times: Option<u32> },
+    ApiStatus {
+        /// The HTTP status.
+        status: u16,
+        /// How many requests (`None`: until cleared).
+        times: Option<u32>,
+    },
     /// The API answers 429 with `Retry-After` and an `APIG.0308` body for the next `times` requests.
     RateLimited {
+        /// The `Retry-After` seconds.
         retry_after_secs: u64,
+        /// How many requests (`None`: until cleared).
         times: Option<u32>,
     },
     /// The API waits this long before answering (other instances are not delayed).
-    SlowApi { millis: u64 },
+    SlowApi {
+        /// The delay.
+        millis: u64,
+    },
     /// The download waits this long before answering (other instances are not delayed).
-    SlowDownload { millis: u64 },
+    SlowDownload {
+        /// The delay.
+        millis: u64,
+    },
     /// The download announces `Content-Length: N` and closes the connection after N/2 bytes.
     TruncatedDownload,
     /// The download body is this many bytes (the CA PEM repeated, then padding).
-    OversizeDownload { bytes: usize },
+    OversizeDownload {
+        /// The body's size.
+        bytes: usize,
+    },
     /// The download (or, for `GarbageJson` and `EmptyCerts`, the API answer) is wrong.
-    Content { content: BadContent },
+    Content {
+        /// What is wrong with it.
+        content: BadContent,
+    },
     /// The download answers 302 to the same path and query on `https://localhost:PORT`.
     RedirectOtherHost,
     /// The download answers 302 to a fresh link on the same host, forever.

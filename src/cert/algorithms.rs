@@ -78,21 +78,33 @@ impl fmt::Display for EcCurve {
 /// The digest a signature algorithm hashes the certificate with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Digest {
+    /// MD2 (broken).
     Md2,
+    /// MD4 (broken).
     Md4,
+    /// MD5 (broken).
     Md5,
+    /// SHA-1 (weak: SPEC 6).
     Sha1,
+    /// SHA-224.
     Sha224,
+    /// SHA-256.
     Sha256,
+    /// SHA-384.
     Sha384,
+    /// SHA-512.
     Sha512,
     /// SHA-512/224.
     Sha512_224,
     /// SHA-512/256.
     Sha512_256,
+    /// SHA3-224.
     Sha3_224,
+    /// SHA3-256.
     Sha3_256,
+    /// SHA3-384.
     Sha3_384,
+    /// SHA3-512.
     Sha3_512,
     /// SM3 (256 bits), with SM2.
     Sm3,

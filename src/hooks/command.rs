@@ -201,11 +201,11 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// The group is signalled before the leader is reaped: while the leader is unreaped its pid,
 /// which is the group id, cannot be reused, so the signal cannot hit a stranger.
 async fn kill_group(child: &mut Child, hook: &str) {
-    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
-        if let Err(e) = kill_process_group(pid, Signal::KILL) {
-            // ESRCH: everything in the group is already gone.
-            tracing::debug!(hook, error = %e, "killing the hook's process group");
-        }
+    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32))
+        && let Err(e) = kill_process_group(pid, Signal::KILL)
+    {
+        // ESRCH: everything in the group is already gone.
+        tracing::debug!(hook, error = %e, "killing the hook's process group");
     }
     // Should the group kill have failed, kill_on_drop's per-process kill is the fallback.
     let _ = child.start_kill();

@@ -205,7 +205,11 @@ impl<S: Default> Default for Manifest<S> {
 
 impl<S> Manifest<S> {
     /// A manifest of `files` (records) carrying the daemon's `state`.
-    pub(crate) fn with_state(layout: ManifestLayout, files: BTreeMap<String, Record>, state: S) -> Self {
+    pub(crate) fn with_state(
+        layout: ManifestLayout,
+        files: BTreeMap<String, Record>,
+        state: S,
+    ) -> Self {
         Manifest {
             version: MANIFEST_VERSION,
             layout,

@@ -164,10 +164,13 @@ pub enum Change {
 /// The result for one [`DesiredEntry`].
 #[derive(Debug)]
 pub struct EntryOutcome {
+    /// Cloud id of the instance.
     pub instance_id: String,
+    /// The API's `category`.
     pub category: String,
     /// Absolute path of the instance file.
     pub path: PathBuf,
+    /// What happened to the file, or why it was not written.
     pub result: Result<Change, StoreError>,
     /// Earliest notAfter among the entry's current CAs.
     pub not_after: Option<OffsetDateTime>,
@@ -231,7 +234,9 @@ impl StoreReport {
 /// The state of one managed instance file, for status output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryState {
+    /// Cloud id of the instance.
     pub instance_id: String,
+    /// The API's `category`.
     pub category: String,
     /// Absolute path of the file.
     pub path: PathBuf,
@@ -244,84 +249,151 @@ pub struct EntryState {
 /// A failure of the store. Every variant names the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The trust folder (or a missing parent) could not be created.
     #[error("cannot create trust folder {path}: {source}")]
     CreateDir {
+        /// The folder.
         path: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// A system call on a file of the folder failed.
     #[error("cannot {op} {path}: {source}")]
     Io {
+        /// The file (or the folder).
         path: PathBuf,
+        /// What was done, as a verb phrase: `fsync folder`, `rename temporary file over`.
         op: &'static str,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// A file with a name the pass wants exists but is not in the manifest.
     #[error(
         "{path} exists but certsync did not write it (not in its manifest); refusing to overwrite it - move it away or change the file name"
     )]
-    Unmanaged { path: PathBuf },
+    Unmanaged {
+        /// The file in the way.
+        path: PathBuf,
+    },
+    /// A managed name is a symlink, folder, FIFO or device.
     #[error("{path} is a symlink or not a regular file; certsync does not follow or replace it")]
-    NotRegularFile { path: PathBuf },
+    NotRegularFile {
+        /// The name.
+        path: PathBuf,
+    },
+    /// The manifest cannot be read or makes no sense.
     #[error(
         "manifest {path} is unusable: {source}; move it aside to start over (certsync will then treat the files already in the folder as unmanaged and refuse to overwrite them)"
     )]
     Manifest {
+        /// The manifest file.
         path: PathBuf,
         /// Why: what is wrong with its content (`manifest::ManifestError`), or the error that
         /// reading the file gave (a [`StoreError`] itself). Its text is in the message.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another process holds the folder's lock.
     #[error("trust folder {path} is locked by another certsync process")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// `trust.dir` is relative.
     #[error("trust folder {path} is not an absolute path")]
-    RelativeDir { path: PathBuf },
+    RelativeDir {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A file name the pass asked for breaks the rules of names in the folder.
     #[error("invalid file name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Which rule.
+        reason: &'static str,
+    },
+    /// Two entries of one pass (or an entry and a derived file) want the same name.
     #[error("{path} is already {other}")]
-    NameConflict { path: PathBuf, other: String },
+    NameConflict {
+        /// The name both want.
+        path: PathBuf,
+        /// What already has it.
+        other: String,
+    },
+    /// The file's owner or group could not be set.
     #[error(
         "cannot give {path} to {owner}: {source} (setting another owner, or a group certsync is not a member of, needs root or CAP_CHOWN)"
     )]
     Chown {
+        /// The file.
         path: PathBuf,
         /// The owner asked for, e.g. `uid 65534 and gid 65534`.
         owner: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The truststore's password file cannot be read.
     #[error(
         "cannot write truststore {path}: cannot read its password from {password_file}: {source}; the old truststore is kept"
     )]
     PasswordFile {
+        /// The truststore.
         path: PathBuf,
+        /// `trust.pkcs12.password_file`.
         password_file: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// The truststore cannot be built.
     #[error("cannot write truststore {path}: {source}; the old truststore is kept")]
     Truststore {
+        /// The truststore.
         path: PathBuf,
+        /// Why.
         #[source]
         source: super::truststore::EncodeError,
     },
+    /// `trust.dir` no longer names the folder that was opened and locked.
     #[error(
         "trust folder {path} is now {now}, not the folder certsync opened and locked; nothing is written until certsync is reloaded (SIGHUP) or restarted"
     )]
-    FolderMoved { path: PathBuf, now: String },
+    FolderMoved {
+        /// `trust.dir`.
+        path: PathBuf,
+        /// What the path names now.
+        now: String,
+    },
+    /// An `in-place` target has more than one hard link.
     #[error(
         "{path} has {links} hard links; rewriting it in place would change a file outside the trust folder, so certsync does not (remove the extra links)"
     )]
-    HardLinked { path: PathBuf, links: u64 },
+    HardLinked {
+        /// The file.
+        path: PathBuf,
+        /// Its number of links.
+        links: u64,
+    },
+    /// A managed file is larger than any file certsync writes.
     #[error("{path} is {size} bytes, more than the {limit} certsync ever writes; not read")]
     TooLarge {
+        /// The file.
         path: PathBuf,
+        /// Its size.
         size: u64,
+        /// The most certsync reads.
         limit: u64,
     },
+    /// The pass was refused as a whole before anything was written.
     #[error("not written: {reason}")]
-    Refused { reason: String },
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl StoreError {

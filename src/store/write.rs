@@ -444,7 +444,12 @@ impl Folder {
     /// [`Folder::sync_staged`] makes every staged file durable at once, and only then
     /// [`Folder::publish`] renames each over its name, so a crash still finds every name old
     /// or new (and the temporary files are removed at the next open).
-    pub(super) fn stage(&self, name: &str, content: &[u8], attrs: &Attrs) -> Result<Staged, StoreError> {
+    pub(super) fn stage(
+        &self,
+        name: &str,
+        content: &[u8],
+        attrs: &Attrs,
+    ) -> Result<Staged, StoreError> {
         let target = self.join(name);
         let (tmp, fd) = self.create_temp(&target)?;
         let written = set_attrs(&fd, &target, attrs).and_then(|()| {

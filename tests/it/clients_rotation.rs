@@ -96,7 +96,7 @@ async fn rotation_with_overlap(layout: Layout) {
         s.spawn(|| {
             let mut round = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let out = if round % 2 == 0 {
+                let out = if round.is_multiple_of(2) {
                     s_client_capath(&dir, old_server.port)
                 } else {
                     curl_cacert(&bundle, &old_server.url())

@@ -39,20 +39,36 @@ pub(crate) use plans::{ApiPlan, DownloadPlan};
 pub enum SimError {
     /// No instance has this id.
     #[error("instance {id} does not exist")]
-    UnknownInstance { id: String },
+    UnknownInstance {
+        /// The id asked for.
+        id: String,
+    },
     /// The instance has no CA for this category.
     #[error("instance {id} has no category {category}")]
-    UnknownCategory { id: String, category: String },
+    UnknownCategory {
+        /// The instance.
+        id: String,
+        /// The category asked for.
+        category: String,
+    },
     /// An instance id outside `[A-Za-z0-9-]{1,64}` (ids go into URL paths).
     #[error("instance id {id:?} is not 1 to 64 characters of A-Z, a-z, 0-9 and '-'")]
-    InvalidId { id: String },
+    InvalidId {
+        /// The id given.
+        id: String,
+    },
     /// A category outside `[A-Za-z0-9_-]{1,64}` (categories go into link paths).
     #[error("category {category:?} is not 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")]
-    InvalidCategory { category: String },
+    InvalidCategory {
+        /// The category given.
+        category: String,
+    },
     /// A certificate could not be generated.
     #[error("instance {id}")]
     Pki {
+        /// The instance.
         id: String,
+        /// Why.
         #[source]
         source: PkiError,
     },

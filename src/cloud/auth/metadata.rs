@@ -74,7 +74,10 @@ impl MetadataKeys {
 
     /// The current temporary keys: the cached ones while more than [`REFRESH_BEFORE`] is left
     /// and no 401 answered them (`stale`), else new ones.
-    pub(super) async fn keys(&self, stale: Option<Generation>) -> Result<(Keys, Generation), AuthError> {
+    pub(super) async fn keys(
+        &self,
+        stale: Option<Generation>,
+    ) -> Result<(Keys, Generation), AuthError> {
         let mut state = self.state.lock().await;
         if let Some(t) = &state.keys {
             let due = SystemTime::now() + REFRESH_BEFORE >= t.expires_at;

@@ -90,29 +90,30 @@ pub(in crate::config) fn read(
         }
 
         let mut command = Vec::new();
-        if !signal_style && sec.require_present(p, "command", "") {
-            if let Some(items) = sec.strings(p, "command") {
-                if items.is_empty() {
-                    p.push(
-                        sec.key("command"),
-                        "must not be empty (got []): give the argv",
-                    );
-                } else if !Path::new(items[0].1).is_absolute() {
-                    p.push(
-                        items[0].0.clone(),
-                        format!(
-                            "{} is not an absolute path (commands run without a shell or PATH)",
-                            quote(items[0].1)
-                        ),
-                    );
-                } else if Path::new(items[0].1).file_name().is_none() {
-                    p.push(
-                        items[0].0.clone(),
-                        format!("{} does not name a file", quote(items[0].1)),
-                    );
-                } else {
-                    command = items.iter().map(|(_, s)| s.to_string()).collect();
-                }
+        if !signal_style
+            && sec.require_present(p, "command", "")
+            && let Some(items) = sec.strings(p, "command")
+        {
+            if items.is_empty() {
+                p.push(
+                    sec.key("command"),
+                    "must not be empty (got []): give the argv",
+                );
+            } else if !Path::new(items[0].1).is_absolute() {
+                p.push(
+                    items[0].0.clone(),
+                    format!(
+                        "{} is not an absolute path (commands run without a shell or PATH)",
+                        quote(items[0].1)
+                    ),
+                );
+            } else if Path::new(items[0].1).file_name().is_none() {
+                p.push(
+                    items[0].0.clone(),
+                    format!("{} does not name a file", quote(items[0].1)),
+                );
+            } else {
+                command = items.iter().map(|(_, s)| s.to_string()).collect();
             }
         }
 

@@ -147,22 +147,22 @@ pub(in crate::config) fn read(
 ) -> Trust {
     let sec = Section::open(p, SCHEMA.name, table, SCHEMA.keys);
     let mut dir = PathBuf::new();
-    if sec.require_present(p, "dir", "") {
-        if let Some(path) = path_value(p, &sec, "dir", base) {
-            let shown = show_raw(&sec, "dir");
-            match forbidden_dir(&path) {
-                Some(forbidden) => p.push(sec.key("dir"), forbidden_message(&shown, &forbidden)),
-                None => {
-                    fs.defer(
-                        p,
-                        FsCheck::TrustDir {
-                            key: sec.key("dir"),
-                            shown,
-                            path: path.clone(),
-                        },
-                    );
-                    dir = path;
-                }
+    if sec.require_present(p, "dir", "")
+        && let Some(path) = path_value(p, &sec, "dir", base)
+    {
+        let shown = show_raw(&sec, "dir");
+        match forbidden_dir(&path) {
+            Some(forbidden) => p.push(sec.key("dir"), forbidden_message(&shown, &forbidden)),
+            None => {
+                fs.defer(
+                    p,
+                    FsCheck::TrustDir {
+                        key: sec.key("dir"),
+                        shown,
+                        path: path.clone(),
+                    },
+                );
+                dir = path;
             }
         }
     }

@@ -97,10 +97,10 @@ impl NotifySocket {
                 reloading = false;
                 continue;
             }
-            if let Some(status) = msg.lines().find_map(|l| l.strip_prefix("STATUS=")) {
-                if status != "stopping" {
-                    return status.to_string();
-                }
+            if let Some(status) = msg.lines().find_map(|l| l.strip_prefix("STATUS="))
+                && status != "stopping"
+            {
+                return status.to_string();
             }
         }
     }
