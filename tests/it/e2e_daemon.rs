@@ -70,7 +70,8 @@ async fn a_rotated_token_is_picked_up_after_a_401() {
     d.signal(Signal::USR1);
     let status = d.passed().await;
     assert_eq!(status, "1 of 1 instances synced", "{}", d.log());
-    assert!(d.log().contains("API answered 401; refreshing credentials"));
+    // The line may still be on its way from the pipe when the notify message arrived.
+    d.wait_for("API answered 401; refreshing credentials").await;
     assert!(
         std::fs::read_to_string(h.file(0))
             .unwrap()
@@ -121,8 +122,12 @@ async fn a_failed_instance_is_retried_with_backoff_without_waiting_for_the_inter
     // retry_initial is 1s in the harness: the retry pass syncs only the failed instance.
     let retry = d.passed().await;
     assert_eq!(retry, "2 of 2 instances synced", "{}", d.log());
-    let log = d.log();
-    let last = log.lines().rfind(|l| l.contains("pass finished")).unwrap();
+    // The retry pass's own line (it may still be on its way from the pipe when the notify
+    // message arrived).
+    let mut last = d.wait_for("pass finished").await;
+    while !last.contains("pass{n=2") {
+        last = d.wait_for("pass finished").await;
+    }
     assert!(last.contains("instances=1"), "{last}");
     assert!(h.file(0).exists());
     d.signal(Signal::TERM);

@@ -217,11 +217,8 @@ async fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         !old_file.exists(),
         "the removed instance's file was not pruned"
     );
-    let log = d.log();
-    let removal = log
-        .lines()
-        .find(|l| l.contains("removed a managed file"))
-        .unwrap_or_else(|| panic!("no removal logged:\n{log}"));
+    // The line may still be on its way from the pipe when the notify message arrived.
+    let removal = d.wait_for("removed a managed file").await;
     assert!(
         removal.contains(&old_file.display().to_string()) && removal.contains("3 passes"),
         "{removal}"
