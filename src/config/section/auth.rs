@@ -12,7 +12,7 @@ use toml::Table;
 
 use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
-use super::{non_empty, path_value};
+use super::{non_empty, path_value, service_url};
 use crate::secret::Secret;
 
 /// The keys of `[auth]`: `method`, and the keys of each method.
@@ -287,34 +287,7 @@ fn aksk(
 /// `auth.metadata_endpoint`: http (the link-local service has no TLS) or https, a host, no
 /// credentials, query or fragment.
 fn metadata_endpoint(p: &mut Problems, key: &str, s: &str) -> Option<url::Url> {
-    let url = match url::Url::parse(s) {
-        Ok(u) => u,
-        Err(e) => {
-            p.push(key, format!("{} is not a URL: {e}", quote(s)));
-            return None;
-        }
-    };
-    let problem = if !matches!(url.scheme(), "http" | "https") {
-        Some("must use http or https")
-    } else if url.host_str().is_none_or(str::is_empty) {
-        Some("has no host")
-    } else if !url.username().is_empty() || url.password().is_some() {
-        p.push(key, "must not hold credentials (value not shown)");
-        return None;
-    } else if url.query().is_some() {
-        Some("must not have a query (?...)")
-    } else if url.fragment().is_some() {
-        Some("must not have a fragment (#...)")
-    } else {
-        None
-    };
-    match problem {
-        Some(why) => {
-            p.push(key, format!("{} {why}", quote(s)));
-            None
-        }
-        None => Some(url),
-    }
+    service_url(p, key, s, &["http", "https"], "must use http or https")
 }
 
 #[cfg(test)]

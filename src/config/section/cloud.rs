@@ -15,7 +15,7 @@ use super::super::fs::{FsCheck, FsChecks};
 use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
 use super::auth::ENV_PROJECT_ID;
-use super::{path_value, positive_duration, show_raw};
+use super::{path_value, positive_duration, service_url, show_raw};
 use crate::names;
 
 /// The keys of `[cloud]`.
@@ -206,38 +206,7 @@ pub(in crate::config) fn read(
 
 /// `cloud.endpoint`: an https URL with a host, no credentials, query or fragment.
 fn endpoint(p: &mut Problems, key: &str, s: &str) -> Option<url::Url> {
-    let url = match url::Url::parse(s) {
-        Ok(u) => u,
-        Err(e) => {
-            p.push(key, format!("{} is not a URL: {e}", quote(s)));
-            return None;
-        }
-    };
-    let problem = if url.scheme() != "https" {
-        Some("must use https")
-    } else if url.host_str().is_none_or(str::is_empty) {
-        Some("has no host")
-    } else if !url.username().is_empty() || url.password().is_some() {
-        Some("must not hold credentials")
-    } else if url.query().is_some() {
-        Some("must not have a query (?...)")
-    } else if url.fragment().is_some() {
-        Some("must not have a fragment (#...)")
-    } else {
-        None
-    };
-    match problem {
-        // The value is not echoed when it holds credentials.
-        Some(why) if why == "must not hold credentials" => {
-            p.push(key, format!("{why} (value not shown)"));
-            None
-        }
-        Some(why) => {
-            p.push(key, format!("{} {why}", quote(s)));
-            None
-        }
-        None => Some(url),
-    }
+    service_url(p, key, s, &["https"], "must use https")
 }
 
 #[cfg(test)]

@@ -102,6 +102,46 @@ pub(super) fn choice<T: Copy, const N: usize>(
 
 /// Test helpers shared by the sections' unit tests: a table from TOML text, and a walk of
 /// one section that returns its value, problems and deferred checks.
+/// A service's URL (`cloud.endpoint`, `auth.metadata_endpoint`): one of `schemes` (else
+/// `scheme_rule` is the problem), a host, no credentials (the value is then not echoed), no
+/// query or fragment.
+pub(super) fn service_url(
+    p: &mut Problems,
+    key: &str,
+    s: &str,
+    schemes: &[&str],
+    scheme_rule: &str,
+) -> Option<url::Url> {
+    let url = match url::Url::parse(s) {
+        Ok(u) => u,
+        Err(e) => {
+            p.push(key, format!("{} is not a URL: {e}", quote(s)));
+            return None;
+        }
+    };
+    let problem = if !schemes.contains(&url.scheme()) {
+        Some(scheme_rule)
+    } else if url.host_str().is_none_or(str::is_empty) {
+        Some("has no host")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        p.push(key, "must not hold credentials (value not shown)");
+        return None;
+    } else if url.query().is_some() {
+        Some("must not have a query (?...)")
+    } else if url.fragment().is_some() {
+        Some("must not have a fragment (#...)")
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => {
+            p.push(key, format!("{} {why}", quote(s)));
+            None
+        }
+        None => Some(url),
+    }
+}
+
 #[cfg(test)]
 pub(super) mod testing {
     use toml::Table;
