@@ -1,10 +1,11 @@
-//! Benchmark: `certsync once` against the simulator with 200 and 2,000 instances.
+//! Benchmark: `certsync once` against the simulator with 200, 1,000 and 10,000 instances.
 //!
 //! Prints, per size: the cold pass (empty trust folder), the unchanged pass (nothing to
 //! write), each as certsync's own pass time and the whole process's wall time, and the peak
 //! RSS of the certsync process (GNU time's %M). When `../shared/bench/baseline-sync.sh` and
 //! its tools are present, the cron-script baseline is timed on the same simulator for
-//! comparison. Run: `cargo bench --bench sync` (figures, not assertions).
+//! comparison. Last, the cold pass's cost per instance at 10,000 against that at 1,000 (1.0 is
+//! linear). Run: `cargo bench --bench sync` (figures, not assertions).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -112,7 +113,8 @@ fn baseline(sim: &Simulator, dir: &Path, parallel: usize) -> Option<f64> {
 fn main() {
     // `cargo test --benches` runs this with --bench absent: stay quick there.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if quick { &[20] } else { &[200, 2000] };
+    let sizes: &[usize] = if quick { &[20] } else { &[200, 1000, 10_000] };
+    let mut per_instance: Vec<(usize, f64)> = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -167,6 +169,16 @@ fn main() {
             cold.peak_rss_kib.max(unchanged.peak_rss_kib) as f64 / 1024.0,
             base.unwrap_or_else(|| "-".into())
         );
+        per_instance.push((n, cold.pass_ms / n as f64));
         sim.shutdown();
+    }
+    let at = |n: usize| per_instance.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    if let (Some(small), Some(large)) = (at(1000), at(10_000)) {
+        println!(
+            "cold pass per instance: {:.3} ms at 1,000, {:.3} ms at 10,000: ratio {:.2}",
+            small,
+            large,
+            large / small
+        );
     }
 }
