@@ -341,12 +341,7 @@ mod tests {
     #[tokio::test]
     async fn regression_a_truncated_download_keeps_its_source_and_says_it_plainly() {
         let dir = tempfile::tempdir().unwrap();
-        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions {
-            instances: 1,
-            ..certsync_sim::SimOptions::default()
-        })
-        .await
-        .unwrap();
+        let sim = crate::cloud::testing::simulator().await;
         let id = sim.instance_ids()[0].clone();
         sim.set_fault(&id, certsync_sim::Fault::TruncatedDownload);
         let config = crate::cloud::testing::config(

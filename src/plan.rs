@@ -112,12 +112,7 @@ pub fn fold_discovery(previous: &Discovered, listings: &[Listing]) -> DiscoveryR
             round
                 .discovered
                 .entry(id.clone())
-                .or_insert_with(|| Instance {
-                    id: id.clone(),
-                    name: names::sanitize_name(name),
-                    categories: None,
-                    pins: Vec::new(),
-                });
+                .or_insert_with(|| Instance::discovered(id.clone(), names::sanitize_name(name)));
         }
     }
     let complete = listings.iter().all(|l| !l.truncated);
@@ -227,12 +222,7 @@ mod tests {
     use super::*;
 
     fn inst(id: &str, name: Option<&str>) -> Instance {
-        Instance {
-            id: id.into(),
-            name: name.map(Into::into),
-            categories: None,
-            pins: Vec::new(),
-        }
+        Instance::discovered(id, name.map(Into::into))
     }
 
     fn trust() -> Trust {

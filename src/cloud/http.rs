@@ -10,7 +10,6 @@
 //! (without its URL).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
@@ -31,16 +30,6 @@ pub const USER_AGENT: &str = concat!("certsync/", env!("CARGO_PKG_VERSION"));
 /// Failure to build the HTTP client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The extra roots file given to [`build_client`] cannot be used (a configuration's
-    /// `ca_file` was already read and checked when it was loaded).
-    #[error("CA file {}", path.display())]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: crate::config::CaFileError,
-    },
     /// reqwest refused the configuration (for example no system roots and a root it cannot
     /// use).
     #[error("cannot build the HTTP client")]
@@ -59,24 +48,6 @@ pub fn build_client_trusting(
         .https_only(true)
         .build()
         .map_err(ClientError::Build)
-}
-
-/// [`build_client_trusting`] the certificates of `ca_file`, read with the configuration's
-/// one parser ([`crate::config::read_ca_file`]), for callers that hold a path but no loaded
-/// configuration. The daemon and the commands build from `cloud.ca_certs` instead and never
-/// read the file here.
-pub fn build_client(
-    ca_file: Option<&Path>,
-    timeout: Duration,
-) -> Result<reqwest::Client, ClientError> {
-    let roots = match ca_file {
-        Some(path) => crate::config::read_ca_file(path).map_err(|source| ClientError::CaFile {
-            path: path.to_path_buf(),
-            source,
-        })?,
-        None => Vec::new(),
-    };
-    build_client_trusting(&roots, timeout)
 }
 
 /// The client of the ECS metadata service: plain http allowed (it is link-local and has no

@@ -37,6 +37,16 @@ pub fn connect(
 pub(crate) mod testing {
     use std::path::Path;
 
+    /// A simulator with one instance, on loopback.
+    pub(crate) async fn simulator() -> certsync_sim::Simulator {
+        certsync_sim::Simulator::start(certsync_sim::SimOptions {
+            instances: 1,
+            ..certsync_sim::SimOptions::default()
+        })
+        .await
+        .expect("start the simulator")
+    }
+
     /// A token-authenticated configuration for `endpoint` (the simulator's, or one where nothing
     /// listens), trusting `ca_file`, its files in `dir`.
     pub(crate) fn config(
@@ -71,12 +81,7 @@ mod tests {
     #[tokio::test]
     async fn regression_clients_trust_the_roots_parsed_at_load_and_never_reread_ca_file() {
         let dir = tempfile::tempdir().unwrap();
-        let sim = certsync_sim::Simulator::start(certsync_sim::SimOptions {
-            instances: 1,
-            ..certsync_sim::SimOptions::default()
-        })
-        .await
-        .unwrap();
+        let sim = super::testing::simulator().await;
         let roots = dir.path().join("roots.pem");
         std::fs::write(&roots, sim.ca_pem()).unwrap();
         let config = super::testing::config(

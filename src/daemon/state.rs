@@ -128,17 +128,7 @@ impl From<Read> for DaemonState {
             discovered: read
                 .discovered
                 .into_iter()
-                .map(|(id, d)| {
-                    (
-                        id.clone(),
-                        Instance {
-                            id,
-                            name: d.name,
-                            categories: None,
-                            pins: Vec::new(),
-                        },
-                    )
-                })
+                .map(|(id, d)| (id.clone(), Instance::discovered(id, d.name)))
                 .collect(),
         }
     }
@@ -172,12 +162,7 @@ mod tests {
         state.owed_hooks.insert("reload".into(), files);
         state.discovered.insert(
             "id-1".into(),
-            Instance {
-                id: "id-1".into(),
-                name: Some("orders".into()),
-                categories: None,
-                pins: Vec::new(),
-            },
+            Instance::discovered("id-1", Some("orders".into())),
         );
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(

@@ -127,12 +127,7 @@ mod tests {
     use crate::schedule::Backoff;
 
     fn inst(id: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            name: None,
-            categories: None,
-            pins: Vec::new(),
-        }
+        Instance::discovered(id, None)
     }
 
     fn file(id: &str, not_after: OffsetDateTime) -> EntryState {

@@ -284,12 +284,7 @@ mod tests {
     use super::*;
 
     fn inst(id: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            name: None,
-            categories: None,
-            pins: Vec::new(),
-        }
+        Instance::discovered(id, None)
     }
 
     // Paused time: the slow instance's deadline passes without a real wait.

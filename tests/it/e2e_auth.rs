@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use certsync::cloud::api::{ApiClient, ApiError};
 use certsync::cloud::auth::{AuthError, Credentials};
-use certsync::cloud::http::build_client;
+use certsync::cloud::http::build_client_trusting;
 use certsync_sim::{MetadataTokenMode, Project};
 use common::{BIN, Harness, all_output, code, stdout};
 
@@ -69,7 +69,7 @@ async fn certsync(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> Output {
 fn client(h: &Harness) -> ApiClient {
     let text = std::fs::read_to_string(&h.config).unwrap();
     let config = certsync::config::parse_with_env(&text, &h.config, &|_| None).unwrap();
-    let http = build_client(config.cloud.ca_file.as_deref(), config.cloud.timeout).unwrap();
+    let http = build_client_trusting(&config.cloud.ca_certs, config.cloud.timeout).unwrap();
     let credentials = Credentials::from_config(&config, http.clone()).unwrap();
     ApiClient::new(http, config.cloud.endpoint.clone(), Arc::new(credentials))
 }

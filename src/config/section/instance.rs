@@ -32,6 +32,17 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// An instance known by its id and maybe a name, with no `categories` filter and no pins:
+    /// what discovery lists and what the saved state remembers of a discovered instance.
+    pub fn discovered(id: impl Into<String>, name: Option<String>) -> Instance {
+        Instance {
+            id: id.into(),
+            name,
+            categories: None,
+            pins: Vec::new(),
+        }
+    }
+
     /// The name, else the id: what `{name}` renders to and what logs call the instance.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
