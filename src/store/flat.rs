@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use super::batch::{Batch, Results, remove_all};
 use super::manifest::ManifestLayout;
 use super::plan;
-use super::write::{Attrs, Folder, Staged, Visible};
+use super::write::{Attrs, Folder, Staged, Visible, io_error};
 use super::{Change, StoreError, WriteMode};
 
 /// The flat layout: each write on its own (rename, or in place), then the removals. When
@@ -130,18 +130,16 @@ fn group_commit(
         .iter()
         .map(|w| folder.stage(&w.name, &w.content, attrs))
         .collect();
-    if let Err(e) = folder.sync_staged() {
+    if let Err(errno) = folder.sync_staged() {
         return staged
             .into_iter()
-            .map(|s| {
+            .zip(writes)
+            .map(|(s, w)| {
                 if let Ok(s) = s {
                     folder.discard(s);
                 }
-                Err(StoreError::Io {
-                    path: folder.path().to_path_buf(),
-                    op: "sync the file system of",
-                    source: std::io::Error::other(crate::text::error_chain(&e)),
-                })
+                let path = folder.join(&w.name);
+                Err(io_error(&path, "sync before renaming", errno.into()))
             })
             .collect();
     }

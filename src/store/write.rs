@@ -470,9 +470,10 @@ impl Folder {
 
     /// Makes every staged file durable with one syncfs(2) of the file system holding the
     /// folder, instead of one fsync(2) per file: at 20,000 files the fsyncs dominated a pass.
-    pub(super) fn sync_staged(&self) -> Result<(), StoreError> {
+    /// The error is the system's own (it is `Copy`), so that every write of the batch can
+    /// fail with it, classified as any other (`no_space`, ...).
+    pub(super) fn sync_staged(&self) -> Result<(), Errno> {
         rustix::fs::syncfs(&self.fd)
-            .map_err(|e| io_error(&self.path, "sync the file system of", e.into()))
     }
 
     /// Renames a staged file over its name (after [`Folder::sync_staged`]).
