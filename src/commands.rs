@@ -335,43 +335,57 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let api = cloud.api().clone();
-    let method = api.credentials().method();
-    // Authentication first, so a failure says which step failed: this one, or an instance.
-    // Reading a token file or an AK/SK proves nothing by itself (with `project_id` set no
-    // request is made), so a real API request must accept the credentials.
-    let authenticated = match api.credentials().authenticate().await {
-        Ok(project_id) => api.probe_credentials().await.map(|()| project_id),
-        Err(e) => Err(ApiError::Auth(e)),
-    };
-    match authenticated {
-        Ok(project_id) => outln!(
-            out,
-            "  authenticate (auth method {method}): ok, project {project_id}: ListInstances accepted the credentials"
-        ),
-        // 403 is the gateway's answer for credentials it authenticated but whose policy does
-        // not allow ListInstances (a refused signature or token is 401): the instances below
-        // then prove the credentials for the operation certsync needs.
-        Err(ApiError::Status { fault, .. }) if fault.status == 403 => outln!(
-            out,
-            "  authenticate (auth method {method}): the credentials were accepted, but ListInstances is not allowed for them: {}",
-            Untrusted(&fault.to_string())
-        ),
-        Err(e) => {
-            outln!(
+    // Authentication first, account by account, so a failure says which step failed: this
+    // one, or an instance. Reading a token file or an AK/SK proves nothing by itself (with
+    // `project_id` set no request is made), so a real API request must accept the
+    // credentials.
+    let mut refused = false;
+    for account in &config.accounts {
+        let Some(api) = cloud.api(&account.name) else {
+            continue;
+        };
+        let method = api.credentials().method();
+        let who = if config.accounts.len() == 1 {
+            format!("auth method {method}")
+        } else {
+            format!("account {}, auth method {method}", account.name)
+        };
+        let authenticated = match api.credentials().authenticate().await {
+            Ok(project_id) => api.probe_credentials().await.map(|()| project_id),
+            Err(e) => Err(ApiError::Auth(e)),
+        };
+        match authenticated {
+            Ok(project_id) => outln!(
                 out,
-                "  authenticate (auth method {method}): failed: {}",
-                Untrusted(&error_chain(&e))
-            );
-            return EXIT_FAILED;
+                "  authenticate ({who}): ok, project {project_id}: ListInstances accepted the credentials"
+            ),
+            // 403 is the gateway's answer for credentials it authenticated but whose policy
+            // does not allow ListInstances (a refused signature or token is 401): the
+            // instances below then prove the credentials for the operation certsync needs.
+            Err(ApiError::Status { fault, .. }) if fault.status == 403 => outln!(
+                out,
+                "  authenticate ({who}): the credentials were accepted, but ListInstances is not allowed for them: {}",
+                Untrusted(&fault.to_string())
+            ),
+            Err(e) => {
+                outln!(
+                    out,
+                    "  authenticate ({who}): failed: {}",
+                    Untrusted(&error_chain(&e))
+                );
+                refused = true;
+            }
         }
+    }
+    if refused {
+        out.flush();
+        return EXIT_FAILED;
     }
     out.flush();
     let mut code = EXIT_OK;
     // The pass's own source: at most `sync.concurrency` at a time, each under its deadline.
-    let outcomes = Source::Cloud(cloud)
-        .sync(config.instances.clone(), &shared)
-        .await;
+    let source = Source::Cloud(cloud.clone());
+    let outcomes = source.sync(config.instances.clone(), &shared).await;
     for (inst, result) in outcomes {
         let name = Untrusted(inst.display_name());
         match result.map_err(|e| describe_instance_failure(&e)) {
@@ -403,6 +417,9 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
         out.flush();
     }
     for (index, query) in config.discover.iter().enumerate() {
+        let Some(api) = cloud.api(&query.account) else {
+            continue;
+        };
         match api
             .list_instances(query.datastore.as_deref(), query.name.as_deref())
             .await

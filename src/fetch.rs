@@ -351,7 +351,7 @@ mod tests {
             &sim.ca_file(),
             dir.path(),
         );
-        let (_, api) = crate::cloud::connect(&config).unwrap();
+        let (_, api) = crate::cloud::connect_default(&config).unwrap();
         let listing = api.list_certs(&id).await.unwrap();
         let link = &listing.certs[0].url;
         assert!(

@@ -28,6 +28,7 @@ pub struct Metrics {
     cert_changes: Family<Labels, Counter>,
     instance_errors: Family<Labels, Counter>,
     api_requests: Family<Labels, Counter>,
+    api_throttled: Family<Labels, Counter>,
     hook_runs: Family<Labels, Counter>,
     config_reload: Family<Labels, Counter>,
     store_errors: Family<Labels, Counter>,
@@ -96,6 +97,12 @@ impl Metrics {
             "Requests to the cloud, by operation and HTTP status (0: no answer)",
             api_requests.clone(),
         );
+        let api_throttled = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_api_throttled",
+            "429 answers of the API gateway, by account (each pauses the whole account)",
+            api_throttled.clone(),
+        );
         let hook_runs = Family::<Labels, Counter>::default();
         registry.register(
             "certsync_hook_runs",
@@ -124,6 +131,7 @@ impl Metrics {
             cert_changes,
             instance_errors,
             api_requests,
+            api_throttled,
             hook_runs,
             config_reload,
             gauges: Mutex::new(HashSet::new()),
@@ -191,6 +199,13 @@ impl Metrics {
                 ("operation", operation.to_string()),
                 ("status", status.to_string()),
             ])
+            .inc();
+    }
+
+    /// The gateway throttled `account` (a 429): the account pauses.
+    pub fn api_throttled(&self, account: &str) {
+        self.api_throttled
+            .get_or_create(&vec![("account", account.to_string())])
             .inc();
     }
 

@@ -73,6 +73,8 @@ pub fn ids(configured: &[Instance], discovered: &Discovered) -> BTreeSet<String>
 pub struct Listing {
     /// Index of the query in the config (for messages).
     pub query: usize,
+    /// The query's account: the instances it lists belong to it.
+    pub account: String,
     /// `ssl_only` of the query.
     pub ssl_only: bool,
     /// Every instance listed: `(id, name, ssl)`.
@@ -112,7 +114,10 @@ pub fn fold_discovery(previous: &Discovered, listings: &[Listing]) -> DiscoveryR
             round
                 .discovered
                 .entry(id.clone())
-                .or_insert_with(|| Instance::discovered(id.clone(), names::sanitize_name(name)));
+                .or_insert_with(|| {
+                    Instance::discovered(id.clone(), names::sanitize_name(name))
+                        .in_account(listing.account.as_str())
+                });
         }
     }
     let complete = listings.iter().all(|l| !l.truncated);
@@ -276,6 +281,7 @@ mod tests {
     fn listing(query: usize, list: &[(&str, &str, bool)], truncated: bool) -> Listing {
         Listing {
             query,
+            account: crate::config::DEFAULT_ACCOUNT.to_string(),
             ssl_only: true,
             instances: list
                 .iter()

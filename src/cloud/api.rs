@@ -14,6 +14,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::auth::{AuthError, Credentials};
+use super::budget::Budget;
 use super::fault::{ApiFault, parse_fault, scrub};
 use super::headers::{header_map, secrets_in};
 use super::http::{ExchangeError, RedactedUrl, TransportError, USER_AGENT, read_api_body};
@@ -146,6 +147,8 @@ pub struct ApiClient {
     http: reqwest::Client,
     endpoint: Url,
     credentials: Arc<Credentials>,
+    /// The account's request budget (SPEC 15), shared with the credentials.
+    budget: Arc<Budget>,
     observer: Option<RequestObserver>,
 }
 
@@ -172,14 +175,26 @@ struct CertInfoBody {
 
 impl ApiClient {
     /// A client for `endpoint` (scheme + host [+ port] [+ path prefix]); the project id comes
-    /// from `credentials` (configured, or looked up once).
-    pub fn new(http: reqwest::Client, endpoint: Url, credentials: Arc<Credentials>) -> ApiClient {
+    /// from `credentials` (configured, or looked up once); every request takes a token from
+    /// `budget` first.
+    pub fn new(
+        http: reqwest::Client,
+        endpoint: Url,
+        credentials: Arc<Credentials>,
+        budget: Arc<Budget>,
+    ) -> ApiClient {
         ApiClient {
             http,
             endpoint,
             credentials,
+            budget,
             observer: None,
         }
+    }
+
+    /// The account's request budget.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// The same client, telling `observer` of every request.
@@ -305,6 +320,9 @@ impl ApiClient {
                 method: self.credentials.method(),
                 header,
             })?;
+            // Signed before the wait: a wait is at most a minute, well inside the 15 minutes
+            // the gateway accepts X-Sdk-Date for.
+            self.budget.take(url).await;
             let response = self
                 .http
                 .get(url.clone())
@@ -330,6 +348,11 @@ impl ApiClient {
                     url: shown.clone(),
                     source,
                 })?;
+            if status == 429 {
+                // The gateway's throttling pauses the whole account: every instance, every
+                // endpoint (SPEC 15).
+                self.budget.throttled(retry_after, fastrand::f64());
+            }
             match status {
                 200..=299 => return Ok((body, request_id)),
                 401 if !refreshed => {
@@ -349,7 +372,11 @@ impl ApiClient {
                         ),
                     });
                 }
-                429 | 500..=599 if tries < PASS_TRIES => {
+                // The retry waits in the budget for the account's pause to end.
+                429 if tries < PASS_TRIES => {
+                    tracing::debug!(url = %shown, "throttled; retrying after the account's pause");
+                }
+                500..=599 if tries < PASS_TRIES => {
                     let delay = in_pass_retry_delay(tries, retry_after);
                     tracing::debug!(url = %shown, status, ?delay, "retrying within the pass");
                     tokio::time::sleep(delay).await;

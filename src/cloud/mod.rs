@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod fault;
 pub mod headers;
 pub mod http;
@@ -17,19 +18,44 @@ pub mod instances;
 
 use std::sync::Arc;
 
-/// The pooled HTTP client and the API client over it, with the configured credentials: what
-/// `run`, `once` and `check --online` all talk to the cloud with.
+/// One account's pooled HTTP client and the API client over it, with the account's
+/// credentials and request budget: what `run`, `once` and `check --online` all talk to the
+/// cloud with. The budget is shared by the API client and the credentials (IAM requests draw
+/// on it too).
 pub fn connect(
-    config: &crate::config::Config,
+    account: &crate::config::CloudAccount,
+    budget: Arc<budget::Budget>,
 ) -> Result<(reqwest::Client, api::ApiClient), http::ClientError> {
-    let client = http::build_client_trusting(&config.cloud.ca_certs, config.cloud.timeout)?;
-    let credentials = auth::Credentials::from_config(config, client.clone())?;
+    let cloud = &account.cloud;
+    let client = http::build_client_trusting(&cloud.ca_certs, cloud.timeout)?;
+    let credentials = auth::Credentials::for_account(account, client.clone(), budget.clone())?;
     let api = api::ApiClient::new(
         client.clone(),
-        config.cloud.endpoint.clone(),
+        cloud.endpoint.clone(),
         Arc::new(credentials),
+        budget,
     );
     Ok((client, api))
+}
+
+/// A fresh budget for `account`, of its `max_requests_per_second`.
+pub fn budget_for(account: &crate::config::CloudAccount) -> Arc<budget::Budget> {
+    Arc::new(budget::Budget::new(
+        &account.name,
+        account.cloud.max_requests_per_second,
+    ))
+}
+
+/// [`connect`] for the default account of `config` with a budget of its own (the tests of
+/// the network stages).
+#[cfg(test)]
+pub(crate) fn connect_default(
+    config: &crate::config::Config,
+) -> Result<(reqwest::Client, api::ApiClient), http::ClientError> {
+    let account = config
+        .account(crate::config::DEFAULT_ACCOUNT)
+        .expect("a default account");
+    connect(account, budget_for(account))
 }
 
 /// Helpers for the tests of the network stages: a configuration that talks to a simulator.
@@ -91,9 +117,9 @@ mod tests {
             &roots,
             dir.path(),
         );
-        assert_eq!(config.cloud.ca_certs.len(), 1);
+        assert_eq!(config.accounts[0].cloud.ca_certs.len(), 1);
         std::fs::remove_file(&roots).unwrap();
-        let (_, api) = super::connect(&config).unwrap();
+        let (_, api) = super::connect_default(&config).unwrap();
         let id = sim.instance_ids()[0].clone();
         let listing = api.list_certs(&id).await.unwrap();
         assert!(!listing.certs.is_empty());
@@ -108,7 +134,7 @@ mod tests {
             &roots,
             dir.path(),
         );
-        assert_eq!(reloaded.cloud.ca_certs, [other.cert.der().clone()]);
+        assert_eq!(reloaded.accounts[0].cloud.ca_certs, [other.cert.der().clone()]);
         sim.shutdown();
     }
 
@@ -126,7 +152,7 @@ mod tests {
             &sim.ca_file(),
             dir.path(),
         );
-        let (_, api) = super::connect(&config).unwrap();
+        let (_, api) = super::connect_default(&config).unwrap();
         let err = api
             .list_instances(Some("mongodb"), Some("secret-name"))
             .await

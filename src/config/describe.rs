@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    Account, Auth, Config, ENV_AK, ENV_SECURITY_TOKEN, ENV_SK, Instance, LogFormat, SecretKey,
+    Account, Auth, CloudAccount, Config, ENV_AK, ENV_SECURITY_TOKEN, ENV_SK, Instance, LogFormat, SecretKey,
 };
 use crate::hooks::HookAction;
 use crate::store::{Layout, WriteMode};
@@ -22,89 +22,8 @@ impl Config {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         let _ = writeln!(s, "config: {}", self.source.display());
 
-        let c = &self.cloud;
-        let _ = writeln!(s, "cloud:");
-        let _ = writeln!(s, "  service: {} (region {})", c.service, c.region);
-        let _ = writeln!(s, "  endpoint: {}", c.endpoint);
-        match (&c.project_id, &self.auth) {
-            (Some(id), _) => {
-                let _ = writeln!(s, "  project_id: {id}");
-            }
-            (None, Auth::Password(_)) => {
-                let _ = writeln!(
-                    s,
-                    "  project_id: from the IAM token (scoped to project {:?})",
-                    c.region
-                );
-            }
-            (None, _) => {
-                let _ = writeln!(
-                    s,
-                    "  project_id: looked up in IAM (GET /v3/projects?name={})",
-                    c.region
-                );
-            }
-        }
-        let _ = writeln!(s, "  iam_endpoint: {}", c.iam_endpoint);
-        match &c.ca_file {
-            Some(p) => {
-                let _ = writeln!(
-                    s,
-                    "  extra roots: {} (system roots stay trusted)",
-                    p.display()
-                );
-            }
-            None => {
-                let _ = writeln!(s, "  extra roots: none (system roots only)");
-            }
-        }
-        let _ = writeln!(s, "  request timeout: {}", d(c.timeout));
-
-        let _ = writeln!(s, "auth:");
-        match &self.auth {
-            Auth::Token { token_file } => {
-                let _ = writeln!(s, "  method: token (X-Auth-Token)");
-                let _ = writeln!(s, "  token_file: {}", token_file.display());
-            }
-            Auth::AkSk(a) => {
-                let _ = writeln!(s, "  method: aksk (SDK-HMAC-SHA256 signatures)");
-                let origin = |var: &str| {
-                    if a.from_env.contains(&var) {
-                        format!("from {var}")
-                    } else {
-                        "set in this file".to_string()
-                    }
-                };
-                let _ = writeln!(s, "  access_key: {}", origin(ENV_AK));
-                match &a.secret_key {
-                    SecretKey::File(path) => {
-                        let _ = writeln!(s, "  secret_key_file: {}", path.display());
-                    }
-                    SecretKey::Inline(_) => {
-                        let _ = writeln!(s, "  secret_key: {}", origin(ENV_SK));
-                    }
-                }
-                let token = match &a.security_token {
-                    Some(_) => format!("{} (temporary AK/SK)", origin(ENV_SECURITY_TOKEN)),
-                    None => "none (permanent AK/SK)".to_string(),
-                };
-                let _ = writeln!(s, "  security_token: {token}");
-            }
-            Auth::Password(pw) => {
-                let _ = writeln!(
-                    s,
-                    "  method: password (IAM token, renewed before it expires)"
-                );
-                let _ = writeln!(s, "  user: {} (domain {})", pw.user, pw.domain);
-                let _ = writeln!(s, "  password_file: {}", pw.password_file.display());
-            }
-            Auth::Metadata { metadata_endpoint } => {
-                let _ = writeln!(
-                    s,
-                    "  method: metadata (temporary AK/SK from the ECS metadata service)"
-                );
-                let _ = writeln!(s, "  metadata_endpoint: {metadata_endpoint}");
-            }
+        for account in &self.accounts {
+            self.describe_account(&mut s, account);
         }
         let y = &self.sync;
         let _ = writeln!(s, "sync:");
@@ -268,3 +187,115 @@ impl Config {
         s
     }
 }
+impl Config {
+    /// One account's lines: `cloud:` and `auth:` for `default` from `[cloud]` + `[auth]`,
+    /// `account NAME (KEY):` and `account NAME auth:` for an `[[account]]`.
+    fn describe_account(&self, s: &mut String, account: &CloudAccount) {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let (cloud_header, auth_header) = if account.key == "cloud" {
+            ("cloud:".to_string(), "auth:".to_string())
+        } else {
+            (
+                format!("account {} ({}):", account.name, account.key),
+                format!("account {} auth ({}):", account.name, account.auth_key()),
+            )
+        };
+        let c = &account.cloud;
+        let _ = writeln!(s, "{cloud_header}");
+        let _ = writeln!(s, "  service: {} (region {})", c.service, c.region);
+        let _ = writeln!(s, "  endpoint: {}", c.endpoint);
+        match (&c.project_id, &account.auth) {
+            (Some(id), _) => {
+                let _ = writeln!(s, "  project_id: {id}");
+            }
+            (None, Auth::Password(_)) => {
+                let _ = writeln!(
+                    s,
+                    "  project_id: from the IAM token (scoped to project {:?})",
+                    c.region
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(
+                    s,
+                    "  project_id: looked up in IAM (GET /v3/projects?name={})",
+                    c.region
+                );
+            }
+        }
+        let _ = writeln!(s, "  iam_endpoint: {}", c.iam_endpoint);
+        match &c.ca_file {
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "  extra roots: {} (system roots stay trusted)",
+                    p.display()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  extra roots: none (system roots only)");
+            }
+        }
+        let _ = writeln!(s, "  request timeout: {}", d(c.timeout));
+
+        let _ = writeln!(
+            s,
+            "  max_requests_per_second: {} (per endpoint, burst as many; a 429 pauses the account)",
+            c.max_requests_per_second
+        );
+        let instances = self.instances.iter().filter(|i| i.account == account.name).count();
+        let queries = self.discover.iter().filter(|q| q.account == account.name).count();
+        let _ = writeln!(
+            s,
+            "  instances: {instances} configured, {queries} [[discover]] quer{}",
+            if queries == 1 { "y" } else { "ies" }
+        );
+        let _ = writeln!(s, "{auth_header}");
+        match &account.auth {
+            Auth::Token { token_file } => {
+                let _ = writeln!(s, "  method: token (X-Auth-Token)");
+                let _ = writeln!(s, "  token_file: {}", token_file.display());
+            }
+            Auth::AkSk(a) => {
+                let _ = writeln!(s, "  method: aksk (SDK-HMAC-SHA256 signatures)");
+                let origin = |var: &str| {
+                    if a.from_env.contains(&var) {
+                        format!("from {var}")
+                    } else {
+                        "set in this file".to_string()
+                    }
+                };
+                let _ = writeln!(s, "  access_key: {}", origin(ENV_AK));
+                match &a.secret_key {
+                    SecretKey::File(path) => {
+                        let _ = writeln!(s, "  secret_key_file: {}", path.display());
+                    }
+                    SecretKey::Inline(_) => {
+                        let _ = writeln!(s, "  secret_key: {}", origin(ENV_SK));
+                    }
+                }
+                let token = match &a.security_token {
+                    Some(_) => format!("{} (temporary AK/SK)", origin(ENV_SECURITY_TOKEN)),
+                    None => "none (permanent AK/SK)".to_string(),
+                };
+                let _ = writeln!(s, "  security_token: {token}");
+            }
+            Auth::Password(pw) => {
+                let _ = writeln!(
+                    s,
+                    "  method: password (IAM token, renewed before it expires)"
+                );
+                let _ = writeln!(s, "  user: {} (domain {})", pw.user, pw.domain);
+                let _ = writeln!(s, "  password_file: {}", pw.password_file.display());
+            }
+            Auth::Metadata { metadata_endpoint } => {
+                let _ = writeln!(
+                    s,
+                    "  method: metadata (temporary AK/SK from the ECS metadata service)"
+                );
+                let _ = writeln!(s, "  metadata_endpoint: {metadata_endpoint}");
+            }
+        }
+    }
+}
+

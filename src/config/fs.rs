@@ -107,7 +107,8 @@ pub(super) struct Pure {
 pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
     let mut found = Vec::new();
     let (mut owner, mut group) = (None, None);
-    let mut ca_certs = Vec::new();
+    // Each account's roots, by the key of its ca_file.
+    let mut ca_certs = std::collections::HashMap::new();
     for (at, check) in pure.checks.0 {
         match run(&check) {
             Err(message) => {
@@ -129,7 +130,11 @@ pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
                 } => group = Some(id),
                 FsCheck::CaFile { .. } | FsCheck::TrustDir { .. } => {}
             },
-            Ok(Found::Roots(certs)) => ca_certs = certs,
+            Ok(Found::Roots(certs)) => {
+                if let FsCheck::CaFile { key, .. } = check {
+                    ca_certs.insert(key, certs);
+                }
+            }
             Ok(Found::Nothing) => {}
         }
     }
@@ -138,7 +143,10 @@ pub(super) fn pass(pure: Pure, euid: u32) -> Result<Config, Vec<Problem>> {
         Some(mut config) if problems.is_empty() => {
             config.trust.store.owner = owner.or(config.trust.store.owner);
             config.trust.store.group = group.or(config.trust.store.group);
-            config.cloud.ca_certs = ca_certs;
+            for account in &mut config.accounts {
+                let key = format!("{}.ca_file", account.key);
+                account.cloud.ca_certs = ca_certs.remove(&key).unwrap_or_default();
+            }
             config.warnings = super::warnings::collect(&config, euid);
             Ok(config)
         }

@@ -42,7 +42,11 @@ pub use section::auth::{
     AkSk, Auth, DEFAULT_METADATA_ENDPOINT, ENV_AK, ENV_PROJECT_ID, ENV_SECURITY_TOKEN, ENV_SK,
     Password, SecretKey,
 };
-pub use section::cloud::{Cloud, DEFAULT_CLOUD_TIMEOUT, DEFAULT_SERVICE, SERVICES};
+pub use section::account::{CloudAccount, DEFAULT_ACCOUNT};
+pub use section::cloud::{
+    Cloud, DEFAULT_CLOUD_TIMEOUT, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_SERVICE,
+    MAX_MAX_REQUESTS_PER_SECOND, SERVICES,
+};
 pub use section::discover::{DEFAULT_SSL_ONLY, Discover};
 pub use section::instance::Instance;
 pub use section::log::{Log, LogFormat};
@@ -60,10 +64,9 @@ pub use system_dirs::{FORBIDDEN_TRUST_DIRS, SYSTEM_CA_DIRS};
 pub struct Config {
     /// The file it was read from (absolute).
     pub source: PathBuf,
-    /// `[cloud]`.
-    pub cloud: Cloud,
-    /// `[auth]`.
-    pub auth: Auth,
+    /// The cloud accounts (SPEC 15), at least one, names unique: `default` (`[cloud]` +
+    /// `[auth]`) first when written, then each `[[account]]` in file order.
+    pub accounts: Vec<CloudAccount>,
     /// `[sync]`.
     pub sync: SyncSettings,
     /// `[trust]`, with `sync.rotation_overlap`: the store's options and the file name template.
@@ -83,6 +86,23 @@ pub struct Config {
     /// others; `server.listen` not on loopback; a `pid_file` another user can write. `check`
     /// prints them; the credentials log them when built. Never hold a secret.
     pub warnings: Vec<Problem>,
+}
+
+impl Config {
+    /// The account named `name` (every instance's and query's account exists: config checks
+    /// it).
+    pub fn account(&self, name: &str) -> Option<&CloudAccount> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// The longest request timeout of any account (what bounds a pass's waits as a whole).
+    pub fn longest_timeout(&self) -> std::time::Duration {
+        self.accounts
+            .iter()
+            .map(|a| a.cloud.timeout)
+            .max()
+            .unwrap_or(DEFAULT_CLOUD_TIMEOUT)
+    }
 }
 
 /// One thing wrong with a configuration file.

@@ -26,6 +26,7 @@ use super::reader::{Problems, Section};
 use super::schema;
 use super::section::instance::{Instance, ReadInstance};
 use super::section::trust::{PROBE_CATEGORY, Trust};
+use super::section::account::{self, CloudAccount, DEFAULT_ACCOUNT};
 use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust};
 use super::{Config, Problem};
 use crate::names::{self, Piece};
@@ -61,13 +62,10 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
     let mut fs = FsChecks::default();
     let top = Section::open(&mut p, "", table, &schema::top_keys());
 
-    let method = auth::peek_method(table);
-    let cloud = top
-        .table(&mut p, cloud::SCHEMA.name)
-        .map(|t| cloud::read(&mut p, &mut fs, t, &base, method, env));
-    let auth = top
-        .table(&mut p, auth::SCHEMA.name)
-        .map(|t| auth::read(&mut p, t, &base, env));
+    // `names` holds every account's name, also of those with a problem (so that their
+    // instances are not reported again).
+    let (accounts, names) = accounts(&mut p, &mut fs, &top, table, &base, env);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let sync = top
         .table(&mut p, sync::SCHEMA.name)
         .map(|t| sync::read(&mut p, t));
@@ -75,8 +73,8 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
     let trust = top
         .table(&mut p, trust::SCHEMA.name)
         .map(|t| trust::read(&mut p, &mut fs, t, &base, rotation_overlap));
-    let discover = discover::read(&mut p, &top);
-    let instances = instance::read(&mut p, &top, !discover.is_empty());
+    let discover = discover::read(&mut p, &top, &names);
+    let instances = instance::read(&mut p, &top, !discover.is_empty(), &names);
     if let Some(trust) = &trust {
         check_files(&mut p, trust, &instances, !discover.is_empty());
     }
@@ -89,14 +87,11 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
         .table(&mut p, log::SCHEMA.name)
         .map(|t| log::read(&mut p, t));
 
-    let config = match (cloud, auth, sync, trust, log) {
-        (Some(cloud), Some(Some(auth)), Some((sync, _)), Some(trust), Some(log))
-            if p.0.is_empty() =>
-        {
+    let config = match (sync, trust, log) {
+        (Some((sync, _)), Some(trust), Some(log)) if p.0.is_empty() => {
             Some(Config {
                 source,
-                cloud,
-                auth,
+                accounts: accounts.into_iter().flatten().collect(),
                 sync,
                 trust,
                 server,
@@ -114,6 +109,53 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
         problems: p.0,
         checks: fs,
     }
+}
+
+/// The accounts (SPEC 15): `default` from `[cloud]` + `[auth]` (required unless some
+/// `[[account]]` is written), then each `[[account]]`. `None` marks one that failed. Also
+/// gives every name in use.
+fn accounts(
+    p: &mut Problems,
+    fs: &mut FsChecks,
+    top: &Section<'_>,
+    table: &Table,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<Option<CloudAccount>>, Vec<String>) {
+    let others = top.has(account::SCHEMA.name);
+    let written = top.has(cloud::SCHEMA.name) || top.has(auth::SCHEMA.name);
+    let mut out = Vec::new();
+    let mut taken = Vec::new();
+    if written || !others {
+        let method = auth::peek_method(table);
+        let cloud = top.table(p, cloud::SCHEMA.name).map(|t| {
+            cloud::read(
+                p,
+                fs,
+                cloud::SCHEMA.name,
+                cloud::SCHEMA.keys,
+                t,
+                base,
+                (method, "auth.method"),
+                env,
+            )
+        });
+        let auth = top
+            .table(p, auth::SCHEMA.name)
+            .and_then(|t| auth::read(p, auth::SCHEMA.name, t, base, env));
+        taken.push(DEFAULT_ACCOUNT.to_string());
+        out.push(match (cloud, auth) {
+            (Some(cloud), Some(auth)) => Some(CloudAccount {
+                name: DEFAULT_ACCOUNT.to_string(),
+                key: cloud::SCHEMA.name.to_string(),
+                cloud,
+                auth,
+            }),
+            _ => None,
+        });
+    }
+    out.extend(account::read(p, fs, top, base, env, &mut taken));
+    (out, taken)
 }
 
 /// The rules that tie `trust.file_name` to the instances: every file a plain name of its own.

@@ -8,12 +8,13 @@
 //! Must not: hold rules or defaults (the section files do).
 
 use super::keys::SectionSchema;
-use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust};
+use super::section::{account, auth, cloud, discover, hook, instance, log, server, sync, trust};
 
 /// Every section, in the order the file is read (and unknown-key messages list them).
 pub const SCHEMA: &[SectionSchema] = &[
     cloud::SCHEMA,
     auth::SCHEMA,
+    account::SCHEMA,
     sync::SCHEMA,
     trust::SCHEMA,
     instance::SCHEMA,

@@ -29,48 +29,51 @@ pub(super) fn collect(config: &Config, euid: u32) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut warn = |key: String, message: String| out.push(Problem { key, message });
 
-    // Secrets written into the config file itself.
-    if let Auth::AkSk(a) = &config.auth {
-        let inline_sk =
-            matches!(a.secret_key, SecretKey::Inline(_)) && !a.from_env.contains(&ENV_SK);
-        let inline_token = a.security_token.is_some() && !a.from_env.contains(&ENV_SECURITY_TOKEN);
-        for (key, inline) in [
-            ("auth.secret_key", inline_sk),
-            ("auth.security_token", inline_token),
-        ] {
-            if inline && let Some(mode) = readable_by_group_or_others(&config.source) {
-                warn(
-                    key.to_string(),
-                    format!(
-                        "{} holds {key} inline and is readable by group or others (mode \
-                         {mode:04o}); use secret_key_file or the environment, or chmod go-rwx \
-                         the file",
-                        config.source.display()
-                    ),
-                );
+    // Secrets written into the config file itself, and files holding a secret, of every
+    // account.
+    let mut secret_files: Vec<(String, &Path)> = Vec::new();
+    for account in &config.accounts {
+        let at = account.auth_key();
+        if let Auth::AkSk(a) = &account.auth {
+            let inline_sk =
+                matches!(a.secret_key, SecretKey::Inline(_)) && !a.from_env.contains(&ENV_SK);
+            let inline_token =
+                a.security_token.is_some() && !a.from_env.contains(&ENV_SECURITY_TOKEN);
+            for (name, inline) in [("secret_key", inline_sk), ("security_token", inline_token)] {
+                let key = format!("{at}.{name}");
+                if inline && let Some(mode) = readable_by_group_or_others(&config.source) {
+                    warn(
+                        key.clone(),
+                        format!(
+                            "{} holds {key} inline and is readable by group or others (mode \
+                             {mode:04o}); use secret_key_file or the environment, or chmod go-rwx \
+                             the file",
+                            config.source.display()
+                        ),
+                    );
+                }
             }
         }
-    }
-
-    // Files holding a secret.
-    let mut secret_files: Vec<(&str, &Path)> = Vec::new();
-    match &config.auth {
-        Auth::Token { token_file } => secret_files.push(("auth.token_file", token_file)),
-        Auth::AkSk(a) => {
-            if let SecretKey::File(path) = &a.secret_key {
-                secret_files.push(("auth.secret_key_file", path));
+        match &account.auth {
+            Auth::Token { token_file } => secret_files.push((format!("{at}.token_file"), token_file)),
+            Auth::AkSk(a) => {
+                if let SecretKey::File(path) = &a.secret_key {
+                    secret_files.push((format!("{at}.secret_key_file"), path));
+                }
             }
+            Auth::Password(p) => {
+                secret_files.push((format!("{at}.password_file"), &p.password_file))
+            }
+            Auth::Metadata { .. } => {}
         }
-        Auth::Password(p) => secret_files.push(("auth.password_file", &p.password_file)),
-        Auth::Metadata { .. } => {}
     }
     if let Some(path) = &config.trust.pkcs12_password_file {
-        secret_files.push(("trust.pkcs12_password_file", path));
+        secret_files.push(("trust.pkcs12_password_file".to_string(), path));
     }
     for (key, path) in secret_files {
         if let Some(mode) = readable_by_group_or_others(path) {
             warn(
-                key.to_string(),
+                key,
                 format!(
                     "{} holds a secret and is readable by group or others (mode {mode:04o}); \
                      chmod go-rwx it",

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::config::Instance;
+use crate::config::{DEFAULT_ACCOUNT, Instance};
 use crate::hooks::ChangedFiles;
 use crate::plan::Discovered;
 
@@ -66,6 +66,10 @@ impl From<SavedOwed> for OwedFiles {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct DiscoveredState {
     name: Option<String>,
+    /// The account whose discovery found it; left out for `default` (and so absent in the
+    /// state of a version before accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
 }
 
 /// The daemon's state as saved with the folder: the store's typed state
@@ -108,6 +112,7 @@ impl serde::Serialize for DaemonState {
                         id.as_str(),
                         DiscoveredState {
                             name: i.name.clone(),
+                            account: (i.account != DEFAULT_ACCOUNT).then(|| i.account.clone()),
                         },
                     )
                 })
@@ -128,14 +133,20 @@ impl From<Read> for DaemonState {
             discovered: read
                 .discovered
                 .into_iter()
-                .map(|(id, d)| (id.clone(), Instance::discovered(id, d.name)))
+                .map(|(id, d)| {
+                    let account = d.account.unwrap_or_else(|| DEFAULT_ACCOUNT.to_string());
+                    (
+                        id.clone(),
+                        Instance::discovered(id, d.name).in_account(account),
+                    )
+                })
                 .collect(),
         }
     }
 }
 
 /// Equal when what is saved is equal (the store writes the manifest only on a change): the
-/// owed hooks and, of each discovered instance, its id and name.
+/// owed hooks and, of each discovered instance, its id, name and account.
 impl PartialEq for DaemonState {
     fn eq(&self, other: &DaemonState) -> bool {
         self.owed_hooks == other.owed_hooks
@@ -144,7 +155,7 @@ impl PartialEq for DaemonState {
                 .discovered
                 .iter()
                 .zip(&other.discovered)
-                .all(|((a, x), (b, y))| a == b && x.name == y.name)
+                .all(|((a, x), (b, y))| a == b && x.name == y.name && x.account == y.account)
     }
 }
 

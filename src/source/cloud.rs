@@ -7,11 +7,13 @@
 //! wiring (one pooled HTTP client, API requests counted). It must not decide schedules or
 //! write files.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::cert::Cert;
 use crate::cloud::api::ApiClient;
+use crate::cloud::budget::Budget;
 use crate::config::{Config, Discover, Instance};
 use crate::fetch::Fetcher;
 use crate::names;
@@ -20,39 +22,68 @@ use crate::status::Shared;
 use crate::store::DesiredEntry;
 use crate::validate::{Policy, validate};
 
-use super::{DiscoveryError, InstanceError, SourceError, Synced};
+use super::{DiscoveryError, DiscoveryFailure, InstanceError, SourceError, Synced};
 
-/// The cloud, as one account sees it: the API client and the fetcher over one pooled client.
+/// The cloud, as the configured accounts see it: per account, the API client and the
+/// fetcher over the account's pooled client, and the account's request budget.
 #[derive(Clone)]
 pub struct CloudSource {
-    api: ApiClient,
-    fetcher: Fetcher,
+    accounts: Arc<HashMap<String, AccountClients>>,
     config: Arc<Config>,
 }
 
+/// One account's clients.
+#[derive(Clone)]
+struct AccountClients {
+    api: ApiClient,
+    fetcher: Fetcher,
+}
+
 impl CloudSource {
-    /// The clients for `config`, counting every API request in `shared`'s metrics.
+    /// The clients of every account of `config`, counting every API request and every 429
+    /// in `shared`'s metrics. Logs the config's warnings (an inline secret in a file others
+    /// can read).
     pub fn new(config: &Arc<Config>, shared: &Arc<Shared>) -> Result<CloudSource, SourceError> {
-        let (http, api) = crate::cloud::connect(config)?;
-        let counted = shared.clone();
-        let api = api.with_observer(Arc::new(move |operation, status| {
-            counted.metrics.api_request(operation, status)
-        }));
-        let fetcher = Fetcher::new(
-            http,
-            &config.sync.allowed_download_hosts,
-            config.sync.max_download_bytes,
-        );
+        for w in &config.warnings {
+            tracing::warn!(file = %config.source.display(), key = %w.key, "{}", w.message);
+        }
+        let mut accounts = HashMap::new();
+        for account in &config.accounts {
+            let throttled = shared.clone();
+            let budget = Budget::new(&account.name, account.cloud.max_requests_per_second)
+                .with_observer(Arc::new(move |name: &str| {
+                    throttled.metrics.api_throttled(name)
+                }));
+            let (http, api) = crate::cloud::connect(account, Arc::new(budget))?;
+            let counted = shared.clone();
+            let api = api.with_observer(Arc::new(move |operation, status| {
+                counted.metrics.api_request(operation, status)
+            }));
+            let fetcher = Fetcher::new(
+                http,
+                &config.sync.allowed_download_hosts,
+                config.sync.max_download_bytes,
+            );
+            accounts.insert(account.name.clone(), AccountClients { api, fetcher });
+        }
         Ok(CloudSource {
-            api,
-            fetcher,
+            accounts: Arc::new(accounts),
             config: config.clone(),
         })
     }
 
-    /// The API client (for `check --online`'s credentials probe).
-    pub fn api(&self) -> &ApiClient {
-        &self.api
+    /// The API client of the account named `name` (for `check --online`'s credentials
+    /// probe).
+    pub fn api(&self, name: &str) -> Option<&ApiClient> {
+        self.accounts.get(name).map(|a| &a.api)
+    }
+
+    /// The clients of `account`; every account an instance or query names exists (config
+    /// checks it), so a miss is a bug, reported as the instance's failure.
+    fn clients(&self, account: &str) -> Result<&AccountClients, String> {
+        self.accounts
+            .get(account)
+            .ok_or_else(|| format!("account {account:?} is not configured (any more)"))
     }
 
     /// Instances in flight at once.
@@ -69,13 +100,21 @@ impl CloudSource {
     pub async fn discover(&self, queries: &[Discover]) -> Result<Vec<Listing>, DiscoveryError> {
         let mut listings = Vec::with_capacity(queries.len());
         for (index, query) in queries.iter().enumerate() {
-            let listed = self
-                .api
+            let api = &self
+                .clients(&query.account)
+                .map_err(|detail| DiscoveryError {
+                    query: index,
+                    account: query.account.clone(),
+                    source: DiscoveryFailure::Internal(detail),
+                })?
+                .api;
+            let listed = api
                 .list_instances(query.datastore.as_deref(), query.name.as_deref())
                 .await
                 .map_err(|source| DiscoveryError {
                     query: index,
-                    source,
+                    account: query.account.clone(),
+                    source: DiscoveryFailure::Api(source),
                 })?;
             if let Some(cut) = &listed.truncated {
                 tracing::warn!(
@@ -89,6 +128,7 @@ impl CloudSource {
             }
             listings.push(Listing {
                 query: index,
+                account: query.account.clone(),
                 ssl_only: query.ssl_only,
                 truncated: listed.truncated.is_some(),
                 instances: listed
@@ -106,12 +146,19 @@ impl CloudSource {
     pub async fn sync_instance(&self, inst: &Instance) -> Result<Synced, InstanceError> {
         let config = &self.config;
         let name = inst.display_name().to_string();
-        let listing = self
+        let clients = self
+            .clients(&inst.account)
+            .map_err(|detail| InstanceError::Internal {
+                instance: name.clone(),
+                detail,
+            })?;
+        let listing = clients
             .api
             .list_certs(&inst.id)
             .await
             .map_err(|source| InstanceError::Api {
                 instance: name.clone(),
+                account: inst.account.clone(),
                 source,
             })?;
         // Several entries of one category are merged (in order); categories keep API order.
@@ -136,7 +183,7 @@ impl CloudSource {
                 });
             }
             let download =
-                self.fetcher
+                clients.fetcher
                     .download(&link.url)
                     .await
                     .map_err(|source| InstanceError::Fetch {
@@ -188,13 +235,12 @@ impl CloudSource {
 }
 
 /// How long one instance may take in a pass: a listing and a download at `cloud.timeout`
-/// each, plus one Retry-After wait. Past it the instance fails this pass (its files kept) so
-/// that a slow instance never holds back the others' writes for long. Discovery gets the same
-/// bound for a whole round.
+/// each (the longest of any account's), plus one Retry-After wait. Past it the instance fails
+/// this pass (its files kept) so that a slow instance never holds back the others' writes for
+/// long. Discovery gets the same bound for a whole round.
 pub fn instance_deadline(config: &Config) -> Duration {
     config
-        .cloud
-        .timeout
+        .longest_timeout()
         .saturating_mul(2)
         .saturating_add(crate::schedule::MAX_RETRY_AFTER)
 }

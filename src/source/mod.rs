@@ -47,13 +47,36 @@ pub struct SourceError(#[from] pub crate::cloud::http::ClientError);
 
 /// A discovery query that failed: the previous result stays.
 #[derive(Debug, thiserror::Error)]
-#[error("discover[{query}]: {source}")]
+#[error("discover[{query}]{}: {source}", of_account(.account))]
 pub struct DiscoveryError {
     /// Index of the query.
     pub query: usize,
+    /// The query's account.
+    pub account: String,
     /// Why.
     #[source]
-    pub source: ApiError,
+    pub source: DiscoveryFailure,
+}
+
+/// Why a discovery query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryFailure {
+    /// ListInstances failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A bug: the query's account has no clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// ` (account NAME)` for an account other than `default` (messages of a one-account
+/// configuration stay as they were), else nothing.
+fn of_account(account: &str) -> String {
+    if account == crate::config::DEFAULT_ACCOUNT {
+        String::new()
+    } else {
+        format!(" (account {account})")
+    }
 }
 
 impl Source {
@@ -181,10 +204,12 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     /// Listing its certificates failed.
-    #[error("instance {instance}: {source}")]
+    #[error("instance {instance}{}: {source}", of_account(.account))]
     Api {
         /// Display name.
         instance: String,
+        /// Its account.
+        account: String,
         /// The API failure.
         #[source]
         source: ApiError,

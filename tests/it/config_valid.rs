@@ -49,20 +49,20 @@ fn with(table: &str, lines: &str) -> String {
 fn defaults_are_the_documented_constants() {
     let c = parse(MINIMAL);
     assert_eq!(c.source, Path::new("/srv/conf/certsync.toml"));
-    assert_eq!(c.cloud.service, "gaussdb-nosql");
-    assert_eq!(c.cloud.service, config::DEFAULT_SERVICE);
-    assert_eq!(c.cloud.region, "cn-north-4");
+    assert_eq!(c.accounts[0].cloud.service, "gaussdb-nosql");
+    assert_eq!(c.accounts[0].cloud.service, config::DEFAULT_SERVICE);
+    assert_eq!(c.accounts[0].cloud.region, "cn-north-4");
     assert_eq!(
-        c.cloud.endpoint.as_str(),
+        c.accounts[0].cloud.endpoint.as_str(),
         "https://gaussdb-nosql.cn-north-4.myhuaweicloud.com/"
     );
     assert_eq!(
-        c.cloud.project_id.as_deref(),
+        c.accounts[0].cloud.project_id.as_deref(),
         Some("619d3e78f61b4be68bc5aa0b59edcf7b")
     );
-    assert_eq!(c.cloud.ca_file, None);
-    assert_eq!(c.cloud.timeout, Duration::from_secs(30));
-    assert_eq!(c.cloud.timeout, config::DEFAULT_CLOUD_TIMEOUT);
+    assert_eq!(c.accounts[0].cloud.ca_file, None);
+    assert_eq!(c.accounts[0].cloud.timeout, Duration::from_secs(30));
+    assert_eq!(c.accounts[0].cloud.timeout, config::DEFAULT_CLOUD_TIMEOUT);
 
     let s = &c.sync;
     assert_eq!(s.interval, Duration::from_secs(3600));
@@ -225,8 +225,8 @@ pkcs12_password_file = "secrets/p12-password""#,
 #[test]
 fn relative_paths_resolve_against_the_config_folder() {
     let c = parse_at(MINIMAL, "/srv/conf/certsync.toml");
-    let Auth::Token { token_file } = &c.auth else {
-        panic!("expected token auth, got {:?}", c.auth)
+    let Auth::Token { token_file } = &c.accounts[0].auth else {
+        panic!("expected token auth, got {:?}", c.accounts[0].auth)
     };
     assert_eq!(token_file, Path::new("/srv/conf/token"));
     assert_eq!(c.trust.dir, Path::new("/srv/conf/trust"));
@@ -238,8 +238,8 @@ fn relative_paths_resolve_against_the_config_folder() {
         )
         .replace("dir = \"trust\"", "dir = \"/var/lib/certsync/trust/\"");
     let c = parse_at(&text, "/srv/conf/certsync.toml");
-    let Auth::Token { token_file } = &c.auth else {
-        panic!("expected token auth, got {:?}", c.auth)
+    let Auth::Token { token_file } = &c.accounts[0].auth else {
+        panic!("expected token auth, got {:?}", c.accounts[0].auth)
     };
     assert_eq!(token_file, Path::new("/srv/secrets/token"));
     assert_eq!(c.trust.dir, Path::new("/var/lib/certsync/trust"));
@@ -263,7 +263,7 @@ fn ca_file_is_resolved_and_read() {
     let path = dir.path().join("certsync.toml");
     std::fs::write(&path, with("cloud", "ca_file = \"pki/roots.pem\"")).unwrap();
     let c = config::load(&path).unwrap();
-    assert_eq!(c.cloud.ca_file, Some(dir.path().join("pki/roots.pem")));
+    assert_eq!(c.accounts[0].cloud.ca_file, Some(dir.path().join("pki/roots.pem")));
     assert_eq!(c.source, path);
 }
 
@@ -272,52 +272,52 @@ fn endpoints_follow_service_and_region() {
     let eu = MINIMAL.replace("cn-north-4", "eu-west-101");
     let c = parse(&eu);
     assert_eq!(
-        c.cloud.endpoint.as_str(),
+        c.accounts[0].cloud.endpoint.as_str(),
         "https://gaussdb-nosql.eu-west-101.myhuaweicloud.eu/"
     );
 
     let c = parse(&with("cloud", "service = \"dds\""));
     assert_eq!(
-        c.cloud.endpoint.as_str(),
+        c.accounts[0].cloud.endpoint.as_str(),
         "https://dds.cn-north-4.myhuaweicloud.com/"
     );
 
     for region in ["my-kualalumpur-1", "ae-ad-1", "cn-southwest-2"] {
         let c = parse(&MINIMAL.replace("cn-north-4", region));
         assert_eq!(
-            c.cloud.endpoint.host_str(),
+            c.accounts[0].cloud.endpoint.host_str(),
             Some(format!("gaussdb-nosql.{region}.myhuaweicloud.com").as_str())
         );
     }
 
     let c = parse(&with("cloud", "endpoint = \"https://127.0.0.1:8443\""));
-    assert_eq!(c.cloud.endpoint.as_str(), "https://127.0.0.1:8443/");
-    assert_eq!(c.cloud.region, "cn-north-4");
+    assert_eq!(c.accounts[0].cloud.endpoint.as_str(), "https://127.0.0.1:8443/");
+    assert_eq!(c.accounts[0].cloud.region, "cn-north-4");
 }
 
 #[test]
 fn iam_endpoint_follows_the_region_unless_set() {
     let c = parse(MINIMAL);
     assert_eq!(
-        c.cloud.iam_endpoint.as_str(),
+        c.accounts[0].cloud.iam_endpoint.as_str(),
         "https://iam.cn-north-4.myhuaweicloud.com/"
     );
     let c = parse(&MINIMAL.replace("cn-north-4", "eu-west-101"));
     assert_eq!(
-        c.cloud.iam_endpoint.as_str(),
+        c.accounts[0].cloud.iam_endpoint.as_str(),
         "https://iam.eu-west-101.myhuaweicloud.eu/"
     );
     // A region the SDK's tables do not know yet works by its shape.
     let c = parse(&MINIMAL.replace("cn-north-4", "xx-newland-7"));
     assert_eq!(
-        c.cloud.iam_endpoint.as_str(),
+        c.accounts[0].cloud.iam_endpoint.as_str(),
         "https://iam.xx-newland-7.myhuaweicloud.com/"
     );
     let c = parse(&with(
         "cloud",
         "iam_endpoint = \"https://127.0.0.1:9443/iam\"",
     ));
-    assert_eq!(c.cloud.iam_endpoint.as_str(), "https://127.0.0.1:9443/iam");
+    assert_eq!(c.accounts[0].cloud.iam_endpoint.as_str(), "https://127.0.0.1:9443/iam");
 }
 
 /// MINIMAL with `[auth]` replaced.
@@ -352,8 +352,8 @@ fn aksk_reads_the_file_then_the_sdk_environment() {
         ("HUAWEICLOUD_SDK_PROJECT_ID", "envproject"),
     ];
     let c = parse_env(&text, &env);
-    let Auth::AkSk(a) = &c.auth else {
-        panic!("{:?}", c.auth)
+    let Auth::AkSk(a) = &c.accounts[0].auth else {
+        panic!("{:?}", c.accounts[0].auth)
     };
     assert_eq!(a.access_key.expose(), "AKFILE");
     assert!(matches!(&a.secret_key, SecretKey::Inline(s) if s.expose() == "SKFILE"));
@@ -361,20 +361,20 @@ fn aksk_reads_the_file_then_the_sdk_environment() {
     assert!(a.from_env.is_empty());
     // The file's project id wins over the environment's.
     assert_eq!(
-        c.cloud.project_id.as_deref(),
+        c.accounts[0].cloud.project_id.as_deref(),
         Some("619d3e78f61b4be68bc5aa0b59edcf7b")
     );
 
     let bare = with_auth("method = \"aksk\"")
         .replace("project_id = \"619d3e78f61b4be68bc5aa0b59edcf7b\"\n", "");
     let c = parse_env(&bare, &env);
-    let Auth::AkSk(a) = &c.auth else {
-        panic!("{:?}", c.auth)
+    let Auth::AkSk(a) = &c.accounts[0].auth else {
+        panic!("{:?}", c.accounts[0].auth)
     };
     assert_eq!(a.access_key.expose(), "AKENV");
     assert!(matches!(&a.secret_key, SecretKey::Inline(s) if s.expose() == "SKENV"));
     assert_eq!(a.security_token.as_ref().unwrap().expose(), "STENV");
-    assert_eq!(c.cloud.project_id.as_deref(), Some("envproject"));
+    assert_eq!(c.accounts[0].cloud.project_id.as_deref(), Some("envproject"));
     let plan = c.describe();
     for needle in [
         "method: aksk",
@@ -402,12 +402,12 @@ fn aksk_reads_the_file_then_the_sdk_environment() {
         ),
         &[("HUAWEICLOUD_SDK_AK", "AKENV")],
     );
-    let Auth::AkSk(a) = &c.auth else {
-        panic!("{:?}", c.auth)
+    let Auth::AkSk(a) = &c.accounts[0].auth else {
+        panic!("{:?}", c.accounts[0].auth)
     };
     assert!(matches!(&a.secret_key, SecretKey::File(p) if p == Path::new("/srv/conf/keys/sk")));
     assert!(a.security_token.is_none());
-    assert_eq!(c.cloud.project_id, None);
+    assert_eq!(c.accounts[0].cloud.project_id, None);
     let plan = c.describe();
     assert!(
         plan.contains("project_id: looked up in IAM (GET /v3/projects?name=cn-north-4)"),
@@ -427,12 +427,12 @@ fn password_and_metadata_are_read() {
     )
     .replace("project_id = \"619d3e78f61b4be68bc5aa0b59edcf7b\"\n", "");
     let c = parse(&text);
-    let Auth::Password(p) = &c.auth else {
-        panic!("{:?}", c.auth)
+    let Auth::Password(p) = &c.accounts[0].auth else {
+        panic!("{:?}", c.accounts[0].auth)
     };
     assert_eq!((p.user.as_str(), p.domain.as_str()), ("certsync", "acme"));
     assert_eq!(p.password_file, Path::new("/srv/conf/pw"));
-    assert_eq!(c.cloud.project_id, None);
+    assert_eq!(c.accounts[0].cloud.project_id, None);
     let plan = c.describe();
     assert!(plan.contains("method: password"), "{plan}");
     assert!(
@@ -441,8 +441,8 @@ fn password_and_metadata_are_read() {
     );
 
     let c = parse(&with_auth("method = \"metadata\""));
-    let Auth::Metadata { metadata_endpoint } = &c.auth else {
-        panic!("{:?}", c.auth)
+    let Auth::Metadata { metadata_endpoint } = &c.accounts[0].auth else {
+        panic!("{:?}", c.accounts[0].auth)
     };
     assert_eq!(metadata_endpoint.as_str(), "http://169.254.169.254/");
     assert_eq!(
@@ -452,8 +452,8 @@ fn password_and_metadata_are_read() {
     let c = parse(&with_auth(
         "method = \"metadata\"\nmetadata_endpoint = \"https://127.0.0.1:8443\"",
     ));
-    let Auth::Metadata { metadata_endpoint } = &c.auth else {
-        panic!("{:?}", c.auth)
+    let Auth::Metadata { metadata_endpoint } = &c.accounts[0].auth else {
+        panic!("{:?}", c.accounts[0].auth)
     };
     assert_eq!(metadata_endpoint.as_str(), "https://127.0.0.1:8443/");
     assert!(
@@ -609,10 +609,10 @@ fn example_path() -> PathBuf {
 #[test]
 fn the_shipped_example_parses() {
     let c = config::load(&example_path()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.cloud.region, "cn-north-4");
-    assert_eq!(c.cloud.service, "gaussdb-nosql");
-    let Auth::AkSk(a) = &c.auth else {
-        panic!("expected aksk auth, got {:?}", c.auth)
+    assert_eq!(c.accounts[0].cloud.region, "cn-north-4");
+    assert_eq!(c.accounts[0].cloud.service, "gaussdb-nosql");
+    let Auth::AkSk(a) = &c.accounts[0].auth else {
+        panic!("expected aksk auth, got {:?}", c.accounts[0].auth)
     };
     assert_eq!(a.access_key.expose(), "QTWAOYTTINDUT2QVKYUC");
     assert!(
@@ -659,12 +659,13 @@ fn the_shipped_example_shows_every_key() {
         }
     }
     assert!(missing.is_empty(), "example lacks keys: {missing:?}");
-    // Every section of SPEC 3 is in the schema.
+    // Every section of SPEC 3 (and SPEC 15's [[account]]) is in the schema.
     let names: Vec<&str> = config::SCHEMA.iter().map(|s| s.name).collect();
     assert_eq!(
         names,
         [
-            "cloud", "auth", "sync", "trust", "instance", "discover", "hook", "server", "log"
+            "cloud", "auth", "account", "sync", "trust", "instance", "discover", "hook",
+            "server", "log"
         ]
     );
     // Every key of SPEC 3 works now: nothing is marked unsupported any more.

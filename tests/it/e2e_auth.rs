@@ -69,9 +69,12 @@ async fn certsync(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> Output {
 fn client(h: &Harness) -> ApiClient {
     let text = std::fs::read_to_string(&h.config).unwrap();
     let config = certsync::config::parse_with_env(&text, &h.config, &|_| None).unwrap();
-    let http = build_client_trusting(&config.cloud.ca_certs, config.cloud.timeout).unwrap();
-    let credentials = Credentials::from_config(&config, http.clone()).unwrap();
-    ApiClient::new(http, config.cloud.endpoint.clone(), Arc::new(credentials))
+    let account = &config.accounts[0];
+    let cloud = &account.cloud;
+    let budget = certsync::cloud::budget_for(account);
+    let http = build_client_trusting(&cloud.ca_certs, cloud.timeout).unwrap();
+    let credentials = Credentials::for_account(account, http.clone(), budget.clone()).unwrap();
+    ApiClient::new(http, cloud.endpoint.clone(), Arc::new(credentials), budget)
 }
 
 fn aksk_auth(h: &Harness) -> String {

@@ -118,7 +118,10 @@ dir = "trust"
     fn client(&self) -> ApiClient {
         let text = std::fs::read_to_string(&self.config).unwrap();
         let config = certsync::config::parse_with_env(&text, &self.config, &|_| None).unwrap();
-        certsync::cloud::connect(&config).unwrap().1
+        let account = &config.accounts[0];
+        certsync::cloud::connect(account, certsync::cloud::budget_for(account))
+            .unwrap()
+            .1
     }
 
     fn files(&self) -> Vec<String> {

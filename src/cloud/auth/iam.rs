@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{AuthError, Credentials, Generation, Project, RedactedUrl, Secret, SecretFile, send};
+use super::{AuthError, Credentials, Generation, Project, RedactedUrl, Secret, SecretFile};
 use crate::config::Password;
 
 /// A token is renewed when less than this is left of it (SPEC 4).
@@ -111,7 +111,8 @@ impl PasswordTokens {
             "application/json;charset=utf-8".to_string(),
         )];
         let body = serde_json::to_vec(&body).expect("a JSON value serialises");
-        let reply = send(&creds.http, reqwest::Method::POST, &url, &headers, body)
+        let reply = creds
+            .iam_send(reqwest::Method::POST, &url, &headers, body)
             .await
             .map_err(|e| e.at_iam("password", STEP_TOKEN, &shown))?;
         if !(200..300).contains(&reply.status) {

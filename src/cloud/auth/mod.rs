@@ -28,7 +28,9 @@ use super::headers::{header_map, secrets_in};
 use super::http::{
     ClientError, ExchangeError, RedactedUrl, TransportError, build_metadata_client, read_api_body,
 };
-use crate::config::{Auth, Config};
+use super::budget::Budget;
+use crate::config::{Auth, CloudAccount};
+use std::sync::Arc;
 
 pub use crate::secret::Secret;
 pub use file::SecretFile;
@@ -177,9 +179,12 @@ enum Kind {
 pub struct Credentials {
     kind: Kind,
     project: Project,
+    /// The account's name, for messages.
+    account: String,
     region: String,
     iam: Url,
     http: reqwest::Client,
+    budget: Arc<Budget>,
 }
 
 impl fmt::Debug for Credentials {
@@ -196,15 +201,17 @@ impl fmt::Debug for Credentials {
 pub type Generation = u64;
 
 impl Credentials {
-    /// The credentials `config` describes. `http` is the pooled client (IAM calls go through
-    /// it); the metadata service gets a client of its own (plain http, no proxy). Logs the
-    /// config's warnings (an inline secret in a file others can read).
-    pub fn from_config(config: &Config, http: reqwest::Client) -> Result<Credentials, ClientError> {
-        for w in &config.warnings {
-            tracing::warn!(file = %config.source.display(), key = %w.key, "{}", w.message);
-        }
-        let configured = config.cloud.project_id.clone();
-        let (kind, project) = match &config.auth {
+    /// The credentials of `account`. `http` is the account's pooled client (IAM calls go
+    /// through it, each taking a token from `budget`); the metadata service gets a client of
+    /// its own (plain http, no proxy).
+    pub fn for_account(
+        account: &CloudAccount,
+        http: reqwest::Client,
+        budget: Arc<Budget>,
+    ) -> Result<Credentials, ClientError> {
+        let cloud = &account.cloud;
+        let configured = cloud.project_id.clone();
+        let (kind, project) = match &account.auth {
             Auth::Token { token_file } => (
                 Kind::Token(SecretFile::new("token", "token_file", token_file)),
                 // The config requires a project id with this method.
@@ -216,7 +223,7 @@ impl Credentials {
                 configured.map_or(Project::FromToken, Project::Configured),
             ),
             Auth::Metadata { metadata_endpoint } => {
-                let client = build_metadata_client(&config.cloud.ca_certs, config.cloud.timeout)?;
+                let client = build_metadata_client(&cloud.ca_certs, cloud.timeout)?;
                 (
                     Kind::Metadata(metadata::MetadataKeys::new(
                         metadata_endpoint.clone(),
@@ -229,9 +236,11 @@ impl Credentials {
         Ok(Credentials {
             kind,
             project,
-            region: config.cloud.region.clone(),
-            iam: config.cloud.iam_endpoint.clone(),
+            account: account.name.clone(),
+            region: cloud.region.clone(),
+            iam: cloud.iam_endpoint.clone(),
             http,
+            budget,
         })
     }
 
@@ -340,7 +349,8 @@ impl Credentials {
         let (keys, _) = self.keys(None).await?;
         let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
         keys.sign(None, "GET", &url, &mut headers, b"");
-        let reply = send(&self.http, reqwest::Method::GET, &url, &headers, Vec::new())
+        let reply = self
+            .iam_send(reqwest::Method::GET, &url, &headers, Vec::new())
             .await
             .map_err(|e| e.at_iam(method, step, &shown))?;
         if !(200..300).contains(&reply.status) {
@@ -365,6 +375,33 @@ impl Credentials {
                 reason,
             },
         })
+    }
+}
+
+impl Credentials {
+    /// Sends an IAM request of the account: it takes a token from the account's budget
+    /// first, and a 429 pauses the account (SPEC 15). IAM requests are not retried here.
+    async fn iam_send(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<Reply, SendError> {
+        self.budget.take(url).await;
+        let reply = send(&self.http, method, url, headers, body).await?;
+        if reply.status == 429 {
+            let retry_after = reply
+                .header("retry-after")
+                .and_then(|v| crate::schedule::parse_retry_after(v, std::time::SystemTime::now()));
+            self.budget.throttled(retry_after, fastrand::f64());
+        }
+        Ok(reply)
+    }
+
+    /// The account these credentials belong to.
+    pub fn account(&self) -> &str {
+        &self.account
     }
 }
 

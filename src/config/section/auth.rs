@@ -111,20 +111,23 @@ pub struct Password {
     pub password_file: PathBuf,
 }
 
-/// `auth.method` as written, if it is a string; the cloud section needs it to know whether
-/// `project_id` is required.
-pub(in crate::config) fn peek_method(top: &Table) -> Option<&str> {
-    top.get(SCHEMA.name)?.as_table()?.get("method")?.as_str()
+/// `auth.method` as written in the table that holds `auth` (the top level, or an
+/// `[[account]]`), if it is a string; the cloud keys need it to know whether `project_id` is
+/// required.
+pub(in crate::config) fn peek_method(holder: &Table) -> Option<&str> {
+    holder.get(SCHEMA.name)?.as_table()?.get("method")?.as_str()
 }
 
-/// Reads `[auth]`. `None` when the method is missing or unknown, or a key it needs is bad.
+/// Reads `[auth]`, or an `[account.auth]` at `path` (`account[1].auth`). `None` when the
+/// method is missing or unknown, or a key it needs is bad.
 pub(in crate::config) fn read(
     p: &mut Problems,
+    path: &str,
     table: &Table,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Auth> {
-    let sec = Section::open(p, SCHEMA.name, table, &SCHEMA.all_keys());
+    let sec = Section::open(p, path, table, &SCHEMA.all_keys());
     if !sec.require_present(p, "method", "") {
         return None;
     }
@@ -149,8 +152,9 @@ pub(in crate::config) fn read(
             p.push(
                 sec.key(key),
                 format!(
-                    "is a key of method {} but auth.method = {} (value not shown)",
+                    "is a key of method {} but {} = {} (value not shown)",
                     quote(other),
+                    sec.key("method"),
                     quote(method)
                 ),
             );
@@ -303,7 +307,7 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         };
-        let (auth, problems, fs) = walk(|p, _| read(p, &t, Path::new("/srv/conf"), &lookup));
+        let (auth, problems, fs) = walk(|p, _| read(p, "auth", &t, Path::new("/srv/conf"), &lookup));
         assert!(fs.0.is_empty(), "auth defers no file check");
         (auth, problems)
     }

@@ -30,6 +30,7 @@ pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
         "iam_endpoint",
         "ca_file",
         "timeout",
+        "max_requests_per_second",
     ],
     variants: &[],
 };
@@ -40,6 +41,12 @@ pub const DEFAULT_SERVICE: &str = "gaussdb-nosql";
 pub const SERVICES: &[&str] = &["gaussdb-nosql", "dds"];
 /// `cloud.timeout` when left out: per HTTP request.
 pub const DEFAULT_CLOUD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `cloud.max_requests_per_second` when left out (SPEC 15).
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = crate::cloud::budget::DEFAULT_MAX_REQUESTS_PER_SECOND;
+/// The largest `max_requests_per_second` accepted (the gateway's own default limit is 200 a
+/// second per API; this bound only keeps the arithmetic sane).
+pub const MAX_MAX_REQUESTS_PER_SECOND: f64 = 10_000.0;
 
 /// Stands in for values that failed; never returned (any problem makes the result an error).
 const PLACEHOLDER_URL: &str = "https://placeholder.invalid/";
@@ -69,6 +76,9 @@ pub struct Cloud {
     pub ca_certs: Vec<CertificateDer<'static>>,
     /// Per HTTP request.
     pub timeout: Duration,
+    /// The account's request budget per endpoint (SPEC 15): a token bucket of this rate, with
+    /// a burst of as many. Positive, at most [`MAX_MAX_REQUESTS_PER_SECOND`].
+    pub max_requests_per_second: f64,
 }
 
 /// The default host of `service` in `region`: `{service}.{region}.myhuaweicloud.com`, on
@@ -82,18 +92,22 @@ fn regional_url(service: &str, region: &str) -> Option<url::Url> {
     url::Url::parse(&format!("https://{service}.{region}.{domain}")).ok()
 }
 
-/// Reads `[cloud]`. `method` is `auth.method` as written (it decides whether `project_id` is
-/// required); `env` looks up `HUAWEICLOUD_SDK_PROJECT_ID` for `aksk`. `ca_file` is checked
-/// by the fs pass.
+/// Reads `[cloud]`, or the cloud keys of an `[[account]]`, at `path` (`cloud`, `account[1]`).
+/// `method` is the account's `auth.method` as written (it decides whether `project_id` is
+/// required) and `method_key` its key path, for messages; `env` looks up
+/// `HUAWEICLOUD_SDK_PROJECT_ID` for `aksk`. `ca_file` is checked by the fs pass.
+#[allow(clippy::too_many_arguments)] // each is one input of the walk; a struct would only rename them
 pub(in crate::config) fn read(
     p: &mut Problems,
     fs: &mut FsChecks,
+    path: &str,
+    known: &[&str],
     table: &Table,
     base: &Path,
-    method: Option<&str>,
+    (method, method_key): (Option<&str>, &str),
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Cloud {
-    let sec = Section::open(p, SCHEMA.name, table, SCHEMA.keys);
+    let sec = Section::open(p, path, table, known);
     let mut service_ok = true;
     let service = match sec.string(p, "service") {
         None => {
@@ -144,8 +158,9 @@ pub(in crate::config) fn read(
     };
 
     // Only the token method cannot learn the project: aksk and metadata look it up in IAM by
-    // the region's name, password scopes its token by that name and reads the id from it.
-    let optional = matches!(method, Some("aksk" | "metadata" | "password"));
+    // the region's name, password scopes its token by that name and reads the id from it. A
+    // missing or unknown method is reported by auth and does not make it required here.
+    let optional = method != Some("token");
     let mut project_id = None;
     let from_env = match method {
         Some("aksk") if !sec.has("project_id") => env(ENV_PROJECT_ID),
@@ -164,7 +179,8 @@ pub(in crate::config) fn read(
             );
         }
     } else if sec.has("project_id")
-        || (!optional && sec.require_present(p, "project_id", "with auth.method = \"token\""))
+        || (!optional
+            && sec.require_present(p, "project_id", &format!("with {method_key} = \"token\"")))
     {
         match sec.string(p, "project_id") {
             Some(id) if names::is_project_id(id) => project_id = Some(id.to_string()),
@@ -189,6 +205,7 @@ pub(in crate::config) fn read(
     }
 
     let timeout = positive_duration(p, &sec, "timeout").unwrap_or(DEFAULT_CLOUD_TIMEOUT);
+    let max_requests_per_second = requests_per_second(p, &sec);
 
     let placeholder = || url::Url::parse(PLACEHOLDER_URL).expect("valid");
     Cloud {
@@ -201,6 +218,36 @@ pub(in crate::config) fn read(
         // Filled by the fs pass, which reads the file.
         ca_certs: Vec::new(),
         timeout,
+        max_requests_per_second,
+    }
+}
+
+/// `max_requests_per_second`: a positive number (an integer or not: 0.5 is one request every
+/// two seconds), at most [`MAX_MAX_REQUESTS_PER_SECOND`].
+fn requests_per_second(p: &mut Problems, sec: &Section<'_>) -> f64 {
+    let key = "max_requests_per_second";
+    let value = match sec.raw(key) {
+        None => return DEFAULT_MAX_REQUESTS_PER_SECOND,
+        Some(toml::Value::Integer(i)) => *i as f64,
+        Some(toml::Value::Float(f)) => *f,
+        Some(other) => {
+            p.push(
+                sec.key(key),
+                super::super::reader::expected("a number of requests a second", other),
+            );
+            return DEFAULT_MAX_REQUESTS_PER_SECOND;
+        }
+    };
+    if value.is_finite() && value > 0.0 && value <= MAX_MAX_REQUESTS_PER_SECOND {
+        value
+    } else {
+        p.push(
+            sec.key(key),
+            format!(
+                "must be more than 0 and at most {MAX_MAX_REQUESTS_PER_SECOND} (got {value})"
+            ),
+        );
+        DEFAULT_MAX_REQUESTS_PER_SECOND
     }
 }
 
@@ -216,7 +263,18 @@ mod tests {
 
     fn read_cloud(text: &str, method: &str) -> (Cloud, Vec<crate::config::Problem>, FsChecks) {
         let t = table(text);
-        walk(|p, fs| read(p, fs, &t, Path::new("/srv/conf"), Some(method), &|_| None))
+        walk(|p, fs| {
+            read(
+                p,
+                fs,
+                "cloud",
+                SCHEMA.keys,
+                &t,
+                Path::new("/srv/conf"),
+                (Some(method), "auth.method"),
+                &|_| None,
+            )
+        })
     }
 
     #[test]
@@ -281,9 +339,16 @@ timeout = "5s""#,
         }
         let t = table("region = \"cn-north-4\"");
         let (c, problems, _) = walk(|p, fs| {
-            read(p, fs, &t, Path::new("/"), Some("aksk"), &|name| {
-                (name == ENV_PROJECT_ID).then(|| "from-env".to_string())
-            })
+            read(
+                p,
+                fs,
+                "cloud",
+                SCHEMA.keys,
+                &t,
+                Path::new("/"),
+                (Some("aksk"), "auth.method"),
+                &|name| (name == ENV_PROJECT_ID).then(|| "from-env".to_string()),
+            )
         });
         assert!(problems.is_empty());
         assert_eq!(c.project_id.as_deref(), Some("from-env"));

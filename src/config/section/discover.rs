@@ -11,7 +11,7 @@ use super::super::reader::{Problems, Section, quote};
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
     name: "discover",
     kind: SectionKind::ArrayOfTables,
-    keys: &["datastore", "name", "ssl_only"],
+    keys: &["account", "datastore", "name", "ssl_only"],
     variants: &[],
 };
 
@@ -24,6 +24,8 @@ const MAX_NAME_FILTER: usize = 128;
 /// One `[[discover]]` query of ListInstances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discover {
+    /// `account`: whose instances it lists (SPEC 15); `default` when left out.
+    pub account: String,
     /// `datastore`: the API's `datastore_type` filter (`mongodb`, `cassandra`, ...).
     pub datastore: Option<String>,
     /// `name`: the API's name filter; a leading `*` is a fuzzy match.
@@ -32,11 +34,17 @@ pub struct Discover {
     pub ssl_only: bool,
 }
 
-/// Reads every `[[discover]]`.
-pub(in crate::config) fn read(p: &mut Problems, top: &Section<'_>) -> Vec<Discover> {
+/// Reads every `[[discover]]`; `accounts`: the names of the accounts, which `account` must be
+/// one of.
+pub(in crate::config) fn read(
+    p: &mut Problems,
+    top: &Section<'_>,
+    accounts: &[&str],
+) -> Vec<Discover> {
     let mut out = Vec::new();
     for (key, table) in top.tables(p, SCHEMA.name) {
         let sec = Section::open(p, key.clone(), table, SCHEMA.keys);
+        let account = super::account_key(p, &sec, accounts).unwrap_or_default();
         let datastore = sec.string(p, "datastore").and_then(|d| {
             if !d.is_empty()
                 && d.bytes()
@@ -67,6 +75,7 @@ pub(in crate::config) fn read(p: &mut Problems, top: &Section<'_>) -> Vec<Discov
         });
         let ssl_only = sec.boolean(p, "ssl_only").unwrap_or(DEFAULT_SSL_ONLY);
         out.push(Discover {
+            account,
             datastore,
             name,
             ssl_only,
@@ -84,7 +93,7 @@ mod tests {
         let t = table(text);
         let (out, problems, _) = walk(|p, _| {
             let top = Section::open(p, "", &t, &["discover"]);
-            read(p, &top)
+            read(p, &top, &["default"])
         });
         (out, problems)
     }
@@ -99,12 +108,14 @@ mod tests {
             out,
             [
                 Discover {
+                    account: "default".into(),
                     datastore: None,
                     name: None,
                     // SPEC 3's default.
                     ssl_only: true,
                 },
                 Discover {
+                    account: "default".into(),
                     datastore: Some("mongodb".into()),
                     name: Some("*prod".into()),
                     ssl_only: false,

@@ -214,12 +214,10 @@ mod tests {
             key: "instance[0]".into(),
             id: Some("inst-1".into()),
             name: Some("orders".into()),
-            valid: Some(crate::config::Instance {
-                id: "inst-1".into(),
-                name: Some("orders".into()),
-                categories: None,
-                pins: Vec::new(),
-            }),
+            valid: Some(crate::config::Instance::discovered(
+                "inst-1",
+                Some("orders".into()),
+            )),
         }];
         let (out, problems, fs) = walk(|p, _| {
             let top = Section::open(p, "", &t, &["hook"]);

@@ -14,7 +14,7 @@ use crate::names;
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
     name: "instance",
     kind: SectionKind::ArrayOfTables,
-    keys: &["id", "name", "categories", "pin_sha256"],
+    keys: &["id", "name", "account", "categories", "pin_sha256"],
     variants: &[],
 };
 
@@ -25,6 +25,8 @@ pub struct Instance {
     pub id: String,
     /// Optional name, `[A-Za-z0-9._-]{1,64}`, unique.
     pub name: Option<String>,
+    /// The account it belongs to (SPEC 15): `account`, else `default`.
+    pub account: String,
     /// Only these categories are synced; `None`: every category the API lists.
     pub categories: Option<Vec<String>>,
     /// SHA-256 fingerprints accepted (empty: any).
@@ -34,13 +36,21 @@ pub struct Instance {
 impl Instance {
     /// An instance known by its id and maybe a name, with no `categories` filter and no pins:
     /// what discovery lists and what the saved state remembers of a discovered instance.
+    /// Its account is `default` until [`Instance::in_account`] says otherwise.
     pub fn discovered(id: impl Into<String>, name: Option<String>) -> Instance {
         Instance {
             id: id.into(),
             name,
+            account: super::account::DEFAULT_ACCOUNT.to_string(),
             categories: None,
             pins: Vec::new(),
         }
+    }
+
+    /// The same instance, of `account`.
+    pub fn in_account(mut self, account: impl Into<String>) -> Instance {
+        self.account = account.into();
+        self
     }
 
     /// The name, else the id: what `{name}` renders to and what logs call the instance.
@@ -68,10 +78,12 @@ pub(in crate::config) struct ReadInstance {
 }
 
 /// Reads every `[[instance]]`; `discovering`: `[[discover]]` is configured, so none is needed.
+/// `accounts`: the names of the accounts, which `account` must be one of.
 pub(in crate::config) fn read(
     p: &mut Problems,
     top: &Section<'_>,
     discovering: bool,
+    accounts: &[&str],
 ) -> Vec<ReadInstance> {
     let tables = top.tables(p, SCHEMA.name);
     if tables.is_empty()
@@ -112,6 +124,7 @@ pub(in crate::config) fn read(
                 None
             }
         });
+        let account = super::account_key(p, &sec, accounts).unwrap_or_default();
         let categories = sec.strings(p, "categories").map(|items| {
             if items.is_empty() {
                 p.push(
@@ -199,6 +212,7 @@ pub(in crate::config) fn read(
         let valid = (p.len() == before).then_some(Instance {
             id,
             name,
+            account,
             categories,
             pins,
         });
@@ -235,7 +249,7 @@ mod tests {
         let t = table(text);
         let (out, problems, fs) = walk(|p, _| {
             let top = Section::open(p, "", &t, &["instance"]);
-            read(p, &top, discovering)
+            read(p, &top, discovering, &["default"])
         });
         assert!(fs.0.is_empty());
         (out, problems)

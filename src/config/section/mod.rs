@@ -7,6 +7,7 @@
 //! the environment other than through the lookup it is given, or echo a value that may be a
 //! secret.
 
+pub(super) mod account;
 pub(super) mod auth;
 pub(super) mod cloud;
 pub(super) mod discover;
@@ -37,6 +38,44 @@ pub(super) fn path_value(
         return None;
     }
     Some(names::normalize(&base.join(s)))
+}
+
+/// `account`: the name of an account that exists (`known`, in file order), else
+/// [`account::DEFAULT_ACCOUNT`]. `None` (a problem recorded) when it names no account, or when
+/// it is left out and there is no account `default`.
+pub(super) fn account_key(p: &mut Problems, sec: &Section<'_>, known: &[&str]) -> Option<String> {
+    let listed = || {
+        if known.is_empty() {
+            "none is configured".to_string()
+        } else {
+            let names: Vec<String> = known.iter().map(|n| quote(n)).collect();
+            format!("the accounts are {}", names.join(", "))
+        }
+    };
+    match sec.string(p, "account") {
+        Some(name) if known.contains(&name) => Some(name.to_string()),
+        Some(name) => {
+            p.push(
+                sec.key("account"),
+                format!("{} names no account ({})", quote(name), listed()),
+            );
+            None
+        }
+        None if sec.has("account") => None,
+        None if known.contains(&account::DEFAULT_ACCOUNT) => {
+            Some(account::DEFAULT_ACCOUNT.to_string())
+        }
+        None => {
+            p.push(
+                sec.key("account"),
+                format!(
+                    "is required: there is no account \"default\" ([cloud] and [auth]) ({})",
+                    listed()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A duration that must be above zero.
