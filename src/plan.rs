@@ -111,13 +111,10 @@ pub fn fold_discovery(previous: &Discovered, listings: &[Listing]) -> DiscoveryR
                 round.skipped.push((listing.query, id.clone()));
                 continue;
             }
-            round
-                .discovered
-                .entry(id.clone())
-                .or_insert_with(|| {
-                    Instance::discovered(id.clone(), names::sanitize_name(name))
-                        .in_account(listing.account.as_str())
-                });
+            round.discovered.entry(id.clone()).or_insert_with(|| {
+                Instance::discovered(id.clone(), names::sanitize_name(name))
+                    .in_account(listing.account.as_str())
+            });
         }
     }
     let complete = listings.iter().all(|l| !l.truncated);

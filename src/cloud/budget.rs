@@ -153,10 +153,9 @@ impl Budget {
         let mut state = self.lock();
         let (floor, fresh) = match state.paused_until {
             // An endpoint first used during a pause starts empty after it, as the others do.
-            Some(until) if until > now => (
-                until,
-                until.checked_add(self.tolerance).unwrap_or(until),
-            ),
+            Some(until) if until > now => {
+                (until, until.checked_add(self.tolerance).unwrap_or(until))
+            }
             _ => (now, now),
         };
         let next = state.next.entry(key.to_string()).or_insert(fresh);
@@ -165,7 +164,9 @@ impl Budget {
         let at = theoretical
             .checked_sub(self.tolerance)
             .map_or(floor, |early| early.max(floor));
-        *next = theoretical.checked_add(self.interval).unwrap_or(theoretical);
+        *next = theoretical
+            .checked_add(self.interval)
+            .unwrap_or(theoretical);
         at
     }
 
@@ -242,7 +243,11 @@ mod tests {
         let times = grants(&budget, &api, 3).await;
         assert_eq!(
             times,
-            [Duration::ZERO, Duration::from_secs(2), Duration::from_secs(4)]
+            [
+                Duration::ZERO,
+                Duration::from_secs(2),
+                Duration::from_secs(4)
+            ]
         );
     }
 
@@ -268,7 +273,10 @@ mod tests {
         let ids: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids, [0, 1, 2, 3, 4, 5]);
         let first = order[0].1;
-        let ms: Vec<u128> = order.iter().map(|(_, t)| (*t - first).as_millis()).collect();
+        let ms: Vec<u128> = order
+            .iter()
+            .map(|(_, t)| (*t - first).as_millis())
+            .collect();
         assert_eq!(ms, [0, 0, 500, 1000, 1500, 2000]);
     }
 
@@ -339,7 +347,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         budget.throttled(Some(Duration::from_secs(3)), 0.0);
         let granted = waiter.await.unwrap();
-        assert!(granted - start >= Duration::from_millis(3_500), "{:?}", granted - start);
+        assert!(
+            granted - start >= Duration::from_millis(3_500),
+            "{:?}",
+            granted - start
+        );
     }
 
     #[test]

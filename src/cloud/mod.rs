@@ -134,7 +134,10 @@ mod tests {
             &roots,
             dir.path(),
         );
-        assert_eq!(reloaded.accounts[0].cloud.ca_certs, [other.cert.der().clone()]);
+        assert_eq!(
+            reloaded.accounts[0].cloud.ca_certs,
+            [other.cert.der().clone()]
+        );
         sim.shutdown();
     }
 

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    Account, Auth, CloudAccount, Config, ENV_AK, ENV_SECURITY_TOKEN, ENV_SK, Instance, LogFormat, SecretKey,
+    Account, Auth, CloudAccount, Config, ENV_AK, ENV_SECURITY_TOKEN, ENV_SK, Instance, LogFormat,
+    SecretKey,
 };
 use crate::hooks::HookAction;
 use crate::store::{Layout, WriteMode};
@@ -243,8 +244,16 @@ impl Config {
             "  max_requests_per_second: {} (per endpoint, burst as many; a 429 pauses the account)",
             c.max_requests_per_second
         );
-        let instances = self.instances.iter().filter(|i| i.account == account.name).count();
-        let queries = self.discover.iter().filter(|q| q.account == account.name).count();
+        let instances = self
+            .instances
+            .iter()
+            .filter(|i| i.account == account.name)
+            .count();
+        let queries = self
+            .discover
+            .iter()
+            .filter(|q| q.account == account.name)
+            .count();
         let _ = writeln!(
             s,
             "  instances: {instances} configured, {queries} [[discover]] quer{}",
@@ -298,4 +307,3 @@ impl Config {
         }
     }
 }
-

@@ -38,11 +38,11 @@ pub use crate::secret::Secret;
 pub use ca_file::{CaFileError, read_ca_file};
 pub use keys::{SectionKind, SectionSchema};
 pub use schema::SCHEMA;
+pub use section::account::{CloudAccount, DEFAULT_ACCOUNT};
 pub use section::auth::{
     AkSk, Auth, DEFAULT_METADATA_ENDPOINT, ENV_AK, ENV_PROJECT_ID, ENV_SECURITY_TOKEN, ENV_SK,
     Password, SecretKey,
 };
-pub use section::account::{CloudAccount, DEFAULT_ACCOUNT};
 pub use section::cloud::{
     Cloud, DEFAULT_CLOUD_TIMEOUT, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_SERVICE,
     MAX_MAX_REQUESTS_PER_SECOND, SERVICES,

@@ -24,9 +24,9 @@ use super::fs::{FsChecks, Pure};
 use super::reader::quote;
 use super::reader::{Problems, Section};
 use super::schema;
+use super::section::account::{self, CloudAccount, DEFAULT_ACCOUNT};
 use super::section::instance::{Instance, ReadInstance};
 use super::section::trust::{PROBE_CATEGORY, Trust};
-use super::section::account::{self, CloudAccount, DEFAULT_ACCOUNT};
 use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust};
 use super::{Config, Problem};
 use crate::names::{self, Piece};
@@ -88,20 +88,18 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
         .map(|t| log::read(&mut p, t));
 
     let config = match (sync, trust, log) {
-        (Some((sync, _)), Some(trust), Some(log)) if p.0.is_empty() => {
-            Some(Config {
-                source,
-                accounts: accounts.into_iter().flatten().collect(),
-                sync,
-                trust,
-                server,
-                discover,
-                instances: instances.into_iter().filter_map(|i| i.valid).collect(),
-                hooks,
-                log,
-                warnings: Vec::new(),
-            })
-        }
+        (Some((sync, _)), Some(trust), Some(log)) if p.0.is_empty() => Some(Config {
+            source,
+            accounts: accounts.into_iter().flatten().collect(),
+            sync,
+            trust,
+            server,
+            discover,
+            instances: instances.into_iter().filter_map(|i| i.valid).collect(),
+            hooks,
+            log,
+            warnings: Vec::new(),
+        }),
         _ => None,
     };
     Pure {

@@ -55,7 +55,9 @@ pub(super) fn collect(config: &Config, euid: u32) -> Vec<Problem> {
             }
         }
         match &account.auth {
-            Auth::Token { token_file } => secret_files.push((format!("{at}.token_file"), token_file)),
+            Auth::Token { token_file } => {
+                secret_files.push((format!("{at}.token_file"), token_file))
+            }
             Auth::AkSk(a) => {
                 if let SecretKey::File(path) = &a.secret_key {
                     secret_files.push((format!("{at}.secret_key_file"), path));

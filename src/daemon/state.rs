@@ -175,14 +175,28 @@ mod tests {
             "id-1".into(),
             Instance::discovered("id-1", Some("orders".into())),
         );
+        state.discovered.insert(
+            "id-2".into(),
+            Instance::discovered("id-2", None).in_account("eu"),
+        );
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
                 "owed_hooks": {"reload": {"written": ["/t/a.crt"], "removed": ["/t/b.crt"]}},
-                "discovered": {"id-1": {"name": "orders"}},
+                // The account is written only when it is not "default".
+                "discovered": {
+                    "id-1": {"name": "orders"},
+                    "id-2": {"name": null, "account": "eu"},
+                },
             })
         );
+        let mut other_account = state.clone();
+        other_account.discovered.insert(
+            "id-2".into(),
+            Instance::discovered("id-2", None).in_account("us"),
+        );
+        assert_ne!(other_account, state);
         let back: DaemonState = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, state);
         assert_eq!(serde_json::to_value(&back).unwrap(), json);
@@ -201,6 +215,10 @@ mod tests {
             vec![PathBuf::from("/t/a.crt")]
         );
         assert!(state.discovered["id-1"].name.is_none());
+        assert_eq!(
+            state.discovered["id-1"].account,
+            crate::config::DEFAULT_ACCOUNT
+        );
     }
 
     #[test]

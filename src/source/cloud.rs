@@ -152,15 +152,16 @@ impl CloudSource {
                 instance: name.clone(),
                 detail,
             })?;
-        let listing = clients
-            .api
-            .list_certs(&inst.id)
-            .await
-            .map_err(|source| InstanceError::Api {
-                instance: name.clone(),
-                account: inst.account.clone(),
-                source,
-            })?;
+        let listing =
+            clients
+                .api
+                .list_certs(&inst.id)
+                .await
+                .map_err(|source| InstanceError::Api {
+                    instance: name.clone(),
+                    account: inst.account.clone(),
+                    source,
+                })?;
         // Several entries of one category are merged (in order); categories keep API order.
         let mut by_category: Vec<(String, Vec<Cert>)> = Vec::new();
         let listed: Vec<String> = listing.certs.iter().map(|c| c.category.clone()).collect();
@@ -182,15 +183,15 @@ impl CloudSource {
                     problem,
                 });
             }
-            let download =
-                clients.fetcher
-                    .download(&link.url)
-                    .await
-                    .map_err(|source| InstanceError::Fetch {
-                        instance: name.clone(),
-                        category: link.category.clone(),
-                        source,
-                    })?;
+            let download = clients
+                .fetcher
+                .download(&link.url)
+                .await
+                .map_err(|source| InstanceError::Fetch {
+                    instance: name.clone(),
+                    category: link.category.clone(),
+                    source,
+                })?;
             let policy = Policy {
                 now: SystemTime::now(),
                 pins: &inst.pins,

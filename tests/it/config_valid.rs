@@ -263,7 +263,10 @@ fn ca_file_is_resolved_and_read() {
     let path = dir.path().join("certsync.toml");
     std::fs::write(&path, with("cloud", "ca_file = \"pki/roots.pem\"")).unwrap();
     let c = config::load(&path).unwrap();
-    assert_eq!(c.accounts[0].cloud.ca_file, Some(dir.path().join("pki/roots.pem")));
+    assert_eq!(
+        c.accounts[0].cloud.ca_file,
+        Some(dir.path().join("pki/roots.pem"))
+    );
     assert_eq!(c.source, path);
 }
 
@@ -291,7 +294,10 @@ fn endpoints_follow_service_and_region() {
     }
 
     let c = parse(&with("cloud", "endpoint = \"https://127.0.0.1:8443\""));
-    assert_eq!(c.accounts[0].cloud.endpoint.as_str(), "https://127.0.0.1:8443/");
+    assert_eq!(
+        c.accounts[0].cloud.endpoint.as_str(),
+        "https://127.0.0.1:8443/"
+    );
     assert_eq!(c.accounts[0].cloud.region, "cn-north-4");
 }
 
@@ -317,7 +323,10 @@ fn iam_endpoint_follows_the_region_unless_set() {
         "cloud",
         "iam_endpoint = \"https://127.0.0.1:9443/iam\"",
     ));
-    assert_eq!(c.accounts[0].cloud.iam_endpoint.as_str(), "https://127.0.0.1:9443/iam");
+    assert_eq!(
+        c.accounts[0].cloud.iam_endpoint.as_str(),
+        "https://127.0.0.1:9443/iam"
+    );
 }
 
 /// MINIMAL with `[auth]` replaced.
@@ -374,7 +383,10 @@ fn aksk_reads_the_file_then_the_sdk_environment() {
     assert_eq!(a.access_key.expose(), "AKENV");
     assert!(matches!(&a.secret_key, SecretKey::Inline(s) if s.expose() == "SKENV"));
     assert_eq!(a.security_token.as_ref().unwrap().expose(), "STENV");
-    assert_eq!(c.accounts[0].cloud.project_id.as_deref(), Some("envproject"));
+    assert_eq!(
+        c.accounts[0].cloud.project_id.as_deref(),
+        Some("envproject")
+    );
     let plan = c.describe();
     for needle in [
         "method: aksk",
@@ -664,8 +676,8 @@ fn the_shipped_example_shows_every_key() {
     assert_eq!(
         names,
         [
-            "cloud", "auth", "account", "sync", "trust", "instance", "discover", "hook",
-            "server", "log"
+            "cloud", "auth", "account", "sync", "trust", "instance", "discover", "hook", "server",
+            "log"
         ]
     );
     // Every key of SPEC 3 works now: nothing is marked unsupported any more.

@@ -21,6 +21,7 @@ mod clients_rotation;
 mod clients_tls;
 mod config_errors;
 mod config_valid;
+mod e2e_accounts;
 mod e2e_auth;
 mod e2e_daemon;
 mod e2e_discover;

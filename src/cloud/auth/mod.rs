@@ -23,12 +23,12 @@ use std::path::PathBuf;
 use reqwest::header::HeaderMap;
 use url::Url;
 
+use super::budget::Budget;
 use super::fault::{ApiFault, parse_fault, scrub};
 use super::headers::{header_map, secrets_in};
 use super::http::{
     ClientError, ExchangeError, RedactedUrl, TransportError, build_metadata_client, read_api_body,
 };
-use super::budget::Budget;
 use crate::config::{Auth, CloudAccount};
 use std::sync::Arc;
 

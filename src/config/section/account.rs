@@ -170,9 +170,19 @@ mod tests {
         let mut taken: Vec<String> = taken.iter().map(|s| s.to_string()).collect();
         let (accounts, problems, _) = walk(|p, fs| {
             let top = Section::open(p, "", &t, &["account"]);
-            read(p, fs, &top, Path::new("/etc/certsync"), &|_| None, &mut taken)
+            read(
+                p,
+                fs,
+                &top,
+                Path::new("/etc/certsync"),
+                &|_| None,
+                &mut taken,
+            )
         });
-        (accounts, keys(&problems).into_iter().map(String::from).collect())
+        (
+            accounts,
+            keys(&problems).into_iter().map(String::from).collect(),
+        )
     }
 
     #[test]

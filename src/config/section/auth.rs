@@ -307,7 +307,8 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         };
-        let (auth, problems, fs) = walk(|p, _| read(p, "auth", &t, Path::new("/srv/conf"), &lookup));
+        let (auth, problems, fs) =
+            walk(|p, _| read(p, "auth", &t, Path::new("/srv/conf"), &lookup));
         assert!(fs.0.is_empty(), "auth defers no file check");
         (auth, problems)
     }

@@ -43,7 +43,8 @@ pub const SERVICES: &[&str] = &["gaussdb-nosql", "dds"];
 pub const DEFAULT_CLOUD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `cloud.max_requests_per_second` when left out (SPEC 15).
-pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = crate::cloud::budget::DEFAULT_MAX_REQUESTS_PER_SECOND;
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 =
+    crate::cloud::budget::DEFAULT_MAX_REQUESTS_PER_SECOND;
 /// The largest `max_requests_per_second` accepted (the gateway's own default limit is 200 a
 /// second per API; this bound only keeps the arithmetic sane).
 pub const MAX_MAX_REQUESTS_PER_SECOND: f64 = 10_000.0;
@@ -243,9 +244,7 @@ fn requests_per_second(p: &mut Problems, sec: &Section<'_>) -> f64 {
     } else {
         p.push(
             sec.key(key),
-            format!(
-                "must be more than 0 and at most {MAX_MAX_REQUESTS_PER_SECOND} (got {value})"
-            ),
+            format!("must be more than 0 and at most {MAX_MAX_REQUESTS_PER_SECOND} (got {value})"),
         );
         DEFAULT_MAX_REQUESTS_PER_SECOND
     }
