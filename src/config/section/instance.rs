@@ -4,6 +4,8 @@
 //! that ids and names share one namespace (hook filters and `{name}` accept either). At least
 //! one instance is required unless `[[discover]]` finds them. Must not: read a file.
 
+use std::collections::HashMap;
+
 use toml::Value;
 
 use super::super::keys::{SectionKind, SectionSchema};
@@ -96,6 +98,9 @@ pub(in crate::config) fn read(
         );
     }
     let mut out: Vec<ReadInstance> = Vec::with_capacity(tables.len());
+    // The first instance with each id and each name (as written), by index into `out`.
+    let mut first_id: HashMap<String, usize> = HashMap::new();
+    let mut first_name: HashMap<String, usize> = HashMap::new();
     for (key, table) in tables {
         let before = p.len();
         let sec = Section::open(p, key.clone(), table, SCHEMA.keys);
@@ -172,41 +177,52 @@ pub(in crate::config) fn read(
             }
         }
 
-        // Ids and names share one namespace: hook filters and {name} accept either.
-        for earlier in &out {
-            if !id.is_empty() && earlier.id.as_deref() == Some(id.as_str()) {
+        // Ids and names share one namespace: hook filters and {name} accept either. Looked up
+        // in maps of the first instance with each id and name, so that a file with 10,000
+        // instances is not checked pair by pair.
+        let earlier =
+            |map: &HashMap<String, usize>, key: &str| map.get(key).map(|&i| out[i].key.clone());
+        if !id.is_empty()
+            && let Some(other) = earlier(&first_id, &id)
+        {
+            p.push(
+                sec.key("id"),
+                format!("{} is also the id of {other}", quote(&id)),
+            );
+        }
+        if let Some(n) = &name {
+            if let Some(other) = earlier(&first_name, n) {
                 p.push(
-                    sec.key("id"),
-                    format!("{} is also the id of {}", quote(&id), earlier.key),
+                    sec.key("name"),
+                    format!("{} is also the name of {other}", quote(n)),
                 );
-            }
-            if let Some(n) = &name {
-                if earlier.name.as_deref() == Some(n.as_str()) {
-                    p.push(
-                        sec.key("name"),
-                        format!("{} is also the name of {}", quote(n), earlier.key),
-                    );
-                } else if earlier.id.as_deref() == Some(n.as_str()) {
-                    p.push(
-                        sec.key("name"),
-                        format!(
-                            "{} is the id of {}; names and ids must not overlap",
-                            quote(n),
-                            earlier.key
-                        ),
-                    );
-                }
-            }
-            if !id.is_empty() && earlier.name.as_deref() == Some(id.as_str()) {
+            } else if let Some(other) = earlier(&first_id, n) {
                 p.push(
-                    sec.key("id"),
+                    sec.key("name"),
                     format!(
-                        "{} is the name of {}; names and ids must not overlap",
-                        quote(&id),
-                        earlier.key
+                        "{} is the id of {other}; names and ids must not overlap",
+                        quote(n)
                     ),
                 );
             }
+        }
+        if !id.is_empty()
+            && let Some(other) = earlier(&first_name, &id)
+        {
+            p.push(
+                sec.key("id"),
+                format!(
+                    "{} is the name of {other}; names and ids must not overlap",
+                    quote(&id)
+                ),
+            );
+        }
+        let index = out.len();
+        if let Some(raw) = &raw_id {
+            first_id.entry(raw.clone()).or_insert(index);
+        }
+        if let Some(raw) = &raw_name {
+            first_name.entry(raw.clone()).or_insert(index);
         }
 
         let valid = (p.len() == before).then_some(Instance {
