@@ -1,9 +1,15 @@
 //! The GaussDB NoSQL SSL-cert download-link operation as the simulator serves it
 //! (`GET /v3/{project_id}/instances/{id}/ssl-cert/download-link`), behind the gateway's
-//! authentication (`auth`), and the error answers the API gives for faults.
+//! authentication (`auth`) and per-user throttling (`throttle`), and the error answers the API
+//! gives for faults.
 //!
-//! Owns the JSON answers of this operation; it must not serve downloads (that is `obs`) nor
-//! change the state other than counting requests and consuming counted faults.
+//! Owns the JSON answers of this operation and the gateway's 429 `APIG.0308` (for the other
+//! gateway handlers too); it must not serve downloads (that is `obs`) nor change the state
+//! other than counting requests, taking throttling tokens and consuming counted faults.
+//!
+//! The gateway's order, for every operation behind it: authenticate (401, counted against no
+//! one), then the caller's rate limit (429), then the project in the path (401), then the
+//! operation itself.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +21,7 @@ use crate::auth::{self, GatewayRequest};
 use crate::http::{self, JSON_CONTENT_TYPE, SimBody};
 use crate::link::{LINK_TTL_SECS, LinkSigner};
 use crate::state::{ApiPlan, Counters, World};
+use crate::throttle::UserKey;
 
 /// A body that looks like JSON cut off by a broken proxy, for [`crate::BadContent::GarbageJson`].
 const GARBAGE_JSON: &str = "{\"certs\": [{\"category\": \"international\", \"download_li";
@@ -37,8 +44,23 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Authenticates a request to an operation under `/v3/{project_id}/` and checks the caller may
-/// use that project; `Some` is the 401 to answer.
+/// Takes a token of `user`'s bucket; `Some` is the 429 to answer (counted as throttled).
+pub(crate) fn throttle(
+    world: &World,
+    user: &UserKey,
+    request_id: &str,
+) -> Option<Response<SimBody>> {
+    let limit = world.throttle.admit(user).err()?;
+    Counters::bump(&world.counters.throttled);
+    Some(rate_limited(
+        limit.per_second,
+        limit.retry_after.map(u64::from),
+        request_id,
+    ))
+}
+
+/// Authenticates a request to an operation under `/v3/{project_id}/`, applies the caller's
+/// rate limit and checks the caller may use that project; `Some` is the 401 or 429 to answer.
 pub(crate) fn authorize_project(
     world: &World,
     req: &GatewayRequest<'_>,
@@ -49,6 +71,9 @@ pub(crate) fn authorize_project(
         Ok(caller) => caller,
         Err(denial) => return Some(denial.respond(world, request_id)),
     };
+    if let Some(throttled) = throttle(world, caller.user(), request_id) {
+        return Some(throttled);
+    }
     if caller.may_use_project(world, project_id) {
         return None;
     }
@@ -83,7 +108,7 @@ pub(crate) fn status_error(status: u16, request_id: &str) -> Response<SimBody> {
             "DBS.200019",
             "Another operation is being performed on the instance or the instance is faulty.",
         ),
-        429 => rate_limited(1, request_id),
+        429 => rate_limited(FAULT_LIMIT, Some(1), request_id),
         502 => http::gateway_error(code, "APIG.0201", "Backend unavailable", request_id),
         504 => http::gateway_error(code, "APIG.0202", "Backend timeout", request_id),
         500..=599 => http::service_error(
@@ -95,16 +120,23 @@ pub(crate) fn status_error(status: u16, request_id: &str) -> Response<SimBody> {
     }
 }
 
-/// APIG's throttling answer.
-fn rate_limited(retry_after_secs: u64, request_id: &str) -> Response<SimBody> {
+/// The limit a fault's 429 names (no [`crate::RateLimit`] is involved).
+const FAULT_LIMIT: u32 = 20;
+
+/// APIG's throttling answer for a limit of `limit` a second, with `Retry-After` when given.
+fn rate_limited(limit: u32, retry_after_secs: Option<u64>, request_id: &str) -> Response<SimBody> {
     let mut resp = http::gateway_error(
         StatusCode::TOO_MANY_REQUESTS,
         "APIG.0308",
-        "The throttling threshold has been reached: policy user over ratelimit,limit:20,time:1 second",
+        &format!(
+            "The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 second"
+        ),
         request_id,
     );
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    if let Some(secs) = retry_after_secs {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
     resp
 }
 
@@ -120,7 +152,7 @@ pub(crate) async fn download_link(
     if let Some(denied) = authorize_project(world, req, project_id, request_id) {
         return denied;
     }
-    match world.api_plan(id) {
+    match world.api_plan(project_id, id) {
         ApiPlan::UnknownInstance => status_error(404, request_id),
         ApiPlan::Status(status) => {
             if status == 401 {
@@ -128,7 +160,9 @@ pub(crate) async fn download_link(
             }
             status_error(status, request_id)
         }
-        ApiPlan::RateLimited { retry_after_secs } => rate_limited(retry_after_secs, request_id),
+        ApiPlan::RateLimited { retry_after_secs } => {
+            rate_limited(FAULT_LIMIT, Some(retry_after_secs), request_id)
+        }
         ApiPlan::GarbageJson => http::response(
             StatusCode::OK,
             JSON_CONTENT_TYPE,

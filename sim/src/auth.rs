@@ -1,11 +1,13 @@
 //! Authentication of gateway requests as Huawei's API gateway (APIG) does it: an IAM token in
-//! `X-Auth-Token` (the fixed token of the simulator, or one IAM issued), or an `SDK-HMAC-SHA256`
-//! signature (`Authorization`, `X-Sdk-Date`) checked with certsync-sign's verifier against the
-//! permanent AK/SK or temporary credentials from the metadata service (which must come with
-//! their `X-Security-Token`).
+//! `X-Auth-Token` (the fixed token of the simulator, an extra user's, or one IAM issued), or an
+//! `SDK-HMAC-SHA256` signature (`Authorization`, `X-Sdk-Date`) checked with certsync-sign's
+//! verifier against the permanent AK/SK, an extra user's, or temporary credentials from the
+//! metadata service (which must come with their `X-Security-Token`).
 //!
-//! Owns the decision who is calling and APIG's 401 answers (`APIGW.0301` with its sub-messages);
-//! it must not verify signatures itself (that is certsync-sign) nor look at instances.
+//! Owns the decision who is calling (and as which user, for throttling) and APIG's 401 answers
+//! (`APIGW.0301` with its sub-messages); it must not verify signatures itself (that is
+//! certsync-sign), throttle (`throttle`, asked by the handlers after this) nor look at
+//! instances.
 //!
 //! The sub-messages are the ones APIG documents or has been seen sending: "verify aksk signature
 //! fail" (wrong signature, X-Sdk-Date more than 15 minutes off, malformed Authorization), "ak
@@ -22,6 +24,7 @@ use hyper::{Response, StatusCode};
 use crate::creds::{SecretLookup, TokenCheck};
 use crate::http::{self, SimBody};
 use crate::state::{Counters, World};
+use crate::throttle::UserKey;
 
 /// The header that carries an IAM token.
 const AUTH_TOKEN_HEADER: &str = "x-auth-token";
@@ -49,21 +52,43 @@ pub(crate) struct GatewayRequest<'a> {
 /// Who is calling.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Caller {
-    /// An IAM token scoped to this project.
-    Token { project_id: String },
+    /// A valid token: scoped to this project (IAM's), or to every project the API serves
+    /// (`None`: the fixed token and extra users' tokens).
+    Token {
+        project_id: Option<String>,
+        user: UserKey,
+    },
     /// A valid AK/SK signature; the project named in `X-Project-Id`, if any.
-    Signed { project_id: Option<String> },
+    Signed {
+        project_id: Option<String>,
+        user: UserKey,
+    },
 }
 
 impl Caller {
+    /// The user the request counts against.
+    pub(crate) fn user(&self) -> &UserKey {
+        match self {
+            Caller::Token { user, .. } | Caller::Signed { user, .. } => user,
+        }
+    }
+
     /// Whether the caller may act in `project_id` (a path's project).
     pub(crate) fn may_use_project(&self, world: &World, project_id: &str) -> bool {
         match self {
-            Caller::Token { project_id: scope } => scope == project_id,
-            // The account behind the keys owns the simulator's project; X-Project-Id, when
-            // sent, must name the same project as the path.
-            Caller::Signed { project_id: named } => {
-                project_id == world.project_id && named.as_deref().is_none_or(|n| n == project_id)
+            Caller::Token {
+                project_id: Some(scope),
+                ..
+            } => scope == project_id,
+            Caller::Token {
+                project_id: None, ..
+            } => world.serves_project(project_id),
+            // The one account behind the keys owns every project the API serves; X-Project-Id,
+            // when sent, must name the same project as the path.
+            Caller::Signed {
+                project_id: named, ..
+            } => {
+                world.serves_project(project_id) && named.as_deref().is_none_or(|n| n == project_id)
             }
         }
     }
@@ -113,11 +138,12 @@ pub(crate) fn authenticate(world: &World, req: &GatewayRequest<'_>) -> Result<Ca
 fn check_token(world: &World, token: &str) -> Result<Caller, Denial> {
     if world.token_matches(token) {
         return Ok(Caller::Token {
-            project_id: world.project_id.clone(),
+            project_id: None,
+            user: UserKey::FixedToken,
         });
     }
     match world.creds.check_token(token) {
-        TokenCheck::Valid { project_id } => Ok(Caller::Token { project_id }),
+        TokenCheck::Valid { project_id, user } => Ok(Caller::Token { project_id, user }),
         TokenCheck::Expired { expires_at } => Err(Denial::new(format!(
             "token expires, expires_at: {}",
             iso_micros(expires_at)
@@ -143,7 +169,7 @@ fn check_signature(world: &World, req: &GatewayRequest<'_>) -> Result<Caller, De
     let result = certsync_sign::verify(&incoming, SystemTime::now(), |ak| {
         let lookup = world.creds.secret_of(ak);
         let secret = match &lookup {
-            SecretLookup::Permanent { secret } | SecretLookup::Temporary { secret, .. } => {
+            SecretLookup::Permanent { secret, .. } | SecretLookup::Temporary { secret, .. } => {
                 Some(secret.clone())
             }
             SecretLookup::Unknown => None,
@@ -188,7 +214,12 @@ fn check_signature(world: &World, req: &GatewayRequest<'_>) -> Result<Caller, De
         .get(PROJECT_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    Ok(Caller::Signed { project_id })
+    let user = match looked_up {
+        Some((_, SecretLookup::Permanent { owner, .. })) => owner,
+        // Temporary credentials are the account's.
+        _ => UserKey::Account,
+    };
+    Ok(Caller::Signed { project_id, user })
 }
 
 /// `t` as IAM writes times: `2024-05-01T12:34:56.000000Z`.

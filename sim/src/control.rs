@@ -1,18 +1,22 @@
-//! The simulator's control API under `/_sim/` (no authentication: loopback test infrastructure):
-//! read the state, add and remove instances, describe them (ListInstances' fields), rotate CAs
+//! The simulator's control API under `/_sim/` (no authentication, no throttling: loopback test
+//! infrastructure): read the state, add projects and instances (in the simulator's own project
+//! or another), remove instances, describe them (ListInstances' fields and nodes), rotate CAs
 //! (optionally under a new common name), set and clear faults (per instance, and ListInstances'
-//! own), replace IAM's projects.
+//! own), replace IAM's projects, add users, set and clear the gateway's rate limit.
 //!
 //! Owns the translation of control requests into state changes and their JSON answers; it must
 //! not answer cloud API or OBS requests. Key generation happens here (add, rotate, faults), never
 //! in the cloud-facing handlers.
 
 use hyper::{Method, Response, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::{self, SimBody};
-use crate::model::{Fault, InstanceMeta, ListFault, Project, Stats};
+use crate::model::{Fault, InstanceMeta, ListFault, Node, Project, RateLimit, Stats};
 use crate::state::{DEFAULT_CATEGORY, InstanceView, SimError, World};
+
+/// The most instances one `POST /_sim/projects/{project_id}/instances?count=N` adds.
+const MAX_COUNT: usize = 10_000;
 
 #[derive(Serialize)]
 struct StateDoc<'a> {
@@ -20,9 +24,39 @@ struct StateDoc<'a> {
     project_id: &'a str,
     region: &'a str,
     projects: Vec<Project>,
+    served_projects: Vec<Project>,
+    rate_limit: Option<RateLimit>,
     instances: Vec<InstanceView>,
     list_faults: Vec<ListFault>,
     stats: Stats,
+}
+
+/// The body of `POST /_sim/projects`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    region: String,
+}
+
+/// The body of `POST /_sim/ak-sk-users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAkSkUser {
+    ak: String,
+    sk: String,
+}
+
+/// The body of `POST /_sim/tokens`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    token: String,
+}
+
+/// The answer of `POST /_sim/projects/{project_id}/instances?count=N`.
+#[derive(Serialize)]
+struct AddedIds {
+    ids: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -41,9 +75,10 @@ fn error(status: StatusCode, err: impl std::fmt::Display) -> Response<SimBody> {
 
 fn sim_error(err: SimError) -> Response<SimBody> {
     let status = match &err {
-        SimError::UnknownInstance { .. } | SimError::UnknownCategory { .. } => {
-            StatusCode::NOT_FOUND
-        }
+        SimError::UnknownInstance { .. }
+        | SimError::UnknownCategory { .. }
+        | SimError::UnknownProject { .. } => StatusCode::NOT_FOUND,
+        SimError::OtherProject { .. } => StatusCode::CONFLICT,
         SimError::InvalidId { .. } | SimError::InvalidCategory { .. } => StatusCode::BAD_REQUEST,
         SimError::Pki { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -67,6 +102,47 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Parses a JSON body; `Err` is the 400 text, naming `what`.
+fn body_of<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("{what} body: {e}"))
+}
+
+/// Adds instance `id` to a project and answers its view: 201, or 200 if it was there already.
+fn add_instance(world: &World, project_id: &str, id: &str) -> Response<SimBody> {
+    match world.add_instance_in(project_id, id) {
+        Ok(created) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            match world.instances_view().into_iter().find(|i| i.id == id) {
+                Some(view) => http::json(status, &view),
+                // Removed again between the two calls.
+                None => not_found_id(id),
+            }
+        }
+        Err(e) => sim_error(e),
+    }
+}
+
+/// `POST /_sim/projects/{project_id}/instances?count=N`.
+fn add_instances(world: &World, project_id: &str, query: Option<&str>) -> Response<SimBody> {
+    let count = match query_param(query, "count").map(|c| c.parse::<usize>()) {
+        Some(Ok(n)) if (1..=MAX_COUNT).contains(&n) => n,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("count must be 1 to {MAX_COUNT}"),
+            );
+        }
+    };
+    match world.add_instances_in(project_id, count) {
+        Ok(ids) => http::json(StatusCode::CREATED, &AddedIds { ids }),
+        Err(e) => sim_error(e),
+    }
+}
+
 /// The `category` query parameter, `international` when absent.
 fn category_param(query: Option<&str>) -> String {
     query_param(query, "category").unwrap_or_else(|| DEFAULT_CATEGORY.to_owned())
@@ -88,25 +164,67 @@ pub(crate) fn handle(
                 project_id: &world.project_id,
                 region: &world.region,
                 projects: world.creds.projects(),
+                served_projects: world.served_projects(),
+                rate_limit: world.throttle.limit(),
                 instances: world.instances_view(),
                 list_faults: world.list_faults(),
                 stats: world.stats(),
             },
         ),
-        (&Method::POST, ["instances", id]) => match world.add_instance(id) {
-            Ok(created) => {
-                let status = if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
-                match world.instances_view().into_iter().find(|i| i.id == *id) {
-                    Some(view) => http::json(status, &view),
-                    // Removed again between the two calls.
-                    None => not_found_id(id),
-                }
+        (&Method::POST, ["instances", id]) => add_instance(world, &world.project_id, id),
+        (&Method::POST, ["projects", project_id, "instances", id]) => {
+            add_instance(world, project_id, id)
+        }
+        (&Method::POST, ["projects", project_id, "instances"]) => {
+            add_instances(world, project_id, query)
+        }
+        (&Method::POST, ["projects"]) => match body_of::<NewProject>(body, "project") {
+            Ok(NewProject { region }) if region.is_empty() => {
+                error(StatusCode::BAD_REQUEST, "project body: region is empty")
             }
-            Err(e) => sim_error(e),
+            Ok(NewProject { region }) => {
+                http::json(StatusCode::CREATED, &world.add_project(&region))
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
+        (&Method::PUT, ["instances", id, "nodes"]) => match body_of::<Vec<Node>>(body, "nodes") {
+            Ok(nodes) => match world.set_nodes(id, &nodes) {
+                Ok(()) => no_content(),
+                Err(e) => sim_error(e),
+            },
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
+        (&Method::PUT, ["rate-limit"]) => match body_of::<RateLimit>(body, "rate limit") {
+            Ok(limit) => {
+                world.throttle.set_limit(Some(limit));
+                no_content()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
+        (&Method::DELETE, ["rate-limit"]) => {
+            world.throttle.set_limit(None);
+            no_content()
+        }
+        (&Method::POST, ["ak-sk-users"]) => match body_of::<NewAkSkUser>(body, "AK/SK user") {
+            Ok(NewAkSkUser { ak, sk }) if ak.is_empty() || sk.is_empty() => error(
+                StatusCode::BAD_REQUEST,
+                "AK/SK user body: ak or sk is empty",
+            ),
+            Ok(NewAkSkUser { ak, sk }) => {
+                world.creds.add_ak_sk_user(&ak, &sk);
+                no_content()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
+        (&Method::POST, ["tokens"]) => match body_of::<NewToken>(body, "token") {
+            Ok(NewToken { token }) if token.is_empty() => {
+                error(StatusCode::BAD_REQUEST, "token body: token is empty")
+            }
+            Ok(NewToken { token }) => {
+                world.creds.add_token(&token);
+                no_content()
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
         },
         (&Method::DELETE, ["instances", id]) => {
             if world.remove_instance(id) {

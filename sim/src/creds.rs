@@ -1,18 +1,20 @@
-//! The simulated cloud's identities: the fixed API token, the permanent AK/SK, IAM users with the
-//! tokens issued to them, the temporary credentials the metadata service hands out, metadata
-//! session tokens, and the account's projects.
+//! The simulated cloud's identities (the fixed API token aside, which is the world's): the
+//! permanent AK/SK, extra users with their own AK/SK or token, IAM users with the tokens issued
+//! to them, the metadata service's temporary credentials and session tokens, IAM's projects.
 //!
-//! Owns who may call and until when; it answers lookups (is this token valid, what is the secret
-//! of this AK) and never builds HTTP answers nor checks signatures (that is `auth`, with the
-//! verifier of certsync-sign). Every expiry is compared with the wall clock at lookup time, so a
-//! lifetime of zero gives credentials that are already expired.
+//! Owns who may call, as which user ([`UserKey`], for throttling), and until when; it answers
+//! lookups (is this token valid, what is the secret of this AK) and never builds HTTP answers
+//! nor checks signatures (that is `auth`, with the verifier of certsync-sign). Every expiry is
+//! compared with the wall clock at lookup time, so a lifetime of zero gives credentials that
+//! are already expired.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::model::{MetadataTokenMode, Project};
-use crate::util::{self, random_hex};
+use crate::throttle::UserKey;
+use crate::util::{self, random_alnum, random_hex, random_token, random_upper};
 
 /// How long an IAM token lives unless changed (the real IAM: 24 h).
 pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -23,34 +25,6 @@ pub(crate) const DEFAULT_TEMPORARY_LIFETIME: Duration = Duration::from_secs(24 *
 
 /// The longest session-token TTL the metadata service grants (the SDK asks for exactly this).
 pub(crate) const MAX_SESSION_TTL_SECS: u64 = 21600;
-
-/// A random token shaped like an IAM token (they start with `MII`).
-pub(crate) fn random_token() -> String {
-    format!("MIIsim{}", random_hex(48))
-}
-
-/// `len` random characters of `A-Z0-9`, the alphabet of Huawei access keys.
-fn random_upper(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    (0..len)
-        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
-        .collect()
-}
-
-/// `len` random characters of `A-Za-z0-9`, the alphabet of Huawei secret keys.
-fn random_alnum(len: usize) -> String {
-    (0..len).map(|_| fastrand::alphanumeric()).collect()
-}
-
-/// A fresh permanent access key: 20 characters of `A-Z0-9`, like the console's.
-pub(crate) fn random_ak() -> String {
-    random_upper(20)
-}
-
-/// A fresh secret key: 40 characters of `A-Za-z0-9`, like the console's.
-pub(crate) fn random_sk() -> String {
-    random_alnum(40)
-}
 
 /// An IAM user who may ask for tokens with a password.
 struct User {
@@ -63,6 +37,8 @@ struct User {
 
 /// A token handed out by `POST /v3/auth/tokens`.
 struct IssuedToken {
+    /// The id of the IAM user it was issued to.
+    user_id: String,
     project: Project,
     expires_at: SystemTime,
 }
@@ -77,8 +53,11 @@ struct Temporary {
 /// What a token given in `X-Auth-Token` is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TokenCheck {
-    /// Valid, scoped to this project id.
-    Valid { project_id: String },
+    /// Valid for this user, scoped to this project id (`None`: every project of the account).
+    Valid {
+        project_id: Option<String>,
+        user: UserKey,
+    },
     /// Issued by IAM but expired at this time.
     Expired { expires_at: SystemTime },
     /// Never issued, or invalidated.
@@ -88,10 +67,10 @@ pub(crate) enum TokenCheck {
 /// What an access key is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SecretLookup {
-    /// The permanent key: its secret.
-    Permanent { secret: String },
-    /// A temporary key: its secret, the security token that must come with it, and whether it
-    /// has expired.
+    /// A permanent key (the account's, or an extra user's): its secret and its user.
+    Permanent { secret: String, owner: UserKey },
+    /// A temporary key (the account's, [`UserKey::Account`]): its secret, the security token
+    /// that must come with it, and whether it has expired.
     Temporary {
         secret: String,
         security_token: String,
@@ -139,6 +118,10 @@ pub(crate) enum ProjectScope<'a> {
 struct CredState {
     ak: String,
     sk: String,
+    /// Extra users' access keys and their secrets.
+    extra_keys: HashMap<String, String>,
+    /// Extra users' tokens; a token's user is its position.
+    extra_tokens: Vec<String>,
     users: Vec<User>,
     tokens: HashMap<String, IssuedToken>,
     token_lifetime: Duration,
@@ -163,6 +146,8 @@ impl Creds {
             state: Mutex::new(CredState {
                 ak,
                 sk,
+                extra_keys: HashMap::new(),
+                extra_tokens: Vec::new(),
                 users: Vec::new(),
                 tokens: HashMap::new(),
                 token_lifetime: DEFAULT_TOKEN_LIFETIME,
@@ -193,12 +178,33 @@ impl Creds {
         s.sk = sk.to_owned();
     }
 
+    /// Adds a user with its own permanent AK/SK, or replaces the secret of one added before (the
+    /// account's own AK is looked up first, so an extra user cannot take it over).
+    pub(crate) fn add_ak_sk_user(&self, ak: &str, sk: &str) {
+        self.lock().extra_keys.insert(ak.to_owned(), sk.to_owned());
+    }
+
+    /// Adds a user whose token is `token` (valid for every project); no change if it was added.
+    pub(crate) fn add_token(&self, token: &str) {
+        let mut s = self.lock();
+        if !s.extra_tokens.iter().any(|t| t == token) {
+            s.extra_tokens.push(token.to_owned());
+        }
+    }
+
     /// The secret of an access key, permanent or temporary.
     pub(crate) fn secret_of(&self, ak: &str) -> SecretLookup {
         let s = self.lock();
         if ak == s.ak {
             return SecretLookup::Permanent {
                 secret: s.sk.clone(),
+                owner: UserKey::Account,
+            };
+        }
+        if let Some(sk) = s.extra_keys.get(ak) {
+            return SecretLookup::Permanent {
+                secret: sk.clone(),
+                owner: UserKey::AkSk(ak.to_owned()),
             };
         }
         match s.temporary.get(ak) {
@@ -247,6 +253,16 @@ impl Creds {
         self.lock().tokens.clear();
     }
 
+    /// The id of the IAM user with this name, domain and password, if any.
+    pub(crate) fn password_user(&self, name: &str, domain: &str, password: &str) -> Option<String> {
+        self.lock()
+            .users
+            .iter()
+            // A loopback test double: timing side channels are not a concern here.
+            .find(|u| u.name == name && u.domain == domain && u.password == password)
+            .map(|u| u.id.clone())
+    }
+
     /// Checks a password and issues a token scoped to a project.
     pub(crate) fn issue_token(
         &self,
@@ -283,6 +299,7 @@ impl Creds {
         s.tokens.insert(
             token.clone(),
             IssuedToken {
+                user_id: user_id.clone(),
                 project: project.clone(),
                 expires_at,
             },
@@ -299,15 +316,23 @@ impl Creds {
         })
     }
 
-    /// What an IAM-issued token is (the fixed API token is checked by the world).
+    /// What a token is: an extra user's or one IAM issued (the fixed API token is checked by
+    /// the world).
     pub(crate) fn check_token(&self, token: &str) -> TokenCheck {
         let s = self.lock();
+        if let Some(n) = s.extra_tokens.iter().position(|t| t == token) {
+            return TokenCheck::Valid {
+                project_id: None,
+                user: UserKey::Token(n),
+            };
+        }
         match s.tokens.get(token) {
             Some(t) if SystemTime::now() >= t.expires_at => TokenCheck::Expired {
                 expires_at: t.expires_at,
             },
             Some(t) => TokenCheck::Valid {
-                project_id: t.project.id.clone(),
+                project_id: Some(t.project.id.clone()),
+                user: UserKey::Iam(t.user_id.clone()),
             },
             None => TokenCheck::Unknown,
         }
@@ -319,6 +344,11 @@ impl Creds {
 
     pub(crate) fn set_projects(&self, projects: Vec<Project>) {
         self.lock().projects = projects;
+    }
+
+    /// Adds a project to those IAM lists.
+    pub(crate) fn add_project(&self, project: Project) {
+        self.lock().projects.push(project);
     }
 
     pub(crate) fn set_temporary_lifetime(&self, lifetime: Duration) {
@@ -407,19 +437,6 @@ mod tests {
     }
 
     #[test]
-    fn keys_have_the_consoles_shape() {
-        let ak = random_ak();
-        assert_eq!(ak.len(), 20);
-        assert!(
-            ak.bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        );
-        let sk = random_sk();
-        assert_eq!(sk.len(), 40);
-        assert!(sk.bytes().all(|b| b.is_ascii_alphanumeric()));
-    }
-
-    #[test]
     fn tokens_are_scoped_expire_and_can_be_invalidated() {
         let c = creds();
         c.add_user("alice", "acme", "pw");
@@ -444,9 +461,12 @@ mod tests {
         assert_eq!(
             c.check_token(&issued.token),
             TokenCheck::Valid {
-                project_id: "p1".to_owned()
+                project_id: Some("p1".to_owned()),
+                user: UserKey::Iam(issued.user_id.clone()),
             }
         );
+        assert_eq!(c.password_user("alice", "acme", "pw"), Some(issued.user_id));
+        assert_eq!(c.password_user("alice", "acme", "wrong"), None);
         c.set_token_lifetime(Duration::ZERO);
         let expired = c
             .issue_token("alice", "acme", "pw", ProjectScope::Name("cn-north-4"))
@@ -489,9 +509,43 @@ mod tests {
         assert_eq!(
             c.secret_of("AKPERMANENT000000001"),
             SecretLookup::Permanent {
-                secret: "sk".to_owned()
+                secret: "sk".to_owned(),
+                owner: UserKey::Account,
             }
         );
+    }
+
+    #[test]
+    fn extra_users_have_their_own_keys_and_tokens() {
+        let c = creds();
+        c.add_ak_sk_user("AKEXTRA", "sk-extra");
+        // The account's own key cannot be taken over.
+        c.add_ak_sk_user("AKPERMANENT000000001", "other");
+        assert_eq!(
+            c.secret_of("AKEXTRA"),
+            SecretLookup::Permanent {
+                secret: "sk-extra".to_owned(),
+                owner: UserKey::AkSk("AKEXTRA".to_owned()),
+            }
+        );
+        assert!(matches!(
+            c.secret_of("AKPERMANENT000000001"),
+            SecretLookup::Permanent {
+                owner: UserKey::Account,
+                ..
+            }
+        ));
+        c.add_token("MIIone");
+        c.add_token("MIItwo");
+        c.add_token("MIIone");
+        assert_eq!(
+            c.check_token("MIItwo"),
+            TokenCheck::Valid {
+                project_id: None,
+                user: UserKey::Token(1),
+            }
+        );
+        assert_eq!(c.check_token("MIIthree"), TokenCheck::Unknown);
     }
 
     #[test]

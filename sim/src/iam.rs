@@ -6,16 +6,22 @@
 //! - `GET /v3/projects[?name=REGION]`, authenticated like any gateway request (the SDK signs it
 //!   with AK/SK to find the project id of a region).
 //!
+//! Both are throttled per user like the API (`throttle`), after authentication: a password
+//! request counts against its IAM user once the password is right (a wrong one is answered 401
+//! and costs no one a token), a projects lookup against the caller.
+//!
 //! Owns those answers; it must not decide who is who (that is `creds`) nor check signatures.
 
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::api;
 use crate::auth::{self, GatewayRequest, iso_micros};
 use crate::creds::{Issued, ProjectScope, TokenRefusal};
 use crate::http::{self, SimBody};
 use crate::state::{Counters, World};
+use crate::throttle::UserKey;
 use crate::util::random_hex;
 
 /// The header IAM returns a new token in.
@@ -136,7 +142,12 @@ fn token_document(world: &World, issued: &Issued, with_catalog: bool) -> Value {
 }
 
 /// `POST /v3/auth/tokens`.
-pub(crate) fn create_token(world: &World, query: &str, body: &[u8]) -> Response<SimBody> {
+pub(crate) fn create_token(
+    world: &World,
+    query: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Response<SimBody> {
     let refused = |status, message: &str| {
         Counters::bump(&world.counters.iam_token_failures);
         keystone_error(status, message)
@@ -151,6 +162,14 @@ pub(crate) fn create_token(world: &World, query: &str, body: &[u8]) -> Response<
         Ok(r) => r,
         Err(reason) => return refused(StatusCode::BAD_REQUEST, reason),
     };
+    // Only a right password makes the request its user's (and costs that user a token).
+    if let Some(user_id) = world
+        .creds
+        .password_user(request.user, request.domain, request.password)
+        && let Some(throttled) = api::throttle(world, &UserKey::Iam(user_id), request_id)
+    {
+        return throttled;
+    }
     let issued = match world.creds.issue_token(
         request.user,
         request.domain,
@@ -192,8 +211,12 @@ pub(crate) fn list_projects(
     request_id: &str,
 ) -> Response<SimBody> {
     Counters::bump(&world.counters.project_lookups);
-    if let Err(denial) = auth::authenticate(world, req) {
-        return denial.respond(world, request_id);
+    let caller = match auth::authenticate(world, req) {
+        Ok(caller) => caller,
+        Err(denial) => return denial.respond(world, request_id),
+    };
+    if let Some(throttled) = api::throttle(world, caller.user(), request_id) {
+        return throttled;
     }
     let name = url::form_urlencoded::parse(req.query.as_bytes())
         .find(|(k, _)| k == "name")

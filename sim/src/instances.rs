@@ -1,12 +1,19 @@
 //! GaussDB NoSQL ListInstances as the simulator serves it: `GET /v3/{project_id}/instances` with
-//! `offset`/`limit` paging (most recently created first, `total_count` after filtering) and the
-//! `id`, `name` (a leading `*` is a fuzzy match), `datastore_type`, `mode`, `vpc_id` and
-//! `subnet_id` filters, behind the gateway's authentication.
+//! `offset`/`limit` paging over that project's instances (most recently created first,
+//! `total_count` after filtering) and the `id`, `name` (a leading `*` is a fuzzy match),
+//! `datastore_type`, `mode`, `vpc_id` and `subnet_id` filters, behind the gateway's
+//! authentication and throttling.
 //!
 //! Owns the query rules, the JSON shape of each instance (notes section h) and how the
 //! [`ListFault`]s bend the answer (offset ignored, a huge `total_count`, pages that never end);
-//! it must not change the state other than counting requests. The fields the simulator does not model (network,
-//! nodes, backups) are derived from the project and instance ids, so they are stable.
+//! it must not change the state other than counting requests. The fields the simulator does not
+//! model (network, node ids, backups) are derived from the project and instance ids, so they
+//! are stable.
+//!
+//! Nodes (`groups[0].nodes[]`) are the instance's [`Node`]s, in order, the first with role
+//! `Primary` and the others `Secondary`. Each carries `port` (a string, like the instance's
+//! own): SPEC section 11 asks for it there, while the real API documents `port` only on the
+//! instance, so a client should read the node's and fall back to the instance's.
 
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -15,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use crate::api::authorize_project;
 use crate::auth::GatewayRequest;
 use crate::http::{self, SimBody};
-use crate::model::{InstanceMeta, ListFault};
+use crate::model::{InstanceMeta, ListFault, Node};
 use crate::state::{Counters, ListedInstance, World};
 
 /// The largest (and default) page.
@@ -106,24 +113,27 @@ fn derived_uuid(parts: &[&str]) -> String {
     )
 }
 
+/// The network of a project's instances (one per project), and its region.
 struct Network {
     vpc_id: String,
     subnet_id: String,
     security_group_id: String,
+    region: String,
 }
 
-fn network(world: &World) -> Network {
+fn network(project_id: &str, region: String) -> Network {
     Network {
-        vpc_id: derived_uuid(&[&world.project_id, "vpc"]),
-        subnet_id: derived_uuid(&[&world.project_id, "subnet"]),
-        security_group_id: derived_uuid(&[&world.project_id, "security-group"]),
+        vpc_id: derived_uuid(&[project_id, "vpc"]),
+        subnet_id: derived_uuid(&[project_id, "subnet"]),
+        security_group_id: derived_uuid(&[project_id, "security-group"]),
+        region,
     }
 }
 
 /// One instance as ListInstances describes it.
-fn instance_json(world: &World, net: &Network, inst: &ListedInstance) -> Value {
+fn instance_json(net: &Network, inst: &ListedInstance) -> Value {
     let meta = &inst.meta;
-    let az = format!("{}a", world.region);
+    let az = format!("{}a", net.region);
     let node_hex = |n: usize| {
         derived_uuid(&[&inst.id, &n.to_string()])
             .replace('-', "")
@@ -131,15 +141,17 @@ fn instance_json(world: &World, net: &Network, inst: &ListedInstance) -> Value {
             .take(32)
             .collect::<String>()
     };
-    let nodes: Vec<Value> = (1..=3)
-        .map(|n| {
+    let nodes: Vec<Value> = (1..)
+        .zip(&inst.nodes)
+        .map(|(n, node): (usize, &Node)| {
             json!({
                 "id": format!("{}no06", node_hex(n)),
                 "name": format!("{}_node_{n}", meta.name),
                 "status": meta.status,
                 "role": if n == 1 { "Primary" } else { "Secondary" },
                 "subnet_id": net.subnet_id,
-                "private_ip": format!("192.168.0.{}", 10 + n),
+                "private_ip": node.private_ip,
+                "port": node.port.to_string(),
                 "public_ip": "",
                 "spec_code": format!("geminidb.{}.large.4", meta.datastore_type),
                 "availability_zone": az,
@@ -152,7 +164,7 @@ fn instance_json(world: &World, net: &Network, inst: &ListedInstance) -> Value {
         "name": meta.name,
         "status": meta.status,
         "port": port_of(&meta.datastore_type),
-        "region": world.region,
+        "region": net.region,
         "datastore": {
             "type": meta.datastore_type,
             "version": meta.datastore_version,
@@ -211,9 +223,13 @@ pub(crate) fn list(
             );
         }
     };
-    let net = network(world);
+    // A project the API does not serve (an IAM token's scope may name one) lists nothing.
+    let region = world
+        .served_project(project_id)
+        .map_or_else(|| world.region.clone(), |p| p.name);
+    let net = network(project_id, region);
     let matching: Vec<ListedInstance> = world
-        .listed_instances()
+        .listed_instances(project_id)
         .into_iter()
         .filter(|i| q.id.as_deref().is_none_or(|p| text_matches(p, &i.id)))
         .filter(|i| {
@@ -246,15 +262,13 @@ pub(crate) fn list(
         .iter()
         .skip(offset)
         .take(q.limit)
-        .map(|i| instance_json(world, &net, i))
+        .map(|i| instance_json(&net, i))
         .collect();
     if faults.contains(&ListFault::EndlessPages) {
         // Positions past the real instances are made-up ones, so every page is full.
         let first = offset.saturating_add(page.len());
         let missing = q.limit - page.len();
-        page.extend(
-            (first..first.saturating_add(missing)).map(|n| instance_json(world, &net, &ghost(n))),
-        );
+        page.extend((first..first.saturating_add(missing)).map(|n| instance_json(&net, &ghost(n))));
     }
     let total_count = if faults.contains(&ListFault::HugeTotal) {
         HUGE_TOTAL
@@ -280,6 +294,7 @@ fn ghost(n: usize) -> ListedInstance {
             ssl: false,
             ..InstanceMeta::numbered(n)
         },
+        nodes: vec![Node::default()],
         created: "2020-01-01T00:00:00".to_owned(),
     }
 }

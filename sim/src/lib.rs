@@ -3,11 +3,14 @@
 //!
 //! It serves, on one HTTPS listener:
 //! - the GaussDB NoSQL download-link API, `GET /v3/{project_id}/instances/{id}/ssl-cert/download-link`,
-//!   and ListInstances, `GET /v3/{project_id}/instances` (paging, filters), both behind the API
-//!   gateway's authentication: `X-Auth-Token`, or an `SDK-HMAC-SHA256` AK/SK signature (verified
-//!   with certsync-sign, as Huawei's SDKs sign) with permanent or temporary credentials, answering
+//!   and ListInstances, `GET /v3/{project_id}/instances` (paging, filters, node addresses), for
+//!   one or several projects (regions) of one account, both behind the API gateway's
+//!   authentication: `X-Auth-Token`, or an `SDK-HMAC-SHA256` AK/SK signature (verified with
+//!   certsync-sign, as Huawei's SDKs sign) with permanent or temporary credentials, answering
 //!   with the cloud's status codes, headers and error bodies;
 //! - IAM: `POST /v3/auth/tokens` (password) and `GET /v3/projects`;
+//! - the gateway's throttling of both, per user (a token bucket each; 429 `APIG.0308`), after
+//!   authentication;
 //! - OBS-style pre-signed download links (`/obs/...`), freshly minted on every API answer and
 //!   checked (signature, expiry) when fetched;
 //! - a control API under `/_sim/` to change instances, CAs and faults from another process;
@@ -15,12 +18,14 @@
 //! and, on a second, plain-HTTP listener, the ECS metadata service (session token, temporary
 //! credentials).
 //!
-//! Module map: `model` (public value types), `pki` (certificate generation), `link` (link
-//! signing), `creds` (identities: token, AK/SK, IAM users and tokens, temporary credentials,
-//! projects), `state` (instances, faults, counters; hands out answer *plans*), `router` (method and
-//! path dispatch), `auth` (the gateway's credential checks), `api`, `instances`, `iam`,
-//! `metadata`, `obs`, `control` (handlers), `http` (bodies and error documents), `server` (TLS,
-//! HTTP/1.1, connections).
+//! Module map: `model` (public value types), `simulator` (the [`Simulator`]'s Rust API besides
+//! start-up, split into `accounts` and `instances`), `pki` (certificate generation), `link`
+//! (link signing), `creds` (identities: token, AK/SK, extra users, IAM users and tokens,
+//! temporary credentials, IAM's projects), `throttle` (per-user token buckets), `state` (the
+//! served projects, instances with their nodes, faults, counters; hands out answer *plans*),
+//! `router` (method and path dispatch), `auth` (the gateway's credential checks), `api`,
+//! `instances`, `iam`, `metadata`, `obs`, `control` (handlers), `http` (bodies and error
+//! documents), `server` (TLS, HTTP/1.1, connections).
 //!
 //! Invariants: no key is generated on the request path (only in calls that change instances or
 //! faults); a slow fault delays only the request it applies to; link queries, tokens, keys and
@@ -41,18 +46,20 @@ mod obs;
 mod pki;
 mod router;
 mod server;
+mod simulator;
 mod state;
+mod throttle;
 mod util;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 pub use model::{
-    BadContent, CaInfo, Fault, InstanceMeta, ListFault, MetadataTokenMode, Project, Stats,
+    BadContent, CaInfo, Fault, InstanceMeta, ListFault, MetadataTokenMode, Node, Project,
+    RateLimit, Stats,
 };
 pub use state::SimError;
 
@@ -67,7 +74,8 @@ pub const DEFAULT_REGION: &str = "cn-north-4";
 pub struct SimOptions {
     /// Where to listen; default `127.0.0.1:0` (a free port).
     pub listen: SocketAddr,
-    /// How many instances to create at start (random ids shaped like real ones); default 1.
+    /// How many instances to create at start, in the simulator's own project (random ids
+    /// shaped like real ones); default 1.
     pub instances: usize,
     /// The accepted IAM token; random when `None`.
     pub token: Option<String>,
@@ -83,6 +91,8 @@ pub struct SimOptions {
     pub region: Option<String>,
     /// Where the plain-HTTP metadata service listens; default `127.0.0.1:0`.
     pub metadata_listen: SocketAddr,
+    /// The gateway's per-user rate limit; `None` (the default): no throttling.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for SimOptions {
@@ -96,6 +106,7 @@ impl Default for SimOptions {
             ak_sk: None,
             region: None,
             metadata_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            rate_limit: None,
         }
     }
 }
@@ -112,6 +123,7 @@ impl std::fmt::Debug for SimOptions {
             .field("ak_sk", &self.ak_sk.as_ref().map(|_| "<redacted>"))
             .field("region", &self.region)
             .field("metadata_listen", &self.metadata_listen)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -119,9 +131,11 @@ impl std::fmt::Debug for SimOptions {
 /// A running simulator. Cheap to clone; the server stops when [`Simulator::shutdown`] is called
 /// or the last handle is dropped.
 ///
-/// The Rust methods that name an instance or category panic when it does not exist (or the id is
-/// not `[A-Za-z0-9-]{1,64}`): they are test set-up, where a typo must fail loudly. The control API
-/// answers 404/400 instead.
+/// The Rust methods that name an instance, category or project panic when it does not exist (or
+/// the id is not `[A-Za-z0-9-]{1,64}`): they are test set-up, where a typo must fail loudly. The
+/// control API answers 404/400/409 instead. Besides the methods here, `simulator/accounts.rs`
+/// (credentials, users, projects, the rate limit, the metadata service) and
+/// `simulator/instances.rs` (instances, nodes, CAs, faults) hold the rest.
 #[derive(Clone)]
 pub struct Simulator {
     inner: Arc<Inner>,
@@ -212,7 +226,7 @@ impl Simulator {
             .project_id
             .clone()
             .unwrap_or_else(|| util::random_hex(16));
-        let token = opts.token.clone().unwrap_or_else(creds::random_token);
+        let token = opts.token.clone().unwrap_or_else(util::random_token);
         let region = opts
             .region
             .clone()
@@ -220,7 +234,7 @@ impl Simulator {
         let (ak, sk) = opts
             .ak_sk
             .clone()
-            .unwrap_or_else(|| (creds::random_ak(), creds::random_sk()));
+            .unwrap_or_else(|| (util::random_ak(), util::random_sk()));
         let project = Project {
             id: project_id.clone(),
             name: region.clone(),
@@ -233,9 +247,12 @@ impl Simulator {
             region,
             token,
             creds,
+            opts.rate_limit,
         ));
         for (id, cas) in instances {
-            world.insert_instance(&id, cas);
+            world
+                .insert_instance(&world.project_id, &id, cas)
+                .map_err(io_err)?;
         }
         let cancel = CancellationToken::new();
         server::spawn(listener, tls, world.clone(), cancel.clone());
@@ -283,37 +300,13 @@ impl Simulator {
         self.inner.ca_pem.clone()
     }
 
-    /// The project id the API expects in its paths.
+    /// The simulator's own (first) project's id, which the API expects in its paths; see
+    /// [`Simulator::add_project`] for more.
     pub fn project_id(&self) -> String {
         self.world().project_id.clone()
     }
 
-    /// The IAM token the API currently accepts.
-    pub fn token(&self) -> String {
-        self.world().token()
-    }
-
-    /// Changes the accepted token; the old one gets 401 from now on.
-    pub fn set_token(&self, token: &str) {
-        self.world().set_token(token);
-    }
-
-    /// The permanent access key the gateway accepts.
-    pub fn ak(&self) -> String {
-        self.world().creds.ak_sk().0
-    }
-
-    /// The secret key of [`Simulator::ak`].
-    pub fn sk(&self) -> String {
-        self.world().creds.ak_sk().1
-    }
-
-    /// Replaces the permanent AK/SK; requests signed with the old pair get 401 from now on.
-    pub fn set_ak_sk(&self, ak: &str, sk: &str) {
-        self.world().creds.set_ak_sk(ak, sk);
-    }
-
-    /// The region this simulator plays (also the name of its project), e.g. `cn-north-4`.
+    /// The region this simulator plays (also the name of its own project), e.g. `cn-north-4`.
     pub fn region(&self) -> String {
         self.world().region.clone()
     }
@@ -321,186 +314,6 @@ impl Simulator {
     /// The IAM base URL: the API's endpoint (IAM is served on the same listener).
     pub fn iam_endpoint(&self) -> String {
         self.endpoint()
-    }
-
-    /// Adds an IAM user who may get tokens with `POST /v3/auth/tokens`, or changes the password
-    /// of an existing one (tokens issued before stay valid, as on the real IAM until it catches
-    /// up; see [`Simulator::invalidate_iam_tokens`]).
-    pub fn add_iam_user(&self, name: &str, domain: &str, password: &str) {
-        self.world().creds.add_user(name, domain, password);
-    }
-
-    /// How long tokens issued from now on live (default 24 h). `Duration::ZERO` issues tokens
-    /// that are expired at once.
-    pub fn set_iam_token_lifetime(&self, lifetime: Duration) {
-        self.world().creds.set_token_lifetime(lifetime);
-    }
-
-    /// Invalidates every token IAM issued so far: the API answers 401 for them from now on.
-    pub fn invalidate_iam_tokens(&self) {
-        self.world().creds.invalidate_tokens();
-    }
-
-    /// The projects `GET /v3/projects` knows; at start, one: the simulator's project named after
-    /// its region.
-    pub fn projects(&self) -> Vec<Project> {
-        self.world().creds.projects()
-    }
-
-    /// Replaces the projects `GET /v3/projects` (and token scopes) know, e.g. none or two with the
-    /// region's name. The API itself keeps serving [`Simulator::project_id`] only.
-    pub fn set_projects(&self, projects: &[Project]) {
-        self.world().creds.set_projects(projects.to_vec());
-    }
-
-    /// The metadata service's base URL, `http://127.0.0.1:PORT` (plain HTTP, like the real
-    /// `http://169.254.169.254`).
-    pub fn metadata_endpoint(&self) -> String {
-        format!("http://{}", self.inner.metadata_addr)
-    }
-
-    /// How long temporary credentials handed out from now on live (default 24 h).
-    /// `Duration::ZERO` hands out credentials that are expired at once.
-    pub fn set_metadata_credential_lifetime(&self, lifetime: Duration) {
-        self.world().creds.set_temporary_lifetime(lifetime);
-    }
-
-    /// Revokes every temporary credential handed out so far (the gateway answers 401 for them).
-    pub fn revoke_metadata_credentials(&self) {
-        self.world().creds.revoke_temporary();
-    }
-
-    /// Sets how the metadata service answers the session-token `PUT` (default: tokens required).
-    pub fn set_metadata_token_mode(&self, mode: MetadataTokenMode) {
-        self.world().creds.set_metadata_mode(mode);
-    }
-
-    /// Whether the ECS has an agency (default true); without one the metadata service answers
-    /// 401 "Please configure Cloud Service Agency first".
-    pub fn set_metadata_agency(&self, agency: bool) {
-        self.world().creds.set_agency(agency);
-    }
-
-    /// How many temporary credentials the metadata service has handed out.
-    pub fn metadata_fetches(&self) -> u64 {
-        self.stats().metadata_fetches
-    }
-
-    /// Instance ids in creation order.
-    pub fn instance_ids(&self) -> Vec<String> {
-        self.world().instance_ids()
-    }
-
-    /// Adds an instance with one category, `international`, and a fresh CA (no change if it exists).
-    ///
-    /// Panics if `id` is not `[A-Za-z0-9-]{1,64}`.
-    pub fn add_instance(&self, id: &str) {
-        if let Err(e) = self.world().add_instance(id) {
-            panic!("certsync-sim: add_instance: {}", error_chain(&e));
-        }
-    }
-
-    /// What ListInstances says about an instance. Panics if it does not exist.
-    pub fn instance_meta(&self, id: &str) -> InstanceMeta {
-        match self.world().meta(id) {
-            Ok(meta) => meta,
-            Err(e) => panic!("certsync-sim: instance_meta: {}", error_chain(&e)),
-        }
-    }
-
-    /// Replaces what ListInstances says about an instance (name, datastore, status, SSL).
-    /// Panics if it does not exist.
-    pub fn set_instance_meta(&self, id: &str, meta: InstanceMeta) {
-        if let Err(e) = self.world().set_meta(id, meta) {
-            panic!("certsync-sim: set_instance_meta: {}", error_chain(&e));
-        }
-    }
-
-    /// Removes an instance: the API answers 404 `DBS.200002` for it and its links 404 `NoSuchKey`.
-    pub fn remove_instance(&self, id: &str) {
-        self.world().remove_instance(id);
-    }
-
-    /// Sets the categories of an instance, in this order; each category has its own CA, created
-    /// when the category is new. Panics if the instance does not exist.
-    pub fn set_categories(&self, id: &str, categories: &[&str]) {
-        if let Err(e) = self.world().set_categories(id, categories) {
-            panic!("certsync-sim: set_categories: {}", error_chain(&e));
-        }
-    }
-
-    /// Replaces a CA with a new key and serial under the same subject DN, and returns it.
-    /// Panics if the instance or category does not exist.
-    pub fn rotate(&self, id: &str, category: &str) -> CaInfo {
-        match self.world().rotate(id, category, None, None) {
-            Ok((info, _)) => (*info).clone(),
-            Err(e) => panic!("certsync-sim: rotate: {}", error_chain(&e)),
-        }
-    }
-
-    /// Replaces a CA with a new key and serial under the subject `CN={common_name},
-    /// O=Huawei Cloud Simulator` (later rotations keep that name), and returns it. The name is
-    /// used as given, control characters included (a newline, ESC), for tests of how outside
-    /// text is printed. Panics if the instance or category does not exist.
-    pub fn rotate_named(&self, id: &str, category: &str, common_name: &str) -> CaInfo {
-        match self.world().rotate(id, category, Some(common_name), None) {
-            Ok((info, _)) => (*info).clone(),
-            Err(e) => panic!("certsync-sim: rotate_named: {}", error_chain(&e)),
-        }
-    }
-
-    /// Rotates the CA of an instance's category to a new one valid until `not_after` (up to
-    /// `9999-12-31T23:59:59Z`, RFC 5280's "no well-defined expiration"), and returns it.
-    /// Panics if the instance or category does not exist.
-    pub fn rotate_until(
-        &self,
-        id: &str,
-        category: &str,
-        not_after: time::OffsetDateTime,
-    ) -> CaInfo {
-        match self.world().rotate(id, category, None, Some(not_after)) {
-            Ok((info, _)) => (*info).clone(),
-            Err(e) => panic!("certsync-sim: rotate_until: {}", error_chain(&e)),
-        }
-    }
-
-    /// The current CA of an instance's category. Panics if it does not exist.
-    pub fn ca(&self, id: &str, category: &str) -> CaInfo {
-        match self.world().ca(id, category) {
-            Ok(info) => (*info).clone(),
-            Err(e) => panic!("certsync-sim: ca: {}", error_chain(&e)),
-        }
-    }
-
-    /// A TLS server certificate for `sans` (IP addresses or DNS names) signed by the current CA of
-    /// an instance's category, as (certificate PEM, PKCS#8 key PEM). Panics if it does not exist.
-    pub fn issue_server_cert(&self, id: &str, category: &str, sans: &[&str]) -> (String, String) {
-        match self.world().issue_server_cert(id, category, sans) {
-            Ok(leaf) => (leaf.cert_pem, leaf.key_pem),
-            Err(e) => panic!("certsync-sim: issue_server_cert: {}", error_chain(&e)),
-        }
-    }
-
-    /// Sets the fault of an instance, replacing any. Panics if the instance does not exist.
-    pub fn set_fault(&self, id: &str, fault: Fault) {
-        if let Err(e) = self.world().set_fault(id, fault) {
-            panic!("certsync-sim: set_fault: {}", error_chain(&e));
-        }
-    }
-
-    /// Clears the fault of an instance (no-op if it has none or does not exist).
-    pub fn clear_fault(&self, id: &str) {
-        self.world().clear_fault(id);
-    }
-
-    /// Replaces ListInstances' faults (for the whole project; an empty slice clears them).
-    pub fn set_list_faults(&self, faults: &[ListFault]) {
-        self.world().set_list_faults(faults);
-    }
-
-    /// ListInstances' faults in force.
-    pub fn list_faults(&self) -> Vec<ListFault> {
-        self.world().list_faults()
     }
 
     /// The request counters so far.

@@ -1,5 +1,5 @@
-//! The simulator's public value types: CA descriptions, instance descriptions, projects,
-//! metadata-service modes, counters and faults.
+//! The simulator's public value types: CA descriptions, instance descriptions and nodes,
+//! projects, the gateway's rate limit, metadata-service modes, counters and faults.
 //!
 //! Owns only plain data (with its serde shape, which the control API and tests rely on);
 //! it must not hold behaviour that touches the network or the shared state.
@@ -42,6 +42,61 @@ pub struct Stats {
     /// Temporary credentials handed out by the metadata service
     /// (`GET /openstack/latest/securitykey` answered 200).
     pub metadata_fetches: u64,
+    /// Gateway requests (download-link, ListInstances, IAM tokens and projects) answered 429
+    /// `APIG.0308` because their user was over the [`RateLimit`]. The 429s of a
+    /// [`Fault::RateLimited`] or [`Fault::ApiStatus`] are not counted here. A throttled request
+    /// still counts in `api_requests`, `list_requests` or `project_lookups`.
+    pub throttled: u64,
+}
+
+/// The API gateway's per-user request rate (SPEC section 11), set with
+/// `SimOptions::rate_limit`, `Simulator::set_rate_limit` or `PUT /_sim/rate-limit`.
+///
+/// Each user has a token bucket that refills at `per_second` tokens a second up to a burst of
+/// `per_second`; a request that finds no token is answered 429 `APIG.0308` (and takes none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Requests a second per user, also the burst; 0 throttles every request.
+    pub per_second: u32,
+    /// The `Retry-After` seconds a 429 carries; `None`: no `Retry-After` header.
+    #[serde(default)]
+    pub retry_after: Option<u32>,
+}
+
+/// One node of an instance, as ListInstances lists it in `groups[].nodes[]`, set with
+/// `Simulator::set_nodes` or `PUT /_sim/instances/{id}/nodes`. Tests point these at real TLS
+/// servers (the endpoint verification of SPEC section 13).
+///
+/// A new instance has one node, [`Node::DEFAULT_IP`] port [`Node::DEFAULT_PORT`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// `private_ip`: the address the node serves on.
+    pub private_ip: String,
+    /// `port`, answered as a string like the instance's own `port`.
+    pub port: u16,
+}
+
+impl Node {
+    /// The address of a new instance's node: loopback, so a client that probes listed nodes
+    /// gets a fast refusal rather than a timeout on an address nobody serves.
+    pub const DEFAULT_IP: &'static str = "127.0.0.1";
+    /// The port of a new instance's node: GeminiDB's default service port.
+    pub const DEFAULT_PORT: u16 = 8635;
+
+    /// A node at `private_ip`:`port`.
+    pub fn new(private_ip: impl Into<String>, port: u16) -> Self {
+        Self {
+            private_ip: private_ip.into(),
+            port,
+        }
+    }
+}
+
+impl Default for Node {
+    /// The node a new instance has: `127.0.0.1` port 8635.
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_IP, Self::DEFAULT_PORT)
+    }
 }
 
 /// What ListInstances says about an instance besides its id.

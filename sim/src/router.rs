@@ -115,7 +115,7 @@ pub(crate) async fn handle(
         ),
         (["v3", "auth", "tokens"], Ok(body)) if method == Method::POST => (
             Surface::Iam,
-            iam::create_token(&world, query.unwrap_or(""), body),
+            iam::create_token(&world, query.unwrap_or(""), body, &request_id),
         ),
         (["v3", "projects"], Ok(body)) if method == Method::GET => (
             Surface::Iam,

@@ -99,7 +99,13 @@ async fn each_instance_has_the_apis_fields() {
     assert_eq!(first["pay_mode"], "0");
     assert_eq!(first["enterprise_project_id"], "0");
     assert!(first["created"].as_str().unwrap().len() == 19);
-    assert_eq!(first["groups"][0]["nodes"].as_array().unwrap().len(), 3);
+    // One node by default, on loopback at the instance's port.
+    let nodes = first["groups"][0]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["private_ip"], "127.0.0.1");
+    assert_eq!(nodes[0]["port"], "8635");
+    assert_eq!(nodes[0]["role"], "Primary");
+    assert_eq!(nodes[0]["status"], "normal");
     assert_eq!(doc["instances"][0]["name"], "inst-2");
     // The same network for every instance of the project.
     assert_eq!(doc["instances"][0]["vpc_id"], first["vpc_id"]);

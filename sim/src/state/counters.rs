@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub project_lookups: AtomicU64,
     pub metadata_session_tokens: AtomicU64,
     pub metadata_fetches: AtomicU64,
+    pub throttled: AtomicU64,
 }
 
 impl Counters {
@@ -38,6 +39,7 @@ impl Counters {
             project_lookups: get(&self.project_lookups),
             metadata_session_tokens: get(&self.metadata_session_tokens),
             metadata_fetches: get(&self.metadata_fetches),
+            throttled: get(&self.throttled),
         }
     }
 }

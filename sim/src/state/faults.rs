@@ -148,9 +148,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(matches!(w.api_plan("a"), ApiPlan::Status(503)));
-        assert!(matches!(w.api_plan("a"), ApiPlan::Status(503)));
-        assert!(matches!(w.api_plan("a"), ApiPlan::Links { .. }));
+        assert!(matches!(w.api_plan("p", "a"), ApiPlan::Status(503)));
+        assert!(matches!(w.api_plan("p", "a"), ApiPlan::Status(503)));
+        assert!(matches!(w.api_plan("p", "a"), ApiPlan::Links { .. }));
         assert!(w.instances_view()[0].fault.is_none());
     }
 

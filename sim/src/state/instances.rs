@@ -1,9 +1,9 @@
-//! The instances of the simulated cloud: their ids, categories and CAs.
+//! The instances of the simulated cloud: their ids, projects, categories, CAs and nodes.
 //!
-//! Owns: adding and removing instances, their descriptions, setting categories (kept ones
-//! keep their CA), rotating a category's CA, issuing server leaves, and the id and category
-//! rules (ids and categories go into URL paths). Keys are generated here, outside any
-//! request path.
+//! Owns: adding (to a project) and removing instances, their descriptions and nodes, setting
+//! categories (kept ones keep their CA), rotating a category's CA, issuing server leaves, and
+//! the id and category rules (ids and categories go into URL paths; ids are unique across
+//! projects). Keys are generated here, outside any request path.
 //! Must not: decide what a request is answered (`plans`) or prepare a fault's bodies
 //! (`faults`, which it asks to refresh them when the CAs change).
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::faults::{ActiveFault, prepare_bodies};
 use super::listing::CategoryView;
 use super::{SimError, World};
-use crate::model::{CaInfo, InstanceMeta};
+use crate::model::{CaInfo, InstanceMeta, Node};
 use crate::pki::{self, Ca, Leaf, PkiError};
 use crate::util::random_hex;
 
@@ -41,7 +41,11 @@ pub(crate) type CategoryCas = Vec<(String, Ca)>;
 
 /// One simulated instance.
 pub(super) struct Instance {
+    /// The project it is in.
+    pub(super) project_id: String,
     pub(super) cas: CategoryCas,
+    /// What ListInstances lists in `groups[0].nodes`.
+    pub(super) nodes: Vec<Node>,
     pub(super) fault: Option<ActiveFault>,
     pub(super) meta: InstanceMeta,
     /// When it was created, for ListInstances' `created` field.
@@ -87,11 +91,22 @@ pub(crate) fn new_instance_cas(
 }
 
 impl World {
-    /// Inserts an instance whose CAs were made already; an existing id is left as it is.
-    pub(crate) fn insert_instance(&self, id: &str, cas: CategoryCas) -> bool {
+    /// Inserts an instance whose CAs were made already into a project; an id that exists in
+    /// that project is left as it is (false), one in another project is refused.
+    pub(crate) fn insert_instance(
+        &self,
+        project_id: &str,
+        id: &str,
+        cas: CategoryCas,
+    ) -> Result<bool, SimError> {
         let mut reg = self.lock();
-        if reg.instances.contains_key(id) {
-            return false;
+        if let Some(existing) = reg.instances.get(id) {
+            return existing_in(existing, project_id, id);
+        }
+        if !reg.projects.iter().any(|p| p.id == project_id) {
+            return Err(SimError::UnknownProject {
+                project_id: project_id.to_owned(),
+            });
         }
         reg.created += 1;
         let meta = InstanceMeta::numbered(reg.created);
@@ -99,13 +114,35 @@ impl World {
         reg.instances.insert(
             id.to_owned(),
             Instance {
+                project_id: project_id.to_owned(),
                 cas,
+                nodes: vec![Node::default()],
                 fault: None,
                 meta,
                 created: now_iso_seconds(),
             },
         );
-        true
+        Ok(true)
+    }
+
+    /// The nodes of an instance.
+    pub(crate) fn nodes(&self, id: &str) -> Result<Vec<Node>, SimError> {
+        self.lock()
+            .instances
+            .get(id)
+            .map(|i| i.nodes.clone())
+            .ok_or_else(|| SimError::UnknownInstance { id: id.to_owned() })
+    }
+
+    /// Replaces the nodes of an instance (an empty list lists none).
+    pub(crate) fn set_nodes(&self, id: &str, nodes: &[Node]) -> Result<(), SimError> {
+        let mut reg = self.lock();
+        let inst = reg
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| SimError::UnknownInstance { id: id.to_owned() })?;
+        inst.nodes = nodes.to_vec();
+        Ok(())
     }
 
     /// The description of an instance.
@@ -128,17 +165,53 @@ impl World {
         Ok(())
     }
 
-    /// Adds an instance with one category, `international`, and a fresh CA.
-    /// Returns false (and changes nothing) when the id exists already.
+    /// Adds an instance to the simulator's own project (see [`World::add_instance_in`]).
     pub(crate) fn add_instance(&self, id: &str) -> Result<bool, SimError> {
+        self.add_instance_in(&self.project_id.clone(), id)
+    }
+
+    /// Adds an instance to a project, with one category, `international`, and a fresh CA.
+    /// Returns false (and changes nothing) when the id exists already in that project; an id
+    /// of another project's instance is refused.
+    pub(crate) fn add_instance_in(&self, project_id: &str, id: &str) -> Result<bool, SimError> {
         if !valid_id(id) {
             return Err(SimError::InvalidId { id: id.to_owned() });
         }
-        if self.lock().instances.contains_key(id) {
-            return Ok(false);
+        {
+            let reg = self.lock();
+            if let Some(existing) = reg.instances.get(id) {
+                return existing_in(existing, project_id, id);
+            }
+            if !reg.projects.iter().any(|p| p.id == project_id) {
+                return Err(SimError::UnknownProject {
+                    project_id: project_id.to_owned(),
+                });
+            }
         }
         let cas = new_instance_cas(id, &[DEFAULT_CATEGORY])?;
-        Ok(self.insert_instance(id, cas))
+        self.insert_instance(project_id, id, cas)
+    }
+
+    /// Adds `count` instances with random ids to a project, as [`World::add_instance_in`]
+    /// does, and returns their ids in creation order.
+    pub(crate) fn add_instances_in(
+        &self,
+        project_id: &str,
+        count: usize,
+    ) -> Result<Vec<String>, SimError> {
+        if !self.serves_project(project_id) {
+            return Err(SimError::UnknownProject {
+                project_id: project_id.to_owned(),
+            });
+        }
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = random_instance_id();
+            let cas = new_instance_cas(&id, &[DEFAULT_CATEGORY])?;
+            self.insert_instance(project_id, &id, cas)?;
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     /// Removes an instance; false when it did not exist.
@@ -253,6 +326,19 @@ impl World {
     }
 }
 
+/// What adding `id` to `project_id` means when `existing` has that id: no change in the same
+/// project, a refusal in another.
+fn existing_in(existing: &Instance, project_id: &str, id: &str) -> Result<bool, SimError> {
+    if existing.project_id == project_id {
+        Ok(false)
+    } else {
+        Err(SimError::OtherProject {
+            id: id.to_owned(),
+            project_id: existing.project_id.clone(),
+        })
+    }
+}
+
 /// Now as `YYYY-MM-DDTHH:MM:SS` (UTC), the API's timestamp shape for `created` and `updated`.
 fn now_iso_seconds() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -290,7 +376,7 @@ mod tests {
             w.set_categories("a", &["bad/cat"]),
             Err(SimError::InvalidCategory { .. })
         ));
-        assert!(matches!(w.api_plan("x"), ApiPlan::UnknownInstance));
+        assert!(matches!(w.api_plan("p", "x"), ApiPlan::UnknownInstance));
         assert!(matches!(
             w.download_plan("a", "national"),
             DownloadPlan::NoSuchKey
@@ -315,5 +401,22 @@ mod tests {
             .map(|c| c.category.as_str())
             .collect();
         assert_eq!(cats, ["national", "international"]);
+    }
+
+    #[test]
+    fn nodes_default_to_loopback_and_can_be_replaced() {
+        let w = world();
+        w.add_instance("a").unwrap();
+        assert_eq!(w.nodes("a").unwrap(), [Node::new("127.0.0.1", 8635)]);
+        let two = [Node::new("10.0.0.1", 6379), Node::new("10.0.0.2", 6379)];
+        w.set_nodes("a", &two).unwrap();
+        assert_eq!(w.nodes("a").unwrap(), two);
+        assert_eq!(w.listed_instances("p")[0].nodes, two);
+        w.set_nodes("a", &[]).unwrap();
+        assert!(w.nodes("a").unwrap().is_empty());
+        assert!(matches!(
+            w.set_nodes("x", &[]),
+            Err(SimError::UnknownInstance { .. })
+        ));
     }
 }

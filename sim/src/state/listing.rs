@@ -1,5 +1,5 @@
-//! What the simulated cloud shows of its instances: ListInstances' view and the control
-//! API's state document.
+//! What the simulated cloud shows of its instances: ListInstances' view (per project) and the
+//! control API's state document (every project).
 //!
 //! Owns: the listed and viewed shapes (a CA's PEM, subject and fingerprint, never its key)
 //! and the `World` methods that take them under one lock.
@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::World;
-use crate::model::{Fault, InstanceMeta};
+use crate::model::{Fault, InstanceMeta, Node};
 use crate::pki::Ca;
 
 /// One instance as ListInstances describes it.
@@ -16,6 +16,7 @@ use crate::pki::Ca;
 pub(crate) struct ListedInstance {
     pub id: String,
     pub meta: InstanceMeta,
+    pub nodes: Vec<Node>,
     pub created: String,
 }
 
@@ -23,8 +24,10 @@ pub(crate) struct ListedInstance {
 #[derive(Serialize)]
 pub(crate) struct InstanceView {
     pub id: String,
+    pub project_id: String,
     #[serde(flatten)]
     pub meta: InstanceMeta,
+    pub nodes: Vec<Node>,
     pub categories: Vec<CategoryView>,
     pub fault: Option<Fault>,
 }
@@ -50,17 +53,19 @@ impl CategoryView {
 }
 
 impl World {
-    /// Every instance as ListInstances sees it, most recently created first (the API's order).
-    pub(crate) fn listed_instances(&self) -> Vec<ListedInstance> {
+    /// Every instance of a project as ListInstances sees it, most recently created first (the
+    /// API's order); none for a project the API does not serve.
+    pub(crate) fn listed_instances(&self, project_id: &str) -> Vec<ListedInstance> {
         let reg = self.lock();
         reg.order
             .iter()
             .rev()
             .filter_map(|id| {
                 let inst = reg.instances.get(id)?;
-                Some(ListedInstance {
+                (inst.project_id == project_id).then(|| ListedInstance {
                     id: id.clone(),
                     meta: inst.meta.clone(),
+                    nodes: inst.nodes.clone(),
                     created: inst.created.clone(),
                 })
             })
@@ -76,7 +81,9 @@ impl World {
                 let inst = reg.instances.get(id)?;
                 Some(InstanceView {
                     id: id.clone(),
+                    project_id: inst.project_id.clone(),
                     meta: inst.meta.clone(),
+                    nodes: inst.nodes.clone(),
                     categories: inst
                         .cas
                         .iter()

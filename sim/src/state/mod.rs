@@ -1,6 +1,7 @@
-//! The simulated cloud's state: instances with their CAs per category, descriptions and active
-//! faults, the accepted token, the identities (`creds`) and the request counters, shared by the
-//! Rust API, the control API and the request handlers.
+//! The simulated cloud's state: the projects the API serves, instances with their project, CAs
+//! per category, descriptions, nodes and active faults, the accepted token, the identities
+//! (`creds`), the gateway's buckets (`throttle`) and the request counters, shared by the Rust
+//! API, the control API and the request handlers.
 //!
 //! Handlers ask it for a *plan* (what to answer) and do the I/O themselves; a plan is computed
 //! under one short lock and never generates keys. Key generation happens only in the calls that
@@ -8,7 +9,8 @@
 //!
 //! This file owns [`World`] itself (its lock, the token, the counters' snapshot) and the
 //! refusals ([`SimError`]); the rest is split by concern, each a set of `World` methods:
-//! `instances` (adding, removing, categories, rotation, issuing leaves), `listing` (what
+//! `projects` (the projects the API serves and which instances are in each), `instances`
+//! (adding, removing, categories, nodes, rotation, issuing leaves), `listing` (what
 //! ListInstances and the control API's state document show), `faults` (setting faults and
 //! the bodies they serve) and `plans` (what a request should be answered, faults counted
 //! down). `counters` holds the request counters, updated without the lock.
@@ -18,14 +20,16 @@ mod faults;
 mod instances;
 mod listing;
 mod plans;
+mod projects;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use crate::creds::Creds;
 use crate::link::LinkSigner;
-use crate::model::{ListFault, Stats};
+use crate::model::{ListFault, Project, RateLimit, Stats};
 use crate::pki::PkiError;
+use crate::throttle::Throttle;
 use crate::util;
 
 pub(crate) use counters::Counters;
@@ -42,6 +46,21 @@ pub enum SimError {
     UnknownInstance {
         /// The id asked for.
         id: String,
+    },
+    /// No project the API serves has this id.
+    #[error("project {project_id} does not exist")]
+    UnknownProject {
+        /// The project id asked for.
+        project_id: String,
+    },
+    /// The instance id is taken by an instance of another project (ids are unique in one
+    /// simulator).
+    #[error("instance {id} exists in another project, {project_id}")]
+    OtherProject {
+        /// The instance.
+        id: String,
+        /// The project it is in.
+        project_id: String,
     },
     /// The instance has no CA for this category.
     #[error("instance {id} has no category {category}")]
@@ -76,7 +95,9 @@ pub enum SimError {
 
 #[derive(Default)]
 struct Registry {
-    /// Instance ids in creation order.
+    /// The projects the API serves, the simulator's own first.
+    projects: Vec<Project>,
+    /// Instance ids in creation order (of every project).
     order: Vec<String>,
     instances: HashMap<String, Instance>,
     /// Instances created so far (names `inst-N` count on from it, also past removals).
@@ -91,13 +112,15 @@ pub(crate) struct World {
     pub endpoint: String,
     /// The port, for links on other host names.
     pub port: u16,
+    /// The simulator's own (first) project.
     pub project_id: String,
-    /// The region this simulator plays (the project's name, e.g. `cn-north-4`).
+    /// The region this simulator plays (the first project's name, e.g. `cn-north-4`).
     pub region: String,
     token: RwLock<String>,
     pub creds: Creds,
     pub links: LinkSigner,
     pub counters: Counters,
+    pub throttle: Throttle,
     registry: Mutex<Registry>,
 }
 
@@ -109,7 +132,15 @@ impl World {
         region: String,
         token: String,
         creds: Creds,
+        rate_limit: Option<RateLimit>,
     ) -> Self {
+        let registry = Registry {
+            projects: vec![Project {
+                id: project_id.clone(),
+                name: region.clone(),
+            }],
+            ..Registry::default()
+        };
         Self {
             endpoint,
             port,
@@ -119,7 +150,8 @@ impl World {
             creds,
             links: LinkSigner::new(),
             counters: Counters::default(),
-            registry: Mutex::new(Registry::default()),
+            throttle: Throttle::new(rate_limit),
+            registry: Mutex::new(registry),
         }
     }
 
@@ -145,10 +177,6 @@ impl World {
     pub(crate) fn stats(&self) -> Stats {
         self.counters.snapshot()
     }
-
-    pub(crate) fn instance_ids(&self) -> Vec<String> {
-        self.lock().order.clone()
-    }
 }
 
 /// The simulator the unit tests of the state work on.
@@ -168,6 +196,7 @@ mod testing {
             "cn-north-4".into(),
             "t".into(),
             Creds::new("AK".into(), "SK".into(), project),
+            None,
         )
     }
 }

@@ -15,7 +15,7 @@ use crate::model::{BadContent, Fault};
 /// What the download-link API should answer for one instance.
 #[derive(Debug)]
 pub(crate) enum ApiPlan {
-    /// No such instance: 404 DBS.200002.
+    /// No such instance in the project: 404 DBS.200002.
     UnknownInstance,
     /// An error status from [`Fault::ApiStatus`].
     Status(u16),
@@ -55,10 +55,15 @@ pub(crate) enum DownloadPlan {
 const CA_CONTENT_TYPE: &str = "application/x-x509-ca-cert";
 
 impl World {
-    /// Decides the answer of one authenticated download-link request, counting down faults.
-    pub(crate) fn api_plan(&self, id: &str) -> ApiPlan {
+    /// Decides the answer of one authenticated download-link request for `id` in the path's
+    /// project, counting down faults; an instance of another project is unknown there.
+    pub(crate) fn api_plan(&self, project_id: &str, id: &str) -> ApiPlan {
         let mut reg = self.lock();
-        let Some(inst) = reg.instances.get_mut(id) else {
+        let Some(inst) = reg
+            .instances
+            .get_mut(id)
+            .filter(|i| i.project_id == project_id)
+        else {
             return ApiPlan::UnknownInstance;
         };
         let categories: Vec<String> = inst.cas.iter().map(|(c, _)| c.clone()).collect();

@@ -184,7 +184,30 @@ pub async fn fingerprint(pem: &[u8]) -> String {
 
 /// A keep-alive HTTPS client on one connection (tokio-rustls + hyper), trusting ca.pem only.
 pub struct KeepAlive {
-    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+/// One answer a [`KeepAlive`] connection got.
+#[derive(Debug)]
+pub struct KeepResp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl KeepResp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
 }
 
 impl KeepAlive {
@@ -215,21 +238,55 @@ impl KeepAlive {
 
     /// GETs a URL (path and query taken from it) on this connection; returns (status, body).
     pub async fn get(&mut self, url: &str, token: Option<&str>) -> (u16, bytes::Bytes) {
+        let headers: Vec<(String, String)> = token
+            .map(|t| ("X-Auth-Token".to_owned(), t.to_owned()))
+            .into_iter()
+            .collect();
+        let resp = self.request("GET", url, &headers, b"").await;
+        (resp.status, resp.body)
+    }
+
+    /// Sends a request for a URL (path and query taken from it) with these headers (a `Host`
+    /// among them replaces the URL's authority) and body on this connection.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> KeepResp {
         use http_body_util::BodyExt as _;
         let uri: hyper::Uri = url.parse().unwrap();
-        let mut req = hyper::Request::get(uri.path_and_query().unwrap().as_str())
-            .header("host", uri.authority().unwrap().as_str());
-        if let Some(token) = token {
-            req = req.header("x-auth-token", token);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(uri.path_and_query().unwrap().as_str());
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            req = req.header("host", uri.authority().unwrap().as_str());
         }
+        for (name, value) in headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let body = http_body_util::Full::new(bytes::Bytes::copy_from_slice(body));
         self.send.ready().await.unwrap();
         let resp = self
             .send
-            .send_request(req.body(http_body_util::Empty::new()).unwrap())
+            .send_request(req.body(body).unwrap())
             .await
             .unwrap();
         let status = resp.status().as_u16();
-        (status, resp.into_body().collect().await.unwrap().to_bytes())
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        KeepResp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Sends a [`Signed`] request, signed with `ak`/`sk`, on this connection.
+    pub async fn signed(&mut self, req: &Signed<'_>, ak: &str, sk: &str) -> KeepResp {
+        let headers = req.sign(ak, sk);
+        self.request(req.method, req.url, &headers, req.body).await
     }
 }
 
@@ -324,4 +381,32 @@ pub fn list_instances_url(sim: &Simulator, pairs: &[(&str, &str)]) -> String {
     } else {
         format!("{base}?{query}")
     }
+}
+
+/// Asserts the gateway's 401 body for bad credentials, with this message.
+pub fn assert_denied(resp: &Resp, msg: &str) {
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    let rid = resp.request_id();
+    let body = resp.json();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "error_code": "APIGW.0301",
+            "error_msg": format!("Incorrect IAM authentication information: {msg}"),
+            "request_id": rid,
+        })
+    );
+}
+
+pub const SIGNATURE_FAIL: &str = "verify aksk signature fail";
+
+/// Parses IAM's `2024-05-01T12:34:56.000000Z`.
+pub fn iam_time(text: &str) -> std::time::SystemTime {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::PrimitiveDateTime::parse(text, &format)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .assume_utc()
+        .into()
 }
