@@ -54,9 +54,6 @@ pub struct Cert {
     pub self_issued: bool,
     /// Signature algorithm is SM2 (cannot be verified here; Java cannot read it).
     pub sm2: bool,
-    /// The self-signature verified (only meaningful when `self_issued`; `None` when it could not
-    /// be checked, as for SM2).
-    pub self_signature_ok: Option<bool>,
     /// The subject public key: its type and size or curve.
     pub key: KeyKind,
     /// The algorithm the certificate is signed with (the outer `signatureAlgorithm`, the one
@@ -102,6 +99,22 @@ pub enum ParseSource {
 }
 
 impl Cert {
+    /// Whether the self-signature verifies: `None` when the certificate is not self-issued, or
+    /// the signature cannot be checked here (SM2). Computed on demand from `der`, not when
+    /// parsing: validation asks once per download, while the certificates read back from the
+    /// trust folder at every pass (10,000 at a time) never need it, and a signature check
+    /// costs more than the rest of parsing together.
+    pub fn self_signature_ok(&self) -> Option<bool> {
+        if !self.self_issued || self.sm2 {
+            return None;
+        }
+        match X509Certificate::from_der(&self.der) {
+            Ok((_, x)) => Some(x.verify_signature(None).is_ok()),
+            // It parsed when this Cert was made from the same bytes.
+            Err(_) => Some(false),
+        }
+    }
+
     /// Parses one DER certificate. Trailing bytes after the certificate are an error.
     pub fn from_der(der: &[u8]) -> Result<Cert, ParseError> {
         let (rest, x) = X509Certificate::from_der(der).map_err(|e| ParseError {
@@ -133,11 +146,6 @@ impl Cert {
         let not_after = utc(x.validity().not_after.to_datetime(), "notAfter")?;
         let sm2 = x.signature_algorithm.algorithm.to_id_string() == OID_SM2_SM3;
         let self_issued = subject_raw == x.issuer().as_raw();
-        let self_signature_ok = if self_issued && !sm2 {
-            Some(x.verify_signature(None).is_ok())
-        } else {
-            None
-        };
         Ok(Cert {
             sha256,
             subject: x.subject().to_string(),
@@ -150,7 +158,6 @@ impl Cert {
             is_v1: x.version().0 == 0,
             self_issued,
             sm2,
-            self_signature_ok,
             key: algorithms::key_kind(x.public_key()),
             signature: algorithms::signature_kind(&x.signature_algorithm),
             der,

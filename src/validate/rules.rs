@@ -96,7 +96,7 @@ pub(super) fn check(
     if cert.self_issued {
         // SM2 cannot be verified here: accepted unchecked (the daemon warns, with the
         // instance and category).
-        if !cert.sm2 && cert.self_signature_ok != Some(true) {
+        if !cert.sm2 && cert.self_signature_ok() != Some(true) {
             return Err(ValidationError::BadSignature {
                 subject: cert.subject.clone(),
             });

@@ -224,7 +224,7 @@ fn self_signed_v1_root_is_accepted() {
     let v1 = rebuild(&template.der, true, None, &template.key);
     let parsed = Cert::from_der(&v1).unwrap();
     assert!(parsed.is_v1 && parsed.self_issued && !parsed.basic_ca);
-    assert_eq!(parsed.self_signature_ok, Some(true));
+    assert_eq!(parsed.self_signature_ok(), Some(true));
     let certs = accept(encode_pem(&v1).as_bytes());
     assert_eq!(certs[0].der, v1);
 }
@@ -314,7 +314,7 @@ fn sm2_certificate_is_accepted_unchecked() {
     let sm2 = rebuild(&template.der, false, Some(SM2_ALG), &template.key);
     let parsed = Cert::from_der(&sm2).unwrap();
     assert!(parsed.sm2 && parsed.self_issued && parsed.basic_ca);
-    assert_eq!(parsed.self_signature_ok, None);
+    assert_eq!(parsed.self_signature_ok(), None);
     let certs = accept(encode_pem(&sm2).as_bytes());
     assert_eq!(certs[0].der, sm2);
 }
@@ -586,7 +586,7 @@ fn tampered_self_signature_is_rejected() {
     // The DER ends with the signature BIT STRING; its last byte is the end of ECDSA's `s`.
     *der.last_mut().unwrap() ^= 0x01;
     let parsed = Cert::from_der(&der).unwrap();
-    assert_eq!(parsed.self_signature_ok, Some(false));
+    assert_eq!(parsed.self_signature_ok(), Some(false));
     let e = reject(encode_pem(&der).as_bytes(), &policy());
     match &e {
         ValidationError::BadSignature { subject } => assert!(subject.contains("Tampered Root")),
