@@ -352,6 +352,27 @@ async fn password_gets_one_token_scoped_by_region_and_reads_the_project_from_it(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_requests_draw_on_the_accounts_budget_too() {
+    // One request a second, burst one: the IAM token request and the one download-link
+    // request (the simulator serves both on one endpoint, so one bucket) cannot both go at
+    // once. Were IAM requests free, the pass would take a few milliseconds.
+    let h = Harness::new(1).await;
+    configure(&h, &password_auth(&h, "Corr3ct-Horse"), true);
+    let text = std::fs::read_to_string(&h.config).unwrap();
+    let text = text.replace("[cloud]\n", "[cloud]\nmax_requests_per_second = 1\n");
+    std::fs::write(&h.config, text).unwrap();
+    let started = std::time::Instant::now();
+    let out = certsync(&h, &["once"], &[]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(h.sim.stats().iam_tokens_issued, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_token_is_renewed_after_a_401_once_for_all_instances() {
     let h = Harness::new(3).await;
     configure(&h, &password_auth(&h, "Corr3ct-Horse"), true);

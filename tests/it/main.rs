@@ -23,6 +23,7 @@ mod config_errors;
 mod config_valid;
 mod e2e_accounts;
 mod e2e_auth;
+mod e2e_budget;
 mod e2e_daemon;
 mod e2e_discover;
 mod e2e_once;
