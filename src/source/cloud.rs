@@ -20,7 +20,7 @@ use crate::names;
 use crate::plan::Listing;
 use crate::status::Shared;
 use crate::store::DesiredEntry;
-use crate::validate::{Policy, validate};
+use crate::validate::{Policy, VerifiedSignatures, validate_remembering};
 
 use super::{DiscoveryError, DiscoveryFailure, InstanceError, SourceError, Synced};
 
@@ -30,6 +30,8 @@ use super::{DiscoveryError, DiscoveryFailure, InstanceError, SourceError, Synced
 pub struct CloudSource {
     accounts: Arc<HashMap<String, AccountClients>>,
     config: Arc<Config>,
+    /// Self-signatures verified in earlier passes (a CA in use is downloaded at every pass).
+    verified: Arc<VerifiedSignatures>,
 }
 
 /// One account's clients.
@@ -69,6 +71,7 @@ impl CloudSource {
         Ok(CloudSource {
             accounts: Arc::new(accounts),
             config: config.clone(),
+            verified: Arc::new(VerifiedSignatures::default()),
         })
     }
 
@@ -196,13 +199,14 @@ impl CloudSource {
                 now: SystemTime::now(),
                 pins: &inst.pins,
             };
-            let certs =
-                validate(&download.bytes, &policy).map_err(|source| InstanceError::Invalid {
+            let certs = validate_remembering(&download.bytes, &policy, &self.verified).map_err(
+                |source| InstanceError::Invalid {
                     instance: name.clone(),
                     category: link.category.clone(),
                     url: download.url.clone(),
                     source,
-                })?;
+                },
+            )?;
             for cert in certs.iter().filter(|c| c.sm2) {
                 tracing::warn!(category = %link.category, subject = %crate::text::Untrusted(&cert.subject), "SM2 certificate accepted without checking its signature");
             }

@@ -51,6 +51,7 @@ pub(super) fn check(
     cert: &Cert,
     now: OffsetDateTime,
     pins: &[[u8; 32]],
+    verified: &super::VerifiedSignatures,
 ) -> Result<(), ValidationError> {
     if !cert.is_ca() {
         return Err(ValidationError::NotCa {
@@ -96,7 +97,7 @@ pub(super) fn check(
     if cert.self_issued {
         // SM2 cannot be verified here: accepted unchecked (the daemon warns, with the
         // instance and category).
-        if !cert.sm2 && cert.self_signature_ok() != Some(true) {
+        if !cert.sm2 && !verified.self_signature_ok(cert) {
             return Err(ValidationError::BadSignature {
                 subject: cert.subject.clone(),
             });
