@@ -4,14 +4,19 @@
 //! write), each as certsync's own pass time and the whole process's wall time, and the peak
 //! RSS of the certsync process (GNU time's %M). When `../shared/bench/baseline-sync.sh` and
 //! its tools are present, the cron-script baseline is timed on the same simulator for
-//! comparison. Last, the cold pass's cost per instance at 10,000 against that at 1,000 (1.0 is
-//! linear). Run: `cargo bench --bench sync` (figures, not assertions).
+//! comparison. Then the cold pass's cost per instance at 10,000 against that at 1,000 (1.0 is
+//! linear). Last, the largest size once more under a request budget of 50 a second
+//! (`max_requests_per_second = 50`) against a simulator whose gateway throttles the user at
+//! the same rate (429 `APIG.0308`): the pass's time, the 429s seen and whether every instance
+//! synced. Run: `cargo bench --bench sync` (figures, not assertions);
+//! `CERTSYNC_BENCH_SIZES=1000,10000` picks the sizes, `CERTSYNC_BENCH_THROTTLED=0` skips the
+//! throttled pass (it takes about 200 s at 10,000).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use certsync_sim::{SimOptions, Simulator};
+use certsync_sim::{RateLimit, SimOptions, Simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certsync");
 
@@ -68,10 +73,17 @@ fn once(config: &Path) -> Run {
     }
 }
 
-fn write_config(sim: &Simulator, dir: &Path, concurrency: usize) -> std::path::PathBuf {
+/// The config for `sim`; `budget` is `max_requests_per_second` (the unthrottled runs set it
+/// far above what the machine can do, so that only the machine is measured).
+fn write_config(
+    sim: &Simulator,
+    dir: &Path,
+    concurrency: usize,
+    budget: u32,
+) -> std::path::PathBuf {
     std::fs::write(dir.join("token"), sim.token()).unwrap();
     let mut text = format!(
-        "[cloud]\nservice = \"gaussdb-nosql\"\nregion = \"cn-north-4\"\nendpoint = \"{}\"\nproject_id = \"{}\"\nca_file = \"{}\"\n\n[auth]\nmethod = \"token\"\ntoken_file = \"token\"\n\n[sync]\nconcurrency = {concurrency}\nallowed_download_hosts = [\"127.0.0.1\"]\n\n[trust]\ndir = \"trust\"\nbundle = \"ca-bundle.crt\"\n",
+        "[cloud]\nservice = \"gaussdb-nosql\"\nregion = \"cn-north-4\"\nendpoint = \"{}\"\nproject_id = \"{}\"\nca_file = \"{}\"\nmax_requests_per_second = {budget}\n\n[auth]\nmethod = \"token\"\ntoken_file = \"token\"\n\n[sync]\nconcurrency = {concurrency}\nallowed_download_hosts = [\"127.0.0.1\"]\n\n[trust]\ndir = \"trust\"\nbundle = \"ca-bundle.crt\"\n",
         sim.endpoint(),
         sim.project_id(),
         sim.ca_file().display()
@@ -113,8 +125,18 @@ fn baseline(sim: &Simulator, dir: &Path, parallel: usize) -> Option<f64> {
 fn main() {
     // `cargo test --benches` runs this with --bench absent: stay quick there.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let sizes: &[usize] = if quick { &[20] } else { &[200, 1000, 10_000] };
+    let chosen: Option<Vec<usize>> = std::env::var("CERTSYNC_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    let sizes: Vec<usize> = match chosen {
+        Some(sizes) if !sizes.is_empty() => sizes,
+        _ if quick => vec![20],
+        _ => vec![200, 1000, 10_000],
+    };
+    let throttled_run = std::env::var("CERTSYNC_BENCH_THROTTLED").map_or(true, |v| v != "0");
+    let largest = sizes.iter().copied().max().unwrap_or(0);
     let mut per_instance: Vec<(usize, f64)> = Vec::new();
+    let mut throttled: Option<String> = None;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -132,7 +154,7 @@ fn main() {
         "peak RSS",
         "baseline cron"
     );
-    for &n in sizes {
+    for &n in &sizes {
         let tmp = tempfile::tempdir().unwrap();
         let sim = runtime
             .block_on(Simulator::start(SimOptions {
@@ -141,7 +163,7 @@ fn main() {
                 ..SimOptions::default()
             }))
             .unwrap();
-        let config = write_config(&sim, tmp.path(), 16);
+        let config = write_config(&sim, tmp.path(), 16, 10_000);
         // Three cold passes (each into an empty folder); the median is shown. The first also
         // warms the page cache for the binary.
         let mut colds: Vec<Run> = Vec::new();
@@ -170,6 +192,9 @@ fn main() {
             base.unwrap_or_else(|| "-".into())
         );
         per_instance.push((n, cold.pass_ms / n as f64));
+        if n == largest && throttled_run {
+            throttled = Some(throttled_pass(&sim, tmp.path()));
+        }
         sim.shutdown();
     }
     let at = |n: usize| per_instance.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
@@ -181,4 +206,41 @@ fn main() {
             large / small
         );
     }
+    if let Some(line) = throttled {
+        println!("{line}");
+    }
+}
+
+/// The budget and the gateway's per-user limit of the throttled pass, requests a second.
+const THROTTLED_RATE: u32 = 50;
+
+/// A cold pass of every instance of `sim` under a budget of [`THROTTLED_RATE`] a second while
+/// the simulator throttles the user at that rate: the line to print.
+fn throttled_pass(sim: &Simulator, dir: &Path) -> String {
+    sim.set_rate_limit(Some(RateLimit {
+        per_second: THROTTLED_RATE,
+        retry_after: None,
+    }));
+    let config = write_config(sim, dir, 16, THROTTLED_RATE);
+    let _ = std::fs::remove_dir_all(dir.join("trust"));
+    let before = sim.stats();
+    let run = once(&config);
+    let after = sim.stats();
+    sim.set_rate_limit(None);
+    let n = sim.instance_ids().len();
+    let requests = after.api_requests - before.api_requests;
+    format!(
+        "throttled: {n} instances under max_requests_per_second = {THROTTLED_RATE} against a \
+         gateway limit of {THROTTLED_RATE}/s per user: pass {:.1} s ({:.1} s at the budget's \
+         rate), {} API requests, {} answered 429, {}",
+        run.pass_ms / 1e3,
+        n as f64 / f64::from(THROTTLED_RATE),
+        requests,
+        after.throttled - before.throttled,
+        if run.ok {
+            "every instance synced".to_string()
+        } else {
+            "some instances failed (exit status 1)".to_string()
+        }
+    )
 }
