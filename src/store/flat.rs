@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use super::batch::{Batch, Results, remove_all};
 use super::manifest::ManifestLayout;
 use super::plan;
-use super::write::{Attrs, Folder, Staged, Visible, io_error};
+use super::write::{Attrs, Folder, GROUP_SYNC_MIN, Staged, Visible, io_error};
 use super::{Change, StoreError, WriteMode};
 
 /// The flat layout: each write on its own (rename, or in place), then the removals. When
@@ -93,7 +93,7 @@ fn run_writes(
         }
         _ => folder.write_atomic(&w.name, &w.content, attrs),
     };
-    if writes.len() < 2 * MIN_PER_THREAD {
+    if writes.len() < GROUP_SYNC_MIN {
         return writes.iter().map(one).collect();
     }
     if mode == WriteMode::Rename {

@@ -40,6 +40,9 @@ const DATA_TMP: &str = "..data_tmp";
 
 /// Mode of a folder certsync creates (SPEC 7).
 const DIR_MODE: u32 = 0o755;
+/// From this many files on, a batch is made durable by one syncfs(2) of the file system
+/// rather than an fsync(2) per file (a flat group commit, a new generation).
+pub(super) const GROUP_SYNC_MIN: usize = 16;
 
 /// The largest file the store reads back. Its own largest file is a bundle or truststore of
 /// every CA (about 1.7 KiB of PEM each: 10,000 distinct CAs are 17 MiB); anything larger at a
@@ -468,7 +471,7 @@ impl Folder {
         }
     }
 
-    /// Makes every staged file durable with one syncfs(2) of the file system holding the
+    /// Makes every staged file (or every file of a new generation) durable with one syncfs(2) of the file system holding the
     /// folder, instead of one fsync(2) per file: at 20,000 files the fsyncs dominated a pass.
     /// The error is the system's own (it is `Copy`), so that every write of the batch can
     /// fail with it, classified as any other (`no_space`, ...).
@@ -537,9 +540,16 @@ impl Folder {
         Ok(true)
     }
 
-    /// Creates `name` (which must not exist) with its owner and mode, writes and fsyncs it:
-    /// for the files of a generation that no reader can see yet.
-    fn write_new(&self, name: &str, content: &[u8], attrs: &Attrs) -> Result<(), StoreError> {
+    /// Creates `name` (which must not exist) with its owner and mode, writes it, and fsyncs it
+    /// when `durable` (else the caller syncs the file system once for many): for the files
+    /// of a generation that no reader can see yet.
+    fn write_new(
+        &self,
+        name: &str,
+        content: &[u8],
+        attrs: &Attrs,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let path = self.join(name);
         let fd = rustix::fs::openat(
             &self.fd,
@@ -550,6 +560,9 @@ impl Folder {
         .map_err(|e| io_error(&path, "create", e.into()))?;
         set_attrs(&fd, &path, attrs)?;
         write_all(&fd, content).map_err(|e| io_error(&path, "write", e))?;
+        if !durable {
+            return Ok(());
+        }
         rustix::fs::fsync(&fd).map_err(|e| io_error(&path, "fsync", e.into()))
     }
 
@@ -575,9 +588,22 @@ impl Folder {
             })?;
             rustix::fs::fchmod(&folder.fd, Mode::from_raw_mode(DIR_MODE))
                 .map_err(|e| io_error(&path, "set the mode of", e.into()))?;
-            run_parallel(files, |(file, content)| {
-                folder.write_new(file, content, attrs)
-            })?;
+            // Many files: written first, then one syncfs(2) makes them all durable. Measured
+            // at 10,000 instances (20,000 files, ext4, 2 cores): the store's part of a cold
+            // pass took 1.8-3.2 s with an fsync per file on 16 threads, 1.2-2.2 s so. A few:
+            // an fsync each, which touches nothing else of the file system.
+            if files.len() >= GROUP_SYNC_MIN {
+                for (file, content) in files {
+                    folder.write_new(file, content, attrs, false)?;
+                }
+                folder
+                    .sync_staged()
+                    .map_err(|e| io_error(&path, "sync the new generation", e.into()))?;
+            } else {
+                run_parallel(files, |(file, content)| {
+                    folder.write_new(file, content, attrs, true)
+                })?;
+            }
             folder.sync()
         })();
         match filled {
