@@ -16,6 +16,7 @@ pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod endpoint;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod fetch;

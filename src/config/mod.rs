@@ -56,6 +56,9 @@ pub use section::sync::{
     DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_WATCH_CONFIG,
     JITTER_DIVISOR, MAX_CONCURRENCY, MAX_MAX_DOWNLOAD_BYTES, MIN_INTERVAL, SyncSettings,
 };
+pub use section::verify::{
+    DEFAULT_VERIFY_INTERVAL, DEFAULT_VERIFY_TIMEOUT, MIN_VERIFY_INTERVAL, Verify,
+};
 pub use section::trust::{Account, DEFAULT_FILE_NAME, MAX_MODE, PROBE_CATEGORY, Trust};
 pub use system_dirs::{FORBIDDEN_TRUST_DIRS, SYSTEM_CA_DIRS};
 
@@ -73,6 +76,8 @@ pub struct Config {
     pub trust: Trust,
     /// `[server]`.
     pub server: Server,
+    /// `[verify]`.
+    pub verify: Verify,
     /// `[[discover]]`: instances found through ListInstances join `instances` at each pass.
     pub discover: Vec<Discover>,
     /// `[[instance]]`, in file order; at least one.

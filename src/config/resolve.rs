@@ -27,7 +27,7 @@ use super::schema;
 use super::section::account::{self, CloudAccount, DEFAULT_ACCOUNT};
 use super::section::instance::{Instance, ReadInstance};
 use super::section::trust::{PROBE_CATEGORY, Trust};
-use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust};
+use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust, verify};
 use super::{Config, Problem};
 use crate::names::{self, Piece};
 
@@ -83,6 +83,10 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
         Some(t) => server::read(&mut p, t),
         None => server::Server::default(),
     };
+    let verify = match top.table(&mut p, verify::SCHEMA.name) {
+        Some(t) => verify::read(&mut p, t),
+        None => verify::Verify::default(),
+    };
     let log = top
         .table(&mut p, log::SCHEMA.name)
         .map(|t| log::read(&mut p, t));
@@ -94,6 +98,7 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
             sync,
             trust,
             server,
+            verify,
             discover,
             instances: instances.into_iter().filter_map(|i| i.valid).collect(),
             hooks,

@@ -8,7 +8,9 @@
 //! Must not: hold rules or defaults (the section files do).
 
 use super::keys::SectionSchema;
-use super::section::{account, auth, cloud, discover, hook, instance, log, server, sync, trust};
+use super::section::{
+    account, auth, cloud, discover, hook, instance, log, server, sync, trust, verify,
+};
 
 /// Every section, in the order the file is read (and unknown-key messages list them).
 pub const SCHEMA: &[SectionSchema] = &[
@@ -21,6 +23,7 @@ pub const SCHEMA: &[SectionSchema] = &[
     discover::SCHEMA,
     hook::SCHEMA,
     server::SCHEMA,
+    verify::SCHEMA,
     log::SCHEMA,
 ];
 

@@ -671,13 +671,13 @@ fn the_shipped_example_shows_every_key() {
         }
     }
     assert!(missing.is_empty(), "example lacks keys: {missing:?}");
-    // Every section of SPEC 3 (and SPEC 15's [[account]]) is in the schema.
+    // Every section of SPEC 3 (and SPEC 13's [verify], SPEC 15's [[account]]) is in the schema.
     let names: Vec<&str> = config::SCHEMA.iter().map(|s| s.name).collect();
     assert_eq!(
         names,
         [
             "cloud", "auth", "account", "sync", "trust", "instance", "discover", "hook", "server",
-            "log"
+            "verify", "log"
         ]
     );
     // Every key of SPEC 3 works now: nothing is marked unsupported any more.

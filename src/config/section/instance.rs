@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use toml::Value;
 
+use crate::endpoint::Endpoint;
+
 use super::super::keys::{SectionKind, SectionSchema};
 use super::super::reader::{Problems, Section, quote};
 use crate::names;
@@ -16,7 +18,7 @@ use crate::names;
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
     name: "instance",
     kind: SectionKind::ArrayOfTables,
-    keys: &["id", "name", "account", "categories", "pin_sha256"],
+    keys: &["id", "name", "account", "categories", "pin_sha256", "endpoints"],
     variants: &[],
 };
 
@@ -33,6 +35,9 @@ pub struct Instance {
     pub categories: Option<Vec<String>>,
     /// SHA-256 fingerprints accepted (empty: any).
     pub pins: Vec<[u8; 32]>,
+    /// `endpoints`: where its database serves TLS (SPEC 13); empty: the node addresses
+    /// ListInstances reports.
+    pub endpoints: Vec<Endpoint>,
 }
 
 impl Instance {
@@ -46,6 +51,7 @@ impl Instance {
             account: super::account::DEFAULT_ACCOUNT.to_string(),
             categories: None,
             pins: Vec::new(),
+            endpoints: Vec::new(),
         }
     }
 
@@ -177,6 +183,28 @@ pub(in crate::config) fn read(
             }
         }
 
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        if let Some(items) = sec.strings(p, "endpoints") {
+            if items.is_empty() {
+                p.push(
+                    sec.key("endpoints"),
+                    "must not be empty (got []); leave it out to use the addresses ListInstances reports",
+                );
+            }
+            for (item_key, text) in items {
+                match Endpoint::parse(text) {
+                    Ok(e) if endpoints.contains(&e) => {
+                        p.push(item_key, format!("{} is listed twice", quote(text)))
+                    }
+                    Ok(e) => endpoints.push(e),
+                    Err(why) => p.push(
+                        item_key,
+                        format!("{} is not host:port: {why}", quote(text)),
+                    ),
+                }
+            }
+        }
+
         // Ids and names share one namespace: hook filters and {name} accept either. Looked up
         // in maps of the first instance with each id and name, so that a file with 10,000
         // instances is not checked pair by pair.
@@ -231,6 +259,7 @@ pub(in crate::config) fn read(
             account,
             categories,
             pins,
+            endpoints,
         });
         out.push(ReadInstance {
             key,

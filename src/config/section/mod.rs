@@ -17,6 +17,7 @@ pub(super) mod log;
 pub(super) mod server;
 pub(super) mod sync;
 pub(super) mod trust;
+pub(super) mod verify;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
