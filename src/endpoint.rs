@@ -94,10 +94,7 @@ mod tests {
             assert_eq!((e.host.as_str(), e.port), (host, port), "{text}");
             assert_eq!(Endpoint::parse(&e.to_string()).unwrap(), e);
         }
-        assert_eq!(
-            Endpoint::parse("[::1]:80").unwrap().to_string(),
-            "[::1]:80"
-        );
+        assert_eq!(Endpoint::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
         assert!(Endpoint::parse("10.0.0.5:8635").unwrap().ip().is_some());
         assert!(Endpoint::parse("db:8635").unwrap().ip().is_none());
     }

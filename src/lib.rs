@@ -16,9 +16,9 @@ pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod daemon;
-pub mod endpoint;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod endpoint;
 pub mod fetch;
 pub mod files;
 pub mod fuzzing;
@@ -37,4 +37,5 @@ pub mod store;
 pub mod systemd;
 pub mod text;
 pub mod validate;
+pub mod verify;
 pub mod watch;

@@ -56,10 +56,10 @@ pub use section::sync::{
     DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX, DEFAULT_WATCH_CONFIG,
     JITTER_DIVISOR, MAX_CONCURRENCY, MAX_MAX_DOWNLOAD_BYTES, MIN_INTERVAL, SyncSettings,
 };
+pub use section::trust::{Account, DEFAULT_FILE_NAME, MAX_MODE, PROBE_CATEGORY, Trust};
 pub use section::verify::{
     DEFAULT_VERIFY_INTERVAL, DEFAULT_VERIFY_TIMEOUT, MIN_VERIFY_INTERVAL, Verify,
 };
-pub use section::trust::{Account, DEFAULT_FILE_NAME, MAX_MODE, PROBE_CATEGORY, Trust};
 pub use system_dirs::{FORBIDDEN_TRUST_DIRS, SYSTEM_CA_DIRS};
 
 /// A validated configuration.

@@ -44,3 +44,4 @@ mod store_shapes;
 mod subject_hash_openssl;
 mod validate_rules;
 mod validate_system_roots;
+mod verify_probe;

@@ -18,7 +18,14 @@ use crate::names;
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
     name: "instance",
     kind: SectionKind::ArrayOfTables,
-    keys: &["id", "name", "account", "categories", "pin_sha256", "endpoints"],
+    keys: &[
+        "id",
+        "name",
+        "account",
+        "categories",
+        "pin_sha256",
+        "endpoints",
+    ],
     variants: &[],
 };
 
@@ -197,10 +204,9 @@ pub(in crate::config) fn read(
                         p.push(item_key, format!("{} is listed twice", quote(text)))
                     }
                     Ok(e) => endpoints.push(e),
-                    Err(why) => p.push(
-                        item_key,
-                        format!("{} is not host:port: {why}", quote(text)),
-                    ),
+                    Err(why) => {
+                        p.push(item_key, format!("{} is not host:port: {why}", quote(text)))
+                    }
                 }
             }
         }

@@ -16,7 +16,13 @@ use super::{positive_duration, show_raw};
 pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
     name: "verify",
     kind: SectionKind::Table,
-    keys: &["enabled", "interval", "timeout", "check_hostname", "required"],
+    keys: &[
+        "enabled",
+        "interval",
+        "timeout",
+        "check_hostname",
+        "required",
+    ],
     variants: &[],
 };
 
