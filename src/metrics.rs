@@ -29,6 +29,10 @@ pub struct Metrics {
     instance_errors: Family<Labels, Counter>,
     api_requests: Family<Labels, Counter>,
     api_throttled: Family<Labels, Counter>,
+    endpoint_verified: Family<Labels, Gauge>,
+    endpoint_anchor: Family<Labels, Gauge>,
+    endpoint_not_after: Family<Labels, Gauge>,
+    endpoint_probes: Family<Labels, Counter>,
     hook_runs: Family<Labels, Counter>,
     config_reload: Family<Labels, Counter>,
     store_errors: Family<Labels, Counter>,
@@ -103,6 +107,30 @@ impl Metrics {
             "429 answers of the API gateway, by account (each pauses the whole account)",
             api_throttled.clone(),
         );
+        let endpoint_verified = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certsync_endpoint_verified",
+            "1 when the endpoint's served chain anchors at a CA certsync wrote for the instance",
+            endpoint_verified.clone(),
+        );
+        let endpoint_anchor = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certsync_endpoint_anchor_info",
+            "The CA (SHA-256) the endpoint's served chain anchors at",
+            endpoint_anchor.clone(),
+        );
+        let endpoint_not_after = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certsync_endpoint_cert_not_after_timestamp_seconds",
+            "Unix time at which the endpoint's served leaf certificate expires",
+            endpoint_not_after.clone(),
+        );
+        let endpoint_probes = Family::<Labels, Counter>::default();
+        registry.register(
+            "certsync_endpoint_probes",
+            "Endpoint probes, by result (verified, unknown_issuer, expired, timeout, ...)",
+            endpoint_probes.clone(),
+        );
         let hook_runs = Family::<Labels, Counter>::default();
         registry.register(
             "certsync_hook_runs",
@@ -132,6 +160,10 @@ impl Metrics {
             instance_errors,
             api_requests,
             api_throttled,
+            endpoint_verified,
+            endpoint_anchor,
+            endpoint_not_after,
+            endpoint_probes,
             hook_runs,
             config_reload,
             gauges: Mutex::new(HashSet::new()),
@@ -207,6 +239,67 @@ impl Metrics {
         self.api_throttled
             .get_or_create(&vec![("account", account.to_string())])
             .inc();
+    }
+
+    /// An endpoint was probed: `result` is the probe's reason word; `anchor` the CA its chain
+    /// anchors at, `was` the one it anchored at before (its info series is dropped);
+    /// `not_after` the served leaf's expiry (Unix seconds).
+    pub fn endpoint_probed(
+        &self,
+        instance: &str,
+        endpoint: &str,
+        result: &'static str,
+        anchor: Option<&str>,
+        was: Option<&str>,
+        not_after: Option<i64>,
+    ) {
+        let labels = || {
+            vec![
+                ("instance", instance.to_string()),
+                ("endpoint", endpoint.to_string()),
+            ]
+        };
+        self.endpoint_probes
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        self.endpoint_verified
+            .get_or_create(&labels())
+            .set(i64::from(result == "verified"));
+        if was != anchor
+            && let Some(was) = was
+        {
+            let mut old = labels();
+            old.push(("sha256", was.to_string()));
+            self.endpoint_anchor.remove(&old);
+        }
+        if let Some(anchor) = anchor {
+            let mut info = labels();
+            info.push(("sha256", anchor.to_string()));
+            self.endpoint_anchor.get_or_create(&info).set(1);
+        }
+        match not_after {
+            Some(t) => {
+                self.endpoint_not_after.get_or_create(&labels()).set(t);
+            }
+            None => {
+                self.endpoint_not_after.remove(&labels());
+            }
+        }
+    }
+
+    /// An endpoint is no longer probed: its series go.
+    pub fn endpoint_forget(&self, instance: &str, endpoint: &str, anchor: Option<&str>) {
+        let labels = vec![
+            ("instance", instance.to_string()),
+            ("endpoint", endpoint.to_string()),
+        ];
+        self.endpoint_verified.remove(&labels);
+        self.endpoint_not_after.remove(&labels);
+        if let Some(anchor) = anchor {
+            let mut info = labels;
+            info.push(("sha256", anchor.to_string()));
+            self.endpoint_anchor.remove(&info);
+        }
     }
 
     /// A hook ran.

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Instance, Trust};
+use crate::endpoint::Endpoint;
 use crate::names;
 
 /// The categories the API documents (SPEC 1): an instance that failed may list any of them.
@@ -77,11 +78,24 @@ pub struct Listing {
     pub account: String,
     /// `ssl_only` of the query.
     pub ssl_only: bool,
-    /// Every instance listed: `(id, name, ssl)`.
-    pub instances: Vec<(String, String, bool)>,
+    /// Every instance listed.
+    pub instances: Vec<Listed>,
     /// The listing stopped before its end (SPEC 5.4's bounds): it proves nothing about the
     /// instances it did not reach.
     pub truncated: bool,
+}
+
+/// One instance of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Its id, as listed (not yet checked).
+    pub id: String,
+    /// Its name, as listed.
+    pub name: String,
+    /// `ssl` is on.
+    pub ssl: bool,
+    /// Its node addresses (SPEC 13).
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// A round of discovery folded into what the daemon remembers.
@@ -96,6 +110,9 @@ pub struct DiscoveryRound {
     pub vanished: Vec<String>,
     /// Listed ids that are not usable instance ids: `(query, id)`.
     pub skipped: Vec<(usize, String)>,
+    /// The node addresses of every instance listed with some (configured ones too), by id:
+    /// the endpoints of an instance without `endpoints` of its own (SPEC 13).
+    pub nodes: BTreeMap<String, Vec<Endpoint>>,
 }
 
 /// Folds the answers of every query into `previous`. When any listing was cut short, nothing
@@ -103,13 +120,22 @@ pub struct DiscoveryRound {
 pub fn fold_discovery(previous: &Discovered, listings: &[Listing]) -> DiscoveryRound {
     let mut round = DiscoveryRound::default();
     for listing in listings {
-        for (id, name, ssl) in &listing.instances {
+        for Listed {
+            id,
+            name,
+            ssl,
+            endpoints,
+        } in &listing.instances
+        {
             if listing.ssl_only && !ssl {
                 continue;
             }
             if !names::is_instance_id(id) {
                 round.skipped.push((listing.query, id.clone()));
                 continue;
+            }
+            if !endpoints.is_empty() {
+                round.nodes.insert(id.clone(), endpoints.clone());
             }
             round.discovered.entry(id.clone()).or_insert_with(|| {
                 Instance::discovered(id.clone(), names::sanitize_name(name))
@@ -282,7 +308,12 @@ mod tests {
             ssl_only: true,
             instances: list
                 .iter()
-                .map(|(i, n, s)| (i.to_string(), n.to_string(), *s))
+                .map(|(i, n, s)| Listed {
+                    id: i.to_string(),
+                    name: n.to_string(),
+                    ssl: *s,
+                    endpoints: Vec::new(),
+                })
                 .collect(),
             truncated,
         }

@@ -48,6 +48,31 @@ pub struct InstanceStatus {
     pub failures: u32,
 }
 
+/// What `/status` shows for one endpoint of an instance (SPEC 13).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct EndpointStatus {
+    /// The instance's id.
+    pub instance: String,
+    /// The instance's display name.
+    pub name: String,
+    /// `host:port`.
+    pub endpoint: String,
+    /// The served chain anchors at a CA certsync wrote for the instance.
+    pub verified: bool,
+    /// `verified`, or why not: `unknown_issuer`, `expired`, `not_yet_valid`,
+    /// `name_mismatch`, `invalid_chain`, `no_ca`, `connect_error`, `handshake_error`,
+    /// `timeout`.
+    pub result: String,
+    /// The same in words.
+    pub detail: String,
+    /// SHA-256 of the CA the chain anchors at.
+    pub anchor: Option<String>,
+    /// The served leaf's notAfter, RFC 3339.
+    pub leaf_not_after: Option<String>,
+    /// When it was last probed, RFC 3339.
+    pub probed_at: String,
+}
+
 /// The document behind `/status` and `/readyz`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StatusSnapshot {
@@ -63,6 +88,18 @@ pub struct StatusSnapshot {
     pub store_errors: Vec<String>,
     /// End of the last pass, RFC 3339.
     pub last_pass: Option<String>,
+    /// Each probed endpoint's last result (SPEC 13), kept by the verifier.
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// What the verifier publishes: every endpoint's last result, and whether a failing one makes
+/// the daemon not ready (`verify.required`).
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    /// `verify.required`.
+    pub required: bool,
+    /// Per endpoint, in instance order.
+    pub list: Vec<EndpointStatus>,
 }
 
 /// State shared between the daemon (writer) and the handlers (readers).
@@ -72,6 +109,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The latest snapshot.
     pub status: RwLock<StatusSnapshot>,
+    /// The endpoints' last results, published by the verifier on its own schedule.
+    endpoints: RwLock<Endpoints>,
     /// True while the scheduler loop runs.
     pub alive: AtomicBool,
     /// Milliseconds after `epoch` of the scheduler's last sign of progress.
@@ -87,6 +126,7 @@ impl Default for Shared {
                 reasons: vec!["the first pass has not finished".into()],
                 ..StatusSnapshot::default()
             }),
+            endpoints: RwLock::new(Endpoints::default()),
             alive: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -121,11 +161,30 @@ impl Shared {
         *self.status.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
-    /// The latest snapshot.
+    /// Publishes the endpoints' results.
+    pub fn publish_endpoints(&self, endpoints: Endpoints) {
+        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = endpoints;
+    }
+
+    /// The latest snapshot, with the endpoints' last results: with `verify.required`, a
+    /// failing endpoint makes it not ready, naming the endpoint and why.
     pub fn snapshot(&self) -> StatusSnapshot {
-        self.status
+        let mut snapshot = self
+            .status
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let endpoints = self.endpoints.read().unwrap_or_else(|p| p.into_inner());
+        if endpoints.required {
+            for e in endpoints.list.iter().filter(|e| !e.verified) {
+                snapshot.ready = false;
+                snapshot.reasons.push(format!(
+                    "endpoint {} of instance {}: {}",
+                    e.endpoint, e.name, e.detail
+                ));
+            }
+        }
+        snapshot.endpoints = endpoints.list.clone();
+        snapshot
     }
 }

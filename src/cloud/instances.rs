@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::endpoint::Endpoint;
+
 /// One instance of ListInstances, the fields discovery uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedInstance {
@@ -19,7 +21,14 @@ pub struct ListedInstance {
     pub datastore_type: String,
     /// `ssl` is not `"0"`.
     pub ssl: bool,
+    /// Its nodes' addresses: `groups[].nodes[].private_ip` with the node's `port`, else the
+    /// instance's (a string or a number). Only IP addresses are taken (a name from the API
+    /// would let it point the probes anywhere), at most [`MAX_NODES`].
+    pub endpoints: Vec<Endpoint>,
 }
+
+/// At most this many node addresses are taken from one listed instance.
+pub const MAX_NODES: usize = 64;
 
 /// ListInstances' page size (the API's largest).
 pub const LIST_PAGE: usize = 100;
@@ -141,6 +150,60 @@ struct InstanceBody {
     status: Option<String>,
     datastore: Option<DatastoreBody>,
     ssl: Option<String>,
+    port: Option<serde_json::Value>,
+    #[serde(default)]
+    groups: Vec<GroupBody>,
+}
+
+#[derive(Deserialize)]
+struct GroupBody {
+    #[serde(default)]
+    nodes: Vec<NodeBody>,
+}
+
+#[derive(Deserialize)]
+struct NodeBody {
+    private_ip: Option<String>,
+    port: Option<serde_json::Value>,
+}
+
+/// A port written as a number or a string of digits.
+fn port_of(value: Option<&serde_json::Value>) -> Option<u16> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|p| *p > 0)
+}
+
+/// The node addresses of one listed instance (IP addresses only, each once, in order).
+fn node_endpoints(instance: &InstanceBody) -> Vec<Endpoint> {
+    let mut out: Vec<Endpoint> = Vec::new();
+    for node in instance.groups.iter().flat_map(|g| g.nodes.iter()) {
+        let Some(ip) = node
+            .private_ip
+            .as_deref()
+            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        let Some(port) = port_of(node.port.as_ref()).or_else(|| port_of(instance.port.as_ref()))
+        else {
+            continue;
+        };
+        let endpoint = Endpoint {
+            host: ip.to_string(),
+            port,
+        };
+        if !out.contains(&endpoint) {
+            out.push(endpoint);
+        }
+        if out.len() == MAX_NODES {
+            break;
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -166,12 +229,16 @@ pub(crate) fn parse_page(body: &[u8]) -> Result<InstancesPage, serde_json::Error
         instances: page
             .instances
             .into_iter()
-            .map(|i| ListedInstance {
-                id: i.id,
-                name: i.name,
-                status: i.status.unwrap_or_default(),
-                datastore_type: i.datastore.map(|d| d.kind).unwrap_or_default(),
-                ssl: i.ssl.as_deref() != Some("0"),
+            .map(|i| {
+                let endpoints = node_endpoints(&i);
+                ListedInstance {
+                    id: i.id,
+                    name: i.name,
+                    status: i.status.unwrap_or_default(),
+                    datastore_type: i.datastore.map(|d| d.kind).unwrap_or_default(),
+                    ssl: i.ssl.as_deref() != Some("0"),
+                    endpoints,
+                }
             })
             .collect(),
         total_count: page.total_count,
@@ -190,6 +257,7 @@ mod tests {
                 status: "normal".into(),
                 datastore_type: "mongodb".into(),
                 ssl: true,
+                endpoints: Vec::new(),
             })
             .collect()
     }
@@ -282,5 +350,43 @@ mod tests {
         assert_eq!(ids.len(), done.instances.len());
         assert_eq!(done.instances.len(), 230);
         assert_eq!(done.truncated, None);
+    }
+
+    #[test]
+    fn node_addresses_take_the_nodes_port_else_the_instances_and_only_ip_addresses() {
+        let body = br#"{"instances":[
+            {"id":"a","port":"8635","groups":[{"nodes":[
+                {"private_ip":"192.168.0.5"},
+                {"private_ip":"192.168.0.6","port":6379},
+                {"private_ip":"192.168.0.5"},
+                {"private_ip":"db.attacker.example"},
+                {"private_ip":"fd00::7","port":"99999"},
+                {"private_ip":"fd00::8"}
+            ]}]},
+            {"id":"b","port":8636,"groups":[{"nodes":[{"private_ip":"10.0.0.1","port":"x"}]}]},
+            {"id":"c","groups":[{"nodes":[{"private_ip":"10.0.0.2"}]}]},
+            {"id":"d"}
+        ],"total_count":4}"#;
+        let page = parse_page(body).unwrap();
+        let shown: Vec<Vec<String>> = page
+            .instances
+            .iter()
+            .map(|i| i.endpoints.iter().map(ToString::to_string).collect())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                // A node's unusable port falls back to the instance's.
+                vec![
+                    "192.168.0.5:8635",
+                    "192.168.0.6:6379",
+                    "[fd00::7]:8635",
+                    "[fd00::8]:8635"
+                ],
+                vec!["10.0.0.1:8636"],
+                vec![],
+                vec![],
+            ]
+        );
     }
 }

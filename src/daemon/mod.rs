@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod state;
 pub mod status;
 mod summary;
+pub mod verifier;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -124,6 +125,13 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
     if let Some(every) = systemd::watchdog_interval() {
         systemd::spawn_watchdog(every, shared.clone(), shutdown.clone());
     }
+    // The endpoint probes (SPEC 13) run beside the passes, never in them.
+    engine.probing = true;
+    tokio::spawn(verifier::run(
+        engine.probe_targets(),
+        shared.clone(),
+        shutdown.child_token(),
+    ));
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Dropped at the end of `run`, which stops the watch.

@@ -7,7 +7,7 @@
 //! wiring (one pooled HTTP client, API requests counted). It must not decide schedules or
 //! write files.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,9 +15,10 @@ use crate::cert::Cert;
 use crate::cloud::api::ApiClient;
 use crate::cloud::budget::Budget;
 use crate::config::{Config, Discover, Instance};
+use crate::endpoint::Endpoint;
 use crate::fetch::Fetcher;
 use crate::names;
-use crate::plan::Listing;
+use crate::plan::{Listed, Listing};
 use crate::status::Shared;
 use crate::store::DesiredEntry;
 use crate::validate::{Policy, VerifiedSignatures, validate_remembering};
@@ -137,11 +138,46 @@ impl CloudSource {
                 instances: listed
                     .instances
                     .into_iter()
-                    .map(|i| (i.id, i.name, i.ssl))
+                    .map(|i| Listed {
+                        id: i.id,
+                        name: i.name,
+                        ssl: i.ssl,
+                        endpoints: i.endpoints,
+                    })
                     .collect(),
             });
         }
         Ok(listings)
+    }
+
+    /// The node addresses of every instance of `accounts` (one unfiltered ListInstances
+    /// each, paged and bounded), by id; instances listed without addresses are left out.
+    pub async fn node_addresses(
+        &self,
+        accounts: &[String],
+    ) -> Result<BTreeMap<String, Vec<Endpoint>>, DiscoveryError> {
+        let mut out = BTreeMap::new();
+        for account in accounts {
+            let failed = |source| DiscoveryError {
+                query: 0,
+                account: account.clone(),
+                source,
+            };
+            let api = &self
+                .clients(account)
+                .map_err(|d| failed(DiscoveryFailure::Internal(d)))?
+                .api;
+            let listed = api
+                .list_instances(None, None)
+                .await
+                .map_err(|e| failed(DiscoveryFailure::Api(e)))?;
+            for inst in listed.instances {
+                if !inst.endpoints.is_empty() && names::is_instance_id(&inst.id) {
+                    out.insert(inst.id, inst.endpoints);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Lists, downloads and validates one instance's certificates (every rule of SPEC 6, the

@@ -93,6 +93,18 @@ impl Source {
         }
     }
 
+    /// The node addresses ListInstances reports for every instance of `accounts`, by id
+    /// (SPEC 13: the endpoints of instances without `endpoints` of their own).
+    pub async fn node_addresses(
+        &self,
+        accounts: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Vec<crate::endpoint::Endpoint>>, DiscoveryError>
+    {
+        match self {
+            Source::Cloud(cloud) => cloud.node_addresses(accounts).await,
+        }
+    }
+
     /// Syncs `instances`: at most `concurrency` at a time, each under `deadline`. One
     /// instance's failure, slowness or panic does not affect the others' results. Results
     /// in input order; `progress` is touched as each instance ends.

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, Instance};
+use crate::endpoint::Endpoint;
 use crate::plan::{self, Discovered};
 use crate::schedule::Backoff;
 use crate::sink::{PassInput, StoreOptions};
@@ -30,6 +31,8 @@ use super::hook_queue::{HookQueue, hook_wants};
 use super::state::DaemonState;
 use super::status as status_doc;
 use super::summary::PassSummary;
+use super::verifier::{Target, Targets};
+use tokio::sync::watch;
 
 /// Everything built from one [`Config`]: the source, the sinks and the state across passes.
 pub struct Engine {
@@ -48,6 +51,13 @@ pub struct Engine {
     passes: u64,
     /// Whether failed instances are retried (by `run`; `once` exits instead).
     pub(super) retries: bool,
+    /// The node addresses ListInstances reported, by instance id (SPEC 13): the endpoints of
+    /// instances without `endpoints` of their own.
+    nodes: BTreeMap<String, Vec<Endpoint>>,
+    /// The instances' endpoints, announced to the verifier after each pass.
+    targets: watch::Sender<Arc<Targets>>,
+    /// A verifier listens (`run`; `once` probes nothing, so it looks up no node addresses).
+    pub(super) probing: bool,
 }
 
 /// The store's options from the config.
@@ -83,6 +93,9 @@ impl Engine {
             shared,
             passes: 0,
             retries: true,
+            nodes: BTreeMap::new(),
+            targets: watch::Sender::new(Arc::new(Targets::default())),
+            probing: false,
         };
         engine.restore_state();
         engine.refresh_active();
@@ -130,6 +143,69 @@ impl Engine {
         &self.sinks.trust
     }
 
+    /// What the verifier listens to: the instances' endpoints, announced after each pass.
+    pub fn probe_targets(&self) -> watch::Receiver<Arc<Targets>> {
+        self.targets.subscribe()
+    }
+
+    /// Whether endpoints are probed (a verifier listens and `verify.enabled` is not false):
+    /// then instances without `endpoints` take ListInstances' node addresses.
+    fn verifying(&self) -> bool {
+        self.probing && self.config.verify.enabled != Some(false)
+    }
+
+    /// Announces every active instance's endpoints (its own, else its nodes') to the
+    /// verifier, which probes them at once.
+    fn announce_targets(&self) {
+        let list = self
+            .active
+            .iter()
+            .filter_map(|inst| {
+                let endpoints = if inst.endpoints.is_empty() {
+                    self.nodes.get(&inst.id).cloned().unwrap_or_default()
+                } else {
+                    inst.endpoints.clone()
+                };
+                (!endpoints.is_empty()).then(|| Target {
+                    id: inst.id.clone(),
+                    name: inst.display_name().to_string(),
+                    endpoints,
+                })
+            })
+            .collect();
+        self.targets.send_replace(Arc::new(Targets {
+            verify: self.config.verify.clone(),
+            list,
+        }));
+    }
+
+    /// The node addresses of the configured instances that have no `endpoints` and that
+    /// discovery did not list this pass: one ListInstances per account they belong to
+    /// (bounded like discovery). A failure keeps the addresses known before.
+    async fn look_up_nodes(&mut self, listed: &BTreeSet<String>) {
+        let missing: BTreeSet<&str> = self
+            .config
+            .instances
+            .iter()
+            .filter(|i| i.endpoints.is_empty() && !listed.contains(&i.id))
+            .map(|i| i.account.as_str())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let accounts: Vec<String> = missing.into_iter().map(str::to_string).collect();
+        let deadline = crate::source::cloud::instance_deadline(&self.config);
+        match tokio::time::timeout(deadline, self.source.node_addresses(&accounts)).await {
+            Ok(Ok(found)) => self.nodes.extend(found),
+            Ok(Err(e)) => {
+                tracing::warn!(account = %e.account, error = %e.source, "could not list the instances' node addresses; endpoints are probed where they are known");
+            }
+            Err(_) => {
+                tracing::warn!(after = ?deadline, "listing the instances' node addresses did not finish in time");
+            }
+        }
+    }
+
     fn refresh_active(&mut self) {
         self.active = plan::instances(&self.config.instances, &self.discovered);
         let ids: BTreeSet<&str> = self.active.iter().map(|i| i.id.as_str()).collect();
@@ -164,7 +240,14 @@ impl Engine {
         let started = std::time::Instant::now();
         if only.is_none() {
             tokio::select! {
-                _ = self.discover(dry_run) => {}
+                listed = self.discover(dry_run) => {
+                    if self.verifying() && !dry_run {
+                        tokio::select! {
+                            _ = self.look_up_nodes(&listed) => {}
+                            _ = shutdown.cancelled() => return PassSummary::default(),
+                        }
+                    }
+                }
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutdown during discovery: no file was written");
                     return PassSummary::default();
@@ -248,6 +331,9 @@ impl Engine {
             };
             self.shared.metrics.pass(result, started.elapsed());
             self.publish_status();
+            if self.verifying() {
+                self.announce_targets();
+            }
         }
         tracing::info!(
             instances = input.synced.len() + failures.len(),
@@ -265,9 +351,10 @@ impl Engine {
     /// not keep the configured instances from their pass, SPEC 5.4) and folds it into what the
     /// daemon remembers; a failed or cut-short round keeps what was found before. A dry run
     /// discovers too but changes nothing the daemon remembers.
-    async fn discover(&mut self, dry_run: bool) {
+    /// Gives the ids this round listed with node addresses (none when it failed).
+    async fn discover(&mut self, dry_run: bool) -> BTreeSet<String> {
         if self.config.discover.is_empty() {
-            return;
+            return BTreeSet::new();
         }
         let deadline = crate::source::cloud::instance_deadline(&self.config);
         let listings = match tokio::time::timeout(
@@ -279,11 +366,11 @@ impl Engine {
             Ok(Ok(listings)) => listings,
             Ok(Err(e)) => {
                 tracing::warn!(discover = e.query, error = %e.source, "discovery failed; keeping the instances found before");
-                return;
+                return BTreeSet::new();
             }
             Err(_) => {
                 tracing::warn!(after = ?deadline, "discovery did not finish in time; keeping the instances found before");
-                return;
+                return BTreeSet::new();
             }
         };
         let round = plan::fold_discovery(&self.discovered, &listings);
@@ -303,15 +390,18 @@ impl Engine {
                 crate::sink::UNPRODUCED_PASSES
             );
         }
+        let listed: BTreeSet<String> = round.nodes.keys().cloned().collect();
         if dry_run {
             // This pass still syncs what discovery found now.
             let saved = std::mem::replace(&mut self.discovered, round.discovered);
             self.refresh_active();
             self.discovered = saved;
         } else {
+            self.nodes.extend(round.nodes);
             self.discovered = round.discovered;
             self.refresh_active();
         }
+        listed
     }
 
     /// The store's input from the source's outcomes, with the names protected for the

@@ -1,0 +1,189 @@
+//! End-to-end: live verification of endpoints (SPEC 13). The daemon against the simulator,
+//! with `openssl s_server` standing in for the databases: a server whose chain comes from the
+//! instance's CA verifies; one from another CA is a disagreement, logged, in `/status`, in the
+//! metrics, and in `/readyz` with `verify.required`; node addresses come from ListInstances
+//! when the instance names no endpoints.
+
+use certsync_sim::Node;
+
+use crate::common::*;
+
+/// The value of the sample of `name` with exactly `labels`.
+fn sample(metrics: &str, name: &str, labels: &str) -> Option<String> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().to_string())
+}
+
+/// Writes the harness's config with `endpoints` on instance 0 and `verify` as `[verify]`.
+fn configure(h: &Harness, endpoints: Option<&str>, verify: &str) -> u16 {
+    let port = h.with_server(&Extra {
+        tail: format!("\n[verify]\n{verify}\n"),
+        ..Extra::default()
+    });
+    if let Some(endpoints) = endpoints {
+        let text = std::fs::read_to_string(&h.config).unwrap();
+        let text = text.replacen(
+            "name = \"inst0\"\n",
+            &format!("name = \"inst0\"\nendpoints = [\"{endpoints}\"]\n"),
+            1,
+        );
+        std::fs::write(&h.config, text).unwrap();
+    }
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_is_reported() {
+    let h = Harness::new(1).await;
+    let id = h.id(0);
+    let (cert, key) = h
+        .sim
+        .issue_server_cert(&id, "international", &["127.0.0.1"]);
+    let good = TlsServer::start(&cert, &key);
+    let port = configure(&h, Some(&format!("127.0.0.1:{}", good.port)), "");
+    let mut d = Running::start(&h.config, &["run"]);
+    d.passed().await;
+    let line = d.wait_for("endpoint verified").await;
+    let ca = h.sim.ca(&id, "international");
+    assert!(line.contains(&ca.sha256_hex), "{line}");
+
+    let (_, status) = get(port, "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let endpoint = &doc["endpoints"][0];
+    assert_eq!(endpoint["verified"], true, "{status}");
+    assert_eq!(endpoint["anchor"], ca.sha256_hex.as_str(), "{status}");
+    assert_eq!(endpoint["endpoint"], format!("127.0.0.1:{}", good.port));
+    assert!(endpoint["leaf_not_after"].as_str().is_some(), "{status}");
+    let (_, metrics) = get(port, "/metrics").await;
+    let labels = format!("instance=\"inst0\",endpoint=\"127.0.0.1:{}\"", good.port);
+    assert_eq!(
+        sample(&metrics, "certsync_endpoint_verified", &labels).as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "certsync_endpoint_anchor_info",
+            &format!("{labels},sha256=\"{}\"", ca.sha256_hex)
+        )
+        .as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "certsync_endpoint_probes_total",
+            "result=\"verified\""
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    d.stop().await;
+
+    // The database serves a chain from a CA the API never handed out: the daemon says so,
+    // and with `required` it is not ready.
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let bad = TlsServer::start(&stranger.cert.pem(), &stranger.signing_key.serialize_pem());
+    let port = configure(
+        &h,
+        Some(&format!("127.0.0.1:{}", bad.port)),
+        "required = true",
+    );
+    let mut d = Running::start(&h.config, &["run"]);
+    d.passed().await;
+    d.wait_for("endpoint disagrees with the trust folder").await;
+    let (code, body) = get(port, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(&format!(
+            "endpoint 127.0.0.1:{} of instance inst0",
+            bad.port
+        )) && body.contains("anchors at no CA certsync wrote"),
+        "{body}"
+    );
+    let (_, metrics) = get(port, "/metrics").await;
+    let labels = format!("instance=\"inst0\",endpoint=\"127.0.0.1:{}\"", bad.port);
+    assert_eq!(
+        sample(&metrics, "certsync_endpoint_verified", &labels).as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    // The instance's file is untouched by any of this.
+    assert_eq!(
+        std::fs::read_to_string(h.file(0)).unwrap(),
+        h.expected_pem(0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_endpoints_the_node_addresses_of_list_instances_are_probed() {
+    let h = Harness::new(1).await;
+    let id = h.id(0);
+    let (cert, key) = h
+        .sim
+        .issue_server_cert(&id, "international", &["127.0.0.1"]);
+    let server = TlsServer::start(&cert, &key);
+    h.sim.set_nodes(&id, &[Node::new("127.0.0.1", server.port)]);
+    let port = configure(&h, None, "");
+    let mut d = Running::start(&h.config, &["run"]);
+    d.passed().await;
+    d.wait_for("endpoint verified").await;
+    let (_, status) = get(port, "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        doc["endpoints"][0]["endpoint"],
+        format!("127.0.0.1:{}", server.port),
+        "{status}"
+    );
+    assert_eq!(doc["endpoints"][0]["verified"], true, "{status}");
+    // One ListInstances found the nodes (no [[discover]] is configured).
+    assert_eq!(h.sim.stats().list_requests, 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_never_holds_back_a_pass_and_verify_can_be_turned_off() {
+    let h = Harness::new(2).await;
+    // Accepts TCP and never answers the handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let port = configure(
+        &h,
+        Some(&format!("127.0.0.1:{silent_port}")),
+        "timeout = \"30s\"",
+    );
+    let mut d = Running::start(&h.config, &["run"]);
+    // The pass ends and writes every file although the probe hangs for 30 s.
+    d.passed().await;
+    for i in 0..2 {
+        assert_eq!(
+            std::fs::read_to_string(h.file(i)).unwrap(),
+            h.expected_pem(i)
+        );
+    }
+    let (code, _) = get(port, "/readyz").await;
+    assert_eq!(code, 200);
+    d.stop().await;
+
+    // enabled = false: no probe, no ListInstances, no endpoint in /status.
+    let port = configure(
+        &h,
+        Some(&format!("127.0.0.1:{silent_port}")),
+        "enabled = false",
+    );
+    let before = h.sim.stats().list_requests;
+    let mut d = Running::start(&h.config, &["run"]);
+    d.passed().await;
+    let (_, status) = get(port, "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(doc["endpoints"], serde_json::json!([]), "{status}");
+    assert_eq!(h.sim.stats().list_requests, before);
+    d.stop().await;
+    drop(silent);
+}
