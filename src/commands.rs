@@ -386,6 +386,29 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
     // The pass's own source: at most `sync.concurrency` at a time, each under its deadline.
     let source = Source::Cloud(cloud.clone());
     let outcomes = source.sync(config.instances.clone(), &shared).await;
+    // The endpoints to probe (SPEC 13): each instance's own, else ListInstances' nodes.
+    let verifying = config.verify.enabled != Some(false);
+    let mut nodes = std::collections::BTreeMap::new();
+    if verifying {
+        let accounts: std::collections::BTreeSet<String> = config
+            .instances
+            .iter()
+            .filter(|i| i.endpoints.is_empty())
+            .map(|i| i.account.clone())
+            .collect();
+        if !accounts.is_empty() {
+            let accounts: Vec<String> = accounts.into_iter().collect();
+            match source.node_addresses(&accounts).await {
+                Ok(found) => nodes = found,
+                Err(e) => outln!(
+                    out,
+                    "  node addresses (ListInstances, account {}): failed: {}",
+                    e.account,
+                    Untrusted(&error_chain(&e.source))
+                ),
+            }
+        }
+    }
     for (inst, result) in outcomes {
         let name = Untrusted(inst.display_name());
         match result.map_err(|e| describe_instance_failure(&e)) {
@@ -406,6 +429,16 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
                             crate::cert::rfc3339(cert.not_after),
                             Untrusted(&cert.subject)
                         );
+                    }
+                }
+                if verifying {
+                    let endpoints = if inst.endpoints.is_empty() {
+                        nodes.get(&inst.id).cloned().unwrap_or_default()
+                    } else {
+                        inst.endpoints.clone()
+                    };
+                    if !probe_endpoints(out, config, &endpoints, &entries).await {
+                        code = EXIT_FAILED;
                     }
                 }
             }
@@ -453,6 +486,56 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
         }
     }
     code
+}
+
+/// Probes `endpoints` against the CAs just downloaded (what this configuration would write)
+/// and prints each result. False when one fails verification and `verify.required` is set.
+async fn probe_endpoints(
+    out: &mut Printer,
+    config: &Config,
+    endpoints: &[crate::endpoint::Endpoint],
+    entries: &[crate::store::DesiredEntry],
+) -> bool {
+    let mut anchors: Vec<crate::verify::Anchor> = Vec::new();
+    for cert in entries.iter().flat_map(|e| e.certs.iter()) {
+        let sha256 = cert.fingerprint();
+        if !anchors.iter().any(|a| a.sha256 == sha256) {
+            anchors.push(crate::verify::Anchor {
+                der: rustls_pki_types::CertificateDer::from(cert.der.clone()),
+                sha256,
+            });
+        }
+    }
+    let mut ok = true;
+    for endpoint in endpoints {
+        let probed = crate::verify::probe(
+            endpoint,
+            &anchors,
+            config.verify.timeout,
+            config.verify.check_hostname,
+        )
+        .await;
+        let leaf = probed
+            .leaf_not_after
+            .map(|t| format!(", leaf notAfter {}", crate::cert::rfc3339(t)))
+            .unwrap_or_default();
+        match (&probed.outcome, &probed.anchor) {
+            (crate::verify::Outcome::Verified, Some(anchor)) => outln!(
+                out,
+                "    endpoint {endpoint}: verified (anchors at sha256 {anchor}{leaf})"
+            ),
+            (outcome, _) => {
+                outln!(
+                    out,
+                    "    endpoint {endpoint}: not verified ({}): {}{leaf}",
+                    outcome.reason(),
+                    Untrusted(&outcome.to_string())
+                );
+                ok &= !config.verify.required;
+            }
+        }
+    }
+    ok
 }
 
 /// An instance's failure for `check --online`, naming the step (the line already names the

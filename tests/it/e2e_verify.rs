@@ -187,3 +187,45 @@ async fn an_unreachable_endpoint_never_holds_back_a_pass_and_verify_can_be_turne
     d.stop().await;
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_probes_each_endpoint_against_the_cas_it_would_write() {
+    let h = Harness::new(1).await;
+    let id = h.id(0);
+    let (cert, key) = h
+        .sim
+        .issue_server_cert(&id, "international", &["127.0.0.1"]);
+    let good = TlsServer::start(&cert, &key);
+    configure(&h, Some(&format!("127.0.0.1:{}", good.port)), "");
+    let out = h.certsync(&["check", "--online"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    let ca = h.sim.ca(&id, "international");
+    assert!(
+        text.contains(&format!(
+            "endpoint 127.0.0.1:{}: verified (anchors at sha256 {}",
+            good.port, ca.sha256_hex
+        )),
+        "{text}"
+    );
+    // Nothing was written.
+    assert!(!h.file(0).exists());
+
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let bad = TlsServer::start(&stranger.cert.pem(), &stranger.signing_key.serialize_pem());
+    configure(
+        &h,
+        Some(&format!("127.0.0.1:{}", bad.port)),
+        "required = true",
+    );
+    let out = h.certsync(&["check", "--online"]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "endpoint 127.0.0.1:{}: not verified (unknown_issuer)",
+            bad.port
+        )),
+        "{}",
+        stdout(&out)
+    );
+}
