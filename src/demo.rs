@@ -48,6 +48,13 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("starting the simulator: {e}"))?;
+    // A TLS server per instance on loopback, standing in for its database: ListInstances
+    // reports it as the instance's node, so the daemon's probes verify it (SPEC 13).
+    for id in sim.instance_ids() {
+        let (cert, key) = sim.issue_server_cert(&id, "international", &["127.0.0.1"]);
+        let port = start_database_stand_in(&cert, &key, controls.shutdown.clone()).await?;
+        sim.set_nodes(&id, &[certsync_sim::Node::new("127.0.0.1", port)]);
+    }
     let config_path = write_demo_config(&sim, work.path(), &dir)?;
     let config = config::load(&config_path).map_err(|e| e.to_string())?;
     let ids = sim.instance_ids();
@@ -66,6 +73,11 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
         "  every {} s the CA of instance 'orders' ({}) rotates; the hook prints what changed",
         DEMO_ROTATE_EVERY.as_secs(),
         ids[0]
+    );
+    outln!(
+        out,
+        "  each instance has a TLS server on loopback standing in for its database; certsync\n  \
+         verifies the chain each serves against the CAs it wrote (see /status or the log)"
     );
     outln!(out, "  Ctrl-C stops.\n");
     out.flush();
@@ -87,6 +99,54 @@ async fn run_demo(dir: &Path) -> Result<(), String> {
     let _ = rotator.await;
     sim.shutdown();
     result.map_err(|e| error_chain(&e))
+}
+
+/// A TLS server on a free loopback port serving `cert_pem` (signed by an instance's CA) with
+/// `key_pem`: it completes handshakes and closes, until `shutdown`. Gives its port.
+async fn start_database_stand_in(
+    cert_pem: &str,
+    key_pem: &str,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<u16, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("stand-in certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("stand-in key: {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("stand-in TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("stand-in TLS: {e}"))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("stand-in listener: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("stand-in listener: {e}"))?
+        .port();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            if let Ok((tcp, _)) = accepted {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                    }
+                });
+            }
+        }
+    });
+    Ok(port)
 }
 
 fn write_demo_config(

@@ -255,6 +255,10 @@ async fn demo_runs_against_its_simulator_and_stops_on_ctrl_c() {
     for name in ["orders", "sessions", "metrics"] {
         assert!(dir.join(format!("{name}-international.crt")).exists());
     }
+    // Each instance's stand-in database is verified against what certsync wrote.
+    for _ in 0..3 {
+        d.wait_for("endpoint verified").await;
+    }
     d.signal(Signal::INT);
     assert_eq!(d.exit_code().await, Some(0), "{}", d.log());
 }
