@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives as real programs, from Debian's packages: openssl and
 # curl (oracles and clients), a JDK (keytool and a small Java TLS client), setpriv (tests that
-# run as another user), chattr (an immutable file or folder), mkfifo and the usual shell tools.
+# run as another user), chattr (an immutable file or folder), mkfifo and the usual shell tools;
+# redis-server and redis-cli (a TLS 1.3 Redis the endpoint probes verify, and the client that
+# connects with the instance's file) and influxd (an InfluxDB serving HTTPS).
 # Idempotent: installs only what is missing. Needs root (apt) when anything is missing.
 set -euo pipefail
 
@@ -14,6 +16,9 @@ command -v chattr >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 command -v mkfifo >/dev/null 2>&1 || need_apt+=(coreutils)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
 # venv ships with python3 on Debian, but only python3-venv brings ensurepip (pip in a venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 

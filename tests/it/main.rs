@@ -46,3 +46,4 @@ mod subject_hash_openssl;
 mod validate_rules;
 mod validate_system_roots;
 mod verify_probe;
+mod verify_servers;
