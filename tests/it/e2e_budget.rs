@@ -7,15 +7,6 @@ use certsync_sim::RateLimit;
 
 use crate::common::*;
 
-/// The value of the sample of `name` whose labels are `labels` in an OpenMetrics text.
-fn sample(metrics: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = format!("{name}{{{labels}}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_pass_pauses_the_account_retries_and_still_syncs_every_instance() {
     // The gateway lets this user make 2 requests a second (Retry-After: 1); certsync's own
@@ -47,12 +38,12 @@ async fn a_throttled_pass_pauses_the_account_retries_and_still_syncs_every_insta
     );
     let (_, metrics) = get(port, "/metrics").await;
     assert_eq!(
-        sample(
+        metric_sample(
             &metrics,
             "certsync_api_throttled_total",
             "account=\"default\""
         ),
-        Some(throttled as f64),
+        Some(throttled.to_string()),
         "{metrics}"
     );
     assert!(

@@ -8,42 +8,13 @@ use certsync_sim::Node;
 
 use crate::common::*;
 
-/// The value of the sample of `name` with exactly `labels`.
-fn sample(metrics: &str, name: &str, labels: &str) -> Option<String> {
-    let prefix = format!("{name}{{{labels}}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().to_string())
-}
-
-/// Writes the harness's config with `endpoints` on instance 0 and `verify` as `[verify]`.
-fn configure(h: &Harness, endpoints: Option<&str>, verify: &str) -> u16 {
-    let port = h.with_server(&Extra {
-        tail: format!("\n[verify]\n{verify}\n"),
-        ..Extra::default()
-    });
-    if let Some(endpoints) = endpoints {
-        let text = std::fs::read_to_string(&h.config).unwrap();
-        let text = text.replacen(
-            "name = \"inst0\"\n",
-            &format!("name = \"inst0\"\nendpoints = [\"{endpoints}\"]\n"),
-            1,
-        );
-        std::fs::write(&h.config, text).unwrap();
-    }
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_is_reported() {
     let h = Harness::new(1).await;
     let id = h.id(0);
-    let (cert, key) = h
-        .sim
-        .issue_server_cert(&id, "international", &["127.0.0.1"]);
+    let (cert, key) = h.server_cert(0);
     let good = TlsServer::start(&cert, &key);
-    let port = configure(&h, Some(&format!("127.0.0.1:{}", good.port)), "");
+    let port = h.with_endpoint(Some(&format!("127.0.0.1:{}", good.port)), "");
     let mut d = Running::start(&h.config, &["run"]);
     d.passed().await;
     let line = d.wait_for("endpoint verified").await;
@@ -60,12 +31,12 @@ async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_i
     let (_, metrics) = get(port, "/metrics").await;
     let labels = format!("instance=\"inst0\",endpoint=\"127.0.0.1:{}\"", good.port);
     assert_eq!(
-        sample(&metrics, "certsync_endpoint_verified", &labels).as_deref(),
+        metric_sample(&metrics, "certsync_endpoint_verified", &labels).as_deref(),
         Some("1"),
         "{metrics}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &metrics,
             "certsync_endpoint_anchor_info",
             &format!("{labels},sha256=\"{}\"", ca.sha256_hex)
@@ -75,7 +46,7 @@ async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_i
         "{metrics}"
     );
     assert!(
-        sample(
+        metric_sample(
             &metrics,
             "certsync_endpoint_probes_total",
             "result=\"verified\""
@@ -89,10 +60,9 @@ async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_i
     // and with `required` it is not ready.
     let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let bad = TlsServer::start(&stranger.cert.pem(), &stranger.signing_key.serialize_pem());
-    let port = configure(
-        &h,
+    let port = h.with_endpoint(
         Some(&format!("127.0.0.1:{}", bad.port)),
-        "required = true",
+        "\n[verify]\nrequired = true\n",
     );
     let mut d = Running::start(&h.config, &["run"]);
     d.passed().await;
@@ -109,7 +79,7 @@ async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_i
     let (_, metrics) = get(port, "/metrics").await;
     let labels = format!("instance=\"inst0\",endpoint=\"127.0.0.1:{}\"", bad.port);
     assert_eq!(
-        sample(&metrics, "certsync_endpoint_verified", &labels).as_deref(),
+        metric_sample(&metrics, "certsync_endpoint_verified", &labels).as_deref(),
         Some("0"),
         "{metrics}"
     );
@@ -125,12 +95,10 @@ async fn an_endpoint_serving_the_instances_ca_verifies_and_one_from_another_ca_i
 async fn without_endpoints_the_node_addresses_of_list_instances_are_probed() {
     let h = Harness::new(1).await;
     let id = h.id(0);
-    let (cert, key) = h
-        .sim
-        .issue_server_cert(&id, "international", &["127.0.0.1"]);
+    let (cert, key) = h.server_cert(0);
     let server = TlsServer::start(&cert, &key);
     h.sim.set_nodes(&id, &[Node::new("127.0.0.1", server.port)]);
-    let port = configure(&h, None, "");
+    let port = h.with_endpoint(None, "");
     let mut d = Running::start(&h.config, &["run"]);
     d.passed().await;
     d.wait_for("endpoint verified").await;
@@ -153,10 +121,9 @@ async fn an_unreachable_endpoint_never_holds_back_a_pass_and_verify_can_be_turne
     // Accepts TCP and never answers the handshake.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let port = configure(
-        &h,
+    let port = h.with_endpoint(
         Some(&format!("127.0.0.1:{silent_port}")),
-        "timeout = \"30s\"",
+        "\n[verify]\ntimeout = \"30s\"\n",
     );
     let mut d = Running::start(&h.config, &["run"]);
     // The pass ends and writes every file although the probe hangs for 30 s.
@@ -172,10 +139,9 @@ async fn an_unreachable_endpoint_never_holds_back_a_pass_and_verify_can_be_turne
     d.stop().await;
 
     // enabled = false: no probe, no ListInstances, no endpoint in /status.
-    let port = configure(
-        &h,
+    let port = h.with_endpoint(
         Some(&format!("127.0.0.1:{silent_port}")),
-        "enabled = false",
+        "\n[verify]\nenabled = false\n",
     );
     let before = h.sim.stats().list_requests;
     let mut d = Running::start(&h.config, &["run"]);
@@ -192,11 +158,9 @@ async fn an_unreachable_endpoint_never_holds_back_a_pass_and_verify_can_be_turne
 async fn check_online_probes_each_endpoint_against_the_cas_it_would_write() {
     let h = Harness::new(1).await;
     let id = h.id(0);
-    let (cert, key) = h
-        .sim
-        .issue_server_cert(&id, "international", &["127.0.0.1"]);
+    let (cert, key) = h.server_cert(0);
     let good = TlsServer::start(&cert, &key);
-    configure(&h, Some(&format!("127.0.0.1:{}", good.port)), "");
+    h.with_endpoint(Some(&format!("127.0.0.1:{}", good.port)), "");
     let out = h.certsync(&["check", "--online"]).await;
     assert_eq!(code(&out), 0, "{}", all_output(&out));
     let text = stdout(&out);
@@ -213,10 +177,9 @@ async fn check_online_probes_each_endpoint_against_the_cas_it_would_write() {
 
     let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let bad = TlsServer::start(&stranger.cert.pem(), &stranger.signing_key.serialize_pem());
-    configure(
-        &h,
+    h.with_endpoint(
         Some(&format!("127.0.0.1:{}", bad.port)),
-        "required = true",
+        "\n[verify]\nrequired = true\n",
     );
     let out = h.certsync(&["check", "--online"]).await;
     assert_eq!(code(&out), 1, "{}", all_output(&out));

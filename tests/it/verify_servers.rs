@@ -57,25 +57,6 @@ fn redis_ping(port: u16, cacert: &Path) -> std::process::Output {
         .expect("run redis-cli")
 }
 
-/// Writes the harness's config with instance 0 served at `endpoint`, and a server.
-fn configure(h: &Harness, endpoint: &str) -> u16 {
-    let port = h.with_server(&Extra::default());
-    let text = std::fs::read_to_string(&h.config).unwrap();
-    let text = text.replacen(
-        "name = \"inst0\"\n",
-        &format!("name = \"inst0\"\nendpoints = [\"{endpoint}\"]\n"),
-        1,
-    );
-    std::fs::write(&h.config, text).unwrap();
-    port
-}
-
-async fn endpoint_status(port: u16) -> serde_json::Value {
-    let (_, body) = get(port, "/status").await;
-    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-    doc["endpoints"][0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_13_redis_serving_the_instances_chain_verifies_and_redis_cli_connects_with_the_file()
 {
@@ -86,11 +67,11 @@ async fn a_tls_13_redis_serving_the_instances_chain_verifies_and_redis_cli_conne
         .issue_server_cert(&id, "international", &["127.0.0.1"]);
     let port = free_port();
     let _redis = redis(h.tmp.path(), port, &cert, &key, &h.sim.ca_file()).await;
-    let http = configure(&h, &format!("127.0.0.1:{port}"));
+    let http = h.with_endpoint(Some(&format!("127.0.0.1:{port}")), "");
     let mut d = Running::start(&h.config, &["run"]);
     d.passed().await;
     d.wait_for("endpoint verified").await;
-    let status = endpoint_status(http).await;
+    let status = first_endpoint_status(http).await;
     assert_eq!(status["verified"], true, "{status}");
     assert_eq!(
         status["anchor"],
@@ -120,11 +101,11 @@ async fn a_redis_serving_a_chain_the_api_never_handed_out_is_reported_and_client
         &stranger_ca,
     )
     .await;
-    let http = configure(&h, &format!("127.0.0.1:{port}"));
+    let http = h.with_endpoint(Some(&format!("127.0.0.1:{port}")), "");
     let mut d = Running::start(&h.config, &["run"]);
     d.passed().await;
     d.wait_for("endpoint disagrees with the trust folder").await;
-    let status = endpoint_status(http).await;
+    let status = first_endpoint_status(http).await;
     assert_eq!(status["verified"], false, "{status}");
     assert_eq!(status["result"], "unknown_issuer", "{status}");
     // What the probe says is what a client gets.
@@ -168,11 +149,11 @@ async fn an_influxdb_serving_https_with_the_instances_chain_verifies_and_curl_co
         .expect("spawn influxd (Debian's influxdb)");
     let _influx = Daemon(child);
     wait_listening(port).await;
-    let http = configure(&h, &format!("127.0.0.1:{port}"));
+    let http = h.with_endpoint(Some(&format!("127.0.0.1:{port}")), "");
     let mut d = Running::start(&h.config, &["run"]);
     d.passed().await;
     d.wait_for("endpoint verified").await;
-    let status = endpoint_status(http).await;
+    let status = first_endpoint_status(http).await;
     assert_eq!(status["verified"], true, "{status}");
     let ping = curl_cacert(&h.file(0), &format!("https://127.0.0.1:{port}/ping"));
     assert!(ping.status.success(), "{ping:?}");

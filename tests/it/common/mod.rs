@@ -169,10 +169,51 @@ bundle = "ca-bundle.crt"
         }
     }
 
+    /// Writes the config with a server (its port returned), `tail` after it, and `endpoints`
+    /// (one `host:port`) on instance 0 when given.
+    pub fn with_endpoint(&self, endpoint: Option<&str>, tail: &str) -> u16 {
+        let port = self.with_server(&Extra {
+            tail: tail.to_string(),
+            ..Extra::default()
+        });
+        if let Some(endpoint) = endpoint {
+            let text = std::fs::read_to_string(&self.config).unwrap();
+            let text = text.replacen(
+                "name = \"inst0\"\n",
+                &format!("name = \"inst0\"\nendpoints = [\"{endpoint}\"]\n"),
+                1,
+            );
+            std::fs::write(&self.config, text).unwrap();
+        }
+        port
+    }
+
+    /// A server certificate for 127.0.0.1 from instance `i`'s current CA: (cert, key) PEM.
+    pub fn server_cert(&self, i: usize) -> (String, String) {
+        self.sim
+            .issue_server_cert(&self.id(i), "international", &["127.0.0.1"])
+    }
+
     /// Normalised PEM of the simulator's current CA for instance `i`.
     pub fn expected_pem(&self, i: usize) -> String {
         certsync::cert::encode_pem(&self.sim.ca(&self.id(i), "international").der)
     }
+}
+
+/// The value of the sample of `name` with exactly `labels` in an OpenMetrics text.
+pub fn metric_sample(metrics: &str, name: &str, labels: &str) -> Option<String> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().to_string())
+}
+
+/// The first entry of `/status`'s `endpoints`.
+pub async fn first_endpoint_status(port: u16) -> serde_json::Value {
+    let (_, body) = get(port, "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    doc["endpoints"][0].clone()
 }
 
 /// GET `http://127.0.0.1:port{path}`: status and body.
