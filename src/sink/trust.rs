@@ -68,31 +68,31 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
 
     /// Applies a pass (or, `dry_run`, computes its report). `state` computes the daemon
     /// state saved with the manifest before any file changes, from what is about to change.
-    /// Returns the report and gives the input back (it holds every certificate: moved, not
-    /// cloned).
+    /// Returns the report and gives the input back, never copied; once committed, its
+    /// certificates are the store's ([`Store::apply`]), and its entries have none.
     pub async fn apply(
         &mut self,
-        input: PassInput,
+        mut input: PassInput,
         now: SystemTime,
         dry_run: bool,
         state: impl FnOnce(&Preview) -> S + Send + 'static,
     ) -> (StoreReport, PassInput) {
         let mut held = self.held.take().expect("the store is back between passes");
         let joined = tokio::task::spawn_blocking(move || {
-            // A bug in the store must not take the daemon down with it.
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let plan = held.view().plan(&input, now);
-                match &mut held {
-                    Held::Locked(store) if !dry_run => {
-                        let state = state(plan.preview());
-                        store.commit(plan, state)
-                    }
-                    Held::View(_, Some(reason)) if !dry_run => plan.refused(StoreError::Refused {
-                        reason: reason.clone(),
-                    }),
-                    _ => plan.report(),
-                }
-            }));
+            // A bug in the store must not take the daemon down with it. The input stays out
+            // here (the store borrows it, and takes its certificates only once committed), so
+            // a panic still leaves it for the report.
+            let applied =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut held {
+                    Held::Locked(store) if !dry_run => store.apply(&mut input, now, state),
+                    Held::View(view, Some(reason)) if !dry_run => view.refuse(
+                        &input,
+                        StoreError::Refused {
+                            reason: reason.clone(),
+                        },
+                    ),
+                    held => held.view().dry_run(&input, now),
+                }));
             (held, applied, input)
         })
         .await;

@@ -45,10 +45,10 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> Results
     // The new set: planned bytes, else what the visible name holds now (a failed
     // instance's file, an unchanged one). A name that cannot be read (a foreign symlink
     // put in its place, say) is left out and its visible entry left alone.
-    let planned: HashMap<&str, &[u8]> = plan
+    let planned: HashMap<&str, Vec<&[u8]>> = plan
         .writes
         .iter()
-        .map(|w| (w.name.as_str(), w.content.as_slice()))
+        .map(|w| (w.name.as_str(), w.content.pieces()))
         .collect();
     let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
     for name in plan.final_files.keys() {
@@ -61,10 +61,9 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> Results
             Err(e) => errors.push(e),
         }
     }
-    let files: Vec<(&str, &[u8])> = planned
-        .iter()
-        .map(|(n, c)| (*n, *c))
-        .chain(kept.iter().map(|(n, c)| (n.as_str(), c.as_slice())))
+    let files: Vec<(&str, Vec<&[u8]>)> = planned
+        .into_iter()
+        .chain(kept.iter().map(|(n, c)| (n.as_str(), vec![c.as_slice()])))
         .collect();
 
     // Names that do not exist yet get their symlink before the swap: it resolves in the

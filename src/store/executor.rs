@@ -11,7 +11,9 @@
 use std::io;
 
 use super::batch::{Batch, blocked_results};
-use super::manifest::{MANIFEST_NAME, Manifest, ManifestLayout};
+use serde::Serialize;
+
+use super::manifest::{MANIFEST_NAME, Manifest, ManifestLayout, Merged, write_manifest};
 use super::plan::{Plan, RemovalResult};
 use super::write::{Attrs, Folder};
 use super::{Layout, StoreError, StoreOptions, StoreReport, StoreState, atomic_dir, flat};
@@ -69,12 +71,11 @@ pub(super) fn execute<S: StoreState>(
         plan.errors.push(e);
     }
     if aborted.is_none() && (creates_new || enters_atomic || state_changes) {
-        let mut union = plan.final_files.clone();
-        for (name, record) in old {
-            union.entry(name.clone()).or_insert_with(|| record.clone());
-        }
-        let union = Manifest::with_state(union_layout, union, state.clone());
-        if let Err(e) = save_manifest(folder, &union, opts.mode) {
+        let union = Merged {
+            first: &plan.final_files,
+            then: old,
+        };
+        if let Err(e) = save_manifest(folder, union_layout, union, &state, opts.mode) {
             aborted = Some(match &e {
                 StoreError::Io { source, .. } => (source.kind(), e.to_string()),
                 _ => (io::ErrorKind::Other, e.to_string()),
@@ -136,8 +137,7 @@ pub(super) fn execute<S: StoreState>(
             || before.manifest_dirty
             || final_layout != on_disk_layout)
     {
-        let manifest = Manifest::with_state(final_layout, final_files.clone(), state.clone());
-        match save_manifest(folder, &manifest, opts.mode) {
+        match save_manifest(folder, final_layout, &final_files, &state, opts.mode) {
             Ok(()) => manifest_dirty = false,
             Err(e) => {
                 manifest_dirty = true;
@@ -171,10 +171,13 @@ fn manifest_layout(layout: Layout) -> ManifestLayout {
     }
 }
 
-/// Writes the manifest atomically and makes it durable (folder fsync).
+/// Writes the manifest of `files` (records by name, borrowed: see [`Merged`]) and `state`
+/// atomically, streamed to its temporary file, and makes it durable (folder fsync).
 pub(super) fn save_manifest<S: StoreState>(
     folder: &Folder,
-    manifest: &Manifest<S>,
+    layout: ManifestLayout,
+    files: impl Serialize,
+    state: &S,
     mode: u32,
 ) -> Result<(), StoreError> {
     // certsync's own file: its mode, but no chown (consumers never read it).
@@ -183,6 +186,8 @@ pub(super) fn save_manifest<S: StoreState>(
         uid: None,
         gid: None,
     };
-    folder.write_atomic(MANIFEST_NAME, &manifest.to_bytes(), &attrs)?;
+    folder.write_atomic_streamed(MANIFEST_NAME, &attrs, |out| {
+        write_manifest(out, layout, files, state)
+    })?;
     folder.sync()
 }

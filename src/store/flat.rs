@@ -33,7 +33,7 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> (Result
         }
         let converted = match folder.visible_kind(name) {
             Ok(Visible::DataLink) => match folder.read_managed(name) {
-                Ok(Some(file)) => folder.write_atomic(name, &file.content, &{
+                Ok(Some(file)) => folder.write_atomic(name, &[&file.content], &{
                     // The bytes and mode stay; only the kind of entry changes.
                     let mut attrs = opts.attrs();
                     attrs.mode = file.mode;
@@ -82,16 +82,19 @@ fn run_writes(
 ) -> Vec<Result<(), StoreError>> {
     const THREADS: usize = 16;
     const MIN_PER_THREAD: usize = 8;
-    let one = |w: &plan::Write| match (mode, w.change) {
-        (WriteMode::InPlace, Change::Updated) => {
-            match folder.write_in_place(&w.name, &w.content, attrs) {
-                Ok(true) => Ok(()),
-                // Not a regular file (a symlink through `..data`): created atomically.
-                Ok(false) => folder.write_atomic(&w.name, &w.content, attrs),
-                Err(e) => Err(e),
+    let one = |w: &plan::Write| {
+        let content = w.content.pieces();
+        match (mode, w.change) {
+            (WriteMode::InPlace, Change::Updated) => {
+                match folder.write_in_place(&w.name, &content, attrs) {
+                    Ok(true) => Ok(()),
+                    // Not a regular file (a symlink through `..data`): created atomically.
+                    Ok(false) => folder.write_atomic(&w.name, &content, attrs),
+                    Err(e) => Err(e),
+                }
             }
+            _ => folder.write_atomic(&w.name, &content, attrs),
         }
-        _ => folder.write_atomic(&w.name, &w.content, attrs),
     };
     if writes.len() < GROUP_SYNC_MIN {
         return writes.iter().map(one).collect();
@@ -128,7 +131,7 @@ fn group_commit(
 ) -> Vec<Result<(), StoreError>> {
     let staged: Vec<Result<Staged, StoreError>> = writes
         .iter()
-        .map(|w| folder.stage(&w.name, &w.content, attrs))
+        .map(|w| folder.stage(&w.name, &w.content.pieces(), attrs))
         .collect();
     if let Err(errno) = folder.sync_staged() {
         return staged

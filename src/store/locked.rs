@@ -14,11 +14,11 @@ use std::ops::Deref;
 use std::time::SystemTime;
 
 use super::executor::{self, Before};
-use super::manifest::{Manifest, ManifestLayout, Record};
+use super::manifest::{ManifestLayout, Record};
 use super::plan::Plan;
-use super::view::{StorePlan, StoreView, check_options};
+use super::view::{StorePlan, StoreView, check_options, dry_run_report};
 use super::write::{self, Folder};
-use super::{OpaqueState, PassInput, StoreError, StoreOptions, StoreReport, StoreState};
+use super::{OpaqueState, PassInput, Preview, StoreError, StoreOptions, StoreReport, StoreState};
 
 /// The trust folder, open for writing: a [`StoreView`] that also holds the folder's lock. It
 /// derefs to that view, so it plans the same way; only it can [commit](Store::commit) a plan
@@ -106,28 +106,76 @@ impl<S: StoreState> Store<S> {
         }
         let StorePlan {
             plan: first,
-            mut input,
+            input,
             now,
             ..
         } = plan;
-        let mut report = self.execute(first, &input, state.clone());
+        let report = self.carry_out(first, &input, now, state);
+        self.view
+            .absorb(input.updates.iter().flat_map(|u| u.certs.iter()));
+        report
+    }
+
+    /// Plans `input` at `now` and commits the plan at once, as [`StoreView::plan`] then
+    /// [`Store::commit`] would, with the daemon state `state` computes from the plan's
+    /// preview. The certificates of `input` become the store's: they are moved into it, not
+    /// copied (at 10,000 instances the copy was megabytes while the pass ended), and
+    /// `input.updates` keeps every entry but with no certificate.
+    pub fn apply(
+        &mut self,
+        input: &mut PassInput,
+        now: SystemTime,
+        state: impl FnOnce(&Preview) -> S,
+    ) -> StoreReport {
+        let first = self.view.compute(input, &BTreeSet::new(), now);
+        let state = state(&first.preview(&self.view.opts.dir));
+        // The checks of `commit`, with its answers.
+        match self.writable_folder() {
+            Err(e) => {
+                let mut report = dry_run_report(first, &self.view.opts.dir);
+                report.errors.push(e);
+                return report;
+            }
+            Ok(folder) => {
+                if let Err(e) = folder.check_path() {
+                    return self.view.refuse(input, e);
+                }
+            }
+        }
+        let report = self.carry_out(first, input, now, state);
+        self.view.absorb_owned(
+            input
+                .updates
+                .iter_mut()
+                .flat_map(|u| std::mem::take(&mut u.certs)),
+        );
+        report
+    }
+
+    /// Writes `first`, planned from `input` at `now`, and plans again where instance files
+    /// could not be written.
+    fn carry_out(
+        &mut self,
+        first: Plan,
+        input: &PassInput,
+        now: SystemTime,
+        state: S,
+    ) -> StoreReport {
+        let mut report = self.execute(first, state.clone());
         // The bundle, hash files and truststore were planned from the new records. Where an
         // instance file could not be written its old record stays, so plan once more with that
         // instance treated as failed: the derived files then match the instance files again.
-        let failed: BTreeSet<&str> = report
+        let failed: BTreeSet<String> = report
             .entries
             .iter()
             .filter(|e| e.result.is_err())
-            .map(|e| e.instance_id.as_str())
+            .map(|e| e.instance_id.clone())
             .collect();
         if !failed.is_empty() {
-            input
-                .updates
-                .retain(|u| !failed.contains(u.instance_id.as_str()));
-            input.synced.retain(|id| !failed.contains(id.as_str()));
-            let again = self.view.compute(&input, now);
+            let failed: BTreeSet<&str> = failed.iter().map(String::as_str).collect();
+            let again = self.view.compute(input, &failed, now);
             if !again.writes.is_empty() || !again.removals.is_empty() {
-                let second = self.execute(again, &input, state);
+                let second = self.execute(again, state);
                 report.other.extend(second.other);
                 report.errors.extend(second.errors);
                 for path in second.changed_files {
@@ -143,8 +191,8 @@ impl<S: StoreState> Store<S> {
     }
 
     /// Carries out one plan through the executor and takes its outcome as the store's state:
-    /// the new records, and the certificates `input` supplied as far as they are used.
-    fn execute(&mut self, plan: Plan, input: &PassInput, state: S) -> StoreReport {
+    /// the new records (the certificates they name join the pool after the commit).
+    fn execute(&mut self, plan: Plan, state: S) -> StoreReport {
         let folder = self
             .view
             .folder
@@ -164,8 +212,6 @@ impl<S: StoreState> Store<S> {
         self.view.manifest = outcome.manifest;
         self.view.state_unreadable = outcome.state_unreadable;
         self.manifest_dirty = outcome.manifest_dirty;
-        self.view
-            .absorb(input.updates.iter().flat_map(|u| u.certs.iter()));
         self.view.origin.bump();
         outcome.report
     }
@@ -177,13 +223,14 @@ impl<S: StoreState> Store<S> {
         }
         let folder = self.writable_folder()?;
         folder.check_path()?;
-        let manifest = Manifest::with_state(
+        executor::save_manifest(
+            folder,
             self.view.manifest.layout,
-            self.view.manifest.files.clone(),
-            state,
-        );
-        executor::save_manifest(folder, &manifest, self.view.opts.mode)?;
-        self.view.manifest.state = manifest.state;
+            &self.view.manifest.files,
+            &state,
+            self.view.opts.mode,
+        )?;
+        self.view.manifest.state = state;
         self.view.state_unreadable = false;
         Ok(())
     }

@@ -14,6 +14,9 @@ use time::OffsetDateTime;
 
 use super::OpaqueState;
 
+mod out;
+pub(crate) use out::{Merged, write_manifest};
+
 /// File name of the manifest inside the trust folder.
 pub(crate) const MANIFEST_NAME: &str = crate::names::MANIFEST_FILE_NAME;
 
@@ -222,8 +225,9 @@ impl<S> Manifest<S> {
 impl<S: Serialize + Default + PartialEq> Manifest<S> {
     /// Deterministic pretty JSON with a final newline.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("the manifest always serialises");
-        out.push(b'\n');
+        let mut out = Vec::new();
+        write_manifest(&mut out, self.layout, &self.files, &self.state)
+            .expect("the manifest always serialises into memory");
         out
     }
 }

@@ -8,8 +8,9 @@
 //! derived from the instance records (bundle, hash files, truststore) are planned in
 //! `plan/derived.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -21,13 +22,17 @@ use super::{
     UNPRODUCED_PASSES,
 };
 
+mod content;
 mod derived;
 use crate::cert::Cert;
+pub(crate) use content::Content;
+use content::pem_file;
 
 /// Who asked for a write or a removal (for the report).
 #[derive(Clone, Debug)]
 pub(crate) enum Owner {
-    /// The update at this index of `PassInput::updates`.
+    /// The entry at this index of [`Plan::entries`] (the updates of the pass, in input
+    /// order, less those of excluded instances).
     Entry(usize),
     /// An instance file no longer produced (prune): its instance id and category.
     Instance(String, String),
@@ -54,7 +59,7 @@ impl Owner {
 /// A file to write: its bytes differ from the folder's (or it is missing).
 pub(crate) struct Write {
     pub name: String,
-    pub content: Vec<u8>,
+    pub content: Content,
     /// `Created` or `Updated`.
     pub change: Change,
     pub owner: Owner,
@@ -66,8 +71,8 @@ pub(crate) struct Removal {
     pub owner: Owner,
 }
 
-/// The change and the bytes when an entry's file must be written; `None`: leave it alone.
-type EntryWrite = Option<(Change, Vec<u8>)>;
+/// The change and the content when an entry's file must be written; `None`: leave it alone.
+type EntryWrite = Option<(Change, Content)>;
 
 /// What became of a planned removal.
 pub(crate) enum RemovalResult {
@@ -93,13 +98,15 @@ pub(crate) struct Plan {
 }
 
 /// Computes the pass. `old` is the manifest's records, `pool` the certificates of the managed
-/// files.
+/// files. The instances in `excluded` count as not synced this pass: their updates are left
+/// out (the second plan of a commit in which some instance files could not be written).
 pub(crate) fn plan(
     opts: &StoreOptions,
     folder: Option<&Folder>,
     old: &BTreeMap<String, Record>,
     pool: &HashMap<String, Cert>,
     input: &PassInput,
+    excluded: &BTreeSet<&str>,
     now: OffsetDateTime,
 ) -> Plan {
     let mut certs: HashMap<String, &Cert> = pool.iter().map(|(fp, c)| (fp.clone(), c)).collect();
@@ -114,7 +121,9 @@ pub(crate) fn plan(
         attrs: opts.attrs(),
         old,
         certs,
+        pems: HashMap::new(),
         input,
+        excluded,
         now,
         final_files: BTreeMap::new(),
         writes: Vec::new(),
@@ -140,7 +149,10 @@ struct Planner<'a> {
     attrs: Attrs,
     old: &'a BTreeMap<String, Record>,
     certs: HashMap<String, &'a Cert>,
+    /// The PEM of each CA written this pass, rendered once (see [`Content`]).
+    pems: HashMap<[u8; 32], Arc<[u8]>>,
     input: &'a PassInput,
+    excluded: &'a BTreeSet<&'a str>,
     now: OffsetDateTime,
     final_files: BTreeMap<String, Record>,
     writes: Vec<Write>,
@@ -149,18 +161,42 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
+    /// The PEM of `cert`, rendered the first time it is asked for.
+    fn pem(&mut self, cert: &Cert) -> Arc<[u8]> {
+        self.pems
+            .entry(cert.sha256)
+            .or_insert_with(|| Arc::from(cert.to_pem().into_bytes()))
+            .clone()
+    }
+
+    /// The updates of the pass, less those of excluded instances, with their index in
+    /// `PassInput::updates`.
+    fn updates(&self) -> impl Iterator<Item = (usize, &'a super::DesiredEntry)> + use<'a> {
+        let (input, excluded) = (self.input, self.excluded);
+        input
+            .updates
+            .iter()
+            .enumerate()
+            .filter(move |(_, u)| !excluded.contains(u.instance_id.as_str()))
+    }
+
+    /// Whether the instance `id` synced this pass (and is not excluded).
+    fn synced(&self, id: &str) -> bool {
+        self.input.synced.contains(id) && !self.excluded.contains(id)
+    }
+
     /// Instance files: the updates, then the managed files nobody produces any more.
     fn plan_entries(&mut self) -> Vec<EntryOutcome> {
         // Names that two or more entries of this pass map to: every one of them fails, and
         // the file keeps its content (SPEC 7). A category string from the API must not decide
         // which instance gets a file.
         let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, entry) in self.input.updates.iter().enumerate() {
+        for (i, entry) in self.updates() {
             by_name.entry(entry.file_name.as_str()).or_default().push(i);
         }
         let mut failed_owners: HashSet<(&str, &str)> = HashSet::new();
         let mut entries = Vec::with_capacity(self.input.updates.len());
-        for (i, entry) in self.input.updates.iter().enumerate() {
+        for (i, entry) in self.updates() {
             let mut seen = HashSet::new();
             let current: Vec<&Cert> = entry
                 .certs
@@ -197,7 +233,7 @@ impl<'a> Planner<'a> {
                                 name: entry.file_name.clone(),
                                 content,
                                 change,
-                                owner: Owner::Entry(i),
+                                owner: Owner::Entry(entries.len()),
                             });
                             Ok(change)
                         }
@@ -235,8 +271,7 @@ impl<'a> Planner<'a> {
             // Its instance failed (or was not part of this pass), one of its entries failed,
             // an instance that failed would produce this name, or pruning is off: it stays
             // as it is, and so does its count.
-            let instance_failed =
-                self.input.configured.contains(id) && !self.input.synced.contains(id);
+            let instance_failed = self.input.configured.contains(id) && !self.synced(id);
             if instance_failed
                 || failed_owners.contains(&(id, category))
                 || self.input.protected.contains_key(name)
@@ -261,7 +296,7 @@ impl<'a> Planner<'a> {
 
     /// Plans one update: its new record, and the change and bytes if the file must be written.
     fn plan_entry(
-        &self,
+        &mut self,
         entry: &super::DesiredEntry,
         current: &[&Cert],
         fingerprints: &[String],
@@ -361,24 +396,25 @@ impl<'a> Planner<'a> {
                 .then_with(|| a.sha256.cmp(&b.sha256))
         });
 
-        let mut content = String::new();
-        for cert in current {
-            content.push_str(&cert.to_pem());
-        }
-        for r in &replaced {
-            content.push_str(&self.certs[&r.sha256].to_pem());
-        }
-        let content = content.into_bytes();
+        let mut cas: Vec<&Cert> = Vec::with_capacity(current.len() + replaced.len());
+        cas.extend(current);
+        cas.extend(replaced.iter().map(|r| self.certs[&r.sha256]));
+        let (sha256, same) = pem_file(&cas, existing.as_ref());
         let record = Record::Instance {
-            sha256: sha256_hex(&content),
+            sha256,
             instance_id: entry.instance_id.clone(),
             category: entry.category.clone(),
             current: fingerprints.to_vec(),
             replaced,
             unproduced: 0,
         };
-        let change = needed_change(existing.as_ref(), &content, &self.attrs);
-        Ok((record, change.map(|c| (c, content))))
+        let change = needed_change(existing.as_ref(), same, &self.attrs);
+        Ok((record, change.map(|c| (c, self.pem_content(&cas)))))
+    }
+
+    /// The content of a file of these CAs' PEM, to write.
+    fn pem_content(&mut self, cas: &[&Cert]) -> Content {
+        Content::Pem(cas.iter().map(|c| self.pem(c)).collect())
     }
 
     /// Reads what is at `name`: a managed name in either layout, any other name without
@@ -552,11 +588,12 @@ fn still_overlapping(r: &Replaced, now: OffsetDateTime, overlap: Duration) -> bo
     in_window && now < r.not_after
 }
 
-/// `None`: the file already holds these bytes with this mode and owner, leave it alone.
-fn needed_change(existing: Option<&Existing>, content: &[u8], attrs: &Attrs) -> Option<Change> {
+/// `same`: the file holds the planned bytes. `None`: it also has the mode and owner, leave
+/// it alone.
+fn needed_change(existing: Option<&Existing>, same: bool, attrs: &Attrs) -> Option<Change> {
     match existing {
         None => Some(Change::Created),
-        Some(e) if e.content == content && e.has(attrs) => None,
+        Some(e) if same && e.has(attrs) => None,
         Some(_) => Some(Change::Updated),
     }
 }

@@ -10,8 +10,8 @@
 //! Must not: write, create or lock anything; [`Store`](super::Store) does, and only it can
 //! commit a plan.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -127,7 +127,7 @@ impl<S> StoreView<S> {
     /// plan is [committed](super::Store::commit) or, in a dry run, only
     /// [reported](StorePlan::report).
     pub fn plan(&self, input: &PassInput, now: SystemTime) -> StorePlan {
-        let plan = self.compute(input, now);
+        let plan = self.compute(input, &BTreeSet::new(), now);
         StorePlan {
             preview: plan.preview(&self.opts.dir),
             plan,
@@ -138,14 +138,32 @@ impl<S> StoreView<S> {
         }
     }
 
-    /// The plan of `input` at `now` from the current records.
-    pub(super) fn compute(&self, input: &PassInput, now: SystemTime) -> Plan {
+    /// [`StorePlan::report`] of the plan of `input` at `now`, without the copy of the input
+    /// a [`StorePlan`] holds (every certificate of the pass: at 10,000 instances, megabytes).
+    pub fn dry_run(&self, input: &PassInput, now: SystemTime) -> StoreReport {
+        dry_run_report(self.compute(input, &BTreeSet::new(), now), &self.opts.dir)
+    }
+
+    /// [`StorePlan::refused`] for `input`, planning nothing.
+    pub fn refuse(&self, input: &PassInput, error: StoreError) -> StoreReport {
+        refused_report(input, &self.opts.dir, error)
+    }
+
+    /// The plan of `input` at `now` from the current records, the instances in `excluded`
+    /// counted as not synced.
+    pub(super) fn compute(
+        &self,
+        input: &PassInput,
+        excluded: &BTreeSet<&str>,
+        now: SystemTime,
+    ) -> Plan {
         plan::plan(
             &self.opts,
             self.folder.as_ref(),
             &self.manifest.files,
             &self.pool,
             input,
+            excluded,
             crate::validate::saturating_datetime(now),
         )
     }
@@ -187,15 +205,28 @@ impl<S> StoreView<S> {
             .collect()
     }
 
-    /// After a commit: the certificates `certs` supplied join the pool, and the pool keeps only
-    /// those the records still name.
+    /// After a commit: the certificates `certs` supplied that the records name join the pool
+    /// (copied), and the pool keeps only those the records still name.
     pub(super) fn absorb<'c>(&mut self, certs: impl IntoIterator<Item = &'c Cert>) {
-        for cert in certs {
-            self.pool
-                .entry(cert.fingerprint())
-                .or_insert_with(|| cert.clone());
-        }
         let used = used_fingerprints(&self.manifest.files);
+        for cert in certs {
+            let fp = cert.fingerprint();
+            if used.contains(fp.as_str()) {
+                self.pool.entry(fp).or_insert_with(|| cert.clone());
+            }
+        }
+        self.pool.retain(|fp, _| used.contains(fp.as_str()));
+    }
+
+    /// [`StoreView::absorb`] of certificates given away: moved into the pool, not copied.
+    pub(super) fn absorb_owned(&mut self, certs: impl IntoIterator<Item = Cert>) {
+        let used = used_fingerprints(&self.manifest.files);
+        for cert in certs {
+            let fp = cert.fingerprint();
+            if used.contains(fp.as_str()) {
+                self.pool.entry(fp).or_insert(cert);
+            }
+        }
         self.pool.retain(|fp, _| used.contains(fp.as_str()));
     }
 }
@@ -249,44 +280,50 @@ impl StorePlan {
     /// anything: a dry run. The same entries, changed files and removals a commit that meets
     /// no error produces.
     pub fn report(self) -> StoreReport {
-        let writes = self.plan.writes.iter().map(|_| Ok(())).collect();
-        let removals = self
-            .plan
-            .removals
-            .iter()
-            .map(|_| RemovalResult::Removed)
-            .collect();
-        // Every result is a success, so no record is put back: the old records are not
-        // needed to finish the plan.
-        let (report, _) = self
-            .plan
-            .finish(&self.dir, &BTreeMap::new(), writes, removals);
-        report
+        dry_run_report(self.plan, &self.dir)
     }
 
     /// The report of a pass refused as a whole before anything was written: every update
     /// fails with `error`'s message, and `error` is the pass's store error.
     pub fn refused(self, error: StoreError) -> StoreReport {
-        let message = error.to_string();
-        StoreReport {
-            entries: self
-                .input
-                .updates
-                .iter()
-                .map(|u| EntryOutcome {
-                    instance_id: u.instance_id.clone(),
-                    category: u.category.clone(),
-                    path: self.dir.join(&u.file_name),
-                    result: Err(StoreError::Refused {
-                        reason: message.clone(),
-                    }),
-                    not_after: u.certs.iter().map(|c| c.not_after).min(),
-                    fingerprints: u.certs.iter().map(Cert::fingerprint).collect(),
-                })
-                .collect(),
-            errors: vec![error],
-            ..StoreReport::default()
-        }
+        refused_report(&self.input, &self.dir, error)
+    }
+}
+
+/// The report of `plan` as if every write and removal succeeded.
+pub(super) fn dry_run_report(plan: Plan, dir: &Path) -> StoreReport {
+    let writes = plan.writes.iter().map(|_| Ok(())).collect();
+    let removals = plan
+        .removals
+        .iter()
+        .map(|_| RemovalResult::Removed)
+        .collect();
+    // Every result is a success, so no record is put back: the old records are not needed
+    // to finish the plan.
+    let (report, _) = plan.finish(dir, &BTreeMap::new(), writes, removals);
+    report
+}
+
+/// The report of `input` refused whole with `error`.
+pub(super) fn refused_report(input: &PassInput, dir: &Path, error: StoreError) -> StoreReport {
+    let message = error.to_string();
+    StoreReport {
+        entries: input
+            .updates
+            .iter()
+            .map(|u| EntryOutcome {
+                instance_id: u.instance_id.clone(),
+                category: u.category.clone(),
+                path: dir.join(&u.file_name),
+                result: Err(StoreError::Refused {
+                    reason: message.clone(),
+                }),
+                not_after: u.certs.iter().map(|c| c.not_after).min(),
+                fingerprints: u.certs.iter().map(Cert::fingerprint).collect(),
+            })
+            .collect(),
+        errors: vec![error],
+        ..StoreReport::default()
     }
 }
 

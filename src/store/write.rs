@@ -14,13 +14,13 @@
 //! Hand-written rather than `tempfile`/`std::fs`: those work by path, and the point here is to
 //! never resolve a path again after the folder was opened.
 //!
-//! About 900 lines on purpose: every system call on the trust folder stays in this one file, so
+//! About 950 lines on purpose: every system call on the trust folder stays in this one file, so
 //! that the order that makes each write crash-safe, and the rule that nothing is followed or
 //! resolved by path, can be checked in one place.
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -421,15 +421,39 @@ impl Folder {
     pub(super) fn write_atomic(
         &self,
         name: &str,
-        content: &[u8],
+        content: Pieces<'_>,
         attrs: &Attrs,
+    ) -> Result<(), StoreError> {
+        self.write_atomic_with(name, attrs, |fd| write_pieces(fd, content))
+    }
+
+    /// [`Folder::write_atomic`] of what `fill` writes to the temporary file's descriptor
+    /// (through a buffer, so a large file such as the manifest is streamed rather than built
+    /// in memory first).
+    pub(super) fn write_atomic_streamed(
+        &self,
+        name: &str,
+        attrs: &Attrs,
+        fill: impl FnOnce(&mut dyn io::Write) -> io::Result<()>,
+    ) -> Result<(), StoreError> {
+        self.write_atomic_with(name, attrs, |fd| {
+            let mut out = io::BufWriter::with_capacity(WRITE_BUFFER, FdWriter(fd));
+            fill(&mut out)?;
+            io::Write::flush(&mut out)
+        })
+    }
+
+    fn write_atomic_with(
+        &self,
+        name: &str,
+        attrs: &Attrs,
+        write: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
     ) -> Result<(), StoreError> {
         let target = self.join(name);
         let (tmp, fd) = self.create_temp(&target)?;
         let written = (|| {
             set_attrs(&fd, &target, attrs)?;
-            write_all(&fd, content)
-                .map_err(|e| io_error(&target, "write temporary file for", e))?;
+            write(fd.as_fd()).map_err(|e| io_error(&target, "write temporary file for", e))?;
             rustix::fs::fsync(&fd)
                 .map_err(|e| io_error(&target, "fsync temporary file for", e.into()))?;
             drop(fd);
@@ -450,13 +474,14 @@ impl Folder {
     pub(super) fn stage(
         &self,
         name: &str,
-        content: &[u8],
+        content: Pieces<'_>,
         attrs: &Attrs,
     ) -> Result<Staged, StoreError> {
         let target = self.join(name);
         let (tmp, fd) = self.create_temp(&target)?;
         let written = set_attrs(&fd, &target, attrs).and_then(|()| {
-            write_all(&fd, content).map_err(|e| io_error(&target, "write temporary file for", e))
+            write_pieces(fd.as_fd(), content)
+                .map_err(|e| io_error(&target, "write temporary file for", e))
         });
         drop(fd);
         match written {
@@ -512,7 +537,7 @@ impl Folder {
     pub(super) fn write_in_place(
         &self,
         name: &str,
-        content: &[u8],
+        content: Pieces<'_>,
         attrs: &Attrs,
     ) -> Result<bool, StoreError> {
         let target = self.join(name);
@@ -535,7 +560,7 @@ impl Folder {
         set_attrs(&fd, &target, attrs)?;
         rustix::fs::ftruncate(&fd, 0)
             .map_err(|e| io_error(&target, "truncate (in place)", e.into()))?;
-        write_all(&fd, content).map_err(|e| io_error(&target, "write (in place)", e))?;
+        write_pieces(fd.as_fd(), content).map_err(|e| io_error(&target, "write (in place)", e))?;
         rustix::fs::fsync(&fd).map_err(|e| io_error(&target, "fsync (in place)", e.into()))?;
         Ok(true)
     }
@@ -546,7 +571,7 @@ impl Folder {
     fn write_new(
         &self,
         name: &str,
-        content: &[u8],
+        content: Pieces<'_>,
         attrs: &Attrs,
         durable: bool,
     ) -> Result<(), StoreError> {
@@ -559,19 +584,19 @@ impl Folder {
         )
         .map_err(|e| io_error(&path, "create", e.into()))?;
         set_attrs(&fd, &path, attrs)?;
-        write_all(&fd, content).map_err(|e| io_error(&path, "write", e))?;
+        write_pieces(fd.as_fd(), content).map_err(|e| io_error(&path, "write", e))?;
         if !durable {
             return Ok(());
         }
         rustix::fs::fsync(&fd).map_err(|e| io_error(&path, "fsync", e.into()))
     }
 
-    /// A new generation folder `..<timestamp>` holding `files` (name, bytes): created,
+    /// A new generation folder `..<timestamp>` holding `files` (name, content): created,
     /// filled, fsynced, but not yet visible. On failure it is removed again and the error
     /// names the file.
     pub(super) fn build_generation(
         &self,
-        files: &[(&str, &[u8])],
+        files: &[(&str, Vec<&[u8]>)],
         attrs: &Attrs,
     ) -> Result<String, StoreError> {
         let name = self.generation_name()?;
@@ -831,6 +856,45 @@ fn write_all(fd: impl AsFd, mut data: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The bytes of a file to write, as pieces written one after the other: the bundle is every
+/// CA's PEM, never joined into one buffer.
+pub(crate) type Pieces<'a> = &'a [&'a [u8]];
+
+/// The buffer that gathers small pieces (and a streamed manifest) into large writes.
+const WRITE_BUFFER: usize = 64 << 10;
+
+/// Writes every piece, gathering small ones so that a file of many pieces costs few
+/// write(2) calls.
+fn write_pieces(fd: BorrowedFd<'_>, pieces: Pieces<'_>) -> io::Result<()> {
+    if let [one] = pieces {
+        return write_all(fd, one);
+    }
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let mut out = io::BufWriter::with_capacity(total.min(WRITE_BUFFER), FdWriter(fd));
+    for piece in pieces {
+        io::Write::write_all(&mut out, piece)?;
+    }
+    io::Write::flush(&mut out)
+}
+
+/// `io::Write` on a descriptor, retrying on EINTR (buffered by the callers).
+struct FdWriter<'a>(BorrowedFd<'a>);
+
+impl io::Write for FdWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::write(self.0, data) {
+                Err(Errno::INTR) => continue,
+                other => return other.map_err(io::Error::from),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs `f` on every item, on a few threads when there are many (each waits on its own fsync);

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::{Owner, Planner, Write, needed_change, sha256_hex};
+use super::{Content, Owner, Planner, Write, needed_change, pem_file, sha256_hex};
 use crate::cert::Cert;
 use crate::store::manifest::Record;
 use crate::store::{Change, StoreError, truststore};
@@ -38,12 +38,13 @@ impl<'a> Planner<'a> {
             !set.is_empty() || matches!(self.old.get(name.as_str()), Some(Record::Bundle { .. }))
         });
         if let Some(bundle) = bundle {
-            let content: String = set.values().map(|c| c.to_pem()).collect();
-            let content = content.into_bytes();
-            let record = Record::Bundle {
-                sha256: sha256_hex(&content),
-            };
-            self.plan_file(bundle, content, record, Owner::Bundle);
+            let cas: Vec<&Cert> = set.values().copied().collect();
+            self.plan_file(
+                bundle,
+                &cas,
+                |sha256| Record::Bundle { sha256 },
+                Owner::Bundle,
+            );
         }
         self.retire(
             |r| matches!(r, Record::Bundle { .. }),
@@ -62,11 +63,7 @@ impl<'a> Planner<'a> {
             }
         }
         for (name, cert) in &hashes {
-            let content = cert.to_pem().into_bytes();
-            let record = Record::Hash {
-                sha256: sha256_hex(&content),
-            };
-            self.plan_file(name, content, record, Owner::Hash);
+            self.plan_file(name, &[cert], |sha256| Record::Hash { sha256 }, Owner::Hash);
         }
         // Hash files are derived: stale ones go whatever `prune` says.
         for (name, record) in self.old {
@@ -199,7 +196,7 @@ impl<'a> Planner<'a> {
         };
         self.writes.push(Write {
             name: name.clone(),
-            content,
+            content: Content::Bytes(content),
             change: if existing.is_some() {
                 Change::Updated
             } else {
@@ -210,10 +207,11 @@ impl<'a> Planner<'a> {
         self.final_files.insert(name, record);
     }
 
-    /// Plans a bundle or hash file.
-    fn plan_file(&mut self, name: &str, content: Vec<u8>, record: Record, owner: Owner) {
+    /// Plans a bundle or hash file: the PEM of `cas`, recorded as `record` of its digest.
+    fn plan_file(&mut self, name: &str, cas: &[&Cert], record: fn(String) -> Record, owner: Owner) {
         let path = self.opts.dir.join(name);
-        let same_kind = |r: &Record| std::mem::discriminant(r) == std::mem::discriminant(&record);
+        let kind = std::mem::discriminant(&record(String::new()));
+        let same_kind = |r: &Record| std::mem::discriminant(r) == kind;
         if let Some(other) = self.final_files.get(name) {
             self.errors.push(StoreError::NameConflict {
                 path,
@@ -243,7 +241,9 @@ impl<'a> Planner<'a> {
             self.errors.push(StoreError::Unmanaged { path });
             return;
         }
-        if let Some(change) = needed_change(existing.as_ref(), &content, &self.attrs) {
+        let (sha256, same) = pem_file(cas, existing.as_ref());
+        if let Some(change) = needed_change(existing.as_ref(), same, &self.attrs) {
+            let content = self.pem_content(cas);
             self.writes.push(Write {
                 name: name.to_string(),
                 content,
@@ -251,6 +251,6 @@ impl<'a> Planner<'a> {
                 owner,
             });
         }
-        self.final_files.insert(name.to_string(), record);
+        self.final_files.insert(name.to_string(), record(sha256));
     }
 }
