@@ -1,0 +1,355 @@
+//! `certsync check [--online]`: the resolved plan, the files on disk and those this config
+//! would no longer produce; online, the credentials proved with a real request, every
+//! instance listed, downloaded and validated, and its endpoints probed (SPEC 13), writing
+//! nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{EXIT_FAILED, EXIT_OK, Logging, Printer, load};
+use crate::cloud::api::ApiError;
+use crate::config::Config;
+use crate::daemon;
+use crate::source::{CloudSource, InstanceError, Source};
+use crate::text::{Untrusted, error_chain};
+
+/// `certsync check [--online]`.
+pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
+    let config = match load(path, logging) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut out = Printer::stdout();
+    outln!(out, "configuration {} is valid\n", path.display());
+    outln!(out, "{}", config.describe());
+    print_files_on_disk(&mut out, &config);
+    if !online {
+        out.flush();
+        return EXIT_OK;
+    }
+    outln!(out, "\nonline check:");
+    let code = check_online(&mut out, &config).await;
+    out.flush();
+    code
+}
+
+/// `check --online`: proves the credentials with a real request, then runs each configured
+/// instance's whole list, download and validation (the pass's own `sync_instance`, host
+/// allowlist and every SPEC 6 rule included) and prints what it would write, writing nothing.
+async fn check_online(out: &mut Printer, config: &Config) -> u8 {
+    let shared = Arc::new(crate::status::Shared::default());
+    let config_arc = Arc::new(config.clone());
+    let cloud = match CloudSource::new(&config_arc, &shared) {
+        Ok(cloud) => cloud,
+        Err(e) => {
+            outln!(
+                out,
+                "  building the HTTP client failed: {}",
+                Untrusted(&error_chain(&e))
+            );
+            return EXIT_FAILED;
+        }
+    };
+    // Authentication first, account by account, so a failure says which step failed: this
+    // one, or an instance. Reading a token file or an AK/SK proves nothing by itself (with
+    // `project_id` set no request is made), so a real API request must accept the
+    // credentials.
+    let mut refused = false;
+    for account in &config.accounts {
+        let Some(api) = cloud.api(&account.name) else {
+            continue;
+        };
+        let method = api.credentials().method();
+        let who = if config.accounts.len() == 1 {
+            format!("auth method {method}")
+        } else {
+            format!("account {}, auth method {method}", account.name)
+        };
+        let authenticated = match api.credentials().authenticate().await {
+            Ok(project_id) => api.probe_credentials().await.map(|()| project_id),
+            Err(e) => Err(ApiError::Auth(e)),
+        };
+        match authenticated {
+            Ok(project_id) => outln!(
+                out,
+                "  authenticate ({who}): ok, project {project_id}: ListInstances accepted the credentials"
+            ),
+            // 403 is the gateway's answer for credentials it authenticated but whose policy
+            // does not allow ListInstances (a refused signature or token is 401): the
+            // instances below then prove the credentials for the operation certsync needs.
+            Err(ApiError::Status { fault, .. }) if fault.status == 403 => outln!(
+                out,
+                "  authenticate ({who}): the credentials were accepted, but ListInstances is not allowed for them: {}",
+                Untrusted(&fault.to_string())
+            ),
+            Err(e) => {
+                outln!(
+                    out,
+                    "  authenticate ({who}): failed: {}",
+                    Untrusted(&error_chain(&e))
+                );
+                refused = true;
+            }
+        }
+    }
+    if refused {
+        out.flush();
+        return EXIT_FAILED;
+    }
+    out.flush();
+    let mut code = EXIT_OK;
+    // The pass's own source: at most `sync.concurrency` at a time, each under its deadline.
+    let source = Source::Cloud(cloud.clone());
+    let outcomes = source.sync(config.instances.clone(), &shared).await;
+    // The endpoints to probe (SPEC 13): each instance's own, else ListInstances' nodes.
+    let verifying = config.verify.enabled != Some(false);
+    let mut nodes = std::collections::BTreeMap::new();
+    if verifying {
+        let accounts: std::collections::BTreeSet<String> = config
+            .instances
+            .iter()
+            .filter(|i| i.endpoints.is_empty())
+            .map(|i| i.account.clone())
+            .collect();
+        if !accounts.is_empty() {
+            let accounts: Vec<String> = accounts.into_iter().collect();
+            match source.node_addresses(&accounts).await {
+                Ok(found) => nodes = found,
+                Err(e) => outln!(
+                    out,
+                    "  node addresses (ListInstances, account {}): failed: {}",
+                    e.account,
+                    Untrusted(&error_chain(&e.source))
+                ),
+            }
+        }
+    }
+    for (inst, result) in outcomes {
+        let name = Untrusted(inst.display_name());
+        match result.map_err(|e| describe_instance_failure(&e)) {
+            Ok(entries) => {
+                outln!(out, "  instance {name}: ok");
+                for entry in &entries {
+                    outln!(
+                        out,
+                        "    {}: would write {}",
+                        Untrusted(&entry.category),
+                        config.trust.dir.join(&entry.file_name).display()
+                    );
+                    for cert in &entry.certs {
+                        outln!(
+                            out,
+                            "      sha256 {} notAfter {} subject {}",
+                            cert.fingerprint(),
+                            crate::cert::rfc3339(cert.not_after),
+                            Untrusted(&cert.subject)
+                        );
+                    }
+                }
+                if verifying {
+                    let endpoints = if inst.endpoints.is_empty() {
+                        nodes.get(&inst.id).cloned().unwrap_or_default()
+                    } else {
+                        inst.endpoints.clone()
+                    };
+                    if !probe_endpoints(out, config, &endpoints, &entries).await {
+                        code = EXIT_FAILED;
+                    }
+                }
+            }
+            Err(failure) => {
+                outln!(out, "  instance {name}: {}", Untrusted(&failure));
+                code = EXIT_FAILED;
+            }
+        }
+        out.flush();
+    }
+    for (index, query) in config.discover.iter().enumerate() {
+        let Some(api) = cloud.api(&query.account) else {
+            continue;
+        };
+        match api
+            .list_instances(query.datastore.as_deref(), query.name.as_deref())
+            .await
+        {
+            Ok(found) => {
+                let total = found.instances.len();
+                let with_ssl = found.instances.iter().filter(|i| i.ssl).count();
+                let kept = if query.ssl_only { with_ssl } else { total };
+                outln!(
+                    out,
+                    "  discover[{index}]: ListInstances found {total} instance(s), {with_ssl} with SSL; {kept} would be synced"
+                );
+                // A listing cut short leaves instances out of every pass: a failure here, a
+                // warning in the daemon.
+                if let Some(cut) = found.truncated {
+                    outln!(
+                        out,
+                        "  discover[{index}]: failed: the listing is incomplete: {cut}"
+                    );
+                    code = EXIT_FAILED;
+                }
+            }
+            Err(e) => {
+                outln!(
+                    out,
+                    "  discover[{index}]: ListInstances failed: {}",
+                    Untrusted(&error_chain(&e))
+                );
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    code
+}
+
+/// Probes `endpoints` against the CAs just downloaded (what this configuration would write)
+/// and prints each result. False when one fails verification and `verify.required` is set.
+async fn probe_endpoints(
+    out: &mut Printer,
+    config: &Config,
+    endpoints: &[crate::endpoint::Endpoint],
+    entries: &[crate::store::DesiredEntry],
+) -> bool {
+    let mut anchors: Vec<crate::verify::Anchor> = Vec::new();
+    for cert in entries.iter().flat_map(|e| e.certs.iter()) {
+        let sha256 = cert.fingerprint();
+        if !anchors.iter().any(|a| a.sha256 == sha256) {
+            anchors.push(crate::verify::Anchor {
+                der: rustls_pki_types::CertificateDer::from(cert.der.clone()),
+                sha256,
+            });
+        }
+    }
+    let mut ok = true;
+    for endpoint in endpoints {
+        let probed = crate::verify::probe(
+            endpoint,
+            &anchors,
+            config.verify.timeout,
+            config.verify.check_hostname,
+        )
+        .await;
+        let leaf = probed
+            .leaf_not_after
+            .map(|t| format!(", leaf notAfter {}", crate::cert::rfc3339(t)))
+            .unwrap_or_default();
+        match (&probed.outcome, &probed.anchor) {
+            (crate::verify::Outcome::Verified, Some(anchor)) => outln!(
+                out,
+                "    endpoint {endpoint}: verified (anchors at sha256 {anchor}{leaf})"
+            ),
+            (outcome, _) => {
+                outln!(
+                    out,
+                    "    endpoint {endpoint}: not verified ({}): {}{leaf}",
+                    outcome.reason(),
+                    Untrusted(&outcome.to_string())
+                );
+                ok &= !config.verify.required;
+            }
+        }
+    }
+    ok
+}
+
+/// An instance's failure for `check --online`, naming the step (the line already names the
+/// instance).
+fn describe_instance_failure(err: &InstanceError) -> String {
+    match err {
+        InstanceError::Api { source, .. } => format!("list failed: {}", error_chain(source)),
+        InstanceError::Fetch {
+            category, source, ..
+        } => format!(
+            "category {category}: download failed: {}",
+            error_chain(source)
+        ),
+        InstanceError::Invalid {
+            category,
+            url,
+            source,
+            ..
+        } => format!(
+            "category {category}: {url}: rejected ({}): {}",
+            source.rule(),
+            error_chain(source)
+        ),
+        other => format!("failed: {}", error_chain(other)),
+    }
+}
+
+/// What the trust folder holds now, with days left (read-only: nothing is created or locked).
+fn print_files_on_disk(out: &mut Printer, config: &Config) {
+    let store = match crate::store::StoreView::open(daemon::store_options(config)) {
+        Ok(store) => store,
+        Err(e) => {
+            outln!(
+                out,
+                "\ntrust folder: cannot read it: {}",
+                Untrusted(&error_chain(&e))
+            );
+            return;
+        }
+    };
+    let current = store.current();
+    if current.is_empty() {
+        outln!(out, "\ntrust folder: no CA written yet");
+        return;
+    }
+    let orphans = daemon::no_longer_produced(config, &store);
+    if orphans.is_empty() {
+        outln!(
+            out,
+            "\ntrust folder: this configuration still produces every managed file"
+        );
+    } else {
+        let when = if config.trust.prune {
+            format!(
+                "removed after {} passes without them (trust.prune)",
+                crate::store::UNPRODUCED_PASSES
+            )
+        } else {
+            "kept: trust.prune is off".to_string()
+        };
+        outln!(
+            out,
+            "\ntrust folder: this configuration would no longer produce {} managed file(s), {when}:",
+            orphans.len()
+        );
+        for entry in &orphans {
+            outln!(
+                out,
+                "  {} (instance {}, category {})",
+                entry.path.display(),
+                Untrusted(&entry.instance_id),
+                Untrusted(&entry.category)
+            );
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let warning =
+        time::Duration::try_from(config.sync.expiry_warning).unwrap_or(time::Duration::MAX);
+    outln!(out, "\ntrust folder now:");
+    for entry in current {
+        let (not_after, left) = match entry.not_after {
+            Some(t) => {
+                let left = t - now;
+                let days = left.whole_days();
+                let flag = if left <= warning {
+                    " (inside expiry_warning)"
+                } else {
+                    ""
+                };
+                (crate::cert::rfc3339(t), format!("{days} days left{flag}"))
+            }
+            None => ("-".into(), "-".into()),
+        };
+        outln!(
+            out,
+            "  {} ({}/{}): notAfter {not_after}, {left}",
+            entry.path.display(),
+            Untrusted(&entry.instance_id),
+            Untrusted(&entry.category)
+        );
+    }
+}
