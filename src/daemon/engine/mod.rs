@@ -48,6 +48,9 @@ pub struct Engine {
     passes: u64,
     /// Whether failed instances are retried (by `run`; `once` exits instead).
     pub(super) retries: bool,
+    /// Whether a pass publishes the `/status` snapshot (`run`: the server and systemd read
+    /// it; `once` exits, and at 10,000 instances the snapshot is megabytes).
+    pub(super) publishes: bool,
 }
 
 /// The store's options from the config.
@@ -83,6 +86,7 @@ impl Engine {
             shared,
             passes: 0,
             retries: true,
+            publishes: true,
         };
         engine.restore_state();
         engine.refresh_active();
@@ -417,6 +421,9 @@ impl Engine {
 
     /// Publishes the `/status` snapshot.
     pub(super) fn publish_status(&self) {
+        if !self.publishes {
+            return;
+        }
         self.shared.publish(self.status_snapshot());
     }
 
