@@ -48,8 +48,9 @@ pub struct Engine {
     passes: u64,
     /// Whether failed instances are retried (by `run`; `once` exits instead).
     pub(super) retries: bool,
-    /// Whether a pass publishes the `/status` snapshot (`run`: the server and systemd read
-    /// it; `once` exits, and at 10,000 instances the snapshot is megabytes).
+    /// Whether a pass publishes what the HTTP server shows, the `/status` snapshot and the
+    /// per-instance metrics (`run`; `once` serves neither, and at 10,000 instances each is
+    /// megabytes).
     pub(super) publishes: bool,
 }
 
