@@ -89,6 +89,7 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
     let mut engine = Engine::new(config, dry_run)?;
     // `once` exits after its pass: nothing is retried, so the log must not promise it.
     engine.retries = false;
+    engine.publishes = false;
     let shutdown = CancellationToken::new();
     Ok(engine.pass(None, dry_run, &shutdown).await)
 }

@@ -78,7 +78,7 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
         state: impl FnOnce(&Preview) -> S + Send + 'static,
     ) -> (StoreReport, PassInput) {
         let mut held = self.held.take().expect("the store is back between passes");
-        let joined = tokio::task::spawn_blocking(move || {
+        let joined = off_workers(move || {
             // A bug in the store must not take the daemon down with it. The input stays out
             // here (the store borrows it, and takes its certificates only once committed), so
             // a panic still leaves it for the report.
@@ -127,7 +127,7 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
     /// is only read).
     pub async fn save_state(&mut self, state: S) -> Result<(), StoreError> {
         let held = self.held.take().expect("the store is back between passes");
-        let (held, result) = tokio::task::spawn_blocking(move || {
+        let (held, result) = off_workers(move || {
             let mut held = held;
             let result = match &mut held {
                 Held::Locked(store) => store.save_state(state),
@@ -214,6 +214,23 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
                 reason: reason.clone(),
             }),
         }
+    }
+}
+
+/// Runs `work` (the store's blocking file I/O) off the async workers. Under a multi-thread
+/// runtime it runs on the calling thread, through `block_in_place` (a worker hands its tasks
+/// to another thread first; the thread of `block_on`, where the daemon's loop runs, just
+/// runs it): the pass's plan then lives in the same malloc arena as the rest of the pass,
+/// which reuses it once the plan is freed. On a blocking thread of its own (glibc gives each
+/// thread that allocates an arena of its own) it was a second heap of tens of MiB at 10,000
+/// instances. Elsewhere (a current-thread runtime, as in tests) on a blocking thread.
+async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(work)),
+        _ => tokio::task::spawn_blocking(work).await,
     }
 }
 

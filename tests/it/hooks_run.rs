@@ -456,22 +456,30 @@ async fn every_signal_reaches_the_process_as_the_signal_of_its_name() {
     use tokio::io::{AsyncBufReadExt as _, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("app.pid");
-    // The shell is the oracle: it traps each signal by its own name and prints that name.
-    // A trap runs when the foreground command in progress ends, so short sleeps report each
-    // signal within a tenth of a second (a `wait` on a background `sleep 1000`, used before,
-    // once reported nothing for 30 s in CI: a signal arriving around the `wait` was not seen).
+    // A Python process is the oracle: it handles each signal by its own name and prints that
+    // name. (A shell's traps were used before, twice reporting nothing for 30 s on a loaded
+    // CI machine: dash can lose a signal that arrives while it forks its next command.)
+    // Python runs a handler in its main thread as soon as `signal.pause()` is interrupted.
     let names: Vec<&str> = HookSignal::ALL
         .iter()
         .map(|s| s.name().strip_prefix("SIG").unwrap())
         .collect();
     let script = format!(
-        r#"for s in {}; do trap "echo $s" $s; done
-echo $$ > "$1"; echo ready
-while :; do sleep 0.1; done"#,
-        names.join(" ")
+        r#"import os, signal, sys
+def report(num, frame):
+    print(signal.Signals(num).name[3:], flush=True)
+for name in {names:?}:
+    signal.signal(getattr(signal, "SIG" + name), report)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+print("ready", flush=True)
+while True:
+    signal.pause()
+"#
     );
-    let mut app = tokio::process::Command::new("/bin/sh")
-        .args(["-c", &script, "sh"])
+    let mut app = tokio::process::Command::new("python3")
+        .args(["-c", &script])
         .arg(&pid_file)
         .stdout(std::process::Stdio::piped())
         .process_group(0)

@@ -58,6 +58,10 @@ pub struct Engine {
     targets: watch::Sender<Arc<Targets>>,
     /// A verifier listens (`run`; `once` probes nothing, so it looks up no node addresses).
     pub(super) probing: bool,
+    /// Whether a pass publishes what the HTTP server shows, the `/status` snapshot and the
+    /// per-instance metrics (`run`; `once` serves neither, and at 10,000 instances each is
+    /// megabytes).
+    pub(super) publishes: bool,
 }
 
 /// The store's options from the config.
@@ -96,6 +100,7 @@ impl Engine {
             nodes: BTreeMap::new(),
             targets: watch::Sender::new(Arc::new(Targets::default())),
             probing: false,
+            publishes: true,
         };
         engine.restore_state();
         engine.refresh_active();
@@ -507,6 +512,9 @@ impl Engine {
 
     /// Publishes the `/status` snapshot.
     pub(super) fn publish_status(&self) {
+        if !self.publishes {
+            return;
+        }
         self.shared.publish(self.status_snapshot());
     }
 

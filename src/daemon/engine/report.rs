@@ -161,6 +161,9 @@ impl Engine {
         changed: &BTreeSet<String>,
         now: SystemTime,
     ) {
+        if !self.publishes {
+            return;
+        }
         let metrics = &self.shared.metrics;
         let names: HashMap<&str, &str> = self
             .active
