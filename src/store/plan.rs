@@ -6,7 +6,8 @@
 //! files). It reads the folder (to compare bytes, in either layout) but never writes it;
 //! the executor does. The plan is the same for both layouts and write modes. The files
 //! derived from the instance records (bundle, hash files, truststore) are planned in
-//! `plan/derived.rs`.
+//! `plan/derived.rs`, file contents in `plan/content.rs`. Just over 600 lines on purpose: the
+//! record rules of one pass (overlap, conflicts, removals) read top to bottom in one file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
