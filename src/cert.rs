@@ -261,6 +261,28 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Certificates for the unit tests of the modules that handle them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Cert;
+
+    /// A fresh self-signed CA named `cn` (DER).
+    pub(crate) fn self_signed_ca_der(cn: &str) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// The same, parsed.
+    pub(crate) fn self_signed_ca(cn: &str) -> Cert {
+        Cert::from_der(&self_signed_ca_der(cn)).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

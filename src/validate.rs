@@ -286,16 +286,6 @@ pub fn saturating_datetime(now: SystemTime) -> OffsetDateTime {
 mod tests {
     use super::*;
 
-    fn self_signed_ca() -> Vec<u8> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "remembered CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        params.self_signed(&key).unwrap().der().to_vec()
-    }
-
     #[test]
     fn a_verified_self_signature_is_remembered_and_a_bad_one_never_is() {
         let policy = Policy {
@@ -303,7 +293,7 @@ mod tests {
             pins: &[],
         };
         let verified = VerifiedSignatures::default();
-        let good = self_signed_ca();
+        let good = crate::cert::testing::self_signed_ca_der("remembered CA");
         for _ in 0..2 {
             assert_eq!(
                 validate_remembering(&good, &policy, &verified)

@@ -53,13 +53,7 @@ mod tests {
     use super::*;
 
     fn ca(cn: &str) -> Cert {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
-        Cert::from_der(params.self_signed(&key).unwrap().der()).unwrap()
+        crate::cert::testing::self_signed_ca(cn)
     }
 
     fn existing(content: Vec<u8>) -> Existing {
