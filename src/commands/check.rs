@@ -211,16 +211,7 @@ async fn probe_endpoints(
     endpoints: &[crate::endpoint::Endpoint],
     entries: &[crate::store::DesiredEntry],
 ) -> bool {
-    let mut anchors: Vec<crate::verify::Anchor> = Vec::new();
-    for cert in entries.iter().flat_map(|e| e.certs.iter()) {
-        let sha256 = cert.fingerprint();
-        if !anchors.iter().any(|a| a.sha256 == sha256) {
-            anchors.push(crate::verify::Anchor {
-                der: rustls_pki_types::CertificateDer::from(cert.der.clone()),
-                sha256,
-            });
-        }
-    }
+    let anchors = crate::verify::anchors(entries.iter().flat_map(|e| e.certs.iter()));
     let mut ok = true;
     for endpoint in endpoints {
         let probed = crate::verify::probe(

@@ -203,27 +203,15 @@ pub async fn round(
 /// A file that cannot be read or parsed gives nothing (its instance then shows `no_ca` or
 /// `unknown_issuer`, which is what a client reading it would get).
 fn anchors_on_disk(files: &[&str]) -> Vec<Anchor> {
-    let mut out: Vec<Anchor> = Vec::new();
-    for file in files {
-        let Ok(bytes) =
-            crate::files::read_capped(std::path::Path::new(file), crate::files::MAX_VALUE_FILE)
-        else {
-            continue;
-        };
-        let Ok(certs) = crate::cert::read_certs_lenient(&bytes) else {
-            continue;
-        };
-        for cert in certs {
-            let sha256 = cert.fingerprint();
-            if !out.iter().any(|a| a.sha256 == sha256) {
-                out.push(Anchor {
-                    der: rustls_pki_types::CertificateDer::from(cert.der),
-                    sha256,
-                });
-            }
-        }
-    }
-    out
+    let certs: Vec<crate::cert::Cert> = files
+        .iter()
+        .filter_map(|file| {
+            crate::files::read_capped(std::path::Path::new(file), crate::files::MAX_VALUE_FILE).ok()
+        })
+        .filter_map(|bytes| crate::cert::read_certs_lenient(&bytes).ok())
+        .flatten()
+        .collect();
+    crate::verify::anchors(&certs)
 }
 
 /// Logs an endpoint's new state when it differs from the last: an endpoint anchored at no

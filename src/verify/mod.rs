@@ -6,4 +6,4 @@
 
 pub mod probe;
 
-pub use probe::{Anchor, Outcome, Probed, probe, verify_chain};
+pub use probe::{Anchor, Outcome, Probed, anchors, probe, verify_chain};

@@ -28,6 +28,21 @@ pub struct Anchor {
     pub sha256: String,
 }
 
+/// The anchors of `certs`, each CA once, in order.
+pub fn anchors<'a>(certs: impl IntoIterator<Item = &'a crate::cert::Cert>) -> Vec<Anchor> {
+    let mut out: Vec<Anchor> = Vec::new();
+    for cert in certs {
+        let sha256 = cert.fingerprint();
+        if !out.iter().any(|a| a.sha256 == sha256) {
+            out.push(Anchor {
+                der: CertificateDer::from(cert.der.clone()),
+                sha256,
+            });
+        }
+    }
+    out
+}
+
 /// What a probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probed {
