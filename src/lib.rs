@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod cli;
 pub mod cloud;
 pub mod commands;
 pub mod config;

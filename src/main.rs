@@ -3,96 +3,16 @@
 //! (SPEC 2). Nothing else lives here.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 
+use certsync::cli::{Cli, Command};
 use certsync::commands::{self, EXIT_FAILED};
-use certsync::config::LogFormat;
-
-/// Keeps the CA certificates of Huawei Cloud GaussDB NoSQL instances current in a trust folder.
-#[derive(Parser, Debug)]
-#[command(name = "certsync", version, about)]
-struct Cli {
-    /// The configuration file.
-    #[arg(
-        long,
-        global = true,
-        env = "CERTSYNC_CONFIG",
-        default_value = "/etc/certsync/certsync.toml"
-    )]
-    config: PathBuf,
-    /// Log format (default: the config's [log] format, else text).
-    #[arg(long, global = true, value_enum)]
-    log_format: Option<CliLogFormat>,
-    /// Log level, e.g. info or debug (RUST_LOG wins when set).
-    #[arg(long, global = true)]
-    log_level: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum CliLogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the daemon: passes on schedule until SIGTERM/SIGINT.
-    Run,
-    /// One pass, then exit: one line per instance and category.
-    Once {
-        /// Do everything except writing files and running hooks; print what would change.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Validate the configuration and print the resolved plan.
-    Check {
-        /// Also authenticate and list each instance's certificates (writes nothing).
-        #[arg(long)]
-        online: bool,
-    },
-    /// Print the certificates in PEM/DER files or trust folders.
-    Inspect {
-        /// One JSON array instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Files or folders.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-    },
-    /// Run the built-in cloud simulator and the daemon against it (no credentials, no network).
-    // Only in builds with the `demo` feature (the default of a checkout, not of packages):
-    // without it `certsync demo` is an unknown command and the simulator is not linked.
-    #[cfg(feature = "demo")]
-    Demo {
-        /// The trust folder to write.
-        #[arg(long, default_value = "./demo-trust")]
-        dir: PathBuf,
-    },
-}
-
-impl Command {
-    /// Whether the command runs the daemon (which wants the raised open-files limit).
-    fn runs_daemon(&self) -> bool {
-        match self {
-            Command::Run => true,
-            #[cfg(feature = "demo")]
-            Command::Demo { .. } => true,
-            Command::Once { .. } | Command::Check { .. } | Command::Inspect { .. } => false,
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_format = cli.log_format.map(|f| match f {
-        CliLogFormat::Text => LogFormat::Text,
-        CliLogFormat::Json => LogFormat::Json,
-    });
+    let log_format = cli.log_format.map(Into::into);
     let logging = commands::Logging {
         format: log_format,
         level: cli.log_level.clone(),
