@@ -134,9 +134,8 @@ pub fn fold_discovery(previous: &Discovered, listings: &[Listing]) -> DiscoveryR
                 round.skipped.push((listing.query, id.clone()));
                 continue;
             }
-            if !endpoints.is_empty() {
-                round.nodes.insert(id.clone(), endpoints.clone());
-            }
+            // Also an instance listed with no nodes: its endpoints are known to be none.
+            round.nodes.insert(id.clone(), endpoints.clone());
             round.discovered.entry(id.clone()).or_insert_with(|| {
                 Instance::discovered(id.clone(), names::sanitize_name(name))
                     .in_account(listing.account.as_str())

@@ -49,6 +49,11 @@ impl Config {
         );
         let _ = writeln!(s, "  expiry_warning: {}", d(y.expiry_warning));
         let _ = writeln!(s, "  rotation_overlap: {}", d(self.trust.rotation_overlap));
+        let _ = writeln!(
+            s,
+            "  rotation_overlap_max: {}",
+            d(self.trust.rotation_overlap_max)
+        );
 
         let t = &self.trust;
         let _ = writeln!(s, "trust:");

@@ -69,10 +69,10 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
     let sync = top
         .table(&mut p, sync::SCHEMA.name)
         .map(|t| sync::read(&mut p, t));
-    let rotation_overlap = sync.as_ref().and_then(|(_, overlap)| *overlap);
+    let overlaps = sync.as_ref().map(|(_, o)| *o).unwrap_or_default();
     let trust = top
         .table(&mut p, trust::SCHEMA.name)
-        .map(|t| trust::read(&mut p, &mut fs, t, &base, rotation_overlap));
+        .map(|t| trust::read(&mut p, &mut fs, t, &base, overlaps));
     let discover = discover::read(&mut p, &top, &names);
     let instances = instance::read(&mut p, &top, !discover.is_empty(), &names);
     if let Some(trust) = &trust {

@@ -17,6 +17,7 @@ pub mod status;
 mod summary;
 pub mod verifier;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -97,6 +98,16 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
 /// How often the waiting scheduler shows it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
+/// What the loop wakes up to do.
+enum Work {
+    /// A pass over every instance.
+    Full,
+    /// The failed instances and hooks whose retry has come, if any.
+    Due,
+    /// A pass of these instances, whose replaced CA the endpoints no longer use.
+    Released(BTreeSet<String>),
+}
+
 /// Clears `alive` when the loop ends, however it ends.
 struct AliveGuard(Arc<Shared>);
 
@@ -128,11 +139,15 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
     }
     // The endpoint probes (SPEC 13) run beside the passes, never in them.
     engine.probing = true;
+    let (verified_tx, mut verified) = tokio::sync::watch::channel(Arc::default());
+    engine.verified = verified.clone();
     tokio::spawn(verifier::run(
         engine.probe_targets(),
+        verified_tx,
         shared.clone(),
         shutdown.child_token(),
     ));
+    let mut verifier_alive = true;
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Dropped at the end of `run`, which stops the watch.
@@ -158,20 +173,40 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             _ = heartbeat.tick() => continue,
             _ = controls.pass_now.notified() => {
                 tracing::info!("SIGUSR1: starting a pass now");
-                Some(Wake::Full)
+                Some(Work::Full)
+            }
+            // A round of probes ended: a replaced CA that only the endpoints' evidence kept
+            // past `rotation_overlap` leaves once they all anchor at a current CA (SPEC 13).
+            changed = verified.changed(), if verifier_alive => {
+                if changed.is_err() {
+                    verifier_alive = false;
+                    continue;
+                }
+                let released = engine.released_by_evidence();
+                if released.is_empty() {
+                    continue;
+                }
+                tracing::info!(
+                    instances = released.len(),
+                    "every endpoint now anchors at a current CA: a pass drops the replaced CA they no longer use"
+                );
+                Some(Work::Released(released))
             }
             _ = controls.reload.notified() => {
                 systemd::reloading();
                 let applied = reload(&mut engine);
                 systemd::ready(&status_line(&engine));
-                applied.then_some(Wake::Full)
+                applied.then_some(Work::Full)
             }
             _ = tokio::time::sleep_until(scheduler.wake_at(&due)) => {
-                Some(scheduler.woke(&due, Instant::now()))
+                Some(match scheduler.woke(&due, Instant::now()) {
+                    Wake::Full => Work::Full,
+                    Wake::Retries => Work::Due,
+                })
             }
         };
         let passed = match wake {
-            Some(Wake::Full) => {
+            Some(Work::Full) => {
                 engine.pass(None, false, &shutdown).await;
                 let sync = &engine.config.sync;
                 scheduler.full_pass_done(
@@ -180,6 +215,10 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
                     sync.jitter,
                     fastrand::f64(),
                 );
+                true
+            }
+            Some(Work::Released(ids)) => {
+                engine.pass(Some(&ids), false, &shutdown).await;
                 true
             }
             _ => {

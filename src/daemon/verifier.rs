@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Verify;
 use crate::endpoint::Endpoint;
+use crate::sink::Verified;
 use crate::status::{EndpointStatus, Endpoints, Shared};
 use crate::verify::{Anchor, Outcome, Probed, probe};
 
@@ -51,17 +52,26 @@ impl Targets {
     }
 }
 
-/// One endpoint's last result, with the instance's name its metrics are labelled with.
+/// One endpoint's last result, with the instance's name its metrics are labelled with, and
+/// its last successful verification (which outlives failed probes after it).
 #[derive(Clone, Debug)]
 pub struct Last {
     probed: Probed,
     name: String,
+    verified: Option<Verified>,
 }
 
+/// What the verifier publishes after each round for the rotation overlap (SPEC 13): each
+/// endpoint's last successful verification, by instance id and endpoint. An endpoint
+/// missing was never verified (or is no longer probed).
+pub type Verifications = BTreeMap<(String, Endpoint), Verified>;
+
 /// Runs rounds until `cancel`: one as soon as the engine announces targets (after each
-/// pass), and one every `verify.interval` plus jitter.
+/// pass), and one every `verify.interval` plus jitter. After each round it sends what was
+/// verified on `verified`.
 pub async fn run(
     mut targets: watch::Receiver<Arc<Targets>>,
+    verified: watch::Sender<Arc<Verifications>>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
@@ -89,6 +99,7 @@ pub async fn run(
         if !current.enabled() {
             forget_all(&mut last, &shared);
             shared.publish_endpoints(Endpoints::default());
+            verified.send_replace(Arc::default());
             due = None;
             continue;
         }
@@ -96,6 +107,7 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = round(&current, &shared, &mut last) => {}
         }
+        verified.send_replace(Arc::new(verifications(&last)));
         let interval = crate::schedule::with_jitter(
             current.verify.interval,
             current.verify.interval / crate::config::JITTER_DIVISOR,
@@ -111,6 +123,8 @@ pub async fn round(
     shared: &Shared,
     last: &mut BTreeMap<(String, Endpoint), Last>,
 ) {
+    // Before the files are read: a verification at or after a rotation saw its files.
+    let read_at = time::OffsetDateTime::now_utc();
     let snapshot = shared.snapshot();
     let files: BTreeMap<&str, Vec<&str>> = snapshot
         .instances
@@ -174,11 +188,19 @@ pub async fn round(
             probed_at: crate::cert::rfc3339(now),
         });
         seen.insert(key.clone(), ());
+        let verified = match (&probed.outcome, &probed.anchor) {
+            (Outcome::Verified, Some(anchor)) => Some(Verified {
+                at: read_at,
+                anchor: anchor.clone(),
+            }),
+            _ => before.and_then(|l| l.verified.clone()),
+        };
         last.insert(
             key,
             Last {
                 probed,
                 name: target.name.clone(),
+                verified,
             },
         );
     }
@@ -197,6 +219,13 @@ pub async fn round(
         required: verify.required,
         list,
     });
+}
+
+/// Each endpoint's last successful verification.
+fn verifications(last: &BTreeMap<(String, Endpoint), Last>) -> Verifications {
+    last.iter()
+        .filter_map(|(key, l)| Some((key.clone(), l.verified.clone()?)))
+        .collect()
 }
 
 /// The CAs in the instance's files as they are on disk now (current and overlap), each once.

@@ -11,8 +11,8 @@ pub use trust::TrustSink;
 /// The trust sink's vocabulary, which the daemon speaks: what a pass hands it, what it
 /// reports, what the folder holds. The daemon reaches the store only through this seam.
 pub use crate::store::{
-    Change, EntryState, PassInput, StoreError, StoreOptions, StoreReport, StoreState, StoreView,
-    UNPRODUCED_PASSES,
+    Change, EntryState, Evidence, PassInput, StoreError, StoreOptions, StoreReport, StoreState,
+    StoreView, UNPRODUCED_PASSES, Verified,
 };
 
 /// Every sink a pass writes to; `S` is the daemon's state, saved with the trust folder.

@@ -6,13 +6,14 @@
 //! swapping the folder on a reload (the lock released first, the old folder kept if the new
 //! one cannot be opened). It must not decide what the files hold (the store's plan does).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
 use crate::source::panic_text;
 use crate::store::{
-    EntryOutcome, EntryState, PassInput, Preview, Store, StoreError, StoreOptions, StoreReport,
-    StoreState, StoreView,
+    EntryOutcome, EntryState, Evidence, PassInput, Preview, Store, StoreError, StoreOptions,
+    StoreReport, StoreState, StoreView,
 };
 
 /// The trust folder, open, saving the daemon's state `S` with it (the store's typed state).
@@ -202,6 +203,21 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
             Held::Locked(store) => store.next_deadline(),
             Held::View(..) => None,
         }
+    }
+
+    /// The instances whose replaced CA the endpoints no longer keep (SPEC 13), for a pass
+    /// of them now (none while the folder is only read).
+    pub fn released_by(&self, evidence: &Evidence, now: SystemTime) -> BTreeSet<String> {
+        match self.held() {
+            Held::Locked(store) => store.released_by(evidence, now),
+            Held::View(..) => BTreeSet::new(),
+        }
+    }
+
+    /// The instances whose files hold a replaced CA: the only ones a pass needs the
+    /// endpoints' evidence of.
+    pub fn with_replaced(&self) -> BTreeSet<String> {
+        self.held().view().with_replaced()
     }
 
     /// Whether `trust.dir` still names the folder opened (SPEC 7); a folder that could not

@@ -172,7 +172,8 @@ impl CloudSource {
                 .await
                 .map_err(|e| failed(DiscoveryFailure::Api(e)))?;
             for inst in listed.instances {
-                if !inst.endpoints.is_empty() && names::is_instance_id(&inst.id) {
+                // Also an instance listed with no nodes: its endpoints are known to be none.
+                if names::is_instance_id(&inst.id) {
                     out.insert(inst.id, inst.endpoints);
                 }
             }

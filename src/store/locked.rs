@@ -14,11 +14,13 @@ use std::ops::Deref;
 use std::time::SystemTime;
 
 use super::executor::{self, Before};
-use super::manifest::{ManifestLayout, Record};
-use super::plan::Plan;
+use super::manifest::ManifestLayout;
+use super::plan::{Plan, still_kept, window_end};
 use super::view::{StorePlan, StoreView, check_options, dry_run_report};
 use super::write::{self, Folder};
-use super::{OpaqueState, PassInput, Preview, StoreError, StoreOptions, StoreReport, StoreState};
+use super::{
+    Evidence, OpaqueState, PassInput, Preview, StoreError, StoreOptions, StoreReport, StoreState,
+};
 
 /// The trust folder, open for writing: a [`StoreView`] that also holds the folder's lock. It
 /// derefs to that view, so it plans the same way; only it can [commit](Store::commit) a plan
@@ -257,31 +259,41 @@ impl<S> Store<S> {
         }
     }
 
-    /// The earliest moment after the last pass at which a replaced CA leaves a file
-    /// (`replaced_at + rotation_overlap`, or its notAfter if sooner), so the daemon can
-    /// schedule a pass then. Moments not after the last pass are skipped: they belong to
-    /// files the last pass kept as they were (failed instances, or `prune = false`), and
-    /// returning them would make the daemon spin.
+    /// The earliest moment after the last pass at which a replaced CA may leave a file (the
+    /// end of `rotation_overlap`, of `rotation_overlap_max`, or its notAfter), so the daemon
+    /// can schedule a pass then. Moments not after the last pass are skipped: they belong to
+    /// files the last pass kept as they were (failed instances, `prune = false`, or a CA the
+    /// endpoints still use), and returning them would make the daemon spin.
     pub fn next_deadline(&self) -> Option<SystemTime> {
-        let overlap = time::Duration::try_from(self.view.opts.rotation_overlap).ok();
+        let opts = &self.view.opts;
         self.view
-            .manifest
-            .files
-            .values()
-            .filter_map(|r| match r {
-                Record::Instance { replaced, .. } => Some(replaced),
-                _ => None,
-            })
-            .flatten()
-            .map(|r| {
-                let window_end = overlap.and_then(|o| r.replaced_at.checked_add(o));
-                match window_end {
-                    Some(end) if end < r.not_after => end,
-                    _ => r.not_after,
-                }
+            .replaced()
+            .flat_map(|(_, r)| {
+                [
+                    window_end(r.replaced_at, opts.rotation_overlap),
+                    window_end(r.replaced_at, opts.rotation_overlap_max),
+                    r.not_after,
+                ]
             })
             .map(SystemTime::from)
             .filter(|t| self.last_pass.is_none_or(|last| *t > last))
             .min()
+    }
+
+    /// The instances whose files hold a replaced CA that the endpoints kept past
+    /// `rotation_overlap` and that `evidence` no longer keeps (SPEC 13: it is dropped at
+    /// the next pass of its instance), each once.
+    pub fn released_by(&self, evidence: &Evidence, now: SystemTime) -> BTreeSet<String> {
+        let now = time::OffsetDateTime::from(now);
+        let opts = &self.view.opts;
+        self.view
+            .replaced()
+            .filter(|(_, r)| now >= window_end(r.replaced_at, opts.rotation_overlap))
+            .filter(|(id, r)| {
+                let endpoints = evidence.get(*id).map(Vec::as_slice);
+                !still_kept(r, now, opts, endpoints)
+            })
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 }

@@ -76,9 +76,9 @@ mod write;
 
 pub use locked::Store;
 pub use types::{
-    Change, DesiredEntry, EntryOutcome, EntryState, Layout, OpaqueState, PassInput, Preview,
-    RemovedFile, StoreError, StoreOptions, StoreReport, StoreState, UNPRODUCED_PASSES, Unproduced,
-    WriteMode,
+    Change, DEFAULT_ROTATION_OVERLAP_MAX, DesiredEntry, EntryOutcome, EntryState, Evidence, Layout,
+    OpaqueState, PassInput, Preview, RemovedFile, StoreError, StoreOptions, StoreReport,
+    StoreState, UNPRODUCED_PASSES, Unproduced, Verified, WriteMode,
 };
 pub use view::{StorePlan, StoreView};
 

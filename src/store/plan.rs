@@ -6,7 +6,8 @@
 //! files). It reads the folder (to compare bytes, in either layout) but never writes it;
 //! the executor does. The plan is the same for both layouts and write modes. The files
 //! derived from the instance records (bundle, hash files, truststore) are planned in
-//! `plan/derived.rs`, file contents in `plan/content.rs`. Just over 600 lines on purpose: the
+//! `plan/derived.rs`, file contents in `plan/content.rs`, how long a replaced CA stays in
+//! `plan/overlap.rs`. Just over 600 lines on purpose: the
 //! record rules of one pass (overlap, conflicts, removals) read top to bottom in one file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -25,9 +26,11 @@ use super::{
 
 mod content;
 mod derived;
+mod overlap;
 use crate::cert::Cert;
 pub(crate) use content::Content;
 use content::pem_file;
+pub(super) use overlap::{still_kept, window_end};
 
 /// Who asked for a write or a removal (for the report).
 #[derive(Clone, Debug)]
@@ -387,9 +390,13 @@ impl<'a> Planner<'a> {
                 });
             }
         }
-        let overlap = self.opts.rotation_overlap;
+        let endpoints = self
+            .input
+            .evidence
+            .get(&entry.instance_id)
+            .map(Vec::as_slice);
         replaced.retain(|r| {
-            still_overlapping(r, self.now, overlap) && self.certs.contains_key(&r.sha256)
+            still_kept(r, self.now, self.opts, endpoints) && self.certs.contains_key(&r.sha256)
         });
         replaced.sort_by(|a, b| {
             b.replaced_at
@@ -574,19 +581,6 @@ impl Plan {
         }
         (report, final_files)
     }
-}
-
-/// Whether a replaced CA is still kept: inside the overlap window and not expired.
-fn still_overlapping(r: &Replaced, now: OffsetDateTime, overlap: Duration) -> bool {
-    let in_window = match time::Duration::try_from(overlap)
-        .ok()
-        .and_then(|o| r.replaced_at.checked_add(o))
-    {
-        Some(end) => now < end,
-        // An overlap too long to represent never ends.
-        None => true,
-    };
-    in_window && now < r.not_after
 }
 
 /// `same`: the file holds the planned bytes. `None`: it also has the mode and owner, leave

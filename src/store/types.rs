@@ -16,6 +16,9 @@ use time::OffsetDateTime;
 
 use crate::cert::Cert;
 
+/// `sync.rotation_overlap_max` when left out (SPEC 13).
+pub const DEFAULT_ROTATION_OVERLAP_MAX: Duration = Duration::from_secs(30 * 86400);
+
 /// How the trust folder is kept (the `[trust]` table, resolved).
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -31,6 +34,9 @@ pub struct StoreOptions {
     pub prune: bool,
     /// How long a replaced CA stays in its instance file after the new one arrives.
     pub rotation_overlap: Duration,
+    /// How long it may stay at most while the endpoint probes show it still in use
+    /// (SPEC 13; never shorter than `rotation_overlap`).
+    pub rotation_overlap_max: Duration,
     /// Owner (uid) given to every file written; `None`: certsync's own.
     pub owner: Option<u32>,
     /// Group (gid) given to every file written; `None`: certsync's own.
@@ -48,7 +54,7 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     /// Options with the defaults of SPEC 3 for `dir`: mode 0644, no bundle, hash files, prune,
-    /// 24 h overlap, no owner or group, `rename`, `flat`, no truststore.
+    /// 24 h overlap (30 days at most on evidence), no owner or group, `rename`, `flat`, no truststore.
     pub fn new(dir: PathBuf) -> StoreOptions {
         StoreOptions {
             dir,
@@ -57,6 +63,7 @@ impl StoreOptions {
             capath: true,
             prune: true,
             rotation_overlap: Duration::from_secs(86400),
+            rotation_overlap_max: DEFAULT_ROTATION_OVERLAP_MAX,
             owner: None,
             group: None,
             write_mode: WriteMode::Rename,
@@ -133,6 +140,25 @@ pub struct PassInput {
     /// full pass in which something synced (not a retry of a few instances, and not a pass
     /// in which every instance failed, which proves nothing about what the config produces).
     pub counts: bool,
+    /// What the endpoint probes showed (SPEC 13), for the replaced CAs past
+    /// `rotation_overlap`.
+    pub evidence: Evidence,
+}
+
+/// What the endpoint probes (SPEC 13) showed, by instance id: one entry per endpoint the
+/// instance has now, its last verification (`None`: never verified). A replaced CA whose
+/// `rotation_overlap` has passed stays, up to `rotation_overlap_max`, while any endpoint of
+/// its instance anchors at it or was not verified since it was replaced. An instance with no
+/// entry (or none here: endpoints not probed) keeps a replaced CA for `rotation_overlap` only.
+pub type Evidence = BTreeMap<String, Vec<Option<Verified>>>;
+
+/// An endpoint's last successful verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// When the CAs it was verified against were read from the instance's files.
+    pub at: OffsetDateTime,
+    /// The SHA-256 fingerprint (hex) of the CA its chain anchored at.
+    pub anchor: String,
 }
 
 /// What a pass is about to change, before it changes anything.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::manifest::{self, MANIFEST_NAME, Manifest, Record};
+use super::manifest::{self, MANIFEST_NAME, Manifest, Record, Replaced};
 use super::plan::{self, Plan, RemovalResult};
 use super::write::Folder;
 use super::{
@@ -121,6 +121,27 @@ impl<S: StoreState> StoreView<S> {
 }
 
 impl<S> StoreView<S> {
+    /// The instances whose files hold a replaced CA.
+    pub fn with_replaced(&self) -> BTreeSet<String> {
+        self.replaced().map(|(id, _)| id.to_string()).collect()
+    }
+
+    /// Every replaced CA in the instance files, with its instance's id.
+    pub(super) fn replaced(&self) -> impl Iterator<Item = (&str, &Replaced)> {
+        self.manifest
+            .files
+            .values()
+            .filter_map(|r| match r {
+                Record::Instance {
+                    instance_id,
+                    replaced,
+                    ..
+                } => Some((instance_id.as_str(), replaced)),
+                _ => None,
+            })
+            .flat_map(|(id, replaced)| replaced.iter().map(move |r| (id, r)))
+    }
+
     /// Computes what a pass bringing the folder to the state `input` asks for at time `now`
     /// would do: the files to write (with their bytes) and to remove, the final records, the
     /// result of every entry. Reads the folder (to compare bytes) but changes nothing; the

@@ -1,9 +1,10 @@
 //! `[sync]`: timing and limits of passes (SPEC 3).
 //!
 //! Owns: the section's keys, defaults and limits (interval, jitter, concurrency, retries,
-//! download size and hosts, expiry warning, config watching). `rotation_overlap` is read here
-//! but belongs to the store (it decides how long a replaced CA stays), so its value goes into
-//! the store's options and its default is the store's. Must not: read a file.
+//! download size and hosts, expiry warning, config watching). `rotation_overlap` and
+//! `rotation_overlap_max` are read here but belong to the store (they decide how long a
+//! replaced CA stays), so their values go into the store's options and their defaults are the
+//! store's. Must not: read a file.
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub(in crate::config) const SCHEMA: SectionSchema = SectionSchema {
         "allowed_download_hosts",
         "expiry_warning",
         "rotation_overlap",
+        "rotation_overlap_max",
         "watch_config",
     ],
     variants: &[],
@@ -83,8 +85,18 @@ pub struct SyncSettings {
     pub watch_config: bool,
 }
 
-/// Reads `[sync]`: its settings, and `rotation_overlap` when written (for the store's options).
-pub(in crate::config) fn read(p: &mut Problems, table: &Table) -> (SyncSettings, Option<Duration>) {
+/// `sync.rotation_overlap` and `sync.rotation_overlap_max` as written (for the store's
+/// options; `None`: left out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Overlaps {
+    /// `rotation_overlap`.
+    pub(crate) overlap: Option<Duration>,
+    /// `rotation_overlap_max` (SPEC 13).
+    pub(crate) max: Option<Duration>,
+}
+
+/// Reads `[sync]`: its settings, and the overlaps when written (for the store's options).
+pub(in crate::config) fn read(p: &mut Problems, table: &Table) -> (SyncSettings, Overlaps) {
     let sec = Section::open(p, SCHEMA.name, table, SCHEMA.keys);
     let interval = match sec.duration(p, "interval") {
         Some(d) if d < MIN_INTERVAL => {
@@ -195,7 +207,25 @@ pub(in crate::config) fn read(p: &mut Problems, table: &Table) -> (SyncSettings,
     let expiry_warning = sec
         .duration(p, "expiry_warning")
         .unwrap_or(DEFAULT_EXPIRY_WARNING);
-    let rotation_overlap = sec.duration(p, "rotation_overlap");
+    let overlaps = Overlaps {
+        overlap: sec.duration(p, "rotation_overlap"),
+        max: sec.duration(p, "rotation_overlap_max"),
+    };
+    if let Overlaps {
+        overlap: Some(overlap),
+        max: Some(max),
+    } = overlaps
+        && max < overlap
+    {
+        p.push(
+            sec.key("rotation_overlap_max"),
+            format!(
+                "{} is shorter than sync.rotation_overlap ({}): the longest overlap cannot be shorter than the plain one",
+                show_raw(&sec, "rotation_overlap_max"),
+                show_raw(&sec, "rotation_overlap")
+            ),
+        );
+    }
 
     let watch_config = sec
         .boolean(p, "watch_config")
@@ -212,7 +242,7 @@ pub(in crate::config) fn read(p: &mut Problems, table: &Table) -> (SyncSettings,
         expiry_warning,
         watch_config,
     };
-    (settings, rotation_overlap)
+    (settings, overlaps)
 }
 
 #[cfg(test)]
@@ -220,7 +250,7 @@ mod tests {
     use super::super::testing::{keys, table, walk};
     use super::*;
 
-    fn read_sync(text: &str) -> (SyncSettings, Option<Duration>, Vec<crate::config::Problem>) {
+    fn read_sync(text: &str) -> (SyncSettings, Overlaps, Vec<crate::config::Problem>) {
         let t = table(text);
         let ((settings, overlap), problems, fs) = walk(|p, _| read(p, &t));
         assert!(fs.0.is_empty());
@@ -240,8 +270,8 @@ mod tests {
         assert_eq!(s.allowed_download_hosts, DEFAULT_ALLOWED_DOWNLOAD_HOSTS);
         assert_eq!(s.expiry_warning, DEFAULT_EXPIRY_WARNING);
         assert_eq!(s.watch_config, DEFAULT_WATCH_CONFIG);
-        // Left to the store's own default.
-        assert_eq!(overlap, None);
+        // Left to the store's own defaults.
+        assert_eq!(overlap, Overlaps::default());
     }
 
     #[test]
@@ -256,6 +286,7 @@ max_download_bytes = 10
 allowed_download_hosts = ["A.example", "a.example"]
 expiry_warning = "1d"
 rotation_overlap = "0s"
+rotation_overlap_max = "2d"
 watch_config = false"#,
         );
         assert!(problems.is_empty(), "{problems:?}");
@@ -269,7 +300,13 @@ watch_config = false"#,
         assert_eq!(s.max_download_bytes, 10);
         assert_eq!(s.allowed_download_hosts, ["a.example"]);
         assert_eq!(s.expiry_warning, Duration::from_secs(86400));
-        assert_eq!(overlap, Some(Duration::ZERO));
+        assert_eq!(
+            overlap,
+            Overlaps {
+                overlap: Some(Duration::ZERO),
+                max: Some(Duration::from_secs(2 * 86400)),
+            }
+        );
         assert!(!s.watch_config);
     }
 
@@ -288,5 +325,21 @@ watch_config = false"#,
             ]
         );
         assert!(problems[2].message.contains("(default)"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_longest_overlap_is_not_shorter_than_the_plain_one() {
+        let (_, _, problems) =
+            read_sync("rotation_overlap = \"3d\"\nrotation_overlap_max = \"2d\"");
+        assert_eq!(keys(&problems), ["sync.rotation_overlap_max"]);
+        assert!(
+            problems[0]
+                .message
+                .contains("\"2d\" is shorter than sync.rotation_overlap (\"3d\")"),
+            "{problems:?}"
+        );
+        let (_, _, problems) =
+            read_sync("rotation_overlap = \"3d\"\nrotation_overlap_max = \"3d\"");
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

@@ -10,7 +10,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::{Table, Value};
 
@@ -63,7 +62,7 @@ pub struct Trust {
     /// [`SYSTEM_CA_DIRS`] or inside one, lexically or with its symlinks followed), `mode`,
     /// `bundle`, `capath`, `prune`, `owner`, `group`, `write_mode`, `layout`, `pkcs12`,
     /// `pkcs12_password_file` (only named, never read: it is a secret, read by the store at
-    /// each pass), and `sync.rotation_overlap`.
+    /// each pass), and `sync.rotation_overlap` and `sync.rotation_overlap_max`.
     pub store: StoreOptions,
     /// Template with `{name}`, `{id}`, `{category}`; see [`Trust::file_name_for`].
     pub file_name: String,
@@ -136,14 +135,14 @@ impl Trust {
     }
 }
 
-/// Reads `[trust]`. `rotation_overlap` is `sync.rotation_overlap` when written (it is the
-/// store's option). The symlinks of `dir` and account names are left to the fs pass.
+/// Reads `[trust]`. The overlaps are `sync.rotation_overlap` and `sync.rotation_overlap_max`
+/// when written (they are the store's options). The symlinks of `dir` and account names are left to the fs pass.
 pub(in crate::config) fn read(
     p: &mut Problems,
     fs: &mut FsChecks,
     table: &Table,
     base: &Path,
-    rotation_overlap: Option<Duration>,
+    overlaps: super::sync::Overlaps,
 ) -> Trust {
     let sec = Section::open(p, SCHEMA.name, table, SCHEMA.keys);
     let mut dir = PathBuf::new();
@@ -260,9 +259,15 @@ pub(in crate::config) fn read(
             "has no effect without trust.pkcs12 (the truststore it protects)",
         );
     }
-    if let Some(overlap) = rotation_overlap {
+    if let Some(overlap) = overlaps.overlap {
         store.rotation_overlap = overlap;
     }
+    if let Some(max) = overlaps.max {
+        store.rotation_overlap_max = max;
+    }
+    // A plain overlap written longer than the default longest one (with no longest written):
+    // the longest is the plain one, never shorter.
+    store.rotation_overlap_max = store.rotation_overlap_max.max(store.rotation_overlap);
 
     Trust {
         store,
@@ -361,10 +366,12 @@ mod tests {
     use super::super::testing::{keys, table, walk};
     use super::*;
     use crate::config::Problem;
+    use std::time::Duration;
 
     fn read_trust(text: &str, overlap: Option<Duration>) -> (Trust, Vec<Problem>, FsChecks) {
         let t = table(text);
-        walk(|p, fs| read(p, fs, &t, Path::new("/srv/conf"), overlap))
+        let overlaps = super::super::sync::Overlaps { overlap, max: None };
+        walk(|p, fs| read(p, fs, &t, Path::new("/srv/conf"), overlaps))
     }
 
     #[test]
@@ -389,6 +396,11 @@ mod tests {
         assert_eq!(t.pkcs12_password_file, None);
         let day = Duration::from_secs(86400);
         assert_eq!((t.rotation_overlap, store.rotation_overlap), (day, day));
+        let month = Duration::from_secs(30 * 86400);
+        assert_eq!(
+            (t.rotation_overlap_max, store.rotation_overlap_max),
+            (month, month)
+        );
         // The folder's symlinks are the fs pass's to follow.
         assert_eq!(
             fs.0,
@@ -436,6 +448,7 @@ pkcs12_password_file = "p12""#,
             Some(Path::new("/srv/conf/p12"))
         );
         assert_eq!(s.rotation_overlap, Duration::ZERO);
+        assert_eq!(s.rotation_overlap_max, Duration::from_secs(30 * 86400));
         // A group by name: no id until the fs pass looks it up; nothing was read here.
         assert_eq!(s.group, None);
         assert_eq!(t.group_name.as_deref(), Some("users-certsync"));

@@ -17,7 +17,7 @@ use crate::config::{Config, Instance};
 use crate::endpoint::Endpoint;
 use crate::plan::{self, Discovered};
 use crate::schedule::Backoff;
-use crate::sink::{PassInput, StoreOptions};
+use crate::sink::{Evidence, PassInput, StoreOptions};
 use crate::sink::{Sinks, TrustSink};
 use crate::source::{InstanceError, Outcomes, Source};
 use crate::status::Shared;
@@ -31,7 +31,7 @@ use super::hook_queue::{HookQueue, hook_wants};
 use super::state::DaemonState;
 use super::status as status_doc;
 use super::summary::PassSummary;
-use super::verifier::{Target, Targets};
+use super::verifier::{Target, Targets, Verifications};
 use tokio::sync::watch;
 
 /// Everything built from one [`Config`]: the source, the sinks and the state across passes.
@@ -58,6 +58,9 @@ pub struct Engine {
     targets: watch::Sender<Arc<Targets>>,
     /// A verifier listens (`run`; `once` probes nothing, so it looks up no node addresses).
     pub(super) probing: bool,
+    /// What the verifier last verified: the evidence that keeps a replaced CA past
+    /// `rotation_overlap` (SPEC 13).
+    pub(super) verified: watch::Receiver<Arc<Verifications>>,
     /// Whether a pass publishes what the HTTP server shows, the `/status` snapshot and the
     /// per-instance metrics (`run`; `once` serves neither, and at 10,000 instances each is
     /// megabytes).
@@ -100,6 +103,8 @@ impl Engine {
             nodes: BTreeMap::new(),
             targets: watch::Sender::new(Arc::new(Targets::default())),
             probing: false,
+            // Nothing verified until a verifier is given its sender (`run`).
+            verified: watch::channel(Arc::default()).1,
             publishes: true,
         };
         engine.restore_state();
@@ -159,6 +164,15 @@ impl Engine {
         self.probing && self.config.verify.enabled != Some(false)
     }
 
+    /// An instance's endpoints: its own, else its nodes'.
+    fn endpoints_of<'a>(&'a self, inst: &'a Instance) -> &'a [Endpoint] {
+        if inst.endpoints.is_empty() {
+            self.nodes.get(&inst.id).map(Vec::as_slice).unwrap_or(&[])
+        } else {
+            &inst.endpoints
+        }
+    }
+
     /// Announces every active instance's endpoints (its own, else its nodes') to the
     /// verifier, which probes them at once.
     fn announce_targets(&self) {
@@ -166,15 +180,11 @@ impl Engine {
             .active
             .iter()
             .filter_map(|inst| {
-                let endpoints = if inst.endpoints.is_empty() {
-                    self.nodes.get(&inst.id).cloned().unwrap_or_default()
-                } else {
-                    inst.endpoints.clone()
-                };
+                let endpoints = self.endpoints_of(inst);
                 (!endpoints.is_empty()).then(|| Target {
                     id: inst.id.clone(),
                     name: inst.display_name().to_string(),
-                    endpoints,
+                    endpoints: endpoints.to_vec(),
                 })
             })
             .collect();
@@ -182,6 +192,48 @@ impl Engine {
             verify: self.config.verify.clone(),
             list,
         }));
+    }
+
+    /// The evidence of the endpoints (SPEC 13) for the instances whose files hold a replaced
+    /// CA (the only ones it can matter to): each endpoint's last verification. Nothing while
+    /// endpoints are not probed.
+    fn evidence(&self) -> Evidence {
+        if !self.verifying() {
+            return Evidence::new();
+        }
+        let ids = self.sinks.trust.with_replaced();
+        if ids.is_empty() {
+            return Evidence::new();
+        }
+        // An instance whose endpoints are not known (its node addresses could not be listed,
+        // at a restart say) counts as one endpoint not verified since the rotation: a
+        // ListInstances that fails must not cost a CA that an endpoint may still use.
+        // (`verify.enabled = false` turns the evidence off altogether.)
+        let verified = self.verified.borrow();
+        self.active
+            .iter()
+            .filter(|inst| ids.contains(&inst.id))
+            .map(|inst| {
+                let known = !inst.endpoints.is_empty() || self.nodes.contains_key(&inst.id);
+                let seen = if known {
+                    self.endpoints_of(inst)
+                        .iter()
+                        .map(|e| verified.get(&(inst.id.clone(), e.clone())).cloned())
+                        .collect()
+                } else {
+                    vec![None]
+                };
+                (inst.id.clone(), seen)
+            })
+            .collect()
+    }
+
+    /// The instances whose replaced CA the endpoints no longer keep past `rotation_overlap`
+    /// (they all anchor at a current CA now): a pass of them drops it (SPEC 13).
+    pub(super) fn released_by_evidence(&self) -> BTreeSet<String> {
+        self.sinks
+            .trust
+            .released_by(&self.evidence(), SystemTime::now())
     }
 
     /// The node addresses of the configured instances that have no `endpoints` and that
@@ -440,6 +492,7 @@ impl Engine {
             current.iter().map(|s| s.category.as_str()),
         );
         input.counts = plan::counts(full, input.synced.len(), planned);
+        input.evidence = self.evidence();
         (input, failures)
     }
 
