@@ -192,3 +192,37 @@ async fn check_online_probes_each_endpoint_against_the_cas_it_would_write() {
         stdout(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_never_verified_since_a_rotation_keeps_the_old_ca_until_rotation_overlap_max() {
+    let h = Harness::new(1).await;
+    let old = h.expected_pem(0);
+    // Nothing listens there: the endpoint is never verified.
+    let unreachable = free_port();
+    h.with_endpoint_extra(
+        Some(&format!("127.0.0.1:{unreachable}")),
+        &Extra {
+            sync: "rotation_overlap = \"1s\"\nrotation_overlap_max = \"3s\"",
+            tail: "[verify]\ninterval = \"1s\"\n".to_string(),
+            ..Extra::default()
+        },
+    );
+    let mut d = Running::start(&h.config, &["run"]);
+    d.passed().await;
+    h.sim.rotate(&h.id(0), "international");
+    let new = h.expected_pem(0);
+    let rotated = std::time::Instant::now();
+    d.signal(rustix::process::Signal::USR1);
+    d.passed().await;
+    let file = || std::fs::read_to_string(h.file(0)).unwrap();
+    assert_eq!(file(), format!("{new}{old}"));
+    // rotation_overlap ends: the endpoint was not verified since, so the old CA stays.
+    d.passed().await;
+    assert!(rotated.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(file(), format!("{new}{old}"), "{}", d.log());
+    // rotation_overlap_max ends: it goes, whatever the endpoints show.
+    d.passed().await;
+    assert!(rotated.elapsed() >= std::time::Duration::from_secs(3));
+    assert_eq!(file(), new, "{}", d.log());
+    d.stop().await;
+}

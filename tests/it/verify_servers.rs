@@ -2,10 +2,15 @@
 //! started on loopback with certificates issued at test time by the simulator's instance CA:
 //! `redis-server` with TLS 1.3 only (as GeminiDB for Redis serves it) and `influxd` with
 //! HTTPS. Each time the real client (`redis-cli --tls --cacert`, `curl --cacert`) connects
-//! with the instance's file too, so "verified" means what a client gets.
+//! with the instance's file too, so "verified" means what a client gets. A rotation is
+//! driven by that evidence: the old CA outlives `rotation_overlap` while redis still serves
+//! its chain, and leaves once redis serves the new one.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
 
 use crate::common::*;
 
@@ -157,5 +162,85 @@ async fn an_influxdb_serving_https_with_the_instances_chain_verifies_and_curl_co
     assert_eq!(status["verified"], true, "{status}");
     let ping = curl_cacert(&h.file(0), &format!("https://127.0.0.1:{port}/ping"));
     assert!(ping.status.success(), "{ping:?}");
+    d.stop().await;
+}
+
+/// The instance file's certificates, as normalised PEM blocks in file order.
+fn pems(file: &Path) -> Vec<String> {
+    let bytes = std::fs::read(file).unwrap();
+    certsync::cert::read_certs_lenient(&bytes)
+        .unwrap()
+        .iter()
+        .map(|c| certsync::cert::encode_pem(&c.der))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_keeps_the_old_ca_while_redis_serves_its_chain_and_drops_it_once_redis_moved() {
+    let h = Harness::new(1).await;
+    let id = h.id(0);
+    let (cert, key) = h.server_cert(0);
+    let old = h.expected_pem(0);
+    let port = free_port();
+    let mut redis_old = Some(redis(h.tmp.path(), port, &cert, &key, &h.sim.ca_file()).await);
+    let overlap = Duration::from_secs(2);
+    let http = h.with_endpoint_extra(
+        Some(&format!("127.0.0.1:{port}")),
+        &Extra {
+            sync: "rotation_overlap = \"2s\"",
+            tail: "[verify]\ninterval = \"1s\"\n".to_string(),
+            ..Extra::default()
+        },
+    );
+    let pong = |what: &str| {
+        let ping = redis_ping(port, &h.file(0));
+        assert_eq!(
+            String::from_utf8_lossy(&ping.stdout).trim(),
+            "PONG",
+            "{what}: {ping:?}"
+        );
+    };
+    let mut d = Running::start(&h.config, &["run"]);
+    d.passed().await;
+    d.wait_for("endpoint verified").await;
+    pong("first sync");
+
+    // The cloud rotates; redis still serves the old chain.
+    h.sim.rotate(&id, "international");
+    let new = h.expected_pem(0);
+    let rotated = Instant::now();
+    d.signal(Signal::USR1);
+    d.passed().await;
+    assert_eq!(pems(&h.file(0)), [new.clone(), old.clone()]);
+    pong("inside rotation_overlap");
+
+    // The overlap ends (the daemon passes then): the old CA stays, redis-cli still connects.
+    d.passed().await;
+    assert!(rotated.elapsed() >= overlap, "{:?}", rotated.elapsed());
+    assert_eq!(
+        pems(&h.file(0)),
+        [new.clone(), old.clone()],
+        "the old CA left while redis still serves its chain:\n{}",
+        d.log()
+    );
+    pong("after rotation_overlap, redis on the old chain");
+    let status = first_endpoint_status(http).await;
+    assert_eq!(status["verified"], true, "{status}");
+
+    // redis moves to the new chain: the next round shows it, and a pass drops the old CA.
+    drop(redis_old.take());
+    let (cert, key) = h.server_cert(0);
+    let _redis_new = redis(h.tmp.path(), port, &cert, &key, &h.sim.ca_file()).await;
+    d.wait_for("every endpoint now anchors at a current CA")
+        .await;
+    d.passed().await;
+    assert_eq!(pems(&h.file(0)), [new.clone()], "{}", d.log());
+    pong("redis on the new chain, the old CA dropped");
+    let status = first_endpoint_status(http).await;
+    assert_eq!(
+        status["anchor"],
+        h.sim.ca(&id, "international").sha256_hex.as_str(),
+        "{status}"
+    );
     d.stop().await;
 }

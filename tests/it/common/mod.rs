@@ -172,10 +172,18 @@ bundle = "ca-bundle.crt"
     /// Writes the config with a server (its port returned), `tail` after it, and `endpoints`
     /// (one `host:port`) on instance 0 when given.
     pub fn with_endpoint(&self, endpoint: Option<&str>, tail: &str) -> u16 {
-        let port = self.with_server(&Extra {
-            tail: tail.to_string(),
-            ..Extra::default()
-        });
+        self.with_endpoint_extra(
+            endpoint,
+            &Extra {
+                tail: tail.to_string(),
+                ..Extra::default()
+            },
+        )
+    }
+
+    /// [`Harness::with_endpoint`] with more of the config given.
+    pub fn with_endpoint_extra(&self, endpoint: Option<&str>, extra: &Extra) -> u16 {
+        let port = self.with_server(extra);
         if let Some(endpoint) = endpoint {
             let text = std::fs::read_to_string(&self.config).unwrap();
             let text = text.replacen(
