@@ -234,7 +234,7 @@ async fn a_rotation_keeps_the_old_ca_while_redis_serves_its_chain_and_drops_it_o
     d.wait_for("every endpoint now anchors at a current CA")
         .await;
     d.passed().await;
-    assert_eq!(pems(&h.file(0)), [new.clone()], "{}", d.log());
+    assert_eq!(pems(&h.file(0)), [new], "{}", d.log());
     pong("redis on the new chain, the old CA dropped");
     let status = first_endpoint_status(http).await;
     assert_eq!(
