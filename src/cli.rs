@@ -61,6 +61,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Ask the running daemon (its server.listen) for its status and print it as a table.
+    Status {
+        /// The daemon's /status document (JSON) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and print the resolved plan.
     Check {
         /// Also authenticate and list each instance's certificates (writes nothing).
@@ -94,7 +100,10 @@ impl Command {
             Command::Run => true,
             #[cfg(feature = "demo")]
             Command::Demo { .. } => true,
-            Command::Once { .. } | Command::Check { .. } | Command::Inspect { .. } => false,
+            Command::Once { .. }
+            | Command::Status { .. }
+            | Command::Check { .. }
+            | Command::Inspect { .. } => false,
         }
     }
 }

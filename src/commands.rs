@@ -168,7 +168,9 @@ pub(crate) fn errln(args: fmt::Arguments<'_>) {
 }
 
 mod check;
+mod status;
 pub use check::check;
+pub use status::status;
 
 fn load(path: &Path, logging: &Logging) -> Result<Config, u8> {
     match config::load(path) {

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run => commands::run(&cli.config, &logging).await,
             Command::Once { dry_run } => commands::once(&cli.config, &logging, dry_run).await,
+            Command::Status { json } => commands::status(&cli.config, &logging, json).await,
             Command::Check { online } => commands::check(&cli.config, &logging, online).await,
             Command::Inspect { json, paths } => commands::inspect(&paths, json),
             #[cfg(feature = "demo")]

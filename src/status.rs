@@ -7,15 +7,16 @@
 //! the snapshot is the daemon's (`daemon::status`).
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 
 /// What `/status` shows for one instance file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CategoryStatus {
     /// The category.
     pub category: String,
@@ -29,10 +30,32 @@ pub struct CategoryStatus {
     pub days_left: Option<i64>,
     /// Inside `sync.expiry_warning`.
     pub expiring: bool,
+    /// Replaced CAs the file still holds (the rotation overlap), most recent first.
+    pub overlap: Vec<OverlapStatus>,
+}
+
+/// What `/status` shows for one replaced CA still in its file (SPEC 7, 13).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct OverlapStatus {
+    /// SHA-256 of the CA.
+    pub sha256: String,
+    /// When it was replaced, RFC 3339.
+    pub replaced_at: String,
+    /// When it leaves unless an endpoint still uses it (end of `rotation_overlap`, or its
+    /// notAfter), RFC 3339.
+    pub leaves_at: String,
+    /// When it leaves at the latest (end of `rotation_overlap_max`, or its notAfter),
+    /// RFC 3339.
+    pub leaves_by: String,
+    /// Past `leaves_at` and still kept: an endpoint anchors at it or was not verified since
+    /// the rotation.
+    pub kept_by_endpoints: bool,
 }
 
 /// What `/status` shows for one instance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InstanceStatus {
     /// Cloud id.
     pub id: String,
@@ -49,7 +72,8 @@ pub struct InstanceStatus {
 }
 
 /// What `/status` shows for one endpoint of an instance (SPEC 13).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct EndpointStatus {
     /// The instance's id.
     pub instance: String,
@@ -73,8 +97,10 @@ pub struct EndpointStatus {
     pub probed_at: String,
 }
 
-/// The document behind `/status` and `/readyz`.
-#[derive(Clone, Debug, Default, Serialize)]
+/// The document behind `/status` and `/readyz`; `certsync status` reads it back (every field
+/// defaulted, so a daemon of another version still reads).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StatusSnapshot {
     /// Every instance has a valid CA on disk and no hook is failing.
     pub ready: bool,
@@ -88,6 +114,8 @@ pub struct StatusSnapshot {
     pub store_errors: Vec<String>,
     /// End of the last pass, RFC 3339.
     pub last_pass: Option<String>,
+    /// When the next full pass is due, RFC 3339 (`None` before the scheduler set it).
+    pub next_pass: Option<String>,
     /// Each probed endpoint's last result (SPEC 13), kept by the verifier.
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -115,6 +143,8 @@ pub struct Shared {
     pub alive: AtomicBool,
     /// Milliseconds after `epoch` of the scheduler's last sign of progress.
     heartbeat_ms: AtomicU64,
+    /// Unix seconds of the next full pass; `i64::MIN`: not set.
+    next_pass: AtomicI64,
     epoch: Instant,
 }
 
@@ -129,6 +159,7 @@ impl Default for Shared {
             endpoints: RwLock::new(Endpoints::default()),
             alive: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
+            next_pass: AtomicI64::new(i64::MIN),
             epoch: Instant::now(),
         }
     }
@@ -161,6 +192,12 @@ impl Shared {
         *self.status.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
+    /// The scheduler's next full pass.
+    pub fn set_next_pass(&self, at: std::time::SystemTime) {
+        let secs = time::OffsetDateTime::from(at).unix_timestamp();
+        self.next_pass.store(secs, Ordering::Relaxed);
+    }
+
     /// Publishes the endpoints' results.
     pub fn publish_endpoints(&self, endpoints: Endpoints) {
         *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = endpoints;
@@ -185,6 +222,11 @@ impl Shared {
             }
         }
         snapshot.endpoints = endpoints.list.clone();
+        let next = self.next_pass.load(Ordering::Relaxed);
+        snapshot.next_pass = (next != i64::MIN)
+            .then(|| time::OffsetDateTime::from_unix_timestamp(next).ok())
+            .flatten()
+            .map(crate::cert::rfc3339);
         snapshot
     }
 }

@@ -65,6 +65,15 @@ pub fn build_metadata_client(
         .map_err(ClientError::Build)
 }
 
+/// A client for certsync's own HTTP server on this host (`certsync status`): plain http,
+/// never through a proxy.
+pub fn build_local_client(timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    builder(&[], timeout)?
+        .no_proxy()
+        .build()
+        .map_err(ClientError::Build)
+}
+
 fn builder(
     roots: &[CertificateDer<'static>],
     timeout: Duration,

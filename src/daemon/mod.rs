@@ -166,6 +166,13 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             deadline,
         };
         shared.touch();
+        // The next full pass (the interval's, or a replaced CA's overlap ending), for /status.
+        let next_full = due
+            .deadline
+            .map_or(scheduler.next_full(), |d| d.min(scheduler.next_full()));
+        shared.set_next_pass(
+            std::time::SystemTime::now() + next_full.saturating_duration_since(Instant::now()),
+        );
         let wake = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::config::Instance;
 use crate::sink::EntryState;
-use crate::status::{CategoryStatus, InstanceStatus, StatusSnapshot};
+use crate::status::{CategoryStatus, InstanceStatus, OverlapStatus, StatusSnapshot};
 
 use super::health::Health;
 
@@ -60,6 +60,17 @@ pub fn snapshot(inputs: Inputs<'_>, now: OffsetDateTime) -> StatusSnapshot {
                 not_after: s.not_after.map(|t| fmt_time(Some(t))),
                 days_left: s.not_after.map(|t| (t - now).whole_days()),
                 expiring: s.not_after.is_some_and(|t| t <= horizon),
+                overlap: s
+                    .overlap
+                    .iter()
+                    .map(|o| OverlapStatus {
+                        sha256: o.sha256.clone(),
+                        replaced_at: fmt_time(Some(o.replaced_at)),
+                        leaves_at: fmt_time(Some(o.leaves_at)),
+                        leaves_by: fmt_time(Some(o.leaves_by)),
+                        kept_by_endpoints: now >= o.leaves_at && now < o.leaves_by,
+                    })
+                    .collect(),
             })
             .collect();
         let valid = own.iter().any(|s| s.not_after.is_some_and(|t| t > now));

@@ -77,8 +77,8 @@ mod write;
 pub use locked::Store;
 pub use types::{
     Change, DEFAULT_ROTATION_OVERLAP_MAX, DesiredEntry, EntryOutcome, EntryState, Evidence, Layout,
-    OpaqueState, PassInput, Preview, RemovedFile, StoreError, StoreOptions, StoreReport,
-    StoreState, UNPRODUCED_PASSES, Unproduced, Verified, WriteMode,
+    OpaqueState, OverlapState, PassInput, Preview, RemovedFile, StoreError, StoreOptions,
+    StoreReport, StoreState, UNPRODUCED_PASSES, Unproduced, Verified, WriteMode,
 };
 pub use view::{StorePlan, StoreView};
 

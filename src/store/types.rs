@@ -270,6 +270,23 @@ pub struct EntryState {
     pub fingerprints: Vec<String>,
     /// Earliest notAfter among the current CAs (`None` if none is known).
     pub not_after: Option<OffsetDateTime>,
+    /// The replaced CAs the file still holds (the overlap), most recently replaced first.
+    pub overlap: Vec<OverlapState>,
+}
+
+/// A replaced CA still in its instance file, and when it leaves (SPEC 7, 13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlapState {
+    /// SHA-256 fingerprint (hex).
+    pub sha256: String,
+    /// When it left the current set.
+    pub replaced_at: OffsetDateTime,
+    /// When it leaves unless the endpoints still use it: the end of `rotation_overlap`, or
+    /// its notAfter if sooner.
+    pub leaves_at: OffsetDateTime,
+    /// When it leaves at the latest: the end of `rotation_overlap_max`, or its notAfter if
+    /// sooner.
+    pub leaves_by: OffsetDateTime,
 }
 
 /// A failure of the store. Every variant names the path it concerns.

@@ -19,8 +19,8 @@ use super::manifest::{self, MANIFEST_NAME, Manifest, Record, Replaced};
 use super::plan::{self, Plan, RemovalResult};
 use super::write::Folder;
 use super::{
-    EntryOutcome, EntryState, OpaqueState, PassInput, Preview, StoreError, StoreOptions,
-    StoreReport, StoreState,
+    EntryOutcome, EntryState, OpaqueState, OverlapState, PassInput, Preview, StoreError,
+    StoreOptions, StoreReport, StoreState,
 };
 use crate::cert::Cert;
 
@@ -210,6 +210,7 @@ impl<S> StoreView<S> {
                     instance_id,
                     category,
                     current,
+                    replaced,
                     ..
                 } => Some(EntryState {
                     instance_id: instance_id.clone(),
@@ -220,6 +221,20 @@ impl<S> StoreView<S> {
                         .iter()
                         .filter_map(|fp| self.pool.get(fp).map(|c| c.not_after))
                         .min(),
+                    overlap: replaced
+                        .iter()
+                        .map(|r| OverlapState {
+                            sha256: r.sha256.clone(),
+                            replaced_at: r.replaced_at,
+                            leaves_at: plan::window_end(r.replaced_at, self.opts.rotation_overlap)
+                                .min(r.not_after),
+                            leaves_by: plan::window_end(
+                                r.replaced_at,
+                                self.opts.rotation_overlap_max,
+                            )
+                            .min(r.not_after),
+                        })
+                        .collect(),
                 }),
                 _ => None,
             })

@@ -28,6 +28,7 @@ mod e2e_daemon;
 mod e2e_discover;
 mod e2e_once;
 mod e2e_ops;
+mod e2e_status;
 mod e2e_verify;
 mod fuzz_regressions;
 mod hooks_run;
