@@ -148,6 +148,7 @@ mod tests {
             path: format!("/t/{id}.crt").into(),
             fingerprints: vec!["ab".into()],
             not_after: Some(not_after),
+            overlap: Vec::new(),
         }
     }
 
