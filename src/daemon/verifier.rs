@@ -117,7 +117,8 @@ pub async fn run(
     }
 }
 
-/// Probes every endpoint of `targets` once, `PROBE_CONCURRENCY` at a time, and publishes.
+/// Probes every endpoint of `targets` once, `PROBE_CONCURRENCY` at a time, against the
+/// instance files the daemon last published, and publishes.
 pub async fn round(
     targets: &Targets,
     shared: &Shared,
@@ -126,16 +127,30 @@ pub async fn round(
     // Before the files are read: a verification at or after a rotation saw its files.
     let read_at = time::OffsetDateTime::now_utc();
     let snapshot = shared.snapshot();
-    let files: BTreeMap<&str, Vec<&str>> = snapshot
+    let files: Files = snapshot
         .instances
         .iter()
         .map(|i| {
             (
-                i.id.as_str(),
-                i.categories.iter().map(|c| c.file.as_str()).collect(),
+                i.id.clone(),
+                i.categories.iter().map(|c| c.file.clone()).collect(),
             )
         })
         .collect();
+    round_with(targets, &files, read_at, shared, last).await;
+}
+
+/// Each instance's files (paths), by id.
+pub type Files = BTreeMap<String, Vec<String>>;
+
+/// [`round`] against `files`, read at `read_at`.
+pub async fn round_with(
+    targets: &Targets,
+    files: &Files,
+    read_at: time::OffsetDateTime,
+    shared: &Shared,
+    last: &mut BTreeMap<(String, Endpoint), Last>,
+) {
     let verify = &targets.verify;
     let (timeout, check_hostname) = (verify.timeout, verify.check_hostname);
     // Owned jobs: the round's future is spawned, and a stream of futures borrowing from it
@@ -222,7 +237,7 @@ pub async fn round(
 }
 
 /// Each endpoint's last successful verification.
-fn verifications(last: &BTreeMap<(String, Endpoint), Last>) -> Verifications {
+pub fn verifications(last: &BTreeMap<(String, Endpoint), Last>) -> Verifications {
     last.iter()
         .filter_map(|(key, l)| Some((key.clone(), l.verified.clone()?)))
         .collect()
@@ -231,7 +246,7 @@ fn verifications(last: &BTreeMap<(String, Endpoint), Last>) -> Verifications {
 /// The CAs in the instance's files as they are on disk now (current and overlap), each once.
 /// A file that cannot be read or parsed gives nothing (its instance then shows `no_ca` or
 /// `unknown_issuer`, which is what a client reading it would get).
-fn anchors_on_disk(files: &[&str]) -> Vec<Anchor> {
+fn anchors_on_disk(files: &[String]) -> Vec<Anchor> {
     let certs: Vec<crate::cert::Cert> = files
         .iter()
         .filter_map(|file| {

@@ -206,12 +206,9 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
     }
 
     /// The instances whose replaced CA the endpoints no longer keep (SPEC 13), for a pass
-    /// of them now (none while the folder is only read).
+    /// of them now.
     pub fn released_by(&self, evidence: &Evidence, now: SystemTime) -> BTreeSet<String> {
-        match self.held() {
-            Held::Locked(store) => store.released_by(evidence, now),
-            Held::View(..) => BTreeSet::new(),
-        }
+        self.held().view().released_by(evidence, now)
     }
 
     /// The instances whose files hold a replaced CA: the only ones a pass needs the

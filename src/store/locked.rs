@@ -15,12 +15,10 @@ use std::time::SystemTime;
 
 use super::executor::{self, Before};
 use super::manifest::ManifestLayout;
-use super::plan::{Plan, still_kept, window_end};
+use super::plan::{Plan, window_end};
 use super::view::{StorePlan, StoreView, check_options, dry_run_report};
 use super::write::{self, Folder};
-use super::{
-    Evidence, OpaqueState, PassInput, Preview, StoreError, StoreOptions, StoreReport, StoreState,
-};
+use super::{OpaqueState, PassInput, Preview, StoreError, StoreOptions, StoreReport, StoreState};
 
 /// The trust folder, open for writing: a [`StoreView`] that also holds the folder's lock. It
 /// derefs to that view, so it plans the same way; only it can [commit](Store::commit) a plan
@@ -278,22 +276,5 @@ impl<S> Store<S> {
             .map(SystemTime::from)
             .filter(|t| self.last_pass.is_none_or(|last| *t > last))
             .min()
-    }
-
-    /// The instances whose files hold a replaced CA that the endpoints kept past
-    /// `rotation_overlap` and that `evidence` no longer keeps (SPEC 13: it is dropped at
-    /// the next pass of its instance), each once.
-    pub fn released_by(&self, evidence: &Evidence, now: SystemTime) -> BTreeSet<String> {
-        let now = time::OffsetDateTime::from(now);
-        let opts = &self.view.opts;
-        self.view
-            .replaced()
-            .filter(|(_, r)| now >= window_end(r.replaced_at, opts.rotation_overlap))
-            .filter(|(id, r)| {
-                let endpoints = evidence.get(*id).map(Vec::as_slice);
-                !still_kept(r, now, opts, endpoints)
-            })
-            .map(|(id, _)| id.to_string())
-            .collect()
     }
 }

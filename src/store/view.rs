@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::manifest::{self, MANIFEST_NAME, Manifest, Record, Replaced};
-use super::plan::{self, Plan, RemovalResult};
+use super::plan::{self, Plan, RemovalResult, still_kept, window_end};
 use super::write::Folder;
 use super::{
-    EntryOutcome, EntryState, OpaqueState, OverlapState, PassInput, Preview, StoreError,
+    EntryOutcome, EntryState, Evidence, OpaqueState, OverlapState, PassInput, Preview, StoreError,
     StoreOptions, StoreReport, StoreState,
 };
 use crate::cert::Cert;
@@ -121,6 +121,22 @@ impl<S: StoreState> StoreView<S> {
 }
 
 impl<S> StoreView<S> {
+    /// The instances whose files hold a replaced CA that the endpoints kept past
+    /// `rotation_overlap` and that `evidence` no longer keeps (SPEC 13: it is dropped at
+    /// the next pass of its instance), each once.
+    pub fn released_by(&self, evidence: &Evidence, now: SystemTime) -> BTreeSet<String> {
+        let now = time::OffsetDateTime::from(now);
+        let opts = &self.opts;
+        self.replaced()
+            .filter(|(_, r)| now >= window_end(r.replaced_at, opts.rotation_overlap))
+            .filter(|(id, r)| {
+                let endpoints = evidence.get(*id).map(Vec::as_slice);
+                !still_kept(r, now, opts, endpoints)
+            })
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
     /// The instances whose files hold a replaced CA.
     pub fn with_replaced(&self) -> BTreeSet<String> {
         self.replaced().map(|(id, _)| id.to_string()).collect()
@@ -226,13 +242,10 @@ impl<S> StoreView<S> {
                         .map(|r| OverlapState {
                             sha256: r.sha256.clone(),
                             replaced_at: r.replaced_at,
-                            leaves_at: plan::window_end(r.replaced_at, self.opts.rotation_overlap)
+                            leaves_at: window_end(r.replaced_at, self.opts.rotation_overlap)
                                 .min(r.not_after),
-                            leaves_by: plan::window_end(
-                                r.replaced_at,
-                                self.opts.rotation_overlap_max,
-                            )
-                            .min(r.not_after),
+                            leaves_by: window_end(r.replaced_at, self.opts.rotation_overlap_max)
+                                .min(r.not_after),
                         })
                         .collect(),
                 }),

@@ -226,3 +226,45 @@ async fn an_endpoint_never_verified_since_a_rotation_keeps_the_old_ca_until_rota
     assert_eq!(file(), new, "{}", d.log());
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_probes_before_dropping_a_replaced_ca_and_keeps_it_while_the_endpoint_serves_its_chain()
+ {
+    let h = Harness::new(1).await;
+    let (cert, key) = h.server_cert(0);
+    let old_server = TlsServer::start(&cert, &key);
+    let extra = Extra {
+        // No plain overlap at all: only the endpoint's evidence keeps the old CA.
+        sync: "rotation_overlap = \"0s\"",
+        ..Extra::default()
+    };
+    h.with_endpoint_extra(Some(&format!("127.0.0.1:{}", old_server.port)), &extra);
+    let old = h.expected_pem(0);
+    let once = h.once().await;
+    assert_eq!(code(&once), 0, "{}", all_output(&once));
+    h.sim.rotate(&h.id(0), "international");
+    let new = h.expected_pem(0);
+    let file = || std::fs::read_to_string(h.file(0)).unwrap();
+
+    // The rotation's pass: the endpoint was not verified since, so the old CA stays.
+    let once = h.once().await;
+    assert_eq!(code(&once), 0, "{}", all_output(&once));
+    assert_eq!(file(), format!("{new}{old}"));
+    // The next: rotation_overlap has passed, so the endpoint is probed first; it still
+    // serves the old chain.
+    let once = h.once().await;
+    assert!(
+        stderr(&once).contains("probing the endpoints"),
+        "{}",
+        all_output(&once)
+    );
+    assert_eq!(file(), format!("{new}{old}"), "{}", all_output(&once));
+
+    // The server moves to the new chain: the probe shows it, and the old CA goes.
+    let (cert, key) = h.server_cert(0);
+    let new_server = TlsServer::start(&cert, &key);
+    h.with_endpoint_extra(Some(&format!("127.0.0.1:{}", new_server.port)), &extra);
+    let once = h.once().await;
+    assert_eq!(code(&once), 0, "{}", all_output(&once));
+    assert_eq!(file(), new, "{}", all_output(&once));
+}

@@ -194,36 +194,91 @@ impl Engine {
         }));
     }
 
-    /// The evidence of the endpoints (SPEC 13) for the instances whose files hold a replaced
-    /// CA (the only ones it can matter to): each endpoint's last verification. Nothing while
-    /// endpoints are not probed.
+    /// Without a verifier beside the passes (`once`): the instances whose replaced CA is past
+    /// `rotation_overlap` and would leave without evidence, whose endpoints are therefore
+    /// probed before the pass (unless `verify.enabled = false`).
+    fn held_without_verifier(&self) -> BTreeSet<String> {
+        if self.probing || self.config.verify.enabled == Some(false) {
+            return BTreeSet::new();
+        }
+        self.sinks
+            .trust
+            .released_by(&Evidence::new(), SystemTime::now())
+    }
+
+    /// One round of probes of `ids`' endpoints against their files on disk now, whose
+    /// results are the evidence of this pass (`once`, which runs no verifier).
+    async fn probe_held(&mut self, ids: &BTreeSet<String>) {
+        let list: Vec<Target> = self
+            .active
+            .iter()
+            .filter(|inst| ids.contains(&inst.id))
+            .filter_map(|inst| {
+                let endpoints = self.endpoints_of(inst);
+                (!endpoints.is_empty()).then(|| Target {
+                    id: inst.id.clone(),
+                    name: inst.display_name().to_string(),
+                    endpoints: endpoints.to_vec(),
+                })
+            })
+            .collect();
+        if list.is_empty() {
+            return;
+        }
+        tracing::info!(
+            instances = list.len(),
+            "probing the endpoints of the instances whose replaced CA is past rotation_overlap"
+        );
+        let mut files = super::verifier::Files::new();
+        for entry in self.sinks.trust.current() {
+            if ids.contains(&entry.instance_id) {
+                files
+                    .entry(entry.instance_id)
+                    .or_default()
+                    .push(entry.path.display().to_string());
+            }
+        }
+        let targets = Targets {
+            verify: self.config.verify.clone(),
+            list,
+        };
+        let read_at = OffsetDateTime::now_utc();
+        let mut last = BTreeMap::new();
+        super::verifier::round_with(&targets, &files, read_at, &self.shared, &mut last).await;
+        let (_, verified) = watch::channel(Arc::new(super::verifier::verifications(&last)));
+        self.verified = verified;
+    }
+
+    /// The evidence of the endpoints (SPEC 13), each endpoint's last verification, from the
+    /// verifier (`run`) or from the probes before this pass (`once`): for every instance
+    /// with endpoints (a CA it replaces this pass stays until an endpoint verified against
+    /// the new files, whatever `rotation_overlap` says). Nothing with
+    /// `verify.enabled = false`.
     fn evidence(&self) -> Evidence {
-        if !self.verifying() {
+        if self.config.verify.enabled == Some(false) {
             return Evidence::new();
         }
-        let ids = self.sinks.trust.with_replaced();
-        if ids.is_empty() {
-            return Evidence::new();
-        }
-        // An instance whose endpoints are not known (its node addresses could not be listed,
-        // at a restart say) counts as one endpoint not verified since the rotation: a
-        // ListInstances that fails must not cost a CA that an endpoint may still use.
-        // (`verify.enabled = false` turns the evidence off altogether.)
+        let replaced = self.sinks.trust.with_replaced();
         let verified = self.verified.borrow();
         self.active
             .iter()
-            .filter(|inst| ids.contains(&inst.id))
-            .map(|inst| {
+            .filter_map(|inst| {
                 let known = !inst.endpoints.is_empty() || self.nodes.contains_key(&inst.id);
-                let seen = if known {
+                let seen: Vec<_> = if known {
                     self.endpoints_of(inst)
                         .iter()
                         .map(|e| verified.get(&(inst.id.clone(), e.clone())).cloned())
                         .collect()
-                } else {
+                } else if replaced.contains(&inst.id) {
+                    // Endpoints not known (its node addresses could not be listed, at a
+                    // restart say) for a file that holds a replaced CA: one endpoint not
+                    // verified since the rotation, so a ListInstances that fails does not
+                    // cost a CA an endpoint may still use.
                     vec![None]
+                } else {
+                    Vec::new()
                 };
-                (inst.id.clone(), seen)
+                (!seen.is_empty()).then(|| (inst.id.clone(), seen))
             })
             .collect()
     }
@@ -295,10 +350,13 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> PassSummary {
         let started = std::time::Instant::now();
+        let held = self.held_without_verifier();
         if only.is_none() {
             tokio::select! {
                 listed = self.discover(dry_run) => {
-                    if self.verifying() && !dry_run {
+                    // (A dry run looks the nodes up only to probe them as the real pass
+                    // would.)
+                    if (self.verifying() && !dry_run) || !held.is_empty() {
                         tokio::select! {
                             _ = self.look_up_nodes(&listed) => {}
                             _ = shutdown.cancelled() => return PassSummary::default(),
@@ -309,6 +367,12 @@ impl Engine {
                     tracing::info!("shutdown during discovery: no file was written");
                     return PassSummary::default();
                 }
+            }
+        }
+        if !held.is_empty() {
+            tokio::select! {
+                _ = self.probe_held(&held) => {}
+                _ = shutdown.cancelled() => return PassSummary::default(),
             }
         }
         let instances: Vec<Instance> = self
