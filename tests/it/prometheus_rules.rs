@@ -295,10 +295,12 @@ async fn prometheus_scrapes_certsync_every_dashboard_query_has_data_and_a_failin
     );
     assert!(out.contains("SUCCESS"), "{out}");
     let tests = std::fs::read_to_string(&tests_path).unwrap();
+    // Each alert has a unit test where it does not fire and one where it does.
     for name in &names {
+        let at = format!("alertname: {name}\n        exp_alerts:");
         assert!(
-            tests.contains(&format!("alertname: {name}\n")),
-            "no promtool unit test for {name}"
+            tests.contains(&format!("{at} []\n")) && tests.contains(&format!("{at}\n          - ")),
+            "{name} lacks a promtool unit test firing or not firing"
         );
     }
     let dashboard: Value = serde_json::from_str(
