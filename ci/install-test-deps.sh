@@ -3,7 +3,9 @@
 # curl (oracles and clients), a JDK (keytool and a small Java TLS client), setpriv (tests that
 # run as another user), chattr (an immutable file or folder), mkfifo and the usual shell tools;
 # redis-server and redis-cli (a TLS 1.3 Redis the endpoint probes verify, and the client that
-# connects with the instance's file) and influxd (an InfluxDB serving HTTPS).
+# connects with the instance's file) and influxd (an InfluxDB serving HTTPS); prometheus and
+# promtool (the shipped alerting rules' checks and unit tests, and a real Prometheus scraping
+# certsync in tests/it/prometheus_rules.rs).
 # Idempotent: installs only what is missing. Needs root (apt) when anything is missing.
 set -euo pipefail
 
@@ -19,6 +21,7 @@ command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_apt+=(prometheus)
 # venv ships with python3 on Debian, but only python3-venv brings ensurepip (pip in a venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 

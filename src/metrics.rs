@@ -23,6 +23,7 @@ pub struct Metrics {
     registry: Registry,
     pass: Family<Labels, Counter>,
     pass_duration: Histogram,
+    last_pass_success: Gauge,
     last_success: Family<Labels, Gauge>,
     not_after: Family<Labels, Gauge>,
     cert_changes: Family<Labels, Counter>,
@@ -70,6 +71,16 @@ impl Metrics {
             "certsync_pass_duration_seconds",
             "Duration of a pass, from the first request to the last hook",
             pass_duration.clone(),
+        );
+        // The alert on "no successful pass for two intervals" needs a time to compare with: a
+        // counter cannot tell how long ago it last moved. Until a pass succeeds it holds the
+        // start, so a daemon whose every pass fails is noticed too.
+        let last_pass_success = Gauge::default();
+        last_pass_success.set(unix_seconds(SystemTime::now()));
+        registry.register(
+            "certsync_last_pass_success_timestamp_seconds",
+            "Unix time at which the last pass that was not failed (ok or partial) ended; the start time until one has",
+            last_pass_success.clone(),
         );
         let last_success = Family::<Labels, Gauge>::default();
         registry.register(
@@ -149,8 +160,18 @@ impl Metrics {
             "Failures writing the trust folder, by reason (one per failing file and pass)",
             store_errors.clone(),
         );
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        registry.register(
+            "certsync_build_info",
+            "Always 1; the version of the running certsync in its label",
+            build_info,
+        );
         Metrics {
             registry,
+            last_pass_success,
             store_errors,
             pass,
             pass_duration,
@@ -178,20 +199,24 @@ impl Metrics {
         out
     }
 
-    /// A pass ended.
+    /// A pass ended (now).
     pub fn pass(&self, result: &'static str, duration: Duration) {
+        self.pass_ended(result, duration, SystemTime::now());
+    }
+
+    fn pass_ended(&self, result: &'static str, duration: Duration, now: SystemTime) {
         self.pass
             .get_or_create(&vec![("result", result.to_string())])
             .inc();
         self.pass_duration.observe(duration.as_secs_f64());
+        if result != "failed" {
+            self.last_pass_success.set(unix_seconds(now));
+        }
     }
 
     /// An instance synced at `when`.
     pub fn instance_synced(&self, instance: &str, when: SystemTime) {
-        let secs = when
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let secs = unix_seconds(when);
         let labels = vec![("instance", instance.to_string())];
         self.last_success.get_or_create(&labels).set(secs);
         self.track(labels);
@@ -355,6 +380,13 @@ impl Metrics {
     }
 }
 
+/// Whole seconds since the epoch, saturating (0 before it).
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +420,54 @@ mod tests {
         assert!(
             !m.encode()
                 .contains("certsync_last_success_timestamp_seconds{")
+        );
+    }
+
+    #[test]
+    fn build_info_carries_the_crate_version() {
+        let text = Metrics::new().encode();
+        let line = format!(
+            "certsync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+        assert_eq!(text.matches("certsync_build_info{").count(), 1);
+    }
+
+    fn last_pass_success(m: &Metrics) -> i64 {
+        let text = m.encode();
+        text.lines()
+            .find_map(|l| l.strip_prefix("certsync_last_pass_success_timestamp_seconds "))
+            .unwrap_or_else(|| panic!("no last pass success in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn last_pass_success_starts_at_the_start_and_moves_only_with_a_pass_that_did_not_fail() {
+        let before = unix_seconds(SystemTime::now());
+        let m = Metrics::new();
+        let after = unix_seconds(SystemTime::now());
+        let start = last_pass_success(&m);
+        assert!(
+            (before..=after).contains(&start),
+            "{start} not in {before}..={after}"
+        );
+
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let d = Duration::from_millis(5);
+        m.pass_ended("failed", d, at(2_000_000_000));
+        assert_eq!(last_pass_success(&m), start, "a failed pass is no success");
+        m.pass_ended("partial", d, at(2_000_000_100));
+        assert_eq!(last_pass_success(&m), 2_000_000_100);
+        m.pass_ended("failed", d, at(2_000_000_200));
+        assert_eq!(last_pass_success(&m), 2_000_000_100);
+        m.pass_ended("ok", d, at(2_000_000_300));
+        assert_eq!(last_pass_success(&m), 2_000_000_300);
+        assert!(
+            m.encode()
+                .contains("certsync_pass_total{result=\"failed\"} 2")
         );
     }
 }

@@ -32,6 +32,7 @@ mod e2e_status;
 mod e2e_verify;
 mod fuzz_regressions;
 mod hooks_run;
+mod prometheus_rules;
 mod safety;
 mod server_limits;
 mod store_api;
