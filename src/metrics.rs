@@ -24,6 +24,7 @@ pub struct Metrics {
     pass: Family<Labels, Counter>,
     pass_duration: Histogram,
     last_pass_success: Gauge,
+    pass_interval: Gauge,
     last_success: Family<Labels, Gauge>,
     not_after: Family<Labels, Gauge>,
     cert_changes: Family<Labels, Counter>,
@@ -81,6 +82,14 @@ impl Metrics {
             "certsync_last_pass_success_timestamp_seconds",
             "Unix time at which the last pass that was not failed (ok or partial) ended; the start time until one has",
             last_pass_success.clone(),
+        );
+        // ... and the interval to compare against (with its jitter: the longest wait between
+        // two full passes), so one rule serves every configuration.
+        let pass_interval = Gauge::default();
+        registry.register(
+            "certsync_pass_interval_seconds",
+            "The longest wait between two full passes: sync.interval plus sync.jitter",
+            pass_interval.clone(),
         );
         let last_success = Family::<Labels, Gauge>::default();
         registry.register(
@@ -172,6 +181,7 @@ impl Metrics {
         Metrics {
             registry,
             last_pass_success,
+            pass_interval,
             store_errors,
             pass,
             pass_duration,
@@ -202,6 +212,12 @@ impl Metrics {
     /// A pass ended (now).
     pub fn pass(&self, result: &'static str, duration: Duration) {
         self.pass_ended(result, duration, SystemTime::now());
+    }
+
+    /// The configuration's `sync.interval` plus `sync.jitter`.
+    pub fn pass_interval(&self, longest_wait: Duration) {
+        self.pass_interval
+            .set(i64::try_from(longest_wait.as_secs()).unwrap_or(i64::MAX));
     }
 
     fn pass_ended(&self, result: &'static str, duration: Duration, now: SystemTime) {

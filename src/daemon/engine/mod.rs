@@ -109,6 +109,7 @@ impl Engine {
         };
         engine.restore_state();
         engine.refresh_active();
+        engine.publish_interval();
         Ok(engine)
     }
 
@@ -128,9 +129,18 @@ impl Engine {
         }
         self.config = config;
         self.refresh_active();
+        self.publish_interval();
         let ids = self.plan_ids();
         self.health.keep_only(&ids);
         Ok(())
+    }
+
+    /// The longest wait between full passes, for the alert on missing passes (SPEC 12).
+    fn publish_interval(&self) {
+        let sync = &self.config.sync;
+        self.shared
+            .metrics
+            .pass_interval(sync.interval.saturating_add(sync.jitter));
     }
 
     /// The configuration in use.
