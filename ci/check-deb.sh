@@ -70,8 +70,14 @@ echo "check-deb: $got, without demo"
 # Man pages: where man finds them, and what they say.
 page=$(man -w certsync) || fail "man -w certsync found nothing"
 [ "$page" = /usr/share/man/man1/certsync.1.gz ] || fail "man -w certsync: $page"
+# A page for each command (whatever src/cli.rs has), each found by its name.
+pages=$(dpkg-query -L certsync | grep '^/usr/share/man/man1/certsync-.*\.1\.gz$' || true)
 for c in run once check inspect; do
-  man -w "certsync-$c" >/dev/null || fail "man -w certsync-$c found nothing"
+  grep -qx "/usr/share/man/man1/certsync-$c.1.gz" <<<"$pages" || fail "no man page for certsync $c"
+done
+for p in $pages; do
+  name=$(basename "$p" .1.gz)
+  [ "$(man -w "$name")" = "$p" ] || fail "man -w $name does not find $p"
 done
 text=$(MANPAGER=cat MANWIDTH=100 man certsync 2>/dev/null)
 for heading in SYNOPSIS OPTIONS SUBCOMMANDS "EXIT STATUS" FILES; do
