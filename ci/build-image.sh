@@ -11,7 +11,7 @@ tag=${1:-localhost/certsync:local}
 
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-cargo build --release --locked --no-default-features -p certsync --bin certsync
+cargo build --release --locked --no-default-features --features etcd -p certsync --bin certsync
 bin=$target_dir/release/certsync
 if "$bin" demo --help >/dev/null 2>&1; then
   echo "ci/build-image.sh: $bin has the demo feature" >&2
