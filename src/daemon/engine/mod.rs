@@ -24,7 +24,9 @@ use crate::status::Shared;
 use crate::text::Untrusted;
 
 mod endpoints;
+mod fleet;
 mod report;
+
 
 use super::DaemonError;
 use super::health::Health;
@@ -62,6 +64,8 @@ pub struct Engine {
     /// What the verifier last verified: the evidence that keeps a replaced CA past
     /// `rotation_overlap` (SPEC 13).
     pub(super) verified: watch::Receiver<Arc<Verifications>>,
+    /// A publisher's election and publication (SPEC 14), with `[publish]`.
+    publisher: fleet::PublisherHandle,
     /// Whether a pass publishes what the HTTP server shows, the `/status` snapshot and the
     /// per-instance metrics (`run`; `once` serves neither, and at 10,000 instances each is
     /// megabytes).
@@ -89,7 +93,9 @@ impl Engine {
         let shared = Arc::new(Shared::default());
         let source = Source::from_config(&config, &shared)?;
         let trust = TrustSink::open(store_options(&config), read_only)?;
+        let publisher = fleet::start_publisher(&config, &shared)?;
         let mut engine = Engine {
+            publisher,
             health: Health::new(backoff(&config)),
             hooks: HookQueue::new(backoff(&config)),
             config,
@@ -124,6 +130,7 @@ impl Engine {
         self.hooks
             .reconfigure(&self.config.hooks, &config.hooks, backoff(&config));
         self.health.set_backoff(backoff(&config));
+        self.reconfigure_publisher(&config)?;
         self.source = source;
         if config.discover.is_empty() {
             self.discovered.clear();
@@ -207,6 +214,10 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> PassSummary {
         let started = std::time::Instant::now();
+        if !self.may_poll() {
+            tracing::debug!("a standby publisher: another one leads and polls the cloud");
+            return PassSummary::default();
+        }
         let held = self.held_without_verifier();
         if only.is_none() {
             tokio::select! {
@@ -293,6 +304,7 @@ impl Engine {
         summary.changed_files = report.changed_files.clone();
 
         if !dry_run {
+            self.publish(&input, &failures).await;
             self.record_health(&input.synced, &store_failed, &failures, now);
             self.record_store_errors(store_errors);
             self.record_metrics(&failures, &store_failed, &report.changed_instances, now);
@@ -331,7 +343,7 @@ impl Engine {
     /// discovers too but changes nothing the daemon remembers.
     /// Gives the ids this round listed with node addresses (none when it failed).
     async fn discover(&mut self, dry_run: bool) -> BTreeSet<String> {
-        if self.config.discover.is_empty() {
+        if self.config.discover.is_empty() && !self.source.lists_instances() {
             return BTreeSet::new();
         }
         let deadline = crate::source::cloud::instance_deadline(&self.config);
@@ -477,6 +489,7 @@ impl Engine {
                 health: &self.health,
                 current: &current,
                 store_errors,
+                source_problem: self.source.problem(),
                 failing_hooks: self.hooks.failing(&self.config.hooks),
                 expiry_warning: self.config.sync.expiry_warning,
             },
