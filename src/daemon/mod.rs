@@ -60,7 +60,9 @@ pub enum DaemonError {
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
     /// `once` as a publisher that did not get to lead: another publisher polls the cloud.
-    #[error("another publisher leads the fleet (after waiting {waited:?}): this one polled nothing")]
+    #[error(
+        "another publisher leads the fleet (after waiting {waited:?}): this one polled nothing"
+    )]
     Standby {
         /// How long it waited to lead.
         waited: Duration,

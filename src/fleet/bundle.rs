@@ -183,12 +183,13 @@ pub fn read(
     let policy = Policy { now, pins: &[] };
     let mut cas: BTreeMap<&str, Cert> = BTreeMap::new();
     for (key, pem) in &bundle.cas {
-        let mut certs = validate_remembering(pem.as_bytes(), &policy, verified).map_err(
-            |source| BundleError::Invalid {
-                sha256: crate::text::Untrusted(key).to_string(),
-                source,
-            },
-        )?;
+        let mut certs =
+            validate_remembering(pem.as_bytes(), &policy, verified).map_err(|source| {
+                BundleError::Invalid {
+                    sha256: crate::text::Untrusted(key).to_string(),
+                    source,
+                }
+            })?;
         if certs.len() != 1 {
             return Err(BundleError::Inconsistent(format!(
                 "CA {}: holds {} certificates, not one",
@@ -324,7 +325,9 @@ pub fn next(
     }
     let prev_of = |id: &str| prev_bundle.and_then(|b| b.instances.iter().find(|i| i.id == id));
     let mut instances = Vec::new();
-    let mut order: Vec<(&str, Option<&str>, Option<&Vec<&DesiredEntry>>)> = pass
+    // Synced instances with their entries, then the failed ones (`None`: keep as they were).
+    type Planned<'p> = (&'p str, Option<&'p str>, Option<&'p Vec<&'p DesiredEntry>>);
+    let mut order: Vec<Planned<'_>> = pass
         .synced
         .iter()
         .map(|(id, name, e)| (*id, *name, Some(e)))
@@ -343,8 +346,8 @@ pub fn next(
                         pems.entry(c.fingerprint()).or_insert_with(|| c.to_pem());
                     }
                     let current: Vec<String> = entry.certs.iter().map(Cert::fingerprint).collect();
-                    let prev_entry =
-                        prev_inst.and_then(|i| i.entries.iter().find(|e| e.category == entry.category));
+                    let prev_entry = prev_inst
+                        .and_then(|i| i.entries.iter().find(|e| e.category == entry.category));
                     let prev_replaced: Vec<crate::store::Replaced> = prev_entry
                         .map(|e| {
                             e.overlap

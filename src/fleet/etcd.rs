@@ -142,12 +142,7 @@ pub fn publisher_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".to_string());
-    format!(
-        "{}/{}/{:08x}",
-        host,
-        std::process::id(),
-        fastrand::u32(..)
-    )
+    format!("{}/{}/{:08x}", host, std::process::id(), fastrand::u32(..))
 }
 
 /// The value at `{prefix}/bundle` and its revision (`None`: no set yet).
@@ -183,7 +178,11 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     /// Starts campaigning.
-    pub fn start(config: Publish, shared: Arc<Shared>, cancel: CancellationToken) -> Arc<Publisher> {
+    pub fn start(
+        config: Publish,
+        shared: Arc<Shared>,
+        cancel: CancellationToken,
+    ) -> Arc<Publisher> {
         let id = publisher_id();
         let (tx, leading) = watch::channel(false);
         shared.metrics.leader(false);
@@ -258,7 +257,13 @@ impl Publisher {
             None => (None, 0, 0),
             Some((bytes, rev)) => {
                 let verified = crate::validate::VerifiedSignatures::default();
-                match bundle::read(bytes, std::time::SystemTime::now(), 0, &|_| Vec::new(), &verified) {
+                match bundle::read(
+                    bytes,
+                    std::time::SystemTime::now(),
+                    0,
+                    &|_| Vec::new(),
+                    &verified,
+                ) {
                     Ok(p) => {
                         let g = p.generation;
                         (Some(p), g, *rev)
@@ -282,7 +287,11 @@ impl Publisher {
             Ok(done) => done,
             Err(e) => {
                 if let BundleError::TooLarge { size } = &e {
-                    tracing::error!(size, limit = bundle::MAX_BUNDLE_BYTES, "bundle too large: {size} bytes; nothing published");
+                    tracing::error!(
+                        size,
+                        limit = bundle::MAX_BUNDLE_BYTES,
+                        "bundle too large: {size} bytes; nothing published"
+                    );
                 }
                 return Err(e.into());
             }
@@ -300,7 +309,13 @@ impl Publisher {
             .and_then(vec![TxnOp::put(etcd.bundle_key(), bytes, None)]);
         let resp = client.txn(txn).await.map_err(|e| etcd_error(etcd, e))?;
         if resp.succeeded() {
-            tracing::info!(generation = stamped.generation, instances = stamped.instances.len(), cas = stamped.cas.len(), "published generation {}", stamped.generation);
+            tracing::info!(
+                generation = stamped.generation,
+                instances = stamped.instances.len(),
+                cas = stamped.cas.len(),
+                "published generation {}",
+                stamped.generation
+            );
             Ok(PublishOutcome::Published(stamped.generation))
         } else {
             tracing::warn!(key = %etcd.bundle_key(), "publish refused: this publisher no longer holds the leader key, or a newer set was written since it read; nothing written");
@@ -578,5 +593,11 @@ pub fn validate(
     pins: &dyn Fn(&str) -> Vec<[u8; 32]>,
     verified: &crate::validate::VerifiedSignatures,
 ) -> Result<Published, BundleError> {
-    bundle::read(&value.0, std::time::SystemTime::now(), applied, pins, verified)
+    bundle::read(
+        &value.0,
+        std::time::SystemTime::now(),
+        applied,
+        pins,
+        verified,
+    )
 }

@@ -25,6 +25,9 @@ use crate::status::Shared;
 use crate::store::{DesiredEntry, KeptCa};
 use crate::validate::VerifiedSignatures;
 
+/// A value's validation: its revision, and the set or why it is refused.
+type Checked = (i64, Result<Arc<Published>, String>);
+
 /// A subscription to a fleet's set.
 pub struct EtcdSource {
     config: Arc<Config>,
@@ -33,7 +36,7 @@ pub struct EtcdSource {
     /// The highest generation accepted: an older value is refused.
     applied: AtomicU64,
     /// The latest value's validation, by its revision.
-    checked: Mutex<Option<(i64, Result<Arc<Published>, String>)>>,
+    checked: Mutex<Option<Checked>>,
     verified: VerifiedSignatures,
     pins: HashMap<String, Vec<[u8; 32]>>,
     /// `[[instance]]`, when given: only these ids are taken from the set.
@@ -81,8 +84,7 @@ impl EtcdSource {
             return Some(format!(
                 "source etcd {}: {}",
                 self.etcd.bundle_key(),
-                sub.error
-                    .unwrap_or_else(|| "not reached yet".to_string())
+                sub.error.unwrap_or_else(|| "not reached yet".to_string())
             ));
         }
         match self.current() {
@@ -113,7 +115,12 @@ impl EtcdSource {
                 self.applied
                     .fetch_max(published.generation, Ordering::Relaxed);
                 self.shared.metrics.source_generation(published.generation);
-                tracing::info!(generation = published.generation, instances = published.instances.len(), "applied generation {}", published.generation);
+                tracing::info!(
+                    generation = published.generation,
+                    instances = published.instances.len(),
+                    "applied generation {}",
+                    published.generation
+                );
                 Ok(Arc::new(published))
             }
             Err(e) => {
@@ -126,6 +133,8 @@ impl EtcdSource {
     }
 
     /// The set's instances (those of `[[instance]]`, when given) as one listing.
+    // The cloud source's error type, returned once per pass.
+    #[allow(clippy::result_large_err)]
     pub fn discover(&self) -> Result<Vec<Listing>, DiscoveryError> {
         let published = self.current().map_err(|e| DiscoveryError {
             query: 0,
@@ -172,6 +181,8 @@ impl EtcdSource {
             .collect()
     }
 
+    // The cloud source's error type, one per instance that fails.
+    #[allow(clippy::result_large_err)]
     fn entries(&self, inst: &Instance, published: &Published) -> Result<Synced, InstanceError> {
         let name = inst.display_name().to_string();
         let Some(found) = published.instances.iter().find(|i| i.id == inst.id) else {

@@ -42,7 +42,7 @@ pub enum Source {
     Cloud(CloudSource),
     /// A fleet's set at `{prefix}/bundle` in etcd (a subscriber, SPEC 14).
     #[cfg(feature = "etcd")]
-    Etcd(etcd::EtcdSource),
+    Etcd(Box<etcd::EtcdSource>),
 }
 
 /// The source could not be built.
@@ -100,7 +100,9 @@ impl Source {
         match &config.subscribe {
             None => Ok(Source::Cloud(CloudSource::new(config, shared)?)),
             #[cfg(feature = "etcd")]
-            Some(etcd) => Ok(Source::Etcd(etcd::EtcdSource::new(config, etcd, shared))),
+            Some(etcd) => Ok(Source::Etcd(Box::new(etcd::EtcdSource::new(
+                config, etcd, shared,
+            )))),
             #[cfg(not(feature = "etcd"))]
             Some(_) => Err(SourceError::Unsupported(
                 "[source] kind = \"etcd\" needs a certsync built with the etcd feature (the Debian package and the image have it)".into(),

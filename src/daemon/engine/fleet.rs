@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use super::Engine;
 use crate::config::{Config, Instance};
-use crate::source::InstanceError;
 use crate::sink::PassInput;
+use crate::source::InstanceError;
 
 /// What the loop listens to for the fleet roles.
 #[derive(Default)]
@@ -93,7 +93,10 @@ impl Engine {
     }
 
     /// A new config's publisher: the same one when `[publish]` did not change.
-    pub(super) fn reconfigure_publisher(&mut self, config: &Config) -> Result<(), super::DaemonError> {
+    pub(super) fn reconfigure_publisher(
+        &mut self,
+        config: &Config,
+    ) -> Result<(), super::DaemonError> {
         if config.publish == self.config.publish {
             return Ok(());
         }
@@ -113,11 +116,7 @@ impl Engine {
 
     /// After the pass's store (not a dry run), a leader publishes the set: this pass's
     /// synced instances, the previous set's entries of every other instance of the plan.
-    pub(super) async fn publish(
-        &self,
-        input: &PassInput,
-        failures: &[(Instance, InstanceError)],
-    ) {
+    pub(super) async fn publish(&self, input: &PassInput, failures: &[(Instance, InstanceError)]) {
         #[cfg(feature = "etcd")]
         {
             let Some((publisher, _)) = &self.publisher else {
@@ -125,7 +124,10 @@ impl Engine {
             };
             let mut by_id: BTreeMap<&str, Vec<&crate::store::DesiredEntry>> = BTreeMap::new();
             for entry in &input.updates {
-                by_id.entry(entry.instance_id.as_str()).or_default().push(entry);
+                by_id
+                    .entry(entry.instance_id.as_str())
+                    .or_default()
+                    .push(entry);
             }
             let failed_ids: BTreeSet<&str> = failures.iter().map(|(i, _)| i.id.as_str()).collect();
             let mut pass = crate::fleet::bundle::PassSet::default();

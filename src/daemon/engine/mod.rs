@@ -27,7 +27,6 @@ mod endpoints;
 mod fleet;
 mod report;
 
-
 use super::DaemonError;
 use super::health::Health;
 use super::hook_queue::{HookQueue, hook_wants};
@@ -261,6 +260,11 @@ impl Engine {
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
         let (input, failures) = self.pass_input(outcomes, only.is_none(), planned);
+        // A leader publishes the validated set before its own folder takes the
+        // certificates (SPEC 14).
+        if !dry_run {
+            self.publish(&input, &failures).await;
+        }
         let store_started = std::time::Instant::now();
         let now = SystemTime::now();
         // The hooks this pass will owe a run, saved with the manifest before any file
@@ -304,7 +308,6 @@ impl Engine {
         summary.changed_files = report.changed_files.clone();
 
         if !dry_run {
-            self.publish(&input, &failures).await;
             self.record_health(&input.synced, &store_failed, &failures, now);
             self.record_store_errors(store_errors);
             self.record_metrics(&failures, &store_failed, &report.changed_instances, now);

@@ -27,7 +27,13 @@ fn no_pins(_: &str) -> Vec<[u8; 32]> {
 }
 
 fn read_back(bytes: &[u8]) -> Result<Published, BundleError> {
-    read(bytes, SystemTime::now(), 0, &no_pins, &VerifiedSignatures::default())
+    read(
+        bytes,
+        SystemTime::now(),
+        0,
+        &no_pins,
+        &VerifiedSignatures::default(),
+    )
 }
 
 /// The set of one pass over `synced` after `prev`, written as the next generation.
@@ -118,7 +124,13 @@ fn a_rotation_keeps_the_old_ca_in_the_overlap_with_its_time_and_a_failed_instanc
 fn an_unchanged_pass_is_the_same_set() {
     let a = self_signed_ca("a");
     let t0 = OffsetDateTime::now_utc();
-    let first = publish(None, &[("i1", &entry("i1", &[&a]))], &[], t0, Duration::ZERO);
+    let first = publish(
+        None,
+        &[("i1", &entry("i1", &[&a]))],
+        &[],
+        t0,
+        Duration::ZERO,
+    );
     let e = entry("i1", &[&a]);
     let pass = PassSet {
         synced: vec![("i1", Some("i1"), vec![&e])],
@@ -181,7 +193,11 @@ fn every_hostile_value_is_refused_whole() {
             "instances": [{"id": "../etc", "name": null, "entries": []}]}))
         .unwrap(),
     ] {
-        assert!(read_back(&bad).is_err(), "{}", String::from_utf8_lossy(&bad));
+        assert!(
+            read_back(&bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(&bad)
+        );
     }
     // An older generation than applied.
     let e = read(
@@ -192,12 +208,25 @@ fn every_hostile_value_is_refused_whole() {
         &VerifiedSignatures::default(),
     )
     .unwrap_err();
-    assert!(matches!(e, BundleError::Older { got: 5, applied: 6 }), "{e}");
+    assert!(
+        matches!(e, BundleError::Older { got: 5, applied: 6 }),
+        "{e}"
+    );
     // A pin the current CA does not match.
     let pinned = |_: &str| vec![[7u8; 32]];
-    let e = read(&good, SystemTime::now(), 0, &pinned, &VerifiedSignatures::default()).unwrap_err();
+    let e = read(
+        &good,
+        SystemTime::now(),
+        0,
+        &pinned,
+        &VerifiedSignatures::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("pin_sha256"), "{e}");
     // Too large for etcd.
     let huge = vec![b' '; MAX_BUNDLE_BYTES + 1];
-    assert!(matches!(read_back(&huge), Err(BundleError::TooLarge { .. })));
+    assert!(matches!(
+        read_back(&huge),
+        Err(BundleError::TooLarge { .. })
+    ));
 }
