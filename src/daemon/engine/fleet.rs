@@ -36,7 +36,11 @@ pub(super) type PublisherHandle = Option<(
     tokio_util::sync::CancellationToken,
 )>;
 #[cfg(not(feature = "etcd"))]
-pub(super) type PublisherHandle = ();
+pub(super) type PublisherHandle = NoPublisher;
+
+/// No publisher: a build without the `etcd` feature.
+#[cfg(not(feature = "etcd"))]
+pub(super) struct NoPublisher;
 
 /// Starts the publisher `config` asks for.
 pub(super) fn start_publisher(
@@ -56,7 +60,7 @@ pub(super) fn start_publisher(
     {
         let _ = shared;
         match config.publish {
-            None => Ok(()),
+            None => Ok(NoPublisher),
             Some(_) => Err(crate::source::SourceError::Unsupported(
                 "[publish] needs a certsync built with the etcd feature (the Debian package and the image have it)".into(),
             )
