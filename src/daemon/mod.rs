@@ -113,10 +113,27 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
             return Err(DaemonError::Standby { waited });
         }
     }
+    // A subscriber reads the set first (or learns that etcd does not answer).
+    if let Some(mut set) = engine.fleet_watch().subscription {
+        let _ = tokio::time::timeout(SUBSCRIBER_FIRST_READ, set.wait_for(first_read_done)).await;
+    }
     let shutdown = CancellationToken::new();
     let summary = engine.pass(None, dry_run, &shutdown).await;
     engine.step_down();
     Ok(summary)
+}
+
+/// How long `once` as a subscriber waits for its first read of the set.
+const SUBSCRIBER_FIRST_READ: Duration = Duration::from_secs(15);
+
+/// A subscriber's first read is done: it has a value, or etcd did not answer.
+#[cfg(feature = "etcd")]
+fn first_read_done(s: &crate::fleet::etcd::Subscription) -> bool {
+    s.value.is_some() || (s.up && s.value.is_none()) || s.error.is_some()
+}
+#[cfg(not(feature = "etcd"))]
+fn first_read_done(_: &()) -> bool {
+    true
 }
 
 /// Waits for the next change on `rx`; never, once there is none (or it closed).
