@@ -75,6 +75,9 @@ pub enum Command {
         /// Also authenticate and list each instance's certificates (writes nothing).
         #[arg(long)]
         online: bool,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the certificates in PEM/DER files or trust folders.
     Inspect {

@@ -118,6 +118,15 @@ impl Printer {
         }
     }
 
+    /// A printer that prints nothing (`check --json` runs the text steps for their
+    /// results only).
+    pub fn discard() -> Printer {
+        Printer {
+            out: std::io::stdout(),
+            closed: true,
+        }
+    }
+
     /// Writes `args` (use [`outln!`]); nothing once stdout is closed.
     pub fn print(&mut self, args: fmt::Arguments<'_>) {
         if self.closed {

@@ -43,7 +43,9 @@ fn main() -> ExitCode {
                 commands::once(&cli.config, &logging, dry_run, json).await
             }
             Command::Status { json } => commands::status(&cli.config, &logging, json).await,
-            Command::Check { online } => commands::check(&cli.config, &logging, online).await,
+            Command::Check { online, json } => {
+                commands::check(&cli.config, &logging, online, json).await
+            }
             Command::Inspect { json, paths } => commands::inspect(&paths, json),
             #[cfg(feature = "demo")]
             Command::Demo { dir } => certsync::demo::demo(&dir, &logging).await,

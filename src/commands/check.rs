@@ -1,10 +1,18 @@
-//! `certsync check [--online]`: the resolved plan, the files on disk and those this config
-//! would no longer produce; online, the credentials proved with a real request, every
+//! `certsync check [--online] [--json]`: the resolved plan, the files on disk and those this
+//! config would no longer produce; online, the credentials proved with a real request, every
 //! instance listed, downloaded and validated, and its endpoints probed (SPEC 13), writing
-//! nothing.
+//! nothing. `--json` prints the same as one JSON object ([`Report`]): each step records its
+//! result there as it prints its line.
 
 use std::path::Path;
 use std::sync::Arc;
+
+mod report;
+
+use report::{
+    AccountPlan, CertCheck, EndpointCheck, EntryCheck, FileNow, InstanceCheck, InstancePlan,
+    Online, Problem, Report, Step,
+};
 
 use super::{EXIT_FAILED, EXIT_OK, Logging, Printer, load};
 use crate::cloud::api::ApiError;
@@ -13,30 +21,108 @@ use crate::daemon;
 use crate::source::{CloudSource, InstanceError, Source};
 use crate::text::{Untrusted, error_chain};
 
-/// `certsync check [--online]`.
-pub async fn check(path: &Path, logging: &Logging, online: bool) -> u8 {
+/// `certsync check [--online] [--json]`.
+pub async fn check(path: &Path, logging: &Logging, online: bool, json: bool) -> u8 {
+    if json {
+        return check_json(path, logging, online).await;
+    }
     let config = match load(path, logging) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let mut out = Printer::stdout();
+    let mut report = Report::default();
     outln!(out, "configuration {} is valid\n", path.display());
     outln!(out, "{}", config.describe());
-    print_files_on_disk(&mut out, &config);
+    print_files_on_disk(&mut out, &config, &mut report);
     if !online {
         out.flush();
         return EXIT_OK;
     }
     outln!(out, "\nonline check:");
-    let code = check_online(&mut out, &config).await;
+    let code = check_online(&mut out, &config, &mut report).await;
     out.flush();
     code
+}
+
+/// `check --json`: the text steps run with their output discarded, their results recorded,
+/// then printed as one object. An invalid config is `valid: false` with its problems (exit 78).
+async fn check_json(path: &Path, logging: &Logging, online: bool) -> u8 {
+    let mut report = Report {
+        config: path.display().to_string(),
+        ..Report::default()
+    };
+    let mut out = Printer::stdout();
+    let config = match crate::config::load(path) {
+        Ok(c) => {
+            super::init_logging(logging, Some(&c));
+            c
+        }
+        Err(e) => {
+            report.problems = e
+                .problems
+                .iter()
+                .map(|p| Problem {
+                    key: p.key.clone(),
+                    message: p.message.clone(),
+                })
+                .collect();
+            outln!(out, "{}", json_text(&report));
+            out.flush();
+            return super::EXIT_CONFIG;
+        }
+    };
+    report.valid = true;
+    report.accounts = config
+        .accounts
+        .iter()
+        .map(|a| AccountPlan {
+            name: a.name.clone(),
+            endpoint: a.cloud.endpoint.to_string(),
+            auth_method: a.auth.method(),
+            max_requests_per_second: a.cloud.max_requests_per_second,
+        })
+        .collect();
+    report.instances = config
+        .instances
+        .iter()
+        .map(|i| InstancePlan {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            account: i.account.clone(),
+            categories: i.categories.clone(),
+            endpoints: i.endpoints.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    report.hooks = config.hooks.iter().map(|h| h.name.clone()).collect();
+    report.trust_dir = config.trust.dir.display().to_string();
+    report.warnings = config.warnings.iter().map(ToString::to_string).collect();
+    let mut silent = Printer::discard();
+    print_files_on_disk(&mut silent, &config, &mut report);
+    let mut code = EXIT_OK;
+    if online {
+        code = check_online(&mut silent, &config, &mut report).await;
+    }
+    outln!(out, "{}", json_text(&report));
+    out.flush();
+    code
+}
+
+fn json_text(report: &Report) -> String {
+    serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// `check --online`: proves the credentials with a real request, then runs each configured
 /// instance's whole list, download and validation (the pass's own `sync_instance`, host
 /// allowlist and every SPEC 6 rule included) and prints what it would write, writing nothing.
-async fn check_online(out: &mut Printer, config: &Config) -> u8 {
+async fn check_online(out: &mut Printer, config: &Config, report: &mut Report) -> u8 {
+    let online = report.online.insert(Online::default());
+    let code = check_online_steps(out, config, online).await;
+    online.ok = code == EXIT_OK;
+    code
+}
+
+async fn check_online_steps(out: &mut Printer, config: &Config, report: &mut Online) -> u8 {
     let shared = Arc::new(crate::status::Shared::default());
     let config_arc = Arc::new(config.clone());
     let cloud = match CloudSource::new(&config_arc, &shared) {
@@ -47,6 +133,11 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
                 "  building the HTTP client failed: {}",
                 Untrusted(&error_chain(&e))
             );
+            report.accounts.push(Step {
+                name: "http client".into(),
+                ok: false,
+                detail: error_chain(&e),
+            });
             return EXIT_FAILED;
         }
     };
@@ -69,28 +160,31 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
             Ok(project_id) => api.probe_credentials().await.map(|()| project_id),
             Err(e) => Err(ApiError::Auth(e)),
         };
-        match authenticated {
-            Ok(project_id) => outln!(
-                out,
-                "  authenticate ({who}): ok, project {project_id}: ListInstances accepted the credentials"
+        let (ok, detail) = match authenticated {
+            Ok(project_id) => (
+                true,
+                format!("ok, project {project_id}: ListInstances accepted the credentials"),
             ),
             // 403 is the gateway's answer for credentials it authenticated but whose policy
             // does not allow ListInstances (a refused signature or token is 401): the
             // instances below then prove the credentials for the operation certsync needs.
-            Err(ApiError::Status { fault, .. }) if fault.status == 403 => outln!(
-                out,
-                "  authenticate ({who}): the credentials were accepted, but ListInstances is not allowed for them: {}",
-                Untrusted(&fault.to_string())
+            Err(ApiError::Status { fault, .. }) if fault.status == 403 => (
+                true,
+                format!(
+                    "the credentials were accepted, but ListInstances is not allowed for them: {fault}"
+                ),
             ),
             Err(e) => {
-                outln!(
-                    out,
-                    "  authenticate ({who}): failed: {}",
-                    Untrusted(&error_chain(&e))
-                );
                 refused = true;
+                (false, format!("failed: {}", error_chain(&e)))
             }
-        }
+        };
+        outln!(out, "  authenticate ({who}): {}", Untrusted(&detail));
+        report.accounts.push(Step {
+            name: account.name.clone(),
+            ok,
+            detail,
+        });
     }
     if refused {
         out.flush();
@@ -126,16 +220,24 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
     }
     for (inst, result) in outcomes {
         let name = Untrusted(inst.display_name());
+        let mut checked = InstanceCheck {
+            id: inst.id.clone(),
+            name: inst.display_name().to_string(),
+            ..InstanceCheck::default()
+        };
         match result.map_err(|e| describe_instance_failure(&e)) {
             Ok(entries) => {
                 outln!(out, "  instance {name}: ok");
+                checked.ok = true;
                 for entry in &entries {
+                    let file = config.trust.dir.join(&entry.file_name);
                     outln!(
                         out,
                         "    {}: would write {}",
                         Untrusted(&entry.category),
-                        config.trust.dir.join(&entry.file_name).display()
+                        file.display()
                     );
+                    let mut certs = Vec::new();
                     for cert in &entry.certs {
                         outln!(
                             out,
@@ -144,7 +246,17 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
                             crate::cert::rfc3339(cert.not_after),
                             Untrusted(&cert.subject)
                         );
+                        certs.push(CertCheck {
+                            sha256: cert.fingerprint(),
+                            not_after: crate::cert::rfc3339(cert.not_after),
+                            subject: cert.subject.clone(),
+                        });
                     }
+                    checked.entries.push(EntryCheck {
+                        category: entry.category.clone(),
+                        file: file.display().to_string(),
+                        certs,
+                    });
                 }
                 if verifying {
                     let endpoints = if inst.endpoints.is_empty() {
@@ -152,16 +264,18 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
                     } else {
                         inst.endpoints.clone()
                     };
-                    if !probe_endpoints(out, config, &endpoints, &entries).await {
+                    if !probe_endpoints(out, config, &endpoints, &entries, &mut checked).await {
                         code = EXIT_FAILED;
                     }
                 }
             }
             Err(failure) => {
                 outln!(out, "  instance {name}: {}", Untrusted(&failure));
+                checked.error = Some(failure);
                 code = EXIT_FAILED;
             }
         }
+        report.instances.push(checked);
         out.flush();
     }
     for (index, query) in config.discover.iter().enumerate() {
@@ -176,19 +290,27 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
                 let total = found.instances.len();
                 let with_ssl = found.instances.iter().filter(|i| i.ssl).count();
                 let kept = if query.ssl_only { with_ssl } else { total };
-                outln!(
-                    out,
-                    "  discover[{index}]: ListInstances found {total} instance(s), {with_ssl} with SSL; {kept} would be synced"
+                let found_text = format!(
+                    "ListInstances found {total} instance(s), {with_ssl} with SSL; {kept} would be synced"
                 );
+                outln!(out, "  discover[{index}]: {found_text}");
                 // A listing cut short leaves instances out of every pass: a failure here, a
                 // warning in the daemon.
-                if let Some(cut) = found.truncated {
+                if let Some(cut) = &found.truncated {
                     outln!(
                         out,
                         "  discover[{index}]: failed: the listing is incomplete: {cut}"
                     );
                     code = EXIT_FAILED;
                 }
+                report.discover.push(Step {
+                    name: format!("discover[{index}]"),
+                    ok: found.truncated.is_none(),
+                    detail: match &found.truncated {
+                        Some(cut) => format!("the listing is incomplete: {cut}"),
+                        None => found_text,
+                    },
+                });
             }
             Err(e) => {
                 outln!(
@@ -196,6 +318,11 @@ async fn check_online(out: &mut Printer, config: &Config) -> u8 {
                     "  discover[{index}]: ListInstances failed: {}",
                     Untrusted(&error_chain(&e))
                 );
+                report.discover.push(Step {
+                    name: format!("discover[{index}]"),
+                    ok: false,
+                    detail: format!("ListInstances failed: {}", error_chain(&e)),
+                });
                 code = EXIT_FAILED;
             }
         }
@@ -210,6 +337,7 @@ async fn probe_endpoints(
     config: &Config,
     endpoints: &[crate::endpoint::Endpoint],
     entries: &[crate::store::DesiredEntry],
+    checked: &mut InstanceCheck,
 ) -> bool {
     let anchors = crate::verify::anchors(entries.iter().flat_map(|e| e.certs.iter()));
     let mut ok = true;
@@ -225,6 +353,14 @@ async fn probe_endpoints(
             .leaf_not_after
             .map(|t| format!(", leaf notAfter {}", crate::cert::rfc3339(t)))
             .unwrap_or_default();
+        checked.endpoints.push(EndpointCheck {
+            endpoint: endpoint.to_string(),
+            verified: probed.outcome == crate::verify::Outcome::Verified,
+            result: probed.outcome.reason(),
+            detail: probed.outcome.to_string(),
+            anchor: probed.anchor.clone(),
+            leaf_not_after: probed.leaf_not_after.map(crate::cert::rfc3339),
+        });
         match (&probed.outcome, &probed.anchor) {
             (crate::verify::Outcome::Verified, Some(anchor)) => outln!(
                 out,
@@ -270,10 +406,11 @@ fn describe_instance_failure(err: &InstanceError) -> String {
 }
 
 /// What the trust folder holds now, with days left (read-only: nothing is created or locked).
-fn print_files_on_disk(out: &mut Printer, config: &Config) {
+fn print_files_on_disk(out: &mut Printer, config: &Config, report: &mut Report) {
     let store = match crate::store::StoreView::open(daemon::store_options(config)) {
         Ok(store) => store,
         Err(e) => {
+            report.folder_error = Some(error_chain(&e));
             outln!(
                 out,
                 "\ntrust folder: cannot read it: {}",
@@ -308,6 +445,13 @@ fn print_files_on_disk(out: &mut Printer, config: &Config) {
             orphans.len()
         );
         for entry in &orphans {
+            report.no_longer_produced.push(FileNow {
+                path: entry.path.display().to_string(),
+                instance: entry.instance_id.clone(),
+                category: entry.category.clone(),
+                not_after: entry.not_after.map(crate::cert::rfc3339),
+                days_left: None,
+            });
             outln!(
                 out,
                 "  {} (instance {}, category {})",
@@ -322,6 +466,13 @@ fn print_files_on_disk(out: &mut Printer, config: &Config) {
         time::Duration::try_from(config.sync.expiry_warning).unwrap_or(time::Duration::MAX);
     outln!(out, "\ntrust folder now:");
     for entry in current {
+        report.files.push(FileNow {
+            path: entry.path.display().to_string(),
+            instance: entry.instance_id.clone(),
+            category: entry.category.clone(),
+            not_after: entry.not_after.map(crate::cert::rfc3339),
+            days_left: entry.not_after.map(|t| (t - now).whole_days()),
+        });
         let (not_after, left) = match entry.not_after {
             Some(t) => {
                 let left = t - now;

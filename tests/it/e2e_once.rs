@@ -897,3 +897,54 @@ async fn once_json_prints_one_object_per_instance_file_and_the_failure_of_one() 
     assert!(text.contains("\"status\":\"would_update\""), "{text}");
     assert!(text.contains("\"status\":\"unchanged\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_json_is_one_object_offline_online_and_for_a_bad_config() {
+    let h = Harness::new(2).await;
+    let out = h.certsync(&["check", "--json"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["accounts"][0]["name"], "default");
+    assert_eq!(doc["accounts"][0]["auth_method"], "token");
+    assert_eq!(doc["instances"][1]["id"], h.id(1).as_str());
+    assert!(doc["online"].is_null(), "{doc}");
+
+    h.once().await;
+    h.sim.set_fault(
+        &h.id(1),
+        Fault::ApiStatus {
+            status: 500,
+            times: None,
+        },
+    );
+    let out = h.certsync(&["check", "--online", "--json"]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["files"].as_array().unwrap().len(), 2, "{doc}");
+    let online = &doc["online"];
+    assert_eq!(online["ok"], false);
+    assert_eq!(online["accounts"][0]["ok"], true, "{online}");
+    let inst0 = &online["instances"][0];
+    assert_eq!(inst0["ok"], true, "{online}");
+    assert_eq!(
+        inst0["entries"][0]["certs"][0]["sha256"],
+        h.sim.ca(&h.id(0), "international").sha256_hex.as_str()
+    );
+    let inst1 = &online["instances"][1];
+    assert_eq!(inst1["ok"], false, "{online}");
+    assert!(inst1["error"].as_str().unwrap().contains("500"), "{online}");
+
+    std::fs::write(&h.config, "[sync]\ninterval = \"1s\"\n").unwrap();
+    let out = h.certsync(&["check", "--json"]).await;
+    assert_eq!(code(&out), 78, "{}", all_output(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["valid"], false);
+    let keys: Vec<&str> = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"sync.interval"), "{doc}");
+}
