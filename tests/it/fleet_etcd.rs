@@ -851,12 +851,27 @@ fn sha256_hex(der: &[u8]) -> String {
 }
 
 /// `bundle` with instance 0's first entry's current CAs set to `[fp]`, the PEM `pem` under
-/// `fp` in `cas`, and `generation`.
+/// `fp` in `cas` (and no CA left there that nothing refers to), and `generation`.
 fn with_current(bundle: &serde_json::Value, fp: &str, pem: &str, generation: u64) -> Vec<u8> {
     let mut b = bundle.clone();
     b["cas"][fp] = pem.into();
     b["instances"][0]["entries"][0]["current"] = serde_json::json!([fp]);
     b["generation"] = generation.into();
+    let mut used = std::collections::BTreeSet::new();
+    for inst in b["instances"].as_array().unwrap() {
+        for entry in inst["entries"].as_array().unwrap() {
+            for c in entry["current"].as_array().unwrap() {
+                used.insert(c.as_str().unwrap().to_string());
+            }
+            for o in entry["overlap"].as_array().into_iter().flatten() {
+                used.insert(o["sha256"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    b["cas"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|k, _| used.contains(k));
     serde_json::to_vec(&b).unwrap()
 }
 
