@@ -351,9 +351,14 @@ impl Fleet {
                 }
             }
             d.tick(|| {
+                let logs: Vec<String> = nodes
+                    .iter()
+                    .map(|n| format!("--- {}:\n{}", n.name, n.log()))
+                    .collect();
                 format!(
-                    "no leader among the publishers; {}/leader = {id:?}",
-                    self.prefix
+                    "no leader among the publishers; {}/leader = {id:?}\n{}",
+                    self.prefix,
+                    logs.join("\n")
                 )
             })
             .await;
