@@ -86,6 +86,7 @@ fn crash(dir: &Path) {
                 category: category.into(),
                 file_name: format!("{id}-{category}.crt"),
                 certs,
+                kept: Vec::new(),
             });
         }
         input
@@ -110,6 +111,7 @@ fn atomic(dir: &Path) {
                 category: "international".into(),
                 file_name: format!("{id}-international.crt"),
                 certs: vec![cas[(i + k) % cas.len()].cert.clone()],
+                kept: Vec::new(),
             });
         }
         input

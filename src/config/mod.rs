@@ -48,6 +48,9 @@ pub use section::cloud::{
     MAX_MAX_REQUESTS_PER_SECOND, SERVICES,
 };
 pub use section::discover::{DEFAULT_SSL_ONLY, Discover};
+pub use section::fleet::{
+    DEFAULT_LEASE_TTL, Etcd, MAX_ETCD_ENDPOINTS, MAX_LEASE_TTL, MIN_LEASE_TTL, Publish,
+};
 pub use section::instance::Instance;
 pub use section::log::{Log, LogFormat};
 pub use section::server::Server;
@@ -67,8 +70,9 @@ pub use system_dirs::{FORBIDDEN_TRUST_DIRS, SYSTEM_CA_DIRS};
 pub struct Config {
     /// The file it was read from (absolute).
     pub source: PathBuf,
-    /// The cloud accounts (SPEC 15), at least one, names unique: `default` (`[cloud]` +
-    /// `[auth]`) first when written, then each `[[account]]` in file order.
+    /// The cloud accounts (SPEC 15), names unique: `default` (`[cloud]` + `[auth]`) first
+    /// when written, then each `[[account]]` in file order; at least one unless this is a
+    /// subscriber (`subscribe`).
     pub accounts: Vec<CloudAccount>,
     /// `[sync]`.
     pub sync: SyncSettings,
@@ -80,7 +84,13 @@ pub struct Config {
     pub verify: Verify,
     /// `[[discover]]`: instances found through ListInstances join `instances` at each pass.
     pub discover: Vec<Discover>,
-    /// `[[instance]]`, in file order; at least one.
+    /// `[publish]`: this certsync publishes for the fleet when it leads (SPEC 14).
+    pub publish: Option<Publish>,
+    /// `[source] kind = "etcd"`: this certsync is a subscriber of a fleet's bundle (SPEC 14);
+    /// `None`: it reads the cloud.
+    pub subscribe: Option<Etcd>,
+    /// `[[instance]]`, in file order; at least one unless `[[discover]]` or `subscribe` bring
+    /// instances (a subscriber's list, when given, selects from the bundle).
     pub instances: Vec<Instance>,
     /// `[[hook]]`, in file order.
     pub hooks: Vec<Hook>,

@@ -27,7 +27,9 @@ use super::schema;
 use super::section::account::{self, CloudAccount, DEFAULT_ACCOUNT};
 use super::section::instance::{Instance, ReadInstance};
 use super::section::trust::{PROBE_CATEGORY, Trust};
-use super::section::{auth, cloud, discover, hook, instance, log, server, sync, trust, verify};
+use super::section::{
+    auth, cloud, discover, fleet, hook, instance, log, server, sync, trust, verify,
+};
 use super::{Config, Problem};
 use crate::names::{self, Piece};
 
@@ -62,9 +64,33 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
     let mut fs = FsChecks::default();
     let top = Section::open(&mut p, "", table, &schema::top_keys());
 
+    // The fleet roles (SPEC 14): a subscriber needs no cloud account, and its instances come
+    // from the published bundle (like discovered ones).
+    let publish = top
+        .has(fleet::PUBLISH_SCHEMA.name)
+        .then(|| top.table(&mut p, fleet::PUBLISH_SCHEMA.name))
+        .flatten()
+        .and_then(|t| fleet::read_publish(&mut p, t, &base));
+    let subscribe = top
+        .has(fleet::SOURCE_SCHEMA.name)
+        .then(|| top.table(&mut p, fleet::SOURCE_SCHEMA.name))
+        .flatten()
+        .and_then(|t| fleet::read_source(&mut p, t, &base));
+    if publish.is_some() && subscribe.is_some() {
+        p.push(
+            "source.kind",
+            "\"etcd\" makes this certsync a subscriber, which cannot also publish ([publish]): a publisher reads the cloud",
+        );
+    }
+    let subscribing = subscribe.is_some();
+
     // `names` holds every account's name, also of those with a problem (so that their
     // instances are not reported again).
-    let (accounts, names) = accounts(&mut p, &mut fs, &top, table, &base, env);
+    let (accounts, mut names) = accounts(&mut p, &mut fs, &top, table, &base, env, subscribing);
+    if subscribing && names.is_empty() {
+        // A subscriber's instances name no account: it reads no cloud.
+        names.push(DEFAULT_ACCOUNT.to_string());
+    }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let sync = top
         .table(&mut p, sync::SCHEMA.name)
@@ -74,9 +100,16 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
         .table(&mut p, trust::SCHEMA.name)
         .map(|t| trust::read(&mut p, &mut fs, t, &base, overlaps));
     let discover = discover::read(&mut p, &top, &names);
-    let instances = instance::read(&mut p, &top, !discover.is_empty(), &names);
+    if subscribing && !discover.is_empty() {
+        p.push(
+            "discover",
+            "a subscriber ([source] kind = \"etcd\") takes its instances from the published bundle; [[discover]] is a publisher's",
+        );
+    }
+    let from_elsewhere = !discover.is_empty() || subscribing;
+    let instances = instance::read(&mut p, &top, from_elsewhere, &names);
     if let Some(trust) = &trust {
-        check_files(&mut p, trust, &instances, !discover.is_empty());
+        check_files(&mut p, trust, &instances, from_elsewhere);
     }
     let hooks = hook::read(&mut p, &top, &instances, &base);
     let server = match top.table(&mut p, server::SCHEMA.name) {
@@ -100,6 +133,8 @@ pub(super) fn pure(table: &Table, source: PathBuf, env: &dyn Fn(&str) -> Option<
             server,
             verify,
             discover,
+            publish,
+            subscribe,
             instances: instances.into_iter().filter_map(|i| i.valid).collect(),
             hooks,
             log,
@@ -124,12 +159,13 @@ fn accounts(
     table: &Table,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    subscribing: bool,
 ) -> (Vec<Option<CloudAccount>>, Vec<String>) {
     let others = top.has(account::SCHEMA.name);
     let written = top.has(cloud::SCHEMA.name) || top.has(auth::SCHEMA.name);
     let mut out = Vec::new();
     let mut taken = Vec::new();
-    if written || !others {
+    if written || (!others && !subscribing) {
         let method = auth::peek_method(table);
         let cloud = top.table(p, cloud::SCHEMA.name).map(|t| {
             cloud::read(

@@ -9,7 +9,7 @@
 
 use super::keys::SectionSchema;
 use super::section::{
-    account, auth, cloud, discover, hook, instance, log, server, sync, trust, verify,
+    account, auth, cloud, discover, fleet, hook, instance, log, server, sync, trust, verify,
 };
 
 /// Every section, in the order the file is read (and unknown-key messages list them).
@@ -24,6 +24,8 @@ pub const SCHEMA: &[SectionSchema] = &[
     hook::SCHEMA,
     server::SCHEMA,
     verify::SCHEMA,
+    fleet::PUBLISH_SCHEMA,
+    fleet::SOURCE_SCHEMA,
     log::SCHEMA,
 ];
 

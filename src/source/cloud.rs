@@ -271,6 +271,7 @@ impl CloudSource {
                 file_name: config.trust.file_name_for(inst, &category),
                 category,
                 certs,
+                kept: Vec::new(),
             })
             .collect())
     }

@@ -76,8 +76,8 @@ mod write;
 
 pub use locked::Store;
 pub use types::{
-    Change, DEFAULT_ROTATION_OVERLAP_MAX, DesiredEntry, EntryOutcome, EntryState, Evidence, Layout,
-    OpaqueState, OverlapState, PassInput, Preview, RemovedFile, StoreError, StoreOptions,
+    Change, DEFAULT_ROTATION_OVERLAP_MAX, DesiredEntry, EntryOutcome, EntryState, Evidence, KeptCa,
+    Layout, OpaqueState, OverlapState, PassInput, Preview, RemovedFile, StoreError, StoreOptions,
     StoreReport, StoreState, UNPRODUCED_PASSES, Unproduced, Verified, WriteMode,
 };
 pub use view::{StorePlan, StoreView};

@@ -29,6 +29,7 @@ mod overlap;
 use crate::cert::Cert;
 pub(crate) use content::Content;
 use content::pem_file;
+pub(crate) use overlap::{Previous, carry_over};
 pub(super) use overlap::{still_kept, window_end};
 
 /// Who asked for a write or a removal (for the report).
@@ -114,7 +115,7 @@ pub(crate) fn plan(
 ) -> Plan {
     let mut certs: HashMap<String, &Cert> = pool.iter().map(|(fp, c)| (fp.clone(), c)).collect();
     for entry in &input.updates {
-        for cert in &entry.certs {
+        for cert in entry.certs.iter().chain(entry.kept.iter().map(|k| &k.cert)) {
             certs.entry(cert.fingerprint()).or_insert(cert);
         }
     }
@@ -369,34 +370,44 @@ impl<'a> Planner<'a> {
             return Err(StoreError::Unmanaged { path });
         }
 
-        let (prev_current, mut replaced): (&[String], Vec<Replaced>) = match prev {
+        let (prev_current, prev_replaced): (&[String], &[Replaced]) = match prev {
             Some(Record::Instance {
                 current, replaced, ..
-            }) => (current, replaced.clone()),
-            _ => (&[], Vec::new()),
+            }) => (current, replaced),
+            _ => (&[], &[]),
         };
-        // A CA that comes back is current again; one that left is replaced as of now.
-        replaced.retain(|r| !fingerprints.contains(&r.sha256));
-        for fp in prev_current {
-            if fingerprints.contains(fp) || replaced.iter().any(|r| &r.sha256 == fp) {
-                continue;
-            }
-            if let Some(cert) = self.certs.get(fp) {
-                replaced.push(Replaced {
-                    sha256: fp.clone(),
-                    replaced_at: self.now,
-                    not_after: cert.not_after,
-                });
-            }
-        }
         let endpoints = self
             .input
             .evidence
             .get(&entry.instance_id)
             .map(Vec::as_slice);
-        replaced.retain(|r| {
-            still_kept(r, self.now, self.opts, endpoints) && self.certs.contains_key(&r.sha256)
-        });
+        let certs = &self.certs;
+        let mut replaced = carry_over(
+            Previous {
+                current: prev_current,
+                replaced: prev_replaced,
+            },
+            fingerprints,
+            |fp| certs.get(fp).map(|c| c.not_after),
+            self.now,
+            self.opts,
+            endpoints,
+        );
+        // What the source says to keep (a fleet publisher's overlap), as it says.
+        for k in &entry.kept {
+            let fp = k.cert.fingerprint();
+            if fingerprints.contains(&fp) || k.cert.not_after <= self.now {
+                continue;
+            }
+            match replaced.iter_mut().find(|r| r.sha256 == fp) {
+                Some(r) => r.replaced_at = k.replaced_at,
+                None => replaced.push(Replaced {
+                    sha256: fp,
+                    replaced_at: k.replaced_at,
+                    not_after: k.cert.not_after,
+                }),
+            }
+        }
         replaced.sort_by(|a, b| {
             b.replaced_at
                 .cmp(&a.replaced_at)

@@ -120,6 +120,20 @@ pub struct DesiredEntry {
     pub file_name: String,
     /// Validated, deduplicated, current CAs in API order.
     pub certs: Vec<Cert>,
+    /// Replaced CAs the source says the file keeps, with when each was replaced: a fleet
+    /// publisher's overlap (SPEC 14), so a host that never saw them current still holds them.
+    /// Kept until their notAfter or until the source stops listing them (then the store's own
+    /// `rotation_overlap` rule applies from `replaced_at`). Empty for the cloud source.
+    pub kept: Vec<KeptCa>,
+}
+
+/// A replaced CA a source says to keep (see [`DesiredEntry::kept`]).
+#[derive(Clone, Debug)]
+pub struct KeptCa {
+    /// The validated CA.
+    pub cert: Cert,
+    /// When it left the current set.
+    pub replaced_at: OffsetDateTime,
 }
 
 /// Everything a pass hands to the store.

@@ -23,6 +23,7 @@ fn input(id: &str, ca: &Cert) -> PassInput {
             category: "international".into(),
             file_name: "orders-international.crt".into(),
             certs: vec![ca.clone()],
+            kept: Vec::new(),
         }],
         synced: [id.to_string()].into(),
         configured: [id.to_string()].into(),

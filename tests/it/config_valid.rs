@@ -671,13 +671,14 @@ fn the_shipped_example_shows_every_key() {
         }
     }
     assert!(missing.is_empty(), "example lacks keys: {missing:?}");
-    // Every section of SPEC 3 (and SPEC 13's [verify], SPEC 15's [[account]]) is in the schema.
+    // Every section of SPEC 3 (and SPEC 13's [verify], SPEC 14's [publish] and [source],
+    // SPEC 15's [[account]]) is in the schema.
     let names: Vec<&str> = config::SCHEMA.iter().map(|s| s.name).collect();
     assert_eq!(
         names,
         [
             "cloud", "auth", "account", "sync", "trust", "instance", "discover", "hook", "server",
-            "verify", "log"
+            "verify", "publish", "source", "log"
         ]
     );
     // Every key of SPEC 3 works now: nothing is marked unsupported any more.
@@ -972,4 +973,43 @@ fn a_pid_file_another_user_can_write_draws_a_warning() {
     let text = text.replace("run/app.pid", "nowhere/app.pid");
     let c = load_in(dir.path(), &text);
     assert_warning(&c, None, &[], "missing folder");
+}
+
+#[test]
+fn a_subscriber_needs_no_cloud_and_no_instances_and_a_publisher_keeps_its_cloud() {
+    let c = parse(
+        r#"[source]
+kind = "etcd"
+endpoints = ["http://127.0.0.1:2379"]
+prefix = "/certsync/prod"
+
+[trust]
+dir = "trust"
+"#,
+    );
+    assert!(c.accounts.is_empty() && c.instances.is_empty());
+    let etcd = c.subscribe.expect("a subscriber");
+    assert_eq!(etcd.bundle_key(), "/certsync/prod/bundle");
+    assert!(c.publish.is_none());
+
+    let c = parse(&format!(
+        "{MINIMAL}\n[publish]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/c\"\nlease_ttl = \"5s\"\n"
+    ));
+    let publish = c.publish.expect("a publisher");
+    assert_eq!(publish.lease_ttl, std::time::Duration::from_secs(5));
+    assert_eq!(c.accounts.len(), 1);
+    assert!(c.subscribe.is_none());
+}
+
+#[test]
+fn a_subscriber_cannot_publish_nor_discover() {
+    let text = format!(
+        "{MINIMAL}\n[publish]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/c\"\n\
+         [source]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/c\"\n\
+         [[discover]]\nname = \"*\"\n"
+    );
+    let e = config::parse(&text, Path::new("/srv/conf/certsync.toml")).unwrap_err();
+    let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"source.kind"), "{e}");
+    assert!(keys.contains(&"discover"), "{e}");
 }

@@ -67,6 +67,14 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
     let dir = trust_dir(&tmp);
     let stop = AtomicBool::new(false);
     let reads = AtomicUsize::new(0);
+    /// Stops the reader however the writer's side ends: a failed assertion there must fail
+    /// the test, not leave the scope waiting for a reader that never stops.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
         // The reader: through every visible name, and through one `..data` at a time.
         let reader = s.spawn(|| {
@@ -93,6 +101,7 @@ fn a_reader_never_sees_a_partial_or_mixed_set_and_kills_leave_it_whole() {
             }
         });
 
+        let _stop = StopOnDrop(&stop);
         for round in 0..20 {
             let child = spawn_writer("atomic", &dir, false);
             let passes_first = 2 + fastrand::usize(0..3);

@@ -11,6 +11,7 @@ pub(super) mod account;
 pub(super) mod auth;
 pub(super) mod cloud;
 pub(super) mod discover;
+pub(super) mod fleet;
 pub(super) mod hook;
 pub(super) mod instance;
 pub(super) mod log;

@@ -37,6 +37,49 @@ pub(in crate::store) fn still_kept(
         })
 }
 
+/// What a file (or a published set) held before a pass.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Previous<'a> {
+    /// Its current CAs' fingerprints.
+    pub current: &'a [String],
+    /// Its replaced CAs.
+    pub replaced: &'a [Replaced],
+}
+
+/// The replaced CAs after a pass whose current set is `current`: a CA that comes back is
+/// current again, one that left is replaced as of `now`, and each is kept by [`still_kept`]
+/// (a CA whose notAfter `not_after` cannot tell is dropped). The store's rule for its files,
+/// and a fleet publisher's for its published set (SPEC 14).
+pub(crate) fn carry_over(
+    prev: Previous<'_>,
+    current: &[String],
+    not_after: impl Fn(&str) -> Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    opts: &StoreOptions,
+    endpoints: Option<&[Option<Verified>]>,
+) -> Vec<Replaced> {
+    let mut replaced: Vec<Replaced> = prev
+        .replaced
+        .iter()
+        .filter(|r| !current.contains(&r.sha256))
+        .cloned()
+        .collect();
+    for fp in prev.current {
+        if current.contains(fp) || replaced.iter().any(|r| &r.sha256 == fp) {
+            continue;
+        }
+        if let Some(not_after) = not_after(fp) {
+            replaced.push(Replaced {
+                sha256: fp.clone(),
+                replaced_at: now,
+                not_after,
+            });
+        }
+    }
+    replaced.retain(|r| still_kept(r, now, opts, endpoints) && not_after(&r.sha256).is_some());
+    replaced
+}
+
 /// `from + d`; an overlap too long to represent never ends.
 pub(in crate::store) fn window_end(from: OffsetDateTime, d: Duration) -> OffsetDateTime {
     time::Duration::try_from(d)

@@ -93,6 +93,7 @@ pub fn entry(id: &str, category: &str, certs: &[&TestCa]) -> DesiredEntry {
         category: category.to_string(),
         file_name: format!("{id}-{category}.crt"),
         certs: certs.iter().map(|c| c.cert.clone()).collect(),
+        kept: Vec::new(),
     }
 }
 
