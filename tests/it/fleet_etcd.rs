@@ -272,14 +272,18 @@ impl Fleet {
 
     /// A publisher: the simulator's `[cloud]`, `[auth]`, `[sync]` (interval 1h: it polls when
     /// it becomes the leader and on SIGUSR1), `[trust]` and instances, with `[publish]`.
-    /// Started.
+    /// Endpoint verification is off: the simulator's node addresses answer nothing, and its
+    /// ListInstances requests are not what these tests count. Started.
     fn publisher(&self, name: &str) -> Node {
         let (dir, port) = self.node_dir(name);
-        std::fs::copy(&self.h.token_file, dir.join("token")).unwrap();
+        let token = dir.join("token");
+        std::fs::copy(&self.h.token_file, &token).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let text = self.h.config_text(&Extra {
             no_hook: true,
             tail: format!(
-                "\n[publish]\nbackend = \"etcd\"\n{}lease_ttl = \"{}s\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+                "\n[publish]\nbackend = \"etcd\"\n{}lease_ttl = \"{}s\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\n[verify]\nenabled = false\n",
                 self.connection(&dir, name),
                 LEASE_TTL.as_secs()
             ),
