@@ -22,6 +22,7 @@ pub mod demo;
 pub mod endpoint;
 pub mod fetch;
 pub mod files;
+pub mod fleet;
 pub mod fuzzing;
 pub mod hooks;
 pub mod inspect;

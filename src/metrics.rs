@@ -25,6 +25,7 @@ pub struct Metrics {
     pass_duration: Histogram,
     last_pass_success: Gauge,
     pass_interval: Gauge,
+    fleet: Fleet,
     last_success: Family<Labels, Gauge>,
     not_after: Family<Labels, Gauge>,
     cert_changes: Family<Labels, Counter>,
@@ -178,10 +179,12 @@ impl Metrics {
             "Always 1; the version of the running certsync in its label",
             build_info,
         );
+        let fleet = Fleet::register(&mut registry);
         Metrics {
             registry,
             last_pass_success,
             pass_interval,
+            fleet,
             store_errors,
             pass,
             pass_duration,
@@ -212,6 +215,38 @@ impl Metrics {
     /// A pass ended (now).
     pub fn pass(&self, result: &'static str, duration: Duration) {
         self.pass_ended(result, duration, SystemTime::now());
+    }
+
+    /// A publisher leads, or not (SPEC 14).
+    pub fn leader(&self, leading: bool) {
+        self.fleet
+            .leader
+            .get_or_create(&Vec::new())
+            .set(i64::from(leading));
+    }
+
+    /// A publication ended: `ok`, `unchanged`, `refused`, `too_large` or `failed`.
+    pub fn published(&self, result: &'static str) {
+        self.fleet
+            .publish
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    /// A subscriber's etcd answers, or not.
+    pub fn source_up(&self, up: bool) {
+        self.fleet
+            .source_up
+            .get_or_create(&Vec::new())
+            .set(i64::from(up));
+    }
+
+    /// The generation a subscriber applied.
+    pub fn source_generation(&self, generation: u64) {
+        self.fleet
+            .source_generation
+            .get_or_create(&Vec::new())
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
     /// The configuration's `sync.interval` plus `sync.jitter`.
@@ -401,6 +436,48 @@ fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The fleet roles' metrics (SPEC 14). Families without labels, so that a series exists only
+/// on a daemon in that role: a cloud-source daemon has no `certsync_source_up` (an alert on
+/// it being 0 must not fire there), and only publishers have `certsync_leader`.
+struct Fleet {
+    leader: Family<Labels, Gauge>,
+    publish: Family<Labels, Counter>,
+    source_up: Family<Labels, Gauge>,
+    source_generation: Family<Labels, Gauge>,
+}
+
+impl Fleet {
+    fn register(registry: &mut Registry) -> Fleet {
+        let fleet = Fleet {
+            leader: Family::default(),
+            publish: Family::default(),
+            source_up: Family::default(),
+            source_generation: Family::default(),
+        };
+        registry.register(
+            "certsync_leader",
+            "1 while this publisher leads the fleet and polls the cloud, else 0",
+            fleet.leader.clone(),
+        );
+        registry.register(
+            "certsync_publish",
+            "Publications of the fleet's set, by result (ok, unchanged, refused, too_large, failed)",
+            fleet.publish.clone(),
+        );
+        registry.register(
+            "certsync_source_up",
+            "1 while this subscriber's etcd answers, else 0",
+            fleet.source_up.clone(),
+        );
+        registry.register(
+            "certsync_source_generation",
+            "The generation of the fleet's set this subscriber applied",
+            fleet.source_generation.clone(),
+        );
+        fleet
+    }
 }
 
 #[cfg(test)]

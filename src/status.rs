@@ -112,6 +112,9 @@ pub struct StatusSnapshot {
     pub failing_hooks: Vec<String>,
     /// What the last pass could not write in the trust folder (path and error), SPEC 7.
     pub store_errors: Vec<String>,
+    /// Why the source cannot be used (a fleet subscriber's etcd unreachable, or its set
+    /// refused), SPEC 14.
+    pub source_error: Option<String>,
     /// End of the last pass, RFC 3339.
     pub last_pass: Option<String>,
     /// When the next full pass is due, RFC 3339 (`None` before the scheduler set it).

@@ -26,6 +26,35 @@ impl Config {
         for account in &self.accounts {
             self.describe_account(&mut s, account);
         }
+        let etcd_lines = |s: &mut String, e: &super::Etcd| {
+            let _ = writeln!(s, "  endpoints: {}", e.endpoint_strings().join(", "));
+            let _ = writeln!(s, "  keys: {} {}", e.leader_key(), e.bundle_key());
+            if let Some(ca) = &e.ca_file {
+                let _ = writeln!(s, "  ca_file: {}", ca.display());
+            }
+            if let Some((cert, _)) = &e.client_cert {
+                let _ = writeln!(s, "  client certificate: {}", cert.display());
+            }
+            if let Some((user, file)) = &e.auth {
+                let _ = writeln!(s, "  user: {user} (password from {})", file.display());
+            }
+        };
+        if let Some(p) = &self.publish {
+            let _ = writeln!(
+                s,
+                "publish: etcd, polls the cloud only while it leads (lease_ttl {})",
+                d(p.lease_ttl)
+            );
+            etcd_lines(&mut s, &p.etcd);
+        }
+        if let Some(e) = &self.subscribe {
+            let _ = writeln!(
+                s,
+                "source: etcd (a subscriber: the set at {}; no cloud polled)",
+                e.bundle_key()
+            );
+            etcd_lines(&mut s, e);
+        }
         let y = &self.sync;
         let _ = writeln!(s, "sync:");
         let _ = writeln!(

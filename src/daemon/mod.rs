@@ -59,6 +59,14 @@ pub enum DaemonError {
     /// The HTTP server cannot listen.
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
+    /// `once` as a publisher that did not get to lead: another publisher polls the cloud.
+    #[error(
+        "another publisher leads the fleet (after waiting {waited:?}): this one polled nothing"
+    )]
+    Standby {
+        /// How long it waited to lead.
+        waited: Duration,
+    },
 }
 
 /// `now + d` on the scheduler's clock, saturating: a wait too long to represent (a replaced
@@ -91,8 +99,49 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
     // `once` exits after its pass: nothing is retried, so the log must not promise it.
     engine.retries = false;
     engine.publishes = false;
+    // A publisher polls only when it leads: wait for the election (at most two lease
+    // periods: a leader that died lets go within one).
+    if let Some(mut leading) = engine.fleet_watch().leadership {
+        let waited = engine
+            .config
+            .publish
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.lease_ttl.saturating_mul(2));
+        let won = tokio::time::timeout(waited, leading.wait_for(|leads| *leads)).await;
+        if !matches!(won, Ok(Ok(_))) {
+            engine.step_down();
+            return Err(DaemonError::Standby { waited });
+        }
+    }
+    // A subscriber reads the set first (or learns that etcd does not answer).
+    if let Some(mut set) = engine.fleet_watch().subscription {
+        let _ = tokio::time::timeout(SUBSCRIBER_FIRST_READ, set.wait_for(first_read_done)).await;
+    }
     let shutdown = CancellationToken::new();
-    Ok(engine.pass(None, dry_run, &shutdown).await)
+    let summary = engine.pass(None, dry_run, &shutdown).await;
+    engine.step_down();
+    Ok(summary)
+}
+
+/// How long `once` as a subscriber waits for its first read of the set.
+const SUBSCRIBER_FIRST_READ: Duration = Duration::from_secs(15);
+
+/// A subscriber's first read is done: it has a value, or etcd did not answer.
+#[cfg(feature = "etcd")]
+fn first_read_done(s: &crate::fleet::etcd::Subscription) -> bool {
+    s.value.is_some() || (s.up && s.value.is_none()) || s.error.is_some()
+}
+#[cfg(not(feature = "etcd"))]
+fn first_read_done(_: &()) -> bool {
+    true
+}
+
+/// Waits for the next change on `rx`; never, once there is none (or it closed).
+async fn next_change<T>(rx: &mut Option<tokio::sync::watch::Receiver<T>>) -> bool {
+    match rx {
+        Some(r) => r.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// How often the waiting scheduler shows it is alive.
@@ -148,6 +197,9 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
         shutdown.child_token(),
     ));
     let mut verifier_alive = true;
+    // The fleet roles (SPEC 14): a publisher that becomes the leader polls at once; a
+    // subscriber passes whenever its set changes (or etcd comes and goes).
+    let mut fleet = engine.fleet_watch();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Dropped at the end of `run`, which stops the watch.
@@ -199,9 +251,29 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
                 );
                 Some(Work::Released(released))
             }
+            alive = next_change(&mut fleet.leadership) => {
+                if !alive {
+                    fleet.leadership = None;
+                    continue;
+                }
+                let leads = fleet.leadership.as_mut().is_some_and(|r| *r.borrow_and_update());
+                if !leads {
+                    continue;
+                }
+                tracing::info!("this publisher leads now: a pass at once");
+                Some(Work::Full)
+            }
+            alive = next_change(&mut fleet.subscription) => {
+                if !alive {
+                    fleet.subscription = None;
+                    continue;
+                }
+                Some(Work::Full)
+            }
             _ = controls.reload.notified() => {
                 systemd::reloading();
                 let applied = reload(&mut engine);
+                fleet = engine.fleet_watch();
                 systemd::ready(&status_line(&engine));
                 applied.then_some(Work::Full)
             }
@@ -254,6 +326,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             break;
         }
     }
+    engine.step_down();
     systemd::stopping();
     tracing::info!("stopped");
     Ok(())

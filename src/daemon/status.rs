@@ -26,6 +26,9 @@ pub struct Inputs<'a> {
     /// The trust folder's problems: the last pass's failures, and whether the path still
     /// names the folder.
     pub store_errors: Vec<String>,
+    /// Why the source cannot be used now (a fleet subscriber's etcd is down, its set
+    /// refused).
+    pub source_problem: Option<String>,
     /// Hooks waiting for a retry after a failure.
     pub failing_hooks: Vec<String>,
     /// `sync.expiry_warning`.
@@ -97,6 +100,10 @@ pub fn snapshot(inputs: Inputs<'_>, now: OffsetDateTime) -> StatusSnapshot {
         snapshot.reasons.push(format!("trust folder: {err}"));
     }
     snapshot.store_errors = store_errors;
+    if let Some(problem) = inputs.source_problem {
+        snapshot.reasons.push(problem.clone());
+        snapshot.source_error = Some(problem);
+    }
     for name in inputs.failing_hooks {
         snapshot.reasons.push(format!("hook {name} is failing"));
         snapshot.failing_hooks.push(name);
@@ -170,6 +177,7 @@ mod tests {
                 health: &health,
                 current: &good,
                 store_errors: vec![],
+                source_problem: None,
                 failing_hooks: vec![],
                 expiry_warning: Duration::from_secs(30 * 86400),
             },
@@ -186,6 +194,7 @@ mod tests {
                 health: &health,
                 current: &good[..1],
                 store_errors: vec!["/t/x: is a symlink".into(), "/t/x: is a symlink".into()],
+                source_problem: None,
                 failing_hooks: vec!["reload".into()],
                 expiry_warning: Duration::from_secs(0),
             },
@@ -217,6 +226,7 @@ mod tests {
                 health: &health,
                 current: &[file("a", far)],
                 store_errors: vec![],
+                source_problem: None,
                 failing_hooks: vec![],
                 expiry_warning: Duration::MAX,
             },

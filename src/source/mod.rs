@@ -8,6 +8,8 @@
 //! the source can list them. It must not write anything: the sinks do, and it never sees them.
 
 pub mod cloud;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,12 +40,21 @@ pub type Outcomes = Vec<(Instance, Result<Synced, InstanceError>)>;
 pub enum Source {
     /// Huawei Cloud's API, with the account's credentials.
     Cloud(CloudSource),
+    /// A fleet's set at `{prefix}/bundle` in etcd (a subscriber, SPEC 14).
+    #[cfg(feature = "etcd")]
+    Etcd(Box<etcd::EtcdSource>),
 }
 
-/// The source could not be built (a bad `cloud.ca_file`, no roots).
+/// The source could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cloud: {0}")]
-pub struct SourceError(#[from] pub crate::cloud::http::ClientError);
+pub enum SourceError {
+    /// A bad `cloud.ca_file`, no roots.
+    #[error("cloud: {0}")]
+    Cloud(#[from] crate::cloud::http::ClientError),
+    /// The config asks for a role this build does not have.
+    #[error("{0}")]
+    Unsupported(String),
+}
 
 /// A discovery query that failed: the previous result stays.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +78,9 @@ pub enum DiscoveryFailure {
     /// A bug: the query's account has no clients.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A fleet subscriber's set is missing or refused.
+    #[error("{0}")]
+    Source(String),
 }
 
 /// ` (account NAME)` for an account other than `default` (messages of a one-account
@@ -80,16 +94,50 @@ fn of_account(account: &str) -> String {
 }
 
 impl Source {
-    /// The source the config names (the cloud, today), counting its requests in `shared`.
+    /// The source the config names (the cloud, or a fleet's set for a subscriber),
+    /// counting its requests in `shared`.
     pub fn from_config(config: &Arc<Config>, shared: &Arc<Shared>) -> Result<Source, SourceError> {
-        Ok(Source::Cloud(CloudSource::new(config, shared)?))
+        match &config.subscribe {
+            None => Ok(Source::Cloud(CloudSource::new(config, shared)?)),
+            #[cfg(feature = "etcd")]
+            Some(etcd) => Ok(Source::Etcd(Box::new(etcd::EtcdSource::new(
+                config, etcd, shared,
+            )))),
+            #[cfg(not(feature = "etcd"))]
+            Some(_) => Err(SourceError::Unsupported(
+                "[source] kind = \"etcd\" needs a certsync built with the etcd feature (the Debian package and the image have it)".into(),
+            )),
+        }
     }
 
-    /// Runs every `[[discover]]` query. The first failure ends the round (an outage of
-    /// ListInstances must not look like every instance vanishing).
+    /// Runs every `[[discover]]` query (a subscriber: the set's instances). The first failure
+    /// ends the round (an outage of ListInstances must not look like every instance
+    /// vanishing).
     pub async fn discover(&self, queries: &[Discover]) -> Result<Vec<Listing>, DiscoveryError> {
         match self {
             Source::Cloud(cloud) => cloud.discover(queries).await,
+            #[cfg(feature = "etcd")]
+            Source::Etcd(etcd) => etcd.discover(),
+        }
+    }
+
+    /// Whether instances come from the source itself (a subscriber's set) rather than only
+    /// from `[[discover]]` queries.
+    pub fn lists_instances(&self) -> bool {
+        match self {
+            Source::Cloud(_) => false,
+            #[cfg(feature = "etcd")]
+            Source::Etcd(_) => true,
+        }
+    }
+
+    /// Why the source cannot be used now (a subscriber's etcd is down, its set refused), for
+    /// `/readyz` and `/status`.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Source::Cloud(_) => None,
+            #[cfg(feature = "etcd")]
+            Source::Etcd(etcd) => etcd.problem(),
         }
     }
 
@@ -102,6 +150,8 @@ impl Source {
     {
         match self {
             Source::Cloud(cloud) => cloud.node_addresses(accounts).await,
+            #[cfg(feature = "etcd")]
+            Source::Etcd(_) => Ok(std::collections::BTreeMap::new()),
         }
     }
 
@@ -119,6 +169,8 @@ impl Source {
                 })
                 .await
             }
+            #[cfg(feature = "etcd")]
+            Source::Etcd(etcd) => etcd.sync(instances),
         }
     }
 }
@@ -280,6 +332,14 @@ pub enum InstanceError {
         /// The deadline.
         after: Duration,
     },
+    /// A fleet subscriber's set is missing, refused, or does not hold the instance.
+    #[error("instance {instance}: {message}")]
+    Source {
+        /// Display name.
+        instance: String,
+        /// Why.
+        message: String,
+    },
     /// Syncing it failed with an internal error (a bug): the other instances go on.
     #[error("instance {instance}: internal error: {detail}")]
     Internal {
@@ -311,6 +371,7 @@ impl InstanceError {
             InstanceError::Invalid { source, .. } => source.rule(),
             InstanceError::BadCategory { .. } => "bad_category",
             InstanceError::Deadline { .. } => "deadline",
+            InstanceError::Source { .. } => "source",
             InstanceError::Internal { .. } => "internal",
         }
     }

@@ -82,6 +82,10 @@ pub use types::{
 };
 pub use view::{StorePlan, StoreView};
 
+/// The overlap rule, for a set kept outside the folder (a fleet publication, SPEC 14).
+pub(crate) use manifest::Replaced;
+pub(crate) use plan::{Previous, carry_over};
+
 /// Name of the manifest inside the trust folder (for tools that list the folder, such as
 /// `inspect`, and must skip it).
 pub use crate::names::MANIFEST_FILE_NAME;

@@ -17,12 +17,14 @@ use crate::config::{Config, Instance};
 use crate::endpoint::Endpoint;
 use crate::plan::{self, Discovered};
 use crate::schedule::Backoff;
-use crate::sink::{Evidence, PassInput, StoreOptions};
+use crate::sink::{PassInput, StoreOptions};
 use crate::sink::{Sinks, TrustSink};
 use crate::source::{InstanceError, Outcomes, Source};
 use crate::status::Shared;
 use crate::text::Untrusted;
 
+mod endpoints;
+mod fleet;
 mod report;
 
 use super::DaemonError;
@@ -31,7 +33,7 @@ use super::hook_queue::{HookQueue, hook_wants};
 use super::state::DaemonState;
 use super::status as status_doc;
 use super::summary::PassSummary;
-use super::verifier::{Target, Targets, Verifications};
+use super::verifier::{Targets, Verifications};
 use tokio::sync::watch;
 
 /// Everything built from one [`Config`]: the source, the sinks and the state across passes.
@@ -61,6 +63,8 @@ pub struct Engine {
     /// What the verifier last verified: the evidence that keeps a replaced CA past
     /// `rotation_overlap` (SPEC 13).
     pub(super) verified: watch::Receiver<Arc<Verifications>>,
+    /// A publisher's election and publication (SPEC 14), with `[publish]`.
+    publisher: fleet::PublisherHandle,
     /// Whether a pass publishes what the HTTP server shows, the `/status` snapshot and the
     /// per-instance metrics (`run`; `once` serves neither, and at 10,000 instances each is
     /// megabytes).
@@ -88,7 +92,9 @@ impl Engine {
         let shared = Arc::new(Shared::default());
         let source = Source::from_config(&config, &shared)?;
         let trust = TrustSink::open(store_options(&config), read_only)?;
+        let publisher = fleet::start_publisher(&config, &shared)?;
         let mut engine = Engine {
+            publisher,
             health: Health::new(backoff(&config)),
             hooks: HookQueue::new(backoff(&config)),
             config,
@@ -123,6 +129,7 @@ impl Engine {
         self.hooks
             .reconfigure(&self.config.hooks, &config.hooks, backoff(&config));
         self.health.set_backoff(backoff(&config));
+        self.reconfigure_publisher(&config)?;
         self.source = source;
         if config.discover.is_empty() {
             self.discovered.clear();
@@ -174,160 +181,6 @@ impl Engine {
         self.probing && self.config.verify.enabled != Some(false)
     }
 
-    /// An instance's endpoints: its own, else its nodes'.
-    fn endpoints_of<'a>(&'a self, inst: &'a Instance) -> &'a [Endpoint] {
-        if inst.endpoints.is_empty() {
-            self.nodes.get(&inst.id).map(Vec::as_slice).unwrap_or(&[])
-        } else {
-            &inst.endpoints
-        }
-    }
-
-    /// Announces every active instance's endpoints (its own, else its nodes') to the
-    /// verifier, which probes them at once.
-    fn announce_targets(&self) {
-        let list = self
-            .active
-            .iter()
-            .filter_map(|inst| {
-                let endpoints = self.endpoints_of(inst);
-                (!endpoints.is_empty()).then(|| Target {
-                    id: inst.id.clone(),
-                    name: inst.display_name().to_string(),
-                    endpoints: endpoints.to_vec(),
-                })
-            })
-            .collect();
-        self.targets.send_replace(Arc::new(Targets {
-            verify: self.config.verify.clone(),
-            list,
-        }));
-    }
-
-    /// Without a verifier beside the passes (`once`): the instances whose replaced CA is past
-    /// `rotation_overlap` and would leave without evidence, whose endpoints are therefore
-    /// probed before the pass (unless `verify.enabled = false`).
-    fn held_without_verifier(&self) -> BTreeSet<String> {
-        if self.probing || self.config.verify.enabled == Some(false) {
-            return BTreeSet::new();
-        }
-        self.sinks
-            .trust
-            .released_by(&Evidence::new(), SystemTime::now())
-    }
-
-    /// One round of probes of `ids`' endpoints against their files on disk now, whose
-    /// results are the evidence of this pass (`once`, which runs no verifier).
-    async fn probe_held(&mut self, ids: &BTreeSet<String>) {
-        let list: Vec<Target> = self
-            .active
-            .iter()
-            .filter(|inst| ids.contains(&inst.id))
-            .filter_map(|inst| {
-                let endpoints = self.endpoints_of(inst);
-                (!endpoints.is_empty()).then(|| Target {
-                    id: inst.id.clone(),
-                    name: inst.display_name().to_string(),
-                    endpoints: endpoints.to_vec(),
-                })
-            })
-            .collect();
-        if list.is_empty() {
-            return;
-        }
-        tracing::info!(
-            instances = list.len(),
-            "probing the endpoints of the instances whose replaced CA is past rotation_overlap"
-        );
-        let mut files = super::verifier::Files::new();
-        for entry in self.sinks.trust.current() {
-            if ids.contains(&entry.instance_id) {
-                files
-                    .entry(entry.instance_id)
-                    .or_default()
-                    .push(entry.path.display().to_string());
-            }
-        }
-        let targets = Targets {
-            verify: self.config.verify.clone(),
-            list,
-        };
-        let read_at = OffsetDateTime::now_utc();
-        let mut last = BTreeMap::new();
-        super::verifier::round_with(&targets, &files, read_at, &self.shared, &mut last).await;
-        let (_, verified) = watch::channel(Arc::new(super::verifier::verifications(&last)));
-        self.verified = verified;
-    }
-
-    /// The evidence of the endpoints (SPEC 13), each endpoint's last verification, from the
-    /// verifier (`run`) or from the probes before this pass (`once`): for every instance
-    /// with endpoints (a CA it replaces this pass stays until an endpoint verified against
-    /// the new files, whatever `rotation_overlap` says). Nothing with
-    /// `verify.enabled = false`.
-    fn evidence(&self) -> Evidence {
-        if self.config.verify.enabled == Some(false) {
-            return Evidence::new();
-        }
-        let replaced = self.sinks.trust.with_replaced();
-        let verified = self.verified.borrow();
-        self.active
-            .iter()
-            .filter_map(|inst| {
-                let known = !inst.endpoints.is_empty() || self.nodes.contains_key(&inst.id);
-                let seen: Vec<_> = if known {
-                    self.endpoints_of(inst)
-                        .iter()
-                        .map(|e| verified.get(&(inst.id.clone(), e.clone())).cloned())
-                        .collect()
-                } else if replaced.contains(&inst.id) {
-                    // Endpoints not known (its node addresses could not be listed, at a
-                    // restart say) for a file that holds a replaced CA: one endpoint not
-                    // verified since the rotation, so a ListInstances that fails does not
-                    // cost a CA an endpoint may still use.
-                    vec![None]
-                } else {
-                    Vec::new()
-                };
-                (!seen.is_empty()).then(|| (inst.id.clone(), seen))
-            })
-            .collect()
-    }
-
-    /// The instances whose replaced CA the endpoints no longer keep past `rotation_overlap`
-    /// (they all anchor at a current CA now): a pass of them drops it (SPEC 13).
-    pub(super) fn released_by_evidence(&self) -> BTreeSet<String> {
-        self.sinks
-            .trust
-            .released_by(&self.evidence(), SystemTime::now())
-    }
-
-    /// The node addresses of the configured instances that have no `endpoints` and that
-    /// discovery did not list this pass: one ListInstances per account they belong to
-    /// (bounded like discovery). A failure keeps the addresses known before.
-    async fn look_up_nodes(&mut self, listed: &BTreeSet<String>) {
-        let missing: BTreeSet<&str> = self
-            .config
-            .instances
-            .iter()
-            .filter(|i| i.endpoints.is_empty() && !listed.contains(&i.id))
-            .map(|i| i.account.as_str())
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        let accounts: Vec<String> = missing.into_iter().map(str::to_string).collect();
-        let deadline = crate::source::cloud::instance_deadline(&self.config);
-        match tokio::time::timeout(deadline, self.source.node_addresses(&accounts)).await {
-            Ok(Ok(found)) => self.nodes.extend(found),
-            Ok(Err(e)) => {
-                tracing::warn!(account = %e.account, error = %e.source, "could not list the instances' node addresses; endpoints are probed where they are known");
-            }
-            Err(_) => {
-                tracing::warn!(after = ?deadline, "listing the instances' node addresses did not finish in time");
-            }
-        }
-    }
-
     fn refresh_active(&mut self) {
         self.active = plan::instances(&self.config.instances, &self.discovered);
         let ids: BTreeSet<&str> = self.active.iter().map(|i| i.id.as_str()).collect();
@@ -360,6 +213,10 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> PassSummary {
         let started = std::time::Instant::now();
+        if !self.may_poll() {
+            tracing::debug!("a standby publisher: another one leads and polls the cloud");
+            return PassSummary::default();
+        }
         let held = self.held_without_verifier();
         if only.is_none() {
             tokio::select! {
@@ -403,6 +260,11 @@ impl Engine {
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
         let (input, failures) = self.pass_input(outcomes, only.is_none(), planned);
+        // A leader publishes the validated set before its own folder takes the
+        // certificates (SPEC 14).
+        if !dry_run {
+            self.publish(&input, &failures).await;
+        }
         let store_started = std::time::Instant::now();
         let now = SystemTime::now();
         // The hooks this pass will owe a run, saved with the manifest before any file
@@ -484,7 +346,7 @@ impl Engine {
     /// discovers too but changes nothing the daemon remembers.
     /// Gives the ids this round listed with node addresses (none when it failed).
     async fn discover(&mut self, dry_run: bool) -> BTreeSet<String> {
-        if self.config.discover.is_empty() {
+        if self.config.discover.is_empty() && !self.source.lists_instances() {
             return BTreeSet::new();
         }
         let deadline = crate::source::cloud::instance_deadline(&self.config);
@@ -630,6 +492,7 @@ impl Engine {
                 health: &self.health,
                 current: &current,
                 store_errors,
+                source_problem: self.source.problem(),
                 failing_hooks: self.hooks.failing(&self.config.hooks),
                 expiry_warning: self.config.sync.expiry_warning,
             },
