@@ -112,14 +112,20 @@ impl Node {
 
     /// Waits for `"{what} N"` in its log after `from` with N above `above`; returns N.
     async fn wait_generation(&self, from: usize, what: &str, above: u64) -> u64 {
+        self.wait_generation_at(from, what, above).await.0
+    }
+
+    /// [`Node::wait_generation`], also returning where in the log that line ends.
+    async fn wait_generation_at(&self, from: usize, what: &str, above: u64) -> (u64, usize) {
         let d = Deadline::new();
         loop {
             let log = self.log();
-            if let Some(n) = generations(&log[from.min(log.len())..], what)
+            let from = from.min(log.len());
+            if let Some((n, end)) = generation_lines(&log[from..], what)
                 .into_iter()
-                .find(|n| *n > above)
+                .find(|(n, _)| *n > above)
             {
-                return n;
+                return (n, from + end);
             }
             d.tick(|| {
                 format!(
@@ -132,6 +138,7 @@ impl Node {
     }
 
     async fn metrics(&self) -> String {
+        wait_listening(self.port).await;
         get(self.port, "/metrics").await.1
     }
 
@@ -158,14 +165,31 @@ impl Node {
 
 /// Each N of the lines `"... {what} N ..."` in `log`, in order.
 fn generations(log: &str, what: &str) -> Vec<u64> {
-    let needle = format!("{what} ");
-    log.lines()
-        .filter_map(|l| {
-            let rest = &l[l.find(&needle)? + needle.len()..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
+    generation_lines(log, what)
+        .into_iter()
+        .map(|(n, _)| n)
         .collect()
+}
+
+/// Each N of the lines `"... {what} N ..."` in `log`, with where its line ends.
+fn generation_lines(log: &str, what: &str) -> Vec<(u64, usize)> {
+    let needle = format!("{what} ");
+    let mut found = Vec::new();
+    let mut end = 0;
+    for line in log.split_inclusive('\n') {
+        end += line.len();
+        let Some(at) = line.find(&needle) else {
+            continue;
+        };
+        let digits: String = line[at + needle.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(n) = digits.parse() {
+            found.push((n, end));
+        }
+    }
+    found
 }
 
 /// The value of `name{labels}` (`labels` empty: the sample without labels).
@@ -385,9 +409,21 @@ impl Fleet {
             .expect("bundle.generation")
     }
 
-    /// Every subscriber's visible files equal the leader's, byte for byte, and hold every
-    /// instance's file.
-    fn assert_same(&self, leader: &Node, subs: &[Node]) {
+    /// Every subscriber's visible files equal the leader's (or another reference node's), byte
+    /// for byte, and hold every instance's file. Waited for: a leader writes its own folder
+    /// after it published, so it may be a moment behind its subscribers.
+    async fn assert_same(&self, leader: &Node, subs: &[Node]) {
+        let d = Deadline::new();
+        loop {
+            match self.difference(leader, subs) {
+                None => return,
+                Some(why) => d.tick(|| why).await,
+            }
+        }
+    }
+
+    /// How the folders of `subs` differ from the leader's, if they do.
+    fn difference(&self, leader: &Node, subs: &[Node]) -> Option<String> {
         let want = snapshot(&leader.trust());
         for i in 0..self.h.names.len() {
             let name = self
@@ -397,33 +433,34 @@ impl Fleet {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            assert!(
-                want.contains_key(&name),
-                "{} has no {name}: {:?}",
-                leader.name,
-                names(&want)
-            );
+            if !want.contains_key(&name) {
+                return Some(format!("{} has no {name}: {:?}", leader.name, names(&want)));
+            }
         }
         for s in subs {
             let got = snapshot(&s.trust());
-            assert_eq!(
-                names(&got),
-                names(&want),
-                "{}'s files against the leader {}'s",
-                s.name,
-                leader.name
-            );
-            for (name, bytes) in &want {
-                assert!(
-                    got[name] == *bytes,
-                    "{}'s {name} differs from the leader {}'s:\n{}\n--- leader:\n{}",
+            if names(&got) != names(&want) {
+                return Some(format!(
+                    "{}'s files {:?}, the leader {}'s {:?}",
                     s.name,
+                    names(&got),
                     leader.name,
-                    String::from_utf8_lossy(&got[name]),
-                    String::from_utf8_lossy(bytes)
-                );
+                    names(&want)
+                ));
+            }
+            for (name, bytes) in &want {
+                if got[name] != *bytes {
+                    return Some(format!(
+                        "{}'s {name} differs from the leader {}'s:\n{}\n--- leader:\n{}",
+                        s.name,
+                        leader.name,
+                        String::from_utf8_lossy(&got[name]),
+                        String::from_utf8_lossy(bytes)
+                    ));
+                }
             }
         }
+        None
     }
 
     /// The PEM of instance `i`'s current CA in the simulator.
@@ -439,11 +476,14 @@ impl Fleet {
 }
 
 /// Waits until every node in `subs` logged `applied generation N` (N >= `generation`) after its
-/// mark in `from`.
+/// mark in `from`, and the pass that applies it has ended.
 async fn wait_applied(subs: &[Node], from: &[usize], generation: u64) {
     for (s, from) in subs.iter().zip(from) {
-        s.wait_generation(*from, "applied generation", generation - 1)
+        // The line comes when the set is read, at the start of the pass that writes it.
+        let (_, end) = s
+            .wait_generation_at(*from, "applied generation", generation - 1)
             .await;
+        s.wait_line(end, "pass finished").await;
     }
 }
 
@@ -492,7 +532,7 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
             .await;
     }
     wait_applied(&subs, &from, 1).await;
-    f.assert_same(&pubs[l], &subs);
+    f.assert_same(&pubs[l], &subs).await;
     for s in &subs {
         assert!(f.file_of(s, 0).starts_with(&f.current_pem(0)), "{}", s.name);
         s.wait_metric("certsync_source_up", "", 1.0).await;
@@ -531,7 +571,7 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
     );
     assert_eq!(f.generation().await, 2);
     wait_applied(&subs, &from, 2).await;
-    f.assert_same(&pubs[l], &subs);
+    f.assert_same(&pubs[l], &subs).await;
     for s in &subs {
         assert!(f.file_of(s, 1).starts_with(&f.current_pem(1)), "{}", s.name);
         s.wait_metric("certsync_source_generation", "", 2.0).await;
@@ -567,9 +607,10 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_no_subscriber_loses_a_
     let mut l = f.leader(&pubs).await;
     pubs[l].wait_generation(0, "published generation", 0).await;
     wait_applied(&subs, &from, 1).await;
-    f.assert_same(&pubs[l], &subs);
+    f.assert_same(&pubs[l], &subs).await;
 
     let mut takeovers = Vec::new();
+    let mut leader_differs = Vec::new();
     for round in 0..ROUNDS {
         let i = round % f.h.names.len();
         let generation = f.generation().await;
@@ -630,7 +671,12 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_no_subscriber_loses_a_
             .wait_generation(from_pubs[next], "published generation", generation)
             .await;
         wait_applied(&subs, &from_subs, published).await;
-        f.assert_same(&pubs[next], &subs);
+        f.assert_same(&subs[0], &subs[1..]).await;
+        // The leader's own folder, once its pass (which publishes first) has ended.
+        pubs[next].wait_line(from_pubs[next], "pass finished").await;
+        if let Some(why) = f.difference(&pubs[next], &subs) {
+            leader_differs.push(format!("round {}: {why}", round + 1));
+        }
         for s in &subs {
             let file = f.file_of(s, i);
             assert!(
@@ -652,6 +698,14 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_no_subscriber_loses_a_
         "fleet takeover after a leader's SIGKILL (lease_ttl {LEASE_TTL:?}): median of {ROUNDS} = {:?} (each: {takeovers:?})",
         median(takeovers.clone())
     );
+    // Each new leader's own trust folder is what it published: the same files as every
+    // subscriber's, the replaced CA included.
+    assert!(
+        leader_differs.is_empty(),
+        "a new leader's folder is not its subscribers':\n{}",
+        leader_differs.join("\n")
+    );
+    f.assert_same(&pubs[l], &subs).await;
 }
 
 // ---- a deposed leader's late write ----
@@ -693,7 +747,11 @@ async fn a_leader_paused_past_its_lease_cannot_overwrite_its_successor() {
     loop {
         let log = pubs[a].log();
         let after = &log[a_from..];
-        if after.contains("publish refused") || after.contains("lost the leadership") {
+        if let Some(line) = after
+            .lines()
+            .find(|l| l.contains("publish refused") || l.contains("lost the leadership"))
+        {
+            eprintln!("the deposed leader {}: {line}", pubs[a].name);
             break;
         }
         d.tick(|| {
@@ -714,7 +772,6 @@ async fn a_leader_paused_past_its_lease_cannot_overwrite_its_successor() {
         .wait_generation(b_from, "published generation", g2)
         .await;
     wait_applied(&subs, &from, g3).await;
-    f.assert_same(&pubs[b], &subs);
     assert!(f.file_of(&subs[0], 1).starts_with(&f.current_pem(1)));
     let bundle = f.bundle().await;
     assert_eq!(bundle["generation"].as_u64(), Some(g3));
@@ -734,6 +791,73 @@ async fn a_leader_paused_past_its_lease_cannot_overwrite_its_successor() {
     subs[0]
         .wait_metric("certsync_source_generation", "", g3 as f64)
         .await;
+    f.assert_same(&pubs[b], &subs).await;
+}
+
+/// The sum of `certsync_publish_total` over its results.
+fn publishes(metrics: &str) -> f64 {
+    ["ok", "unchanged", "refused", "too_large", "failed"]
+        .iter()
+        .filter_map(|r| {
+            sample(
+                metrics,
+                "certsync_publish_total",
+                &format!("result=\"{r}\""),
+            )
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_bundle_put_behind_the_leaders_back_is_never_overwritten_by_an_older_one() {
+    let f = Fleet::new(2, false).await;
+    let subs = vec![f.subscriber("sub0", Sub::default())];
+    let from = marks(&subs);
+    let p = f.publisher("pub0");
+    p.wait_generation(0, "published generation", 0).await;
+    wait_applied(&subs, &from, 1).await;
+
+    // While it leads, a newer generation of the same set appears at the key.
+    let mut newer = f.bundle().await;
+    newer["generation"] = 5.into();
+    let from = marks(&subs);
+    f.etcd
+        .put(&f.key("bundle"), &serde_json::to_vec(&newer).unwrap())
+        .await;
+    wait_applied(&subs, &from, 5).await;
+
+    // Its next pass has something to publish: it must not write below generation 5.
+    f.h.sim.rotate(&f.h.id(0), "international");
+    let before = publishes(&p.metrics().await);
+    let p_from = p.mark();
+    p.signal(Signal::USR1);
+    let d = Deadline::new();
+    while publishes(&p.metrics().await) <= before {
+        d.tick(|| format!("no publish step after SIGUSR1:\n{}", p.log()))
+            .await;
+    }
+    let generation = f.generation().await;
+    let log = p.log();
+    if let Some(line) = log[p_from..]
+        .lines()
+        .find(|l| l.contains("publish refused"))
+    {
+        eprintln!("over a newer bundle: {line}");
+        assert_eq!(generation, 5, "refused, yet the bundle changed");
+        p.wait_metric("certsync_publish_total", "result=\"refused\"", 1.0)
+            .await;
+    } else {
+        let published = generations(&log[p_from..], "published generation");
+        assert!(
+            generation > 5 && published == [generation],
+            "generation {generation} after a pass over generation 5; published {published:?}:\n{log}"
+        );
+    }
+    let applied = generations(&subs[0].log(), "applied generation");
+    assert!(
+        applied.windows(2).all(|w| w[0] <= w[1]),
+        "applied: {applied:?}"
+    );
 }
 
 // ---- etcd down ----
@@ -758,7 +882,15 @@ async fn assert_reports_down(s: &Node, files: &BTreeMap<String, Vec<u8>>) {
         "{}: /status source_errors = {errors}: {status}",
         s.name
     );
-    assert!(snapshot(&s.trust()) == *files, "{}'s files changed", s.name);
+    let now = snapshot(&s.trust());
+    assert!(
+        now == *files,
+        "{}'s files changed: {:?} -> {:?}; log:\n{}",
+        s.name,
+        names(files),
+        names(&now),
+        s.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -798,9 +930,20 @@ async fn with_etcd_down_subscribers_keep_their_files_and_say_so_then_converge() 
     p.wait_line(p_from, "became the leader").await;
     let g2 = p.wait_generation(p_from, "published generation", 1).await;
     wait_applied(&subs, &from, g2).await;
-    f.assert_same(&p, &subs);
+    f.assert_same(&p, &subs).await;
     for s in &subs {
-        assert!(f.file_of(s, 0).starts_with(&f.current_pem(0)), "{}", s.name);
+        assert!(
+            f.file_of(s, 0).starts_with(&f.current_pem(0)),
+            "{}: the rotation made while etcd was down did not arrive: bundle generation {g2} holds {} for {}, the simulator's current CA is {}\n--- {}:\n{}\n--- {}:\n{}",
+            s.name,
+            f.bundle().await["instances"][0]["entries"][0],
+            f.h.names[0],
+            f.h.sim.ca(&f.h.id(0), "international").sha256_hex,
+            p.name,
+            p.log(),
+            s.name,
+            s.log()
+        );
         s.wait_metric("certsync_source_up", "", 1.0).await;
         let (code, body) = get(s.port, "/readyz").await;
         assert_eq!(code, 200, "{}: {body}", s.name);
@@ -1000,7 +1143,7 @@ async fn over_tls_with_client_certificates_and_a_password_they_sync_and_never_lo
     p.wait_line(0, "became the leader").await;
     assert_eq!(p.wait_generation(0, "published generation", 0).await, 1);
     wait_applied(&subs, &from, 1).await;
-    f.assert_same(&p, &subs);
+    f.assert_same(&p, &subs).await;
     subs[0].wait_metric("certsync_source_up", "", 1.0).await;
     for n in [&p, &subs[0]] {
         assert!(
