@@ -60,6 +60,9 @@ pub enum Command {
         /// Do everything except writing files and running hooks; print what would change.
         #[arg(long)]
         dry_run: bool,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask the running daemon (its server.listen) for its status and print it as a table.
     Status {

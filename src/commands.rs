@@ -233,8 +233,8 @@ pub(crate) fn spawn_signal_handlers(controls: &Controls) -> std::io::Result<()> 
     Ok(())
 }
 
-/// `certsync once [--dry-run]`.
-pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
+/// `certsync once [--dry-run] [--json]`.
+pub async fn once(path: &Path, logging: &Logging, dry_run: bool, json: bool) -> u8 {
     let config = match load(path, logging) {
         Ok(c) => c,
         Err(code) => return code,
@@ -247,6 +247,23 @@ pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
         }
     };
     let mut out = Printer::stdout();
+    if json {
+        for line in &summary.lines {
+            outln!(out, "{}", json_line(line, summary.dry_run));
+        }
+        for err in &summary.store_errors {
+            outln!(out, "{}", serde_json::json!({"trust_folder_error": err}));
+        }
+        for hook in &summary.failed_hooks {
+            outln!(
+                out,
+                "{}",
+                serde_json::json!({"hook": hook, "status": "failed"})
+            );
+        }
+        out.flush();
+        return if summary.ok() { EXIT_OK } else { EXIT_FAILED };
+    }
     for line in &summary.lines {
         outln!(out, "{}", render_line(line, summary.dry_run));
     }
@@ -268,6 +285,30 @@ pub async fn once(path: &Path, logging: &Logging, dry_run: bool) -> u8 {
     }
     out.flush();
     if summary.ok() { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// `once --json`'s object for one instance file: `instance`, `category`, `file` (null when
+/// none exists yet), `status` (`unchanged`, `updated`, `removed`, `failed`, or with
+/// `--dry-run` `would_update`, `would_remove`), `error` (with `failed`), `not_after`
+/// (RFC 3339 or null). Strings are JSON-escaped, so text from outside cannot break the line.
+pub fn json_line(line: &SummaryLine, dry_run: bool) -> String {
+    let (status, error) = match (&line.status, dry_run) {
+        (LineStatus::Unchanged, _) => ("unchanged", None),
+        (LineStatus::Updated, false) => ("updated", None),
+        (LineStatus::Updated, true) => ("would_update", None),
+        (LineStatus::Removed, false) => ("removed", None),
+        (LineStatus::Removed, true) => ("would_remove", None),
+        (LineStatus::Failed(reason), _) => ("failed", Some(reason.as_str())),
+    };
+    serde_json::json!({
+        "instance": line.instance,
+        "category": line.category,
+        "file": line.file.as_ref().map(|p| p.display().to_string()),
+        "status": status,
+        "error": error,
+        "not_after": line.not_after.map(crate::cert::rfc3339),
+    })
+    .to_string()
 }
 
 /// The line `once` prints for one instance file: `instance/category file status notAfter=...`,

@@ -39,7 +39,9 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Run => commands::run(&cli.config, &logging).await,
-            Command::Once { dry_run } => commands::once(&cli.config, &logging, dry_run).await,
+            Command::Once { dry_run, json } => {
+                commands::once(&cli.config, &logging, dry_run, json).await
+            }
             Command::Status { json } => commands::status(&cli.config, &logging, json).await,
             Command::Check { online } => commands::check(&cli.config, &logging, online).await,
             Command::Inspect { json, paths } => commands::inspect(&paths, json),

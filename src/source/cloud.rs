@@ -206,23 +206,7 @@ impl CloudSource {
         let mut by_category: Vec<(String, Vec<Cert>)> = Vec::new();
         let listed: Vec<String> = listing.certs.iter().map(|c| c.category.clone()).collect();
         for link in listing.certs.iter().filter(|l| inst.wants(&l.category)) {
-            // A category only the API names is untrusted input that goes into a file name,
-            // the hooks' one-path-per-line environment and the logs: hold it to the config's
-            // alphabet.
-            let file_name = config.trust.file_name_for(inst, &link.category);
-            let problem = if !names::is_name(&link.category) {
-                Some("uses characters outside [A-Za-z0-9._-] (or is longer than 64)".to_string())
-            } else {
-                config.trust.file_name_problem(&file_name)
-            };
-            if let Some(problem) = problem {
-                return Err(InstanceError::BadCategory {
-                    instance: name,
-                    category: link.category.clone(),
-                    file_name,
-                    problem,
-                });
-            }
+            super::file_name_of(config, inst, &link.category)?;
             let download = clients
                 .fetcher
                 .download(&link.url)

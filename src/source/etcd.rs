@@ -19,7 +19,6 @@ use super::{DiscoveryError, DiscoveryFailure, InstanceError, Outcomes, Synced};
 use crate::config::{Config, Etcd, Instance};
 use crate::fleet::bundle::Published;
 use crate::fleet::etcd::{self as fleet_etcd, Subscription};
-use crate::names;
 use crate::plan::{Listed, Listing};
 use crate::status::Shared;
 use crate::store::{DesiredEntry, KeptCa};
@@ -196,22 +195,7 @@ impl EtcdSource {
         };
         let mut out = Vec::new();
         for e in found.entries.iter().filter(|e| inst.wants(&e.category)) {
-            // The category is untrusted input that goes into a file name: the cloud source's
-            // rule.
-            let file_name = self.config.trust.file_name_for(inst, &e.category);
-            let problem = if !names::is_name(&e.category) {
-                Some("uses characters outside [A-Za-z0-9._-] (or is longer than 64)".to_string())
-            } else {
-                self.config.trust.file_name_problem(&file_name)
-            };
-            if let Some(problem) = problem {
-                return Err(InstanceError::BadCategory {
-                    instance: name,
-                    category: e.category.clone(),
-                    file_name,
-                    problem,
-                });
-            }
+            let file_name = super::file_name_of(&self.config, inst, &e.category)?;
             out.push(DesiredEntry {
                 instance_id: inst.id.clone(),
                 category: e.category.clone(),

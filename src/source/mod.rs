@@ -175,6 +175,29 @@ impl Source {
     }
 }
 
+/// The file name of `inst`'s `category`: a category only the source names is untrusted input
+/// that goes into a file name, the hooks' one-path-per-line environment and the logs, so it
+/// is held to the config's alphabet.
+// Boxed would be no smaller: one error per instance that fails.
+#[allow(clippy::result_large_err)]
+fn file_name_of(config: &Config, inst: &Instance, category: &str) -> Result<String, InstanceError> {
+    let file_name = config.trust.file_name_for(inst, category);
+    let problem = if !crate::names::is_name(category) {
+        Some("uses characters outside [A-Za-z0-9._-] (or is longer than 64)".to_string())
+    } else {
+        config.trust.file_name_problem(&file_name)
+    };
+    match problem {
+        None => Ok(file_name),
+        Some(problem) => Err(InstanceError::BadCategory {
+            instance: inst.display_name().to_string(),
+            category: category.to_string(),
+            file_name,
+            problem,
+        }),
+    }
+}
+
 /// Runs `work` for every instance, `limit` at a time, each under `deadline`.
 async fn run_bounded<F, Fut>(
     instances: Vec<Instance>,

@@ -854,3 +854,46 @@ async fn regression_output_into_a_closed_pipe_ends_quietly() {
         "once did its work although nobody read its output"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_json_prints_one_object_per_instance_file_and_the_failure_of_one() {
+    let h = Harness::new(2).await;
+    h.sim.set_fault(
+        &h.id(1),
+        Fault::ApiStatus {
+            status: 500,
+            times: None,
+        },
+    );
+    let out = h.certsync(&["once", "--json"]).await;
+    assert_eq!(code(&out), 1, "{}", all_output(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["instance"] == name)
+            .unwrap_or_else(|| panic!("no line of {name}: {lines:?}"))
+    };
+    let ok = of("inst0");
+    assert_eq!(ok["status"], "updated", "{ok}");
+    assert_eq!(ok["category"], "international");
+    assert_eq!(ok["file"], h.file(0).display().to_string().as_str());
+    assert!(ok["not_after"].as_str().unwrap().starts_with("20"), "{ok}");
+    assert!(ok["error"].is_null());
+    let failed = of("inst1");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("500"),
+        "{failed}"
+    );
+
+    h.sim.clear_fault(&h.id(1));
+    let out = h.certsync(&["once", "--json", "--dry-run"]).await;
+    assert_eq!(code(&out), 0, "{}", all_output(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\"status\":\"would_update\""), "{text}");
+    assert!(text.contains("\"status\":\"unchanged\""), "{text}");
+}

@@ -26,20 +26,23 @@ impl Engine {
         }
     }
 
+    /// What the verifier probes of `inst`: its endpoints, if it has any.
+    fn target_of(&self, inst: &Instance) -> Option<Target> {
+        let endpoints = self.endpoints_of(inst);
+        (!endpoints.is_empty()).then(|| Target {
+            id: inst.id.clone(),
+            name: inst.display_name().to_string(),
+            endpoints: endpoints.to_vec(),
+        })
+    }
+
     /// Announces every active instance's endpoints (its own, else its nodes') to the
     /// verifier, which probes them at once.
     pub(super) fn announce_targets(&self) {
         let list = self
             .active
             .iter()
-            .filter_map(|inst| {
-                let endpoints = self.endpoints_of(inst);
-                (!endpoints.is_empty()).then(|| Target {
-                    id: inst.id.clone(),
-                    name: inst.display_name().to_string(),
-                    endpoints: endpoints.to_vec(),
-                })
-            })
+            .filter_map(|inst| self.target_of(inst))
             .collect();
         self.targets.send_replace(Arc::new(Targets {
             verify: self.config.verify.clone(),
@@ -66,14 +69,7 @@ impl Engine {
             .active
             .iter()
             .filter(|inst| ids.contains(&inst.id))
-            .filter_map(|inst| {
-                let endpoints = self.endpoints_of(inst);
-                (!endpoints.is_empty()).then(|| Target {
-                    id: inst.id.clone(),
-                    name: inst.display_name().to_string(),
-                    endpoints: endpoints.to_vec(),
-                })
-            })
+            .filter_map(|inst| self.target_of(inst))
             .collect();
         if list.is_empty() {
             return;

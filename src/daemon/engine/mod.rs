@@ -217,6 +217,11 @@ impl Engine {
             tracing::debug!("a standby publisher: another one leads and polls the cloud");
             return PassSummary::default();
         }
+        tracing::info!(
+            instances = only.map_or(self.active.len(), BTreeSet::len),
+            full = only.is_none(),
+            "pass started"
+        );
         let held = self.held_without_verifier();
         if only.is_none() {
             tokio::select! {
