@@ -5,7 +5,9 @@
 # redis-server and redis-cli (a TLS 1.3 Redis the endpoint probes verify, and the client that
 # connects with the instance's file) and influxd (an InfluxDB serving HTTPS); prometheus and
 # promtool (the shipped alerting rules' checks and unit tests, and a real Prometheus scraping
-# certsync in tests/it/prometheus_rules.rs).
+# certsync in tests/it/prometheus_rules.rs); etcd and etcdctl (the real etcd the fleet roles
+# publish to and subscribe from, tests/it/fleet_etcd.rs) and protoc (the `etcd` feature's
+# client, etcd-client, compiles etcd's protobuf definitions at build time).
 # Idempotent: installs only what is missing. Needs root (apt) when anything is missing.
 set -euo pipefail
 
@@ -22,6 +24,9 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_apt+=(prometheus)
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 # venv ships with python3 on Debian, but only python3-venv brings ensurepip (pip in a venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 

@@ -30,6 +30,8 @@ mod e2e_once;
 mod e2e_ops;
 mod e2e_status;
 mod e2e_verify;
+#[cfg(feature = "etcd")]
+mod fleet_etcd;
 mod fuzz_regressions;
 mod hooks_run;
 mod prometheus_rules;

@@ -9,6 +9,8 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_certsync");
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod running;
 pub use running::{NotifySocket, Running, free_port, wait_for_file, wait_listening};
 
@@ -75,6 +77,13 @@ impl Harness {
     }
 
     pub fn write_config(&self, extra: &Extra) {
+        std::fs::write(&self.config, self.config_text(extra)).unwrap();
+    }
+
+    /// The config [`Harness::write_config`] writes: the simulator's `[cloud]`, `[auth]` with
+    /// the token file `token` and the trust folder `trust` (both beside the config file),
+    /// `[sync]`, `[trust]`, every instance, the recording hook unless `no_hook`, then `tail`.
+    pub fn config_text(&self, extra: &Extra) -> String {
         let mut text = format!(
             r#"[cloud]
 service = "gaussdb-nosql"
@@ -126,7 +135,7 @@ bundle = "ca-bundle.crt"
             ));
         }
         text.push_str(&extra.tail);
-        std::fs::write(&self.config, text).unwrap();
+        text
     }
 
     pub fn id(&self, i: usize) -> String {
