@@ -114,7 +114,7 @@ pub struct StatusSnapshot {
     pub store_errors: Vec<String>,
     /// Why the source cannot be used (a fleet subscriber's etcd unreachable, or its set
     /// refused), SPEC 14.
-    pub source_error: Option<String>,
+    pub source_errors: Vec<String>,
     /// End of the last pass, RFC 3339.
     pub last_pass: Option<String>,
     /// When the next full pass is due, RFC 3339 (`None` before the scheduler set it).

@@ -96,6 +96,7 @@ fn failing(doc: &StatusSnapshot) -> bool {
         || doc.instances.iter().any(|i| i.last_error.is_some())
         || !doc.failing_hooks.is_empty()
         || !doc.store_errors.is_empty()
+        || !doc.source_errors.is_empty()
 }
 
 fn dash(v: Option<&str>) -> String {
@@ -110,6 +111,9 @@ fn print_table(out: &mut Printer, doc: &StatusSnapshot) {
     }
     for hook in &doc.failing_hooks {
         outln!(out, "  hook failing: {}", Untrusted(hook));
+    }
+    for e in &doc.source_errors {
+        outln!(out, "  source: {}", Untrusted(e));
     }
     for e in &doc.store_errors {
         outln!(out, "  trust folder: {}", Untrusted(e));

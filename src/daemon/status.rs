@@ -102,7 +102,7 @@ pub fn snapshot(inputs: Inputs<'_>, now: OffsetDateTime) -> StatusSnapshot {
     snapshot.store_errors = store_errors;
     if let Some(problem) = inputs.source_problem {
         snapshot.reasons.push(problem.clone());
-        snapshot.source_error = Some(problem);
+        snapshot.source_errors.push(problem);
     }
     for name in inputs.failing_hooks {
         snapshot.reasons.push(format!("hook {name} is failing"));

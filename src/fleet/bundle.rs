@@ -430,6 +430,40 @@ pub fn next(
     }
 }
 
+/// The overlap CAs of `set` that a pass's own entries do not know of, by instance id and
+/// category: what a publisher's own folder keeps so that it holds what it publishes (a new
+/// leader continues from the published set, overlap included). Their certificates are the
+/// previous set's (`prev`), where every overlap CA of `set` comes from.
+pub fn kept_of(set: &Bundle, prev: Option<&Published>) -> BTreeMap<(String, String), Vec<KeptCa>> {
+    let mut certs: BTreeMap<String, &Cert> = BTreeMap::new();
+    if let Some(prev) = prev {
+        for e in prev.instances.iter().flat_map(|i| &i.entries) {
+            for c in e.current.iter().chain(e.kept.iter().map(|k| &k.cert)) {
+                certs.entry(c.fingerprint()).or_insert(c);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for inst in &set.instances {
+        for e in &inst.entries {
+            let kept: Vec<KeptCa> = e
+                .overlap
+                .iter()
+                .filter_map(|o| {
+                    Some(KeptCa {
+                        cert: (*certs.get(&o.sha256)?).clone(),
+                        replaced_at: parse_time(&o.replaced_at)?,
+                    })
+                })
+                .collect();
+            if !kept.is_empty() {
+                out.insert((inst.id.clone(), e.category.clone()), kept);
+            }
+        }
+    }
+    out
+}
+
 /// Whether two sets hold the same CAs for the same instances (generation and stamp aside).
 pub fn same_set(a: &Bundle, b: &Bundle) -> bool {
     a.cas == b.cas && a.instances == b.instances

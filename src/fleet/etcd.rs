@@ -64,6 +64,9 @@ pub enum FleetError {
     Bundle(#[from] BundleError),
 }
 
+/// A set's overlap CAs by instance id and category.
+pub type Kept = std::collections::BTreeMap<(String, String), Vec<crate::store::KeptCa>>;
+
 /// What a publication did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishOutcome {
@@ -215,12 +218,14 @@ impl Publisher {
     /// Writes the set after a pass: the previous set (read now, validated) carried over
     /// with this pass, as the next generation, when it changed; in a transaction that only
     /// succeeds while this publisher leads and nothing else was written since the read.
+    /// Also gives the set's overlap CAs by instance and category ([`bundle::kept_of`]), for
+    /// this publisher's own folder.
     pub async fn publish(
         &self,
         pass: &PassSet<'_>,
         opts: &StoreOptions,
         evidence: &Evidence,
-    ) -> Result<PublishOutcome, FleetError> {
+    ) -> Result<(PublishOutcome, Kept), FleetError> {
         let etcd = &self.config.etcd;
         let mut guard = self.client.lock().await;
         if guard.is_none() {
@@ -235,7 +240,7 @@ impl Publisher {
             *guard = None;
         }
         let label = match &result {
-            Ok(outcome) => outcome.label(),
+            Ok((outcome, _)) => outcome.label(),
             Err(FleetError::Bundle(BundleError::TooLarge { .. })) => "too_large",
             Err(_) => "failed",
         };
@@ -249,7 +254,7 @@ impl Publisher {
         pass: &PassSet<'_>,
         opts: &StoreOptions,
         evidence: &Evidence,
-    ) -> Result<PublishOutcome, FleetError> {
+    ) -> Result<(PublishOutcome, Kept), FleetError> {
         let etcd = &self.config.etcd;
         let raw = read_raw(client, etcd).await?;
         let now = time::OffsetDateTime::now_utc();
@@ -278,10 +283,11 @@ impl Publisher {
             }
         };
         let next = bundle::next(prev.as_ref(), pass, now, opts, evidence);
+        let kept = bundle::kept_of(&next, prev.as_ref());
         if let Some(prev) = &prev
             && bundle::same_set(&next, &prev.bundle)
         {
-            return Ok(PublishOutcome::Unchanged);
+            return Ok((PublishOutcome::Unchanged, kept));
         }
         let (stamped, bytes) = match bundle::stamp(next, prev_generation, &self.id, now) {
             Ok(done) => done,
@@ -316,10 +322,10 @@ impl Publisher {
                 "published generation {}",
                 stamped.generation
             );
-            Ok(PublishOutcome::Published(stamped.generation))
+            Ok((PublishOutcome::Published(stamped.generation), kept))
         } else {
             tracing::warn!(key = %etcd.bundle_key(), "publish refused: this publisher no longer holds the leader key, or a newer set was written since it read; nothing written");
-            Ok(PublishOutcome::Refused)
+            Ok((PublishOutcome::Refused, Kept::new()))
         }
     }
 }

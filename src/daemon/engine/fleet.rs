@@ -118,9 +118,16 @@ impl Engine {
         }
     }
 
-    /// After the pass's store (not a dry run), a leader publishes the set: this pass's
+    /// Before the pass's store (not a dry run), a leader publishes the set: this pass's
     /// synced instances, the previous set's entries of every other instance of the plan.
-    pub(super) async fn publish(&self, input: &PassInput, failures: &[(Instance, InstanceError)]) {
+    /// The published set's overlap CAs then join the input's entries (`kept`), so that this
+    /// publisher's own folder holds what it publishes: a new leader continues from the
+    /// published set, overlap included.
+    pub(super) async fn publish(
+        &self,
+        input: &mut PassInput,
+        failures: &[(Instance, InstanceError)],
+    ) {
         #[cfg(feature = "etcd")]
         {
             let Some((publisher, _)) = &self.publisher else {
@@ -147,11 +154,21 @@ impl Engine {
                 }
             }
             let evidence = self.evidence();
-            if let Err(e) = publisher
+            let kept = match publisher
                 .publish(&pass, &self.config.trust.store, &evidence)
                 .await
             {
-                tracing::warn!(error = %e, "publishing the set failed: {e}; subscribers keep the set before");
+                Ok((_, kept)) => kept,
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing the set failed: {e}; subscribers keep the set before");
+                    return;
+                }
+            };
+            drop(pass);
+            for entry in &mut input.updates {
+                if let Some(k) = kept.get(&(entry.instance_id.clone(), entry.category.clone())) {
+                    entry.kept = k.clone();
+                }
             }
         }
         #[cfg(not(feature = "etcd"))]

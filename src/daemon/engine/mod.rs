@@ -264,11 +264,11 @@ impl Engine {
         };
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
-        let (input, failures) = self.pass_input(outcomes, only.is_none(), planned);
+        let (mut input, failures) = self.pass_input(outcomes, only.is_none(), planned);
         // A leader publishes the validated set before its own folder takes the
         // certificates (SPEC 14).
         if !dry_run {
-            self.publish(&input, &failures).await;
+            self.publish(&mut input, &failures).await;
         }
         let store_started = std::time::Instant::now();
         let now = SystemTime::now();
