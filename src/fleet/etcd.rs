@@ -14,6 +14,9 @@
 //! password is never logged or put in an error), the leadership state, reading and writing
 //! `{prefix}/bundle`, and the subscriber's latest value. Must not: build or judge a set
 //! (`bundle` does), or touch the trust folder.
+//!
+//! Just over 600 lines on purpose: the publisher's and the subscriber's halves share the
+//! client, its errors and its backoff, and each half reads top to bottom against SPEC 14 here.
 
 use std::sync::Arc;
 use std::time::Duration;
