@@ -114,7 +114,8 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
         }
     }
     // A subscriber reads the set first (or learns that etcd does not answer).
-    if let Some(mut set) = engine.fleet_watch().subscription {
+    let fleet = engine.fleet_watch();
+    if let (None, Some(mut set)) = (fleet.leadership, fleet.subscription) {
         let _ = tokio::time::timeout(SUBSCRIBER_FIRST_READ, set.wait_for(first_read_done)).await;
     }
     let shutdown = CancellationToken::new();
@@ -129,7 +130,7 @@ const SUBSCRIBER_FIRST_READ: Duration = Duration::from_secs(15);
 /// A subscriber's first read is done: it has a value, or etcd did not answer.
 #[cfg(feature = "etcd")]
 fn first_read_done(s: &crate::fleet::etcd::Subscription) -> bool {
-    s.value.is_some() || (s.up && s.value.is_none()) || s.error.is_some()
+    s.first_read_done()
 }
 #[cfg(not(feature = "etcd"))]
 fn first_read_done(_: &()) -> bool {
@@ -266,6 +267,10 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             alive = next_change(&mut fleet.subscription) => {
                 if !alive {
                     fleet.subscription = None;
+                    continue;
+                }
+                // (A leader's own publication comes back here: it passes on its schedule.)
+                if engine.leads() {
                     continue;
                 }
                 Some(Work::Full)

@@ -169,6 +169,9 @@ pub struct Publisher {
     config: Publish,
     id: String,
     leading: watch::Receiver<bool>,
+    /// Told when a publication finds the leader key holding another publisher's id: the
+    /// election then lets go of the leadership this publisher still believed it had.
+    deposed: Arc<tokio::sync::Notify>,
     client: tokio::sync::Mutex<Option<Client>>,
     shared: Arc<Shared>,
 }
@@ -191,11 +194,15 @@ impl Publisher {
     ) -> Arc<Publisher> {
         let id = publisher_id();
         let (tx, leading) = watch::channel(false);
+        let deposed = Arc::new(tokio::sync::Notify::new());
         shared.metrics.leader(false);
         tokio::spawn(campaign(
             config.clone(),
             id.clone(),
-            tx,
+            Election {
+                leading: tx,
+                deposed: deposed.clone(),
+            },
             shared.clone(),
             cancel,
         ));
@@ -203,6 +210,7 @@ impl Publisher {
             config,
             id,
             leading,
+            deposed,
             client: tokio::sync::Mutex::new(None),
             shared,
         })
@@ -315,7 +323,10 @@ impl Publisher {
                 Compare::value(etcd.leader_key(), CompareOp::Equal, self.id.clone()),
                 unchanged_since_read,
             ])
-            .and_then(vec![TxnOp::put(etcd.bundle_key(), bytes, None)]);
+            .and_then(vec![TxnOp::put(etcd.bundle_key(), bytes, None)])
+            // Refused: who holds the leader key, to tell a lost leadership from a set
+            // written since the read.
+            .or_else(vec![TxnOp::get(etcd.leader_key(), None)]);
         let resp = client.txn(txn).await.map_err(|e| etcd_error(etcd, e))?;
         if resp.succeeded() {
             tracing::info!(
@@ -327,7 +338,23 @@ impl Publisher {
             );
             Ok((PublishOutcome::Published(stamped.generation), kept))
         } else {
-            tracing::warn!(key = %etcd.bundle_key(), "publish refused: this publisher no longer holds the leader key, or a newer set was written since it read; nothing written");
+            let holder = resp.op_responses().into_iter().find_map(|r| match r {
+                etcd_client::TxnOpResponse::Get(get) => Some(
+                    get.kvs()
+                        .first()
+                        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                ),
+                _ => None,
+            });
+            match holder {
+                Some(holder) if holder.as_deref() != Some(self.id.as_str()) => {
+                    tracing::warn!(key = %etcd.bundle_key(), leader = ?holder.as_deref().map(crate::text::Untrusted), "publish refused: the leader key is no longer this publisher's; nothing written, and it stops leading");
+                    self.deposed.notify_one();
+                }
+                _ => {
+                    tracing::warn!(key = %etcd.bundle_key(), "publish refused: a set was written since this publisher read it; nothing written");
+                }
+            }
             Ok((PublishOutcome::Refused, Kept::new()))
         }
     }
@@ -341,20 +368,27 @@ fn loose_generation(bytes: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The election's ends: what it says (`leading`) and what it is told (`deposed`).
+struct Election {
+    leading: watch::Sender<bool>,
+    deposed: Arc<tokio::sync::Notify>,
+}
+
 /// The election: until `cancel`, hold a lease, take the leader key when it is free, keep the
 /// lease alive while leading, and say each change on `leading` (and in `certsync_leader`).
 async fn campaign(
     config: Publish,
     id: String,
-    leading: watch::Sender<bool>,
+    election: Election,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
+    let leading = &election.leading;
     let mut backoff = Duration::from_secs(1);
     loop {
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = campaign_once(&config, &id, &leading, &shared, &cancel) => r,
+            r = campaign_once(&config, &id, &election, &shared, &cancel) => r,
         };
         if *leading.borrow() {
             leading.send_replace(false);
@@ -384,10 +418,11 @@ async fn campaign(
 async fn campaign_once(
     config: &Publish,
     id: &str,
-    leading: &watch::Sender<bool>,
+    election: &Election,
     shared: &Shared,
     cancel: &CancellationToken,
 ) -> Result<(), FleetError> {
+    let leading = &election.leading;
     let etcd = &config.etcd;
     let mut client = connect(etcd).await?;
     let ttl = i64::try_from(config.lease_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -417,13 +452,28 @@ async fn campaign_once(
                 )]);
             let resp = client.txn(take).await.map_err(|e| etcd_error(etcd, e))?;
             if resp.succeeded() {
+                // (A refusal told before this leadership is not about it.)
+                tokio::select! {
+                    biased;
+                    _ = election.deposed.notified() => {}
+                    _ = std::future::ready(()) => {}
+                }
                 leading.send_replace(true);
                 shared.metrics.leader(true);
                 tracing::info!(id, lease_ttl = ?config.lease_ttl, "became the leader: this publisher polls the cloud for the fleet");
-                // Lead while the lease lives.
+                // Lead while the lease lives and the leader key is this publisher's.
                 loop {
-                    tokio::time::sleep(tick).await;
-                    keep_alive(&mut keeper, &mut answers, etcd).await?;
+                    tokio::select! {
+                        r = async {
+                            tokio::time::sleep(tick).await;
+                            keep_alive(&mut keeper, &mut answers, etcd).await
+                        } => r?,
+                        _ = election.deposed.notified() => {
+                            // Its lease no longer holds the key: let it go.
+                            let _ = client.lease_revoke(lease).await;
+                            return Ok(());
+                        }
+                    }
                 }
             }
             // Someone leads: wait for its key to go, keeping our lease alive meanwhile.
@@ -487,6 +537,14 @@ pub struct Subscription {
     pub up: bool,
     /// Why not, while it does not.
     pub error: Option<String>,
+}
+
+impl Subscription {
+    /// Whether the first read is done: a value, or etcd's answer that there is none, or an
+    /// error.
+    pub fn first_read_done(&self) -> bool {
+        self.value.is_some() || self.up || self.error.is_some()
+    }
 }
 
 /// Watches `{prefix}/bundle` until `cancel`: each new value, and each change of

@@ -46,12 +46,29 @@ pub struct EtcdSource {
 }
 
 impl EtcdSource {
-    /// Starts watching `etcd` for `config`.
+    /// Starts watching `etcd` for `config` (a subscriber: with `[[instance]]`, only those
+    /// ids are taken from the set).
     pub fn new(config: &Arc<Config>, etcd: &Etcd, shared: &Arc<Shared>) -> EtcdSource {
-        let cancel = CancellationToken::new();
-        let subscription = fleet_etcd::subscribe(etcd.clone(), shared.clone(), cancel.clone());
         let only = (!config.instances.is_empty())
             .then(|| config.instances.iter().map(|i| i.id.clone()).collect());
+        Self::watching(config, etcd, shared, only)
+    }
+
+    /// The set a standby publisher follows (SPEC 14): the one it would publish, at
+    /// `[publish]`'s key. Its discovery takes every instance of the set, as the leader's own
+    /// `[[discover]]` found them (a standby does not list the cloud).
+    pub fn follower(config: &Arc<Config>, etcd: &Etcd, shared: &Arc<Shared>) -> EtcdSource {
+        Self::watching(config, etcd, shared, None)
+    }
+
+    fn watching(
+        config: &Arc<Config>,
+        etcd: &Etcd,
+        shared: &Arc<Shared>,
+        only: Option<BTreeSet<String>>,
+    ) -> EtcdSource {
+        let cancel = CancellationToken::new();
+        let subscription = fleet_etcd::subscribe(etcd.clone(), shared.clone(), cancel.clone());
         EtcdSource {
             config: config.clone(),
             etcd: etcd.clone(),
@@ -75,6 +92,14 @@ impl EtcdSource {
         self.subscription.clone()
     }
 
+    /// Whether a pass has something to follow or to report: a value was read, or etcd does
+    /// not answer (its files then stay, and the pass says why). Not while etcd answers that
+    /// nothing was published yet: the first value wakes the loop.
+    pub fn has_news(&self) -> bool {
+        let sub = self.subscription.borrow();
+        sub.value.is_some() || (!sub.up && sub.error.is_some())
+    }
+
     /// Why the source is not usable now (etcd unreachable, the value refused), for
     /// `/readyz` and `/status`.
     pub fn problem(&self) -> Option<String> {
@@ -94,12 +119,16 @@ impl EtcdSource {
 
     /// The latest value, validated (once per revision; a refusal is logged once).
     fn current(&self) -> Result<Arc<Published>, String> {
-        let value = self.subscription.borrow().value.clone();
+        let (value, up) = {
+            let sub = self.subscription.borrow();
+            (sub.value.clone(), sub.up)
+        };
         let Some(value) = value else {
-            return Err(format!(
-                "no set has been read from {} yet",
-                self.etcd.bundle_key()
-            ));
+            return Err(if up {
+                format!("nothing is published at {} yet", self.etcd.bundle_key())
+            } else {
+                format!("no set has been read from {} yet", self.etcd.bundle_key())
+            });
         };
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((revision, result)) = checked.as_ref()

@@ -422,6 +422,23 @@ impl Fleet {
         }
     }
 
+    /// Every publisher of `pubs` but the leader `l` applied `generation` (after its mark in
+    /// `from`) in a pass that has ended, and its folder equals the leader's.
+    async fn assert_standbys_follow(
+        &self,
+        pubs: &[Node],
+        l: usize,
+        from: &[usize],
+        generation: u64,
+    ) {
+        for (i, p) in pubs.iter().enumerate() {
+            if i != l {
+                wait_applied(std::slice::from_ref(p), &from[i..=i], generation).await;
+                self.assert_same(&pubs[l], std::slice::from_ref(p)).await;
+            }
+        }
+    }
+
     /// How the folders of `subs` differ from the leader's, if they do.
     fn difference(&self, leader: &Node, subs: &[Node]) -> Option<String> {
         let want = snapshot(&leader.trust());
@@ -533,6 +550,8 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
     }
     wait_applied(&subs, &from, 1).await;
     f.assert_same(&pubs[l], &subs).await;
+    // The publishers that stand by keep their own folders too: they follow the set.
+    f.assert_standbys_follow(&pubs, l, &[0; 3], 1).await;
     for s in &subs {
         assert!(f.file_of(s, 0).starts_with(&f.current_pem(0)), "{}", s.name);
         s.wait_metric("certsync_source_up", "", 1.0).await;
@@ -561,7 +580,7 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
 
     // A rotation, and one more pass of the leader: it reaches every subscriber.
     f.h.sim.rotate(&f.h.id(1), "international");
-    let (pub_from, from) = (pubs[l].mark(), marks(&subs));
+    let (pub_from, from, pubs_from) = (pubs[l].mark(), marks(&subs), marks(&pubs));
     pubs[l].signal(Signal::USR1);
     assert_eq!(
         pubs[l]
@@ -572,6 +591,12 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
     assert_eq!(f.generation().await, 2);
     wait_applied(&subs, &from, 2).await;
     f.assert_same(&pubs[l], &subs).await;
+    f.assert_standbys_follow(&pubs, l, &pubs_from, 2).await;
+    for (i, p) in pubs.iter().enumerate() {
+        if i != l {
+            assert!(f.file_of(p, 1).starts_with(&f.current_pem(1)), "{}", p.name);
+        }
+    }
     for s in &subs {
         assert!(f.file_of(s, 1).starts_with(&f.current_pem(1)), "{}", s.name);
         s.wait_metric("certsync_source_generation", "", 2.0).await;
@@ -860,14 +885,81 @@ async fn a_newer_bundle_put_behind_the_leaders_back_is_never_overwritten_by_an_o
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_key_was_taken_has_its_write_refused_and_stops_polling() {
+    let f = Fleet::new(2, false).await;
+    let subs = vec![f.subscriber("sub0", Sub::default())];
+    let from = marks(&subs);
+    let p = f.publisher("pub0");
+    p.wait_generation(0, "published generation", 0).await;
+    wait_applied(&subs, &from, 1).await;
+    let files = snapshot(&subs[0].trust());
+
+    // Another id at the leader key, put by hand: pub0's lease lives on, so nothing tells it
+    // it lost the key, and it still believes it leads. Its next pass has a rotation to
+    // publish: the transaction must refuse it.
+    f.etcd.put(&f.key("leader"), b"another-publisher").await;
+    f.h.sim.rotate(&f.h.id(0), "international");
+    let p_from = p.mark();
+    p.signal(Signal::USR1);
+    let line = p
+        .wait_line(
+            p_from,
+            "publish refused: the leader key is no longer this publisher's",
+        )
+        .await;
+    assert!(line.contains("another-publisher"), "{line}");
+    p.wait_metric("certsync_publish_total", "result=\"refused\"", 1.0)
+        .await;
+    // It lets go of the leadership it believed it had.
+    p.wait_line(p_from, "lost the leadership").await;
+    p.wait_metric("certsync_leader", "", 0.0).await;
+    assert_eq!(f.generation().await, 1, "the refused set was written");
+    assert_eq!(
+        f.etcd.get(&f.key("leader")).await.as_deref(),
+        Some("another-publisher")
+    );
+
+    // Standing by, it polls the cloud no more: a pass follows the set.
+    let before = f.h.sim.stats();
+    let p_from = p.mark();
+    p.signal(Signal::USR1);
+    let started = p.wait_line(p_from, "pass started").await;
+    assert!(started.contains("standby=true"), "{started}");
+    p.wait_line(p_from, "pass finished").await;
+    assert_eq!(f.h.sim.stats().api_requests, before.api_requests);
+    assert_eq!(
+        snapshot(&subs[0].trust()),
+        files,
+        "a subscriber's files changed"
+    );
+
+    // The key is free again: pub0 takes it, polls at once and publishes the rotation.
+    let (p_from, from) = (p.mark(), marks(&subs));
+    f.etcd.delete(&f.key("leader")).await;
+    p.wait_line(p_from, "became the leader").await;
+    let g = p.wait_generation(p_from, "published generation", 1).await;
+    wait_applied(&subs, &from, g).await;
+    assert!(f.file_of(&subs[0], 0).starts_with(&f.current_pem(0)));
+    f.assert_same(&p, &subs).await;
+}
+
 // ---- etcd down ----
 
 /// A subscriber reports its source down: `/readyz` 503, `certsync_source_up 0`, and `/status`
 /// lists source errors; its files stay as they were.
 async fn assert_reports_down(s: &Node, files: &BTreeMap<String, Vec<u8>>) {
     s.wait_metric("certsync_source_up", "", 0.0).await;
-    let (code, body) = get(s.port, "/readyz").await;
-    assert_eq!(code, 503, "{}: {body}", s.name);
+    // (`/readyz` follows at the end of the pass the change starts.)
+    let d = Deadline::new();
+    loop {
+        let (code, body) = get(s.port, "/readyz").await;
+        if code == 503 {
+            break;
+        }
+        d.tick(|| format!("{}: /readyz {code} with etcd down: {body}", s.name))
+            .await;
+    }
     let (_, status) = get(s.port, "/status").await;
     let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
     let errors = &doc["source_errors"];

@@ -1,6 +1,7 @@
 //! The engine's side of the fleet roles (SPEC 14): a publisher polls the cloud only while it
-//! leads and publishes each pass's set; a subscriber's source is the set (see
-//! `source::etcd`), and the loop passes whenever it changes.
+//! leads and publishes each pass's set, and while another leads its folder follows that set;
+//! a subscriber's source is the set (see `source::etcd`), and the loop passes whenever it
+//! changes.
 
 #[cfg(feature = "etcd")]
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +12,7 @@ use tokio::sync::watch;
 use super::Engine;
 use crate::config::{Config, Instance};
 use crate::sink::PassInput;
-use crate::source::InstanceError;
+use crate::source::{InstanceError, Source};
 
 /// What the loop listens to for the fleet roles.
 #[derive(Default)]
@@ -69,7 +70,58 @@ pub(super) fn start_publisher(
     }
 }
 
+/// A publisher's view of the set it publishes (SPEC 14), which its folder follows while
+/// another publisher leads; nothing without `[publish]` (or the `etcd` feature).
+pub(super) fn follower(
+    config: &Arc<Config>,
+    shared: &Arc<crate::status::Shared>,
+) -> Option<Source> {
+    #[cfg(feature = "etcd")]
+    {
+        config.publish.as_ref().map(|publish| {
+            Source::Etcd(Box::new(crate::source::etcd::EtcdSource::follower(
+                config,
+                &publish.etcd,
+                shared,
+            )))
+        })
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = (config, shared);
+        None
+    }
+}
+
 impl Engine {
+    /// The source of a pass: the config's (the cloud, or a subscriber's set), or for a
+    /// `standby` publisher the set it follows.
+    pub(super) fn pass_source(&self, standby: bool) -> &Source {
+        match &self.follower {
+            Some(follower) if standby => follower,
+            _ => &self.source,
+        }
+    }
+
+    /// Whether a standby publisher's pass has a set to follow, or etcd's failure to report
+    /// (before the leader's first publication it would only fail for want of a set).
+    pub(super) fn follower_ready(&self) -> bool {
+        match &self.follower {
+            #[cfg(feature = "etcd")]
+            Some(Source::Etcd(etcd)) => etcd.has_news(),
+            _ => false,
+        }
+    }
+
+    /// Whether this certsync is a publisher that leads now.
+    pub(in crate::daemon) fn leads(&self) -> bool {
+        #[cfg(feature = "etcd")]
+        if let Some((publisher, _)) = &self.publisher {
+            return publisher.is_leader();
+        }
+        false
+    }
+
     /// Whether this certsync may poll the cloud now: it is no publisher, or it leads.
     pub(super) fn may_poll(&self) -> bool {
         #[cfg(feature = "etcd")]
@@ -86,9 +138,10 @@ impl Engine {
             leadership: self.publisher.as_ref().map(|(p, _)| p.leadership()),
             #[cfg(not(feature = "etcd"))]
             leadership: None,
+            // A subscriber's set, or the set a publisher follows while it stands by.
             #[cfg(feature = "etcd")]
-            subscription: match &self.source {
-                crate::source::Source::Etcd(etcd) => Some(etcd.changes()),
+            subscription: match (&self.source, &self.follower) {
+                (Source::Etcd(etcd), _) | (_, Some(Source::Etcd(etcd))) => Some(etcd.changes()),
                 _ => None,
             },
             #[cfg(not(feature = "etcd"))]

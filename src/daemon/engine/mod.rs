@@ -65,6 +65,9 @@ pub struct Engine {
     pub(super) verified: watch::Receiver<Arc<Verifications>>,
     /// A publisher's election and publication (SPEC 14), with `[publish]`.
     publisher: fleet::PublisherHandle,
+    /// A publisher's view of the set it publishes: while another publisher leads, this
+    /// one's folder follows that set as a subscriber's does.
+    follower: Option<Source>,
     /// Whether a pass publishes what the HTTP server shows, the `/status` snapshot and the
     /// per-instance metrics (`run`; `once` serves neither, and at 10,000 instances each is
     /// megabytes).
@@ -93,8 +96,10 @@ impl Engine {
         let source = Source::from_config(&config, &shared)?;
         let trust = TrustSink::open(store_options(&config), read_only)?;
         let publisher = fleet::start_publisher(&config, &shared)?;
+        let follower = fleet::follower(&config, &shared);
         let mut engine = Engine {
             publisher,
+            follower,
             health: Health::new(backoff(&config)),
             hooks: HookQueue::new(backoff(&config)),
             config,
@@ -130,6 +135,7 @@ impl Engine {
             .reconfigure(&self.config.hooks, &config.hooks, backoff(&config));
         self.health.set_backoff(backoff(&config));
         self.reconfigure_publisher(&config)?;
+        self.follower = fleet::follower(&config, &self.shared);
         self.source = source;
         if config.discover.is_empty() {
             self.discovered.clear();
@@ -213,22 +219,33 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> PassSummary {
         let started = std::time::Instant::now();
-        if !self.may_poll() {
-            tracing::debug!("a standby publisher: another one leads and polls the cloud");
+        // A publisher that does not lead polls nothing: its folder follows the set the
+        // leader publishes (SPEC 14), once that has been read.
+        let standby = !self.may_poll();
+        if standby && !self.follower_ready() {
+            tracing::debug!(
+                "a standby publisher: another one leads, and the published set is not read yet"
+            );
             return PassSummary::default();
         }
         tracing::info!(
             instances = only.map_or(self.active.len(), BTreeSet::len),
             full = only.is_none(),
+            standby,
             "pass started"
         );
-        let held = self.held_without_verifier();
+        // (A standby's replaced CAs are kept as the published set says.)
+        let held = if standby {
+            BTreeSet::new()
+        } else {
+            self.held_without_verifier()
+        };
         if only.is_none() {
             tokio::select! {
-                listed = self.discover(dry_run) => {
+                listed = self.discover(dry_run, standby) => {
                     // (A dry run looks the nodes up only to probe them as the real pass
                     // would.)
-                    if (self.verifying() && !dry_run) || !held.is_empty() {
+                    if !standby && ((self.verifying() && !dry_run) || !held.is_empty()) {
                         tokio::select! {
                             _ = self.look_up_nodes(&listed) => {}
                             _ = shutdown.cancelled() => return PassSummary::default(),
@@ -256,7 +273,7 @@ impl Engine {
         let planned = instances.len();
         let fetch_started = std::time::Instant::now();
         let outcomes = tokio::select! {
-            r = self.source.sync(instances, &self.shared) => r,
+            r = self.pass_source(standby).sync(instances, &self.shared) => r,
             _ = shutdown.cancelled() => {
                 tracing::info!("shutdown during the pass: no file was written");
                 return PassSummary::default();
@@ -267,7 +284,7 @@ impl Engine {
         let (mut input, failures) = self.pass_input(outcomes, only.is_none(), planned);
         // A leader publishes the validated set before its own folder takes the
         // certificates (SPEC 14).
-        if !dry_run {
+        if !dry_run && !standby {
             self.publish(&mut input, &failures).await;
         }
         let store_started = std::time::Instant::now();
@@ -350,16 +367,16 @@ impl Engine {
     /// daemon remembers; a failed or cut-short round keeps what was found before. A dry run
     /// discovers too but changes nothing the daemon remembers.
     /// Gives the ids this round listed with node addresses (none when it failed).
-    async fn discover(&mut self, dry_run: bool) -> BTreeSet<String> {
-        if self.config.discover.is_empty() && !self.source.lists_instances() {
+    /// A standby publisher (`standby`) discovers from the set it follows.
+    async fn discover(&mut self, dry_run: bool, standby: bool) -> BTreeSet<String> {
+        let source = self.pass_source(standby);
+        // (A standby with no `[[discover]]` follows its configured instances only.)
+        if self.config.discover.is_empty() && (standby || !source.lists_instances()) {
             return BTreeSet::new();
         }
         let deadline = crate::source::cloud::instance_deadline(&self.config);
-        let listings = match tokio::time::timeout(
-            deadline,
-            self.source.discover(&self.config.discover),
-        )
-        .await
+        let listings = match tokio::time::timeout(deadline, source.discover(&self.config.discover))
+            .await
         {
             Ok(Ok(listings)) => listings,
             Ok(Err(e)) => {
@@ -497,7 +514,7 @@ impl Engine {
                 health: &self.health,
                 current: &current,
                 store_errors,
-                source_problem: self.source.problem(),
+                source_problem: self.pass_source(!self.may_poll()).problem(),
                 failing_hooks: self.hooks.failing(&self.config.hooks),
                 expiry_warning: self.config.sync.expiry_warning,
             },

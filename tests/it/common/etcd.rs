@@ -325,6 +325,11 @@ impl Etcd {
         self.ctl_ok(&["put", "--", key], Some(value)).await;
     }
 
+    /// Deletes `key`, as an operator would.
+    pub async fn delete(&self, key: &str) {
+        self.ctl_ok(&["del", "--", key], None).await;
+    }
+
     fn pid(&self) -> Pid {
         let child = self.child.as_ref().expect("etcd is not running");
         Pid::from_raw(child.id() as i32).unwrap()
