@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod fleet;
 mod report;
 
 use report::{
@@ -125,6 +126,29 @@ async fn check_online(out: &mut Printer, config: &Config, report: &mut Report) -
 async fn check_online_steps(out: &mut Printer, config: &Config, report: &mut Online) -> u8 {
     let shared = Arc::new(crate::status::Shared::default());
     let config_arc = Arc::new(config.clone());
+    // The fleet's etcd first (SPEC 14): a subscriber's source, a publisher's election.
+    let fleet_code = match fleet::check(out, &config_arc, &shared, report).await {
+        fleet::Checked::Subscriber {
+            code,
+            source,
+            instances,
+        } => {
+            // A subscriber has no cloud credentials: what it would write is the set's.
+            let outcomes = source.sync(instances, &shared).await;
+            let verifying = config.verify.enabled != Some(false);
+            let written = report_outcomes(
+                out,
+                config,
+                outcomes,
+                &std::collections::BTreeMap::new(),
+                verifying,
+                report,
+            )
+            .await;
+            return code.max(written);
+        }
+        fleet::Checked::Done(code) => code,
+    };
     let cloud = match CloudSource::new(&config_arc, &shared) {
         Ok(cloud) => cloud,
         Err(e) => {
@@ -191,7 +215,7 @@ async fn check_online_steps(out: &mut Printer, config: &Config, report: &mut Onl
         return EXIT_FAILED;
     }
     out.flush();
-    let mut code = EXIT_OK;
+    let mut code = fleet_code;
     // The pass's own source: at most `sync.concurrency` at a time, each under its deadline.
     let source = Source::Cloud(cloud.clone());
     let outcomes = source.sync(config.instances.clone(), &shared).await;
@@ -218,6 +242,23 @@ async fn check_online_steps(out: &mut Printer, config: &Config, report: &mut Onl
             }
         }
     }
+    if report_outcomes(out, config, outcomes, &nodes, verifying, report).await != EXIT_OK {
+        code = EXIT_FAILED;
+    }
+    check_discovery(out, config, &cloud, report).await.max(code)
+}
+
+/// Prints (and records) what each instance would write, probing its endpoints when
+/// `verifying` (its own, else `nodes`'); `EXIT_FAILED` when one failed.
+async fn report_outcomes(
+    out: &mut Printer,
+    config: &Config,
+    outcomes: crate::source::Outcomes,
+    nodes: &std::collections::BTreeMap<String, Vec<crate::endpoint::Endpoint>>,
+    verifying: bool,
+    report: &mut Online,
+) -> u8 {
+    let mut code = EXIT_OK;
     for (inst, result) in outcomes {
         let name = Untrusted(inst.display_name());
         let mut checked = InstanceCheck {
@@ -278,6 +319,17 @@ async fn check_online_steps(out: &mut Printer, config: &Config, report: &mut Onl
         report.instances.push(checked);
         out.flush();
     }
+    code
+}
+
+/// Runs each `[[discover]]` query once and says what it found.
+async fn check_discovery(
+    out: &mut Printer,
+    config: &Config,
+    cloud: &CloudSource,
+    report: &mut Online,
+) -> u8 {
+    let mut code = EXIT_OK;
     for (index, query) in config.discover.iter().enumerate() {
         let Some(api) = cloud.api(&query.account) else {
             continue;

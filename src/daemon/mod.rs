@@ -84,7 +84,7 @@ pub(crate) fn later(d: Duration) -> Instant {
 /// saved state remembers), maps to the file's name for its category. With `trust.prune`
 /// they are removed after [`crate::sink::UNPRODUCED_PASSES`] passes without them.
 pub fn no_longer_produced(config: &Config, folder: &StoreView<DaemonState>) -> Vec<EntryState> {
-    let discovered = if config.discover.is_empty() {
+    let discovered = if config.discover.is_empty() && config.subscribe.is_none() {
         crate::plan::Discovered::new()
     } else {
         folder.saved_state().discovered.clone()
@@ -125,7 +125,7 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
 }
 
 /// How long `once` as a subscriber waits for its first read of the set.
-const SUBSCRIBER_FIRST_READ: Duration = Duration::from_secs(15);
+pub const SUBSCRIBER_FIRST_READ: Duration = Duration::from_secs(15);
 
 /// A subscriber's first read is done: it has a value, or etcd did not answer.
 #[cfg(feature = "etcd")]

@@ -163,6 +163,29 @@ async fn read_raw(client: &mut Client, etcd: &Etcd) -> Result<Option<(Vec<u8>, i
         .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
 }
 
+/// What etcd holds for a fleet now, read once (`check --online`).
+#[derive(Debug)]
+pub struct Peek {
+    /// The leader key's value: the leading publisher's id (`None`: nobody leads).
+    pub leader: Option<String>,
+    /// `{prefix}/bundle` and its revision (`None`: nothing published).
+    pub bundle: Option<(Vec<u8>, i64)>,
+}
+
+/// Reads the leader key and the bundle once.
+pub async fn peek(etcd: &Etcd) -> Result<Peek, FleetError> {
+    let mut client = connect(etcd).await?;
+    let leader = client
+        .get(etcd.leader_key(), None)
+        .await
+        .map_err(|e| etcd_error(etcd, e))?
+        .kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+    let bundle = read_raw(&mut client, etcd).await?;
+    Ok(Peek { leader, bundle })
+}
+
 /// A publisher: its election task runs until `cancel`; the engine asks whether it leads and
 /// hands it each pass's set.
 pub struct Publisher {

@@ -137,6 +137,25 @@ impl Node {
         }
     }
 
+    /// `certsync check --online` (with `--json`, its document) on its config.
+    async fn check_online(&self, json: bool) -> (i32, String) {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["check", "--online"]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        let out = cmd.output().await.unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     async fn metrics(&self) -> String {
         wait_listening(self.port).await;
         get(self.port, "/metrics").await.1
@@ -944,6 +963,91 @@ async fn a_leader_whose_key_was_taken_has_its_write_refused_and_stops_polling() 
     f.assert_same(&p, &subs).await;
 }
 
+// ---- check --online ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reads_the_fleets_etcd_in_both_roles() {
+    let f = Fleet::new(2, false).await;
+    let s = f.subscriber("sub0", Sub::default());
+    // Nothing published yet: a subscriber has nothing to write.
+    let (code, out) = s.check_online(false).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("etcd (source, ") && out.contains("nothing is published at"),
+        "{out}"
+    );
+
+    let from = marks(std::slice::from_ref(&s));
+    let p = f.publisher("pub0");
+    p.wait_generation(0, "published generation", 0).await;
+    wait_applied(std::slice::from_ref(&s), &from, 1).await;
+    let id = f.leader_id().await.expect("pub0 leads");
+
+    // The publisher: its etcd, who leads, what is published; then its cloud steps.
+    let (code, out) = p.check_online(false).await;
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("etcd (publish, "))
+        .unwrap_or_else(|| panic!("no publish step:\n{out}"));
+    assert!(
+        line.contains(&format!("{id} leads"))
+            && line.contains(&format!(
+                "generation 1 published by {id}: 2 instance(s), 2 CA(s)"
+            )),
+        "{line}"
+    );
+    assert!(out.contains("authenticate (auth method"), "{out}");
+
+    // The subscriber: the set, and what it would write from it.
+    let (code, out) = s.check_online(false).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("reachable; generation 1 published by"),
+        "{out}"
+    );
+    for i in 0..2 {
+        let file =
+            f.h.file(i)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+        assert!(out.contains(&file), "no {file}:\n{out}");
+    }
+    assert!(
+        !out.contains("authenticate"),
+        "a subscriber has no credentials:\n{out}"
+    );
+    let (code, out) = s.check_online(true).await;
+    assert_eq!(code, 0, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        doc["no_longer_produced"],
+        serde_json::json!([]),
+        "a subscriber's instances are its set's: {doc}"
+    );
+    assert_eq!(doc["online"]["fleet"][0]["name"], "source", "{doc}");
+    assert_eq!(doc["online"]["fleet"][0]["ok"], true, "{doc}");
+    let instances = doc["online"]["instances"].as_array().expect("instances");
+    assert_eq!(instances.len(), 2, "{doc}");
+    assert!(instances.iter().all(|i| i["ok"] == true), "{doc}");
+
+    // A value that is no set: the subscriber's check fails and says why; the publisher's
+    // says its next pass replaces it.
+    f.etcd.put(&f.key("bundle"), b"{\"generation\": 9}").await;
+    let (code, out) = s.check_online(false).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is refused"), "{out}");
+    let (code, out) = p.check_online(false).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the published set is not valid") && out.contains("replaces it"),
+        "{out}"
+    );
+}
+
 // ---- etcd down ----
 
 /// A subscriber reports its source down: `/readyz` 503, `certsync_source_up 0`, and `/status`
@@ -1014,6 +1118,32 @@ async fn with_etcd_down_subscribers_keep_their_files_and_say_so_then_converge() 
     // The publisher's lease cannot be kept alive: it steps down.
     p.wait_line(p_from, "lost the leadership").await;
     p.wait_metric("certsync_leader", "", 0.0).await;
+
+    // Restarted while etcd is down, a subscriber still knows its instances (saved with its
+    // folder): passes that cannot read the set remove nothing, however many (prune is on).
+    let mut subs = subs;
+    for s in subs.iter_mut() {
+        s.kill().await;
+        s.start();
+    }
+    for (s, files) in subs.iter().zip(&files) {
+        s.wait_line(0, "pass finished").await;
+        for _ in 0..4 {
+            let from = s.mark();
+            s.signal(Signal::USR1);
+            s.wait_line(from, "pass finished").await;
+        }
+        let now = snapshot(&s.trust());
+        assert!(
+            now == *files,
+            "{}: files changed while etcd was down: {:?}, before {:?}\n{}",
+            s.name,
+            names(&now),
+            names(files),
+            s.log()
+        );
+        assert_reports_down(s, files).await;
+    }
 
     // A rotation while etcd is down arrives once it is back.
     f.h.sim.rotate(&f.h.id(0), "international");

@@ -66,6 +66,8 @@ pub(super) struct FileNow {
 #[derive(Debug, Default, serde::Serialize)]
 pub(super) struct Online {
     pub(super) ok: bool,
+    /// The fleet's etcd (SPEC 14): `publish` and `source` steps.
+    pub(super) fleet: Vec<Step>,
     pub(super) accounts: Vec<Step>,
     pub(super) instances: Vec<InstanceCheck>,
     pub(super) discover: Vec<Step>,

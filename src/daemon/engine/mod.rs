@@ -137,7 +137,8 @@ impl Engine {
         self.reconfigure_publisher(&config)?;
         self.follower = fleet::follower(&config, &self.shared);
         self.source = source;
-        if config.discover.is_empty() {
+        // (A subscriber's instances are discovered from its set.)
+        if config.discover.is_empty() && !self.source.lists_instances() {
             self.discovered.clear();
         }
         self.config = config;
@@ -240,9 +241,12 @@ impl Engine {
         } else {
             self.held_without_verifier()
         };
+        let mut discovery_failed = false;
         if only.is_none() {
             tokio::select! {
                 listed = self.discover(dry_run, standby) => {
+                    discovery_failed = listed.is_none();
+                    let listed = listed.unwrap_or_default();
                     // (A dry run looks the nodes up only to probe them as the real pass
                     // would.)
                     if !standby && ((self.verifying() && !dry_run) || !held.is_empty()) {
@@ -281,7 +285,8 @@ impl Engine {
         };
         let fetch_ms = fetch_started.elapsed().as_millis() as u64;
 
-        let (mut input, failures) = self.pass_input(outcomes, only.is_none(), planned);
+        let full = only.is_none() && !discovery_failed;
+        let (mut input, failures) = self.pass_input(outcomes, full, planned);
         // A leader publishes the validated set before its own folder takes the
         // certificates (SPEC 14).
         if !dry_run && !standby {
@@ -366,13 +371,14 @@ impl Engine {
     /// not keep the configured instances from their pass, SPEC 5.4) and folds it into what the
     /// daemon remembers; a failed or cut-short round keeps what was found before. A dry run
     /// discovers too but changes nothing the daemon remembers.
-    /// Gives the ids this round listed with node addresses (none when it failed).
+    /// Gives the ids this round listed with node addresses, or `None` when it failed (the
+    /// pass then proves nothing about what the config produces).
     /// A standby publisher (`standby`) discovers from the set it follows.
-    async fn discover(&mut self, dry_run: bool, standby: bool) -> BTreeSet<String> {
+    async fn discover(&mut self, dry_run: bool, standby: bool) -> Option<BTreeSet<String>> {
         let source = self.pass_source(standby);
         // (A standby with no `[[discover]]` follows its configured instances only.)
         if self.config.discover.is_empty() && (standby || !source.lists_instances()) {
-            return BTreeSet::new();
+            return Some(BTreeSet::new());
         }
         let deadline = crate::source::cloud::instance_deadline(&self.config);
         let listings = match tokio::time::timeout(deadline, source.discover(&self.config.discover))
@@ -381,11 +387,11 @@ impl Engine {
             Ok(Ok(listings)) => listings,
             Ok(Err(e)) => {
                 tracing::warn!(discover = e.query, error = %e.source, "discovery failed; keeping the instances found before");
-                return BTreeSet::new();
+                return None;
             }
             Err(_) => {
                 tracing::warn!(after = ?deadline, "discovery did not finish in time; keeping the instances found before");
-                return BTreeSet::new();
+                return None;
             }
         };
         let round = plan::fold_discovery(&self.discovered, &listings);
@@ -416,7 +422,7 @@ impl Engine {
             self.discovered = round.discovered;
             self.refresh_active();
         }
-        listed
+        Some(listed)
     }
 
     /// The store's input from the source's outcomes, with the names protected for the
@@ -560,7 +566,10 @@ impl Engine {
     fn restore_state(&mut self) {
         let state = self.sinks.trust.saved_state().clone();
         self.hooks.restore(&self.config.hooks, state.owed_hooks);
-        if !self.config.discover.is_empty() {
+        // A subscriber's instances are those of its set: restarted while etcd is down, it
+        // still knows them, so its passes fail them (keeping their files) rather than find
+        // nothing to produce.
+        if !self.config.discover.is_empty() || self.source.lists_instances() {
             self.discovered = state.discovered;
         }
     }
