@@ -9,12 +9,51 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 /// Sends `states`, logging (not failing) when the socket refuses them.
+///
+/// Written here rather than with `sd_notify::notify`, which sends on a blocking socket: a
+/// notify socket whose reader stalls (its queue holds about ten datagrams) would then freeze
+/// the loop at its next status line, passes, signals and all. This send never blocks: a
+/// message that does not fit now is dropped with a warning (the next status or watchdog ping
+/// supersedes it). `NOTIFY_SOCKET` may name a path or, with a leading `@`, an abstract socket.
 fn send(states: &[NotifyState]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
+    };
+    let mut message = String::new();
+    for state in states {
+        message.push_str(&state.to_string());
+        message.push('\n');
     }
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+    if let Err(e) = send_to(&path, message.as_bytes()) {
+        let error = if e.kind() == std::io::ErrorKind::WouldBlock {
+            "its queue is full (is the service manager reading it?); the message is dropped"
+                .to_string()
+        } else {
+            e.to_string()
+        };
+        tracing::warn!(error = %error, "cannot notify systemd: {error}");
+    }
+}
+
+fn send_to(path: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(path)?,
+    };
+    let sent = socket.send_to_addr(message, &addr)?;
+    if sent == message.len() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "incomplete write",
+        ))
     }
 }
 

@@ -196,6 +196,9 @@ pub struct Publisher {
     /// election then lets go of the leadership this publisher still believed it had.
     deposed: Arc<tokio::sync::Notify>,
     client: tokio::sync::Mutex<Option<Client>>,
+    /// The published CAs whose self-signatures verified: each pass reads the set back, and
+    /// a CA it held before is not verified again.
+    verified: crate::validate::VerifiedSignatures,
     shared: Arc<Shared>,
 }
 
@@ -235,6 +238,7 @@ impl Publisher {
             leading,
             deposed,
             client: tokio::sync::Mutex::new(None),
+            verified: crate::validate::VerifiedSignatures::default(),
             shared,
         })
     }
@@ -295,13 +299,12 @@ impl Publisher {
         let (prev, prev_generation, revision) = match &raw {
             None => (None, 0, 0),
             Some((bytes, rev)) => {
-                let verified = crate::validate::VerifiedSignatures::default();
                 match bundle::read(
                     bytes,
                     std::time::SystemTime::now(),
                     0,
                     &|_| Vec::new(),
-                    &verified,
+                    &self.verified,
                 ) {
                     Ok(p) => {
                         let g = p.generation;

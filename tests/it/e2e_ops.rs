@@ -93,6 +93,32 @@ async fn a_port_in_use_is_a_clear_error() {
     );
 }
 
+/// A notify socket whose reader stalls (nobody reads it here; its queue holds about ten
+/// datagrams) must not freeze the loop: each message that does not fit is dropped with a
+/// warning, and every SIGUSR1 still gets its pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_socket_nobody_reads_never_stalls_the_passes() {
+    let h = Harness::new(1).await;
+    let notify = NotifySocket::new(h.tmp.path());
+    let socket = notify.path.to_str().unwrap().to_string();
+    let mut d = Running::start_env(&h.config, &["run"], &[("NOTIFY_SOCKET", &socket)]);
+    d.wait_for("pass finished").await;
+    let passes = 2 * std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(10)
+        .min(100);
+    for _ in 0..passes {
+        d.signal(Signal::USR1);
+        d.wait_for("SIGUSR1: starting a pass now").await;
+        d.wait_for("pass finished").await;
+    }
+    d.wait_for("cannot notify systemd").await;
+    assert!(d.log().contains("its queue is full"), "{}", d.log());
+    drop(notify);
+    assert_eq!(d.stop().await, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_hears_ready_status_watchdog_reloading_and_stopping() {
     let h = Harness::new(1).await;
