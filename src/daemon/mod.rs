@@ -201,6 +201,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
     // The fleet roles (SPEC 14): a publisher that becomes the leader polls at once; a
     // subscriber passes whenever its set changes (or etcd comes and goes).
     let mut fleet = engine.fleet_watch();
+    fleet.seen();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Dropped at the end of `run`, which stops the watch.
@@ -279,6 +280,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
                 systemd::reloading();
                 let applied = reload(&mut engine);
                 fleet = engine.fleet_watch();
+                fleet.seen();
                 systemd::ready(&status_line(&engine));
                 applied.then_some(Work::Full)
             }

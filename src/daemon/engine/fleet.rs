@@ -23,6 +23,20 @@ pub(in crate::daemon) struct FleetWatch {
     pub(in crate::daemon) subscription: Option<watch::Receiver<Subscription>>,
 }
 
+impl FleetWatch {
+    /// Marks what the receivers hold now as seen: the pass that comes next sees it, and only
+    /// a later change starts another (a publisher that won the election before the first
+    /// pass polls once, not twice).
+    pub(in crate::daemon) fn seen(&mut self) {
+        if let Some(leadership) = self.leadership.as_mut() {
+            leadership.borrow_and_update();
+        }
+        if let Some(subscription) = self.subscription.as_mut() {
+            subscription.borrow_and_update();
+        }
+    }
+}
+
 /// What a subscriber's watch tells (nothing without the `etcd` feature).
 #[cfg(feature = "etcd")]
 pub(in crate::daemon) type Subscription = crate::fleet::etcd::Subscription;
