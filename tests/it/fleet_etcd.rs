@@ -511,6 +511,18 @@ impl Fleet {
     }
 }
 
+/// A fleet of one publisher (`pub0`) and one subscriber (`sub0`) with `instances`
+/// instances, once the subscriber applied the first generation.
+async fn one_publisher_one_subscriber(instances: usize) -> (Fleet, Node, Vec<Node>) {
+    let f = Fleet::new(instances, false).await;
+    let subs = vec![f.subscriber("sub0", Sub::default())];
+    let from = marks(&subs);
+    let p = f.publisher("pub0");
+    p.wait_generation(0, "published generation", 0).await;
+    wait_applied(&subs, &from, 1).await;
+    (f, p, subs)
+}
+
 /// Waits until every node in `subs` logged `applied generation N` (N >= `generation`) after its
 /// mark in `from`, and the pass that applies it has ended.
 async fn wait_applied(subs: &[Node], from: &[usize], generation: u64) {
@@ -854,12 +866,7 @@ fn publishes(metrics: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_bundle_put_behind_the_leaders_back_is_never_overwritten_by_an_older_one() {
-    let f = Fleet::new(2, false).await;
-    let subs = vec![f.subscriber("sub0", Sub::default())];
-    let from = marks(&subs);
-    let p = f.publisher("pub0");
-    p.wait_generation(0, "published generation", 0).await;
-    wait_applied(&subs, &from, 1).await;
+    let (f, p, subs) = one_publisher_one_subscriber(2).await;
 
     // While it leads, a newer generation of the same set appears at the key.
     let mut newer = f.bundle().await;
@@ -906,12 +913,7 @@ async fn a_newer_bundle_put_behind_the_leaders_back_is_never_overwritten_by_an_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_key_was_taken_has_its_write_refused_and_stops_polling() {
-    let f = Fleet::new(2, false).await;
-    let subs = vec![f.subscriber("sub0", Sub::default())];
-    let from = marks(&subs);
-    let p = f.publisher("pub0");
-    p.wait_generation(0, "published generation", 0).await;
-    wait_applied(&subs, &from, 1).await;
+    let (f, p, subs) = one_publisher_one_subscriber(2).await;
     let files = snapshot(&subs[0].trust());
 
     // Another id at the leader key, put by hand: pub0's lease lives on, so nothing tells it
@@ -1174,12 +1176,7 @@ async fn with_etcd_down_subscribers_keep_their_files_and_say_so_then_converge() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_etcd_is_reported_by_subscribers_which_keep_their_files() {
-    let f = Fleet::new(1, false).await;
-    let subs = vec![f.subscriber("sub0", Sub::default())];
-    let from = marks(&subs);
-    let p = f.publisher("pub0");
-    p.wait_generation(0, "published generation", 0).await;
-    wait_applied(&subs, &from, 1).await;
+    let (f, _publisher, subs) = one_publisher_one_subscriber(1).await;
     let files = snapshot(&subs[0].trust());
 
     // SIGSTOP: etcd's sockets stay open, but nothing answers (a partition without resets).
