@@ -61,7 +61,7 @@ pub enum DaemonError {
     Serve(#[from] crate::server::ServeError),
     /// `once` as a publisher that did not get to lead: another publisher polls the cloud.
     #[error(
-        "another publisher leads the fleet (after waiting {waited:?}): this one polled nothing"
+        "another publisher leads the fleet (after waiting {waited:?}), and has published nothing yet: this one polled nothing"
     )]
     Standby {
         /// How long it waited to lead.
@@ -109,8 +109,19 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
             .map_or(Duration::ZERO, |p| p.lease_ttl.saturating_mul(2));
         let won = tokio::time::timeout(waited, leading.wait_for(|leads| *leads)).await;
         if !matches!(won, Ok(Ok(_))) {
-            engine.step_down();
-            return Err(DaemonError::Standby { waited });
+            // Another publisher leads: this one's folder follows the set it published, as
+            // in `run`; with nothing published yet there is nothing to do.
+            if let Some(mut set) = engine.fleet_watch().subscription {
+                let _ = tokio::time::timeout(SUBSCRIBER_FIRST_READ, set.wait_for(first_read_done))
+                    .await;
+            }
+            if !engine.follower_ready() {
+                engine.step_down();
+                return Err(DaemonError::Standby { waited });
+            }
+            tracing::info!(
+                "another publisher leads the fleet: this pass follows the set it published"
+            );
         }
     }
     // A subscriber reads the set first (or learns that etcd does not answer).

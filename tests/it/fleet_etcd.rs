@@ -965,6 +965,39 @@ async fn a_leader_whose_key_was_taken_has_its_write_refused_and_stops_polling() 
     f.assert_same(&p, &subs).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_on_a_standby_publisher_follows_the_published_set() {
+    let (f, p, _subs) = one_publisher_one_subscriber(2).await;
+    // A second publisher's folder, filled by nothing yet: its `run` stands by, then stops.
+    let mut q = f.publisher("pub1");
+    q.wait_metric("certsync_leader", "", 0.0).await;
+    q.kill().await;
+    std::fs::remove_dir_all(q.trust()).unwrap();
+    let before = f.h.sim.stats();
+    let out = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&q.config)
+        .arg("once")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("this pass follows the set it published"),
+        "{text}"
+    );
+    assert_eq!(
+        f.h.sim.stats().api_requests,
+        before.api_requests,
+        "a standby polled the cloud"
+    );
+    f.assert_same(&p, std::slice::from_ref(&q)).await;
+}
+
 // ---- check --online ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

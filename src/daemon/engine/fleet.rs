@@ -119,7 +119,7 @@ impl Engine {
 
     /// Whether a standby publisher's pass has a set to follow, or etcd's failure to report
     /// (before the leader's first publication it would only fail for want of a set).
-    pub(super) fn follower_ready(&self) -> bool {
+    pub(in crate::daemon) fn follower_ready(&self) -> bool {
         match &self.follower {
             #[cfg(feature = "etcd")]
             Some(Source::Etcd(etcd)) => etcd.has_news(),
