@@ -92,6 +92,9 @@ async fn rotation_with_overlap(layout: Layout) {
     };
 
     std::thread::scope(|s| {
+        // Whatever ends this closure, a failed assertion included, stops the consumer, so the
+        // scope's join cannot hang the test.
+        let _stop = StopOnDrop(&stop);
         // The consumer: connects again and again to the server that still uses the old CA,
         // through the folder (OpenSSL -CApath) and through the bundle (curl).
         s.spawn(|| {
@@ -227,4 +230,13 @@ async fn rotation_seen_by_clients_flat() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotation_seen_by_clients_atomic_dir() {
     rotation_with_overlap(Layout::AtomicDir).await;
+}
+
+/// Sets its flag when dropped (on unwinding too).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
