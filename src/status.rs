@@ -121,6 +121,22 @@ pub struct StatusSnapshot {
     pub next_pass: Option<String>,
     /// Each probed endpoint's last result (SPEC 13), kept by the verifier.
     pub endpoints: Vec<EndpointStatus>,
+    /// This certsync's fleet role (SPEC 14), when it has one.
+    pub fleet: Option<FleetStatus>,
+}
+
+/// A fleet role in `/status` (SPEC 14).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FleetStatus {
+    /// `publisher` or `subscriber`.
+    pub role: String,
+    /// The etcd prefix of the fleet's keys.
+    pub prefix: String,
+    /// A publisher: whether it leads now.
+    pub leading: Option<bool>,
+    /// The latest generation of the set this certsync published or applied.
+    pub generation: Option<u64>,
 }
 
 /// What the verifier publishes: every endpoint's last result, and whether a failing one makes

@@ -118,6 +118,22 @@ fn print_table(out: &mut Printer, doc: &StatusSnapshot) {
     for e in &doc.store_errors {
         outln!(out, "  trust folder: {}", Untrusted(e));
     }
+    if let Some(fleet) = &doc.fleet {
+        let leading = match fleet.leading {
+            Some(true) => ", leading",
+            Some(false) => ", standing by (another publisher leads)",
+            None => "",
+        };
+        let generation = fleet
+            .generation
+            .map_or_else(|| "no set yet".to_string(), |g| format!("generation {g}"));
+        outln!(
+            out,
+            "fleet: {}{leading} at {}, {generation}",
+            Untrusted(&fleet.role),
+            Untrusted(&fleet.prefix)
+        );
+    }
     outln!(
         out,
         "last pass: {}   next pass: {}",

@@ -271,6 +271,8 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
                 }
                 let leads = fleet.leadership.as_mut().is_some_and(|r| *r.borrow_and_update());
                 if !leads {
+                    // `/status` says so at once (a pass would only follow the set).
+                    engine.publish_status();
                     continue;
                 }
                 tracing::info!("this publisher leads now: a pass at once");

@@ -33,6 +33,8 @@ pub struct Inputs<'a> {
     pub failing_hooks: Vec<String>,
     /// `sync.expiry_warning`.
     pub expiry_warning: Duration,
+    /// The fleet role, if any.
+    pub fleet: Option<crate::status::FleetStatus>,
 }
 
 /// The `/status` document and readiness at `now`.
@@ -109,6 +111,7 @@ pub fn snapshot(inputs: Inputs<'_>, now: OffsetDateTime) -> StatusSnapshot {
         snapshot.failing_hooks.push(name);
     }
     snapshot.ready = snapshot.reasons.is_empty();
+    snapshot.fleet = inputs.fleet;
     snapshot
 }
 
@@ -178,6 +181,7 @@ mod tests {
                 current: &good,
                 store_errors: vec![],
                 source_problem: None,
+                fleet: None,
                 failing_hooks: vec![],
                 expiry_warning: Duration::from_secs(30 * 86400),
             },
@@ -195,6 +199,7 @@ mod tests {
                 current: &good[..1],
                 store_errors: vec!["/t/x: is a symlink".into(), "/t/x: is a symlink".into()],
                 source_problem: None,
+                fleet: None,
                 failing_hooks: vec!["reload".into()],
                 expiry_warning: Duration::from_secs(0),
             },
@@ -227,6 +232,7 @@ mod tests {
                 current: &[file("a", far)],
                 store_errors: vec![],
                 source_problem: None,
+                fleet: None,
                 failing_hooks: vec![],
                 expiry_warning: Duration::MAX,
             },

@@ -201,6 +201,9 @@ pub struct Publisher {
     /// election then lets go of the leadership this publisher still believed it had.
     deposed: Arc<tokio::sync::Notify>,
     client: tokio::sync::Mutex<Option<Client>>,
+    /// The generation at the key after this publisher's last publication (its own, or the
+    /// one it found unchanged); 0 before the first.
+    generation: std::sync::atomic::AtomicU64,
     /// The published CAs whose self-signatures verified: each pass reads the set back, and
     /// a CA it held before is not verified again.
     verified: crate::validate::VerifiedSignatures,
@@ -244,6 +247,7 @@ impl Publisher {
             deposed,
             client: tokio::sync::Mutex::new(None),
             verified: crate::validate::VerifiedSignatures::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
             shared,
         })
     }
@@ -251,6 +255,11 @@ impl Publisher {
     /// Whether it leads now.
     pub fn is_leader(&self) -> bool {
         *self.leading.borrow()
+    }
+
+    /// The generation its last publication left at the key (none yet: `None`).
+    pub fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(std::sync::atomic::Ordering::Relaxed)).filter(|g| *g > 0)
     }
 
     /// Tells each change of leadership.
@@ -329,6 +338,8 @@ impl Publisher {
         if let Some(prev) = &prev
             && bundle::same_set(&next, &prev.bundle)
         {
+            self.generation
+                .store(prev_generation, std::sync::atomic::Ordering::Relaxed);
             return Ok((PublishOutcome::Unchanged, kept));
         }
         let (stamped, bytes) = match bundle::stamp(next, prev_generation, &self.id, now) {
@@ -360,6 +371,8 @@ impl Publisher {
             .or_else(vec![TxnOp::get(etcd.leader_key(), None)]);
         let resp = client.txn(txn).await.map_err(|e| etcd_error(etcd, e))?;
         if resp.succeeded() {
+            self.generation
+                .store(stamped.generation, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(
                 generation = stamped.generation,
                 instances = stamped.instances.len(),

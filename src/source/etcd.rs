@@ -87,6 +87,16 @@ impl EtcdSource {
         }
     }
 
+    /// The fleet's prefix.
+    pub fn prefix(&self) -> &str {
+        &self.etcd.prefix
+    }
+
+    /// The highest generation applied (none yet: `None`).
+    pub fn applied(&self) -> Option<u64> {
+        Some(self.applied.load(Ordering::Relaxed)).filter(|g| *g > 0)
+    }
+
     /// Tells each new value and each change of reachability.
     pub fn changes(&self) -> watch::Receiver<Subscription> {
         self.subscription.clone()

@@ -511,6 +511,20 @@ impl Fleet {
     }
 }
 
+/// The `fleet` object of `node`'s `/status`, once its last pass has published it.
+async fn status_fleet(node: &Node) -> serde_json::Value {
+    let d = Deadline::new();
+    loop {
+        let (_, body) = get(node.port, "/status").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if doc["fleet"]["generation"].is_u64() {
+            return doc["fleet"].clone();
+        }
+        d.tick(|| format!("{}: no fleet generation in /status: {body}", node.name))
+            .await;
+    }
+}
+
 /// A fleet of one publisher (`pub0`) and one subscriber (`sub0`) with `instances`
 /// instances, once the subscriber applied the first generation.
 async fn one_publisher_one_subscriber(instances: usize) -> (Fleet, Node, Vec<Node>) {
@@ -583,6 +597,33 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
     f.assert_same(&pubs[l], &subs).await;
     // The publishers that stand by keep their own folders too: they follow the set.
     f.assert_standbys_follow(&pubs, l, &[0; 3], 1).await;
+    // `/status` and `certsync status` name each role.
+    for (i, p) in pubs.iter().enumerate() {
+        let fleet = status_fleet(p).await;
+        assert_eq!(fleet["role"], "publisher", "{fleet}");
+        assert_eq!(fleet["prefix"], f.prefix.as_str(), "{fleet}");
+        assert_eq!(fleet["leading"], i == l, "{}: {fleet}", p.name);
+        assert_eq!(fleet["generation"], 1, "{}: {fleet}", p.name);
+    }
+    let fleet = status_fleet(&subs[0]).await;
+    assert_eq!(fleet["role"], "subscriber", "{fleet}");
+    assert_eq!(fleet["leading"], serde_json::Value::Null, "{fleet}");
+    assert_eq!(fleet["generation"], 1, "{fleet}");
+    let out = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&pubs[l].config)
+        .arg("status")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "fleet: publisher, leading at {}, generation 1",
+            f.prefix
+        )),
+        "{text}"
+    );
     for s in &subs {
         assert!(f.file_of(s, 0).starts_with(&f.current_pem(0)), "{}", s.name);
         s.wait_metric("certsync_source_up", "", 1.0).await;

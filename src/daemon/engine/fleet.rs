@@ -127,6 +127,35 @@ impl Engine {
         }
     }
 
+    /// The fleet role for `/status`: a subscriber's applied generation; a publisher's
+    /// leadership and the newest generation it published or, standing by, applied.
+    pub(super) fn fleet_status(&self) -> Option<crate::status::FleetStatus> {
+        #[cfg(feature = "etcd")]
+        {
+            if let Source::Etcd(etcd) = &self.source {
+                return Some(crate::status::FleetStatus {
+                    role: "subscriber".into(),
+                    prefix: etcd.prefix().to_string(),
+                    leading: None,
+                    generation: etcd.applied(),
+                });
+            }
+            let (publisher, _) = self.publisher.as_ref()?;
+            let followed = match &self.follower {
+                Some(Source::Etcd(etcd)) => etcd.applied(),
+                _ => None,
+            };
+            Some(crate::status::FleetStatus {
+                role: "publisher".into(),
+                prefix: self.config.publish.as_ref()?.etcd.prefix.clone(),
+                leading: Some(publisher.is_leader()),
+                generation: publisher.generation().max(followed),
+            })
+        }
+        #[cfg(not(feature = "etcd"))]
+        None
+    }
+
     /// Whether this certsync is a publisher that leads now.
     pub(in crate::daemon) fn leads(&self) -> bool {
         #[cfg(feature = "etcd")]

@@ -523,6 +523,7 @@ impl Engine {
                 source_problem: self.pass_source(!self.may_poll()).problem(),
                 failing_hooks: self.hooks.failing(&self.config.hooks),
                 expiry_warning: self.config.sync.expiry_warning,
+                fleet: self.fleet_status(),
             },
             OffsetDateTime::now_utc(),
         )
