@@ -7,7 +7,7 @@
 //! the executor does. The plan is the same for both layouts and write modes. The files
 //! derived from the instance records (bundle, hash files, truststore) are planned in
 //! `plan/derived.rs`, file contents in `plan/content.rs`, how long a replaced CA stays in
-//! `plan/overlap.rs`. Just over 600 lines on purpose: the
+//! `plan/overlap.rs`. About 660 lines on purpose: the
 //! record rules of one pass (overlap, conflicts, removals) read top to bottom in one file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

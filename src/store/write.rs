@@ -14,7 +14,7 @@
 //! Hand-written rather than `tempfile`/`std::fs`: those work by path, and the point here is to
 //! never resolve a path again after the folder was opened.
 //!
-//! About 970 lines on purpose: every system call on the trust folder stays in this one file, so
+//! About 1,040 lines on purpose: every system call on the trust folder stays in this one file, so
 //! that the order that makes each write crash-safe, and the rule that nothing is followed or
 //! resolved by path, can be checked in one place.
 
