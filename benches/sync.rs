@@ -2,7 +2,9 @@
 //!
 //! Prints, per size: the cold pass (empty trust folder), the unchanged pass (nothing to
 //! write), each as certsync's own pass time and the whole process's wall time, and the peak
-//! RSS of the certsync process (GNU time's %M). When `../shared/bench/baseline-sync.sh` and
+//! RSS of the certsync process in each (GNU time's %M), cold / unchanged. At 200 instances,
+//! the idle RSS of `certsync run` after its first pass (`verify.enabled = false`), as
+//! VmRSS = RssAnon (heap, stacks) + RssFile (the binary's and libraries' pages it touched). When `../shared/bench/baseline-sync.sh` and
 //! its tools are present, the cron-script baseline is timed on the same simulator for
 //! comparison. Then the cold pass's cost per instance at 10,000 against that at 1,000 (1.0 is
 //! linear). Last, the largest size once more under a request budget of 50 a second
@@ -12,9 +14,10 @@
 //! `CERTSYNC_BENCH_SIZES=1000,10000` picks the sizes, `CERTSYNC_BENCH_THROTTLED=0` skips the
 //! throttled pass (it takes about 200 s at 10,000).
 
+use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use certsync_sim::{RateLimit, SimOptions, Simulator};
 
@@ -137,6 +140,7 @@ fn main() {
     let largest = sizes.iter().copied().max().unwrap_or(0);
     let mut per_instance: Vec<(usize, f64)> = Vec::new();
     let mut throttled: Option<String> = None;
+    let mut idle: Option<String> = None;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,14 +148,14 @@ fn main() {
         .unwrap();
     println!("certsync sync benchmark (2-core machine, simulator on loopback over TLS)");
     println!(
-        "{:>9} {:>12} {:>16} {:>14} {:>12} {:>14} {:>12} {:>14}",
+        "{:>9} {:>12} {:>16} {:>14} {:>12} {:>14} {:>16} {:>14}",
         "instances",
         "cold pass",
         "(fetch / store)",
         "cold process",
         "unchanged",
         "unchanged proc",
-        "peak RSS",
+        "peak RSS c/u MiB",
         "baseline cron"
     );
     for &n in &sizes {
@@ -181,17 +185,24 @@ fn main() {
             None
         };
         println!(
-            "{:>9} {:>9.1} ms {:>16} {:>11.1} ms {:>9.1} ms {:>11.1} ms {:>8.1} MiB {:>14}",
+            "{:>9} {:>9.1} ms {:>16} {:>11.1} ms {:>9.1} ms {:>11.1} ms {:>16} {:>14}",
             n,
             cold.pass_ms,
             format!("({:.0} / {:.0} ms)", cold.fetch_ms, cold.store_ms),
             cold.wall_ms,
             unchanged.pass_ms,
             unchanged.wall_ms,
-            cold.peak_rss_kib.max(unchanged.peak_rss_kib) as f64 / 1024.0,
+            format!(
+                "{:.1} / {:.1}",
+                cold.peak_rss_kib as f64 / 1024.0,
+                unchanged.peak_rss_kib as f64 / 1024.0
+            ),
             base.unwrap_or_else(|| "-".into())
         );
         per_instance.push((n, cold.pass_ms / n as f64));
+        if n == 200 {
+            idle = Some(idle_rss(&config));
+        }
         if n == largest && throttled_run {
             throttled = Some(throttled_pass(&sim, tmp.path()));
         }
@@ -206,9 +217,66 @@ fn main() {
             large / small
         );
     }
+    if let Some(line) = idle {
+        println!("{line}");
+    }
     if let Some(line) = throttled {
         println!("{line}");
     }
+}
+
+/// How long `run` is left idle after its first pass before its RSS is read: the pass's
+/// blocking threads (hooks, the store) have ended and the loop waits for the next pass.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+
+/// `certsync run` on `config` (with `verify.enabled = false`) until its first pass finished,
+/// then idle for [`IDLE_SETTLE`]: its RSS then, the line to print.
+fn idle_rss(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap() + "\n[verify]\nenabled = false\n";
+    let idle_config = config.with_file_name("certsync-idle.toml");
+    std::fs::write(&idle_config, text).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&idle_config)
+        .arg("run")
+        .env("RUST_LOG", "certsync=info,warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start certsync run");
+    // The first pass has finished when its line is logged (or run exited: no figure).
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let passed = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("pass finished"));
+    // Keep draining stderr, so that run never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let status = passed.then(|| {
+        std::thread::sleep(IDLE_SETTLE);
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let Some(status) = status else {
+        return "idle RSS of run at 200 instances: its first pass did not finish".into();
+    };
+    let kib = |key: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    format!(
+        "idle RSS of run at 200 instances, {} s after its first pass: {:.1} MiB = RssAnon {:.1} MiB + RssFile {:.1} MiB ({} threads)",
+        IDLE_SETTLE.as_secs(),
+        kib("VmRSS:") / 1024.0,
+        kib("RssAnon:") / 1024.0,
+        (kib("RssFile:") + kib("RssShmem:")) / 1024.0,
+        kib("Threads:")
+    )
 }
 
 /// Moves `dir/trust` aside (it is removed with `dir`), so that the next pass starts with an

@@ -70,7 +70,7 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
     /// Applies a pass (or, `dry_run`, computes its report). `state` computes the daemon
     /// state saved with the manifest before any file changes, from what is about to change.
     /// Returns the report and gives the input back, never copied; once committed, its
-    /// certificates are the store's ([`Store::apply`]), and its entries have none.
+    /// certificates are used up ([`Store::apply`]), and its entries have none.
     pub async fn apply(
         &mut self,
         mut input: PassInput,
@@ -81,7 +81,7 @@ impl<S: StoreState + Send + 'static> TrustSink<S> {
         let mut held = self.held.take().expect("the store is back between passes");
         let joined = off_workers(move || {
             // A bug in the store must not take the daemon down with it. The input stays out
-            // here (the store borrows it, and takes its certificates only once committed), so
+            // here (the store borrows it, and drops its certificates only once committed), so
             // a panic still leaves it for the report.
             let applied =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut held {

@@ -13,7 +13,8 @@ use std::io;
 use super::StoreError;
 use super::batch::{Batch, Results, blocked_results, remove_all};
 use super::manifest::ManifestLayout;
-use super::write::{self, Folder, Visible};
+use super::plan::Filled;
+use super::write::{self, Folder, Pieces, Visible};
 
 /// The atomic-dir layout: when anything changes (or the folder is not yet in this layout),
 /// the whole final set goes into a new generation, `..data` is swapped to it, the visible
@@ -45,10 +46,10 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> Results
     // The new set: planned bytes, else what the visible name holds now (a failed
     // instance's file, an unchanged one). A name that cannot be read (a foreign symlink
     // put in its place, say) is left out and its visible entry left alone.
-    let planned: HashMap<&str, Vec<&[u8]>> = plan
+    let planned: HashMap<&str, Filled<'_>> = plan
         .writes
         .iter()
-        .map(|w| (w.name.as_str(), w.content.pieces()))
+        .map(|w| (w.name.as_str(), w.content.filled(batch.certs)))
         .collect();
     let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
     for name in plan.final_files.keys() {
@@ -61,9 +62,10 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> Results
             Err(e) => errors.push(e),
         }
     }
-    let files: Vec<(&str, Vec<&[u8]>)> = planned
-        .into_iter()
-        .chain(kept.iter().map(|(n, c)| (n.as_str(), vec![c.as_slice()])))
+    let files: Vec<(&str, Pieces<'_>)> = planned
+        .iter()
+        .map(|(n, c)| (*n, c as Pieces<'_>))
+        .chain(kept.iter().map(|(n, c)| (n.as_str(), c as Pieces<'_>)))
         .collect();
 
     // Names that do not exist yet get their symlink before the swap: it resolves in the

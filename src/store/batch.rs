@@ -10,7 +10,7 @@ use std::io;
 use std::path::Path;
 
 use super::manifest::ManifestLayout;
-use super::plan::{Plan, RemovalResult};
+use super::plan::{Certs, Plan, RemovalResult};
 use super::write::Folder;
 use super::{StoreError, StoreOptions};
 
@@ -20,6 +20,8 @@ pub(super) struct Batch<'a> {
     pub folder: &'a Folder,
     pub opts: &'a StoreOptions,
     pub plan: &'a Plan,
+    /// The certificates the plan's contents name.
+    pub certs: &'a Certs<'a>,
     /// The layout the manifest on disk recorded before this commit.
     pub old_layout: ManifestLayout,
 }

@@ -16,7 +16,9 @@ use serde::Serialize;
 use super::manifest::{MANIFEST_NAME, Manifest, ManifestLayout, Merged, write_manifest};
 use super::plan::{Plan, RemovalResult};
 use super::write::{Attrs, Folder};
-use super::{Layout, StoreError, StoreOptions, StoreReport, StoreState, atomic_dir, flat};
+use super::{
+    Layout, PassInput, StoreError, StoreOptions, StoreReport, StoreState, atomic_dir, flat,
+};
 
 /// What the store held before the commit.
 pub(super) struct Before<'a, S> {
@@ -37,12 +39,14 @@ pub(super) struct Outcome<S> {
     pub manifest_dirty: bool,
 }
 
-/// Carries out `plan` in the crash-safe order, saving `state` with the first manifest.
+/// Carries out `plan`, planned from `input` (whose certificates its contents name), in the
+/// crash-safe order, saving `state` with the first manifest.
 pub(super) fn execute<S: StoreState>(
     folder: &Folder,
     opts: &StoreOptions,
     before: Before<'_, S>,
     mut plan: Plan,
+    input: &PassInput,
     state: S,
 ) -> Outcome<S> {
     let state_changes = state != before.manifest.state || before.state_unreadable;
@@ -96,10 +100,12 @@ pub(super) fn execute<S: StoreState>(
             "write (the manifest that must list it first was not saved)",
         ),
         None => {
+            let certs = plan.certs(input);
             let batch = Batch {
                 folder,
                 opts,
                 plan: &plan,
+                certs: &certs,
                 old_layout,
             };
             match opts.layout {
@@ -118,6 +124,9 @@ pub(super) fn execute<S: StoreState>(
         || removal_results
             .iter()
             .any(|r| matches!(r, RemovalResult::Removed));
+    // The bytes written are not needed any more: freed before the report and the final
+    // manifest are built (at 10,000 instances a cold pass's PEMs are 8 MB).
+    plan.release_contents();
     let (mut report, final_files) = plan.finish(dir, old, write_results, removal_results);
     report.errors.append(&mut layout_errors);
     if touched && let Err(e) = folder.sync() {

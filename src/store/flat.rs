@@ -20,7 +20,13 @@ use super::{Change, StoreError, WriteMode};
 /// generations are removed. Returns whether that switch is complete (or was not needed).
 pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> (Results, bool) {
     let (folder, opts, plan, old_layout) = (batch.folder, batch.opts, batch.plan, batch.old_layout);
-    let writes = run_writes(folder, &opts.attrs(), opts.write_mode, &plan.writes);
+    let writes = run_writes(
+        folder,
+        &opts.attrs(),
+        opts.write_mode,
+        &plan.writes,
+        batch.certs,
+    );
     let removals = remove_all(folder, &plan.removals);
     if old_layout == ManifestLayout::Flat {
         return ((writes, removals), true);
@@ -33,7 +39,7 @@ pub(super) fn execute(batch: Batch<'_>, errors: &mut Vec<StoreError>) -> (Result
         }
         let converted = match folder.visible_kind(name) {
             Ok(Visible::DataLink) => match folder.read_managed(name) {
-                Ok(Some(file)) => folder.write_atomic(name, &[&file.content], &{
+                Ok(Some(file)) => folder.write_atomic(name, &file.content, &{
                     // The bytes and mode stay; only the kind of entry changes.
                     let mut attrs = opts.attrs();
                     attrs.mode = file.mode;
@@ -79,11 +85,12 @@ fn run_writes(
     attrs: &Attrs,
     mode: WriteMode,
     writes: &[plan::Write],
+    certs: &plan::Certs<'_>,
 ) -> Vec<Result<(), StoreError>> {
     const THREADS: usize = 16;
     const MIN_PER_THREAD: usize = 8;
     let one = |w: &plan::Write| {
-        let content = w.content.pieces();
+        let content = w.content.filled(certs);
         match (mode, w.change) {
             (WriteMode::InPlace, Change::Updated) => {
                 match folder.write_in_place(&w.name, &content, attrs) {
@@ -100,7 +107,7 @@ fn run_writes(
         return writes.iter().map(one).collect();
     }
     if mode == WriteMode::Rename {
-        return group_commit(folder, attrs, writes);
+        return group_commit(folder, attrs, writes, certs);
     }
     let chunk = writes
         .len()
@@ -128,10 +135,11 @@ fn group_commit(
     folder: &Folder,
     attrs: &Attrs,
     writes: &[plan::Write],
+    certs: &plan::Certs<'_>,
 ) -> Vec<Result<(), StoreError>> {
     let staged: Vec<Result<Staged, StoreError>> = writes
         .iter()
-        .map(|w| folder.stage(&w.name, &w.content.pieces(), attrs))
+        .map(|w| folder.stage(&w.name, &w.content.filled(certs), attrs))
         .collect();
     if let Err(errno) = folder.sync_staged() {
         return staged

@@ -118,9 +118,9 @@ impl<S: StoreState> Store<S> {
 
     /// Plans `input` at `now` and commits the plan at once, as [`StoreView::plan`] then
     /// [`Store::commit`] would, with the daemon state `state` computes from the plan's
-    /// preview. The certificates of `input` become the store's: they are moved into it, not
-    /// copied (at 10,000 instances the copy was megabytes while the pass ended), and
-    /// `input.updates` keeps every entry but with no certificate.
+    /// preview. The certificates of `input` are used up: the store keeps their notAfter, and
+    /// `input.updates` keeps every entry but with no certificate (at 10,000 instances they
+    /// were megabytes while the pass ended).
     pub fn apply(
         &mut self,
         input: &mut PassInput,
@@ -143,12 +143,13 @@ impl<S: StoreState> Store<S> {
             }
         }
         let report = self.carry_out(first, input, now, state);
-        self.view.absorb_owned(
-            input
-                .updates
-                .iter_mut()
-                .flat_map(|u| std::mem::take(&mut u.certs)),
-        );
+        self.view
+            .absorb(input.updates.iter().flat_map(|u| u.certs.iter()));
+        // The store keeps only their notAfter (see `StoreView::expiry`): the certificates
+        // are freed here, before the rest of the pass.
+        for u in &mut input.updates {
+            u.certs = Vec::new();
+        }
         report
     }
 
@@ -161,7 +162,7 @@ impl<S: StoreState> Store<S> {
         now: SystemTime,
         state: S,
     ) -> StoreReport {
-        let mut report = self.execute(first, state.clone());
+        let mut report = self.execute(first, input, state.clone());
         // The bundle, hash files and truststore were planned from the new records. Where an
         // instance file could not be written its old record stays, so plan once more with that
         // instance treated as failed: the derived files then match the instance files again.
@@ -175,7 +176,7 @@ impl<S: StoreState> Store<S> {
             let failed: BTreeSet<&str> = failed.iter().map(String::as_str).collect();
             let again = self.view.compute(input, &failed, now);
             if !again.writes.is_empty() || !again.removals.is_empty() {
-                let second = self.execute(again, state);
+                let second = self.execute(again, input, state);
                 report.other.extend(second.other);
                 report.errors.extend(second.errors);
                 for path in second.changed_files {
@@ -191,8 +192,8 @@ impl<S: StoreState> Store<S> {
     }
 
     /// Carries out one plan through the executor and takes its outcome as the store's state:
-    /// the new records (the certificates they name join the pool after the commit).
-    fn execute(&mut self, plan: Plan, state: S) -> StoreReport {
+    /// the new records (the notAfter of the certificates they name is kept after the commit).
+    fn execute(&mut self, plan: Plan, input: &PassInput, state: S) -> StoreReport {
         let folder = self
             .view
             .folder
@@ -207,6 +208,7 @@ impl<S: StoreState> Store<S> {
                 manifest_dirty: self.manifest_dirty,
             },
             plan,
+            input,
             state,
         );
         self.view.manifest = outcome.manifest;

@@ -7,17 +7,16 @@
 //! the executor does. The plan is the same for both layouts and write modes. The files
 //! derived from the instance records (bundle, hash files, truststore) are planned in
 //! `plan/derived.rs`, file contents in `plan/content.rs`, how long a replaced CA stays in
-//! `plan/overlap.rs`. Just over 600 lines on purpose: the
+//! `plan/overlap.rs`. About 660 lines on purpose: the
 //! record rules of one pass (overlap, conflicts, removals) read top to bottom in one file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::manifest::{Record, Replaced, check_file_name};
-use super::write::{Attrs, Existing, Folder};
+use super::write::{Attrs, Existing, Folder, Opened};
 use super::{
     Change, EntryOutcome, PassInput, Preview, RemovedFile, StoreError, StoreOptions, StoreReport,
     UNPRODUCED_PASSES,
@@ -27,8 +26,8 @@ mod content;
 mod derived;
 mod overlap;
 use crate::cert::Cert;
-pub(crate) use content::Content;
 use content::pem_file;
+pub(crate) use content::{Certs, Content, Filled};
 pub(crate) use overlap::{Previous, carry_over};
 pub(super) use overlap::{still_kept, window_end};
 
@@ -99,10 +98,13 @@ pub(crate) struct Plan {
     pub removals: Vec<Removal>,
     /// Bundle and hash-file problems found while planning.
     pub errors: Vec<StoreError>,
+    /// The certificates the plan read from the folder (the CAs its records name that the
+    /// pass did not supply): the contents may name them.
+    pub read: Vec<Cert>,
 }
 
 /// Computes the pass. `old` is the manifest's records, `pool` the certificates of the managed
-/// files. The instances in `excluded` count as not synced this pass: their updates are left
+/// files that the records name and `input` does not supply (read for this plan). The instances in `excluded` count as not synced this pass: their updates are left
 /// out (the second plan of a commit in which some instance files could not be written).
 pub(crate) fn plan(
     opts: &StoreOptions,
@@ -113,10 +115,11 @@ pub(crate) fn plan(
     excluded: &BTreeSet<&str>,
     now: OffsetDateTime,
 ) -> Plan {
-    let mut certs: HashMap<String, &Cert> = pool.iter().map(|(fp, c)| (fp.clone(), c)).collect();
+    // By SHA-256, not its hex: at 10,000 CAs the keys alone were megabytes.
+    let mut certs: HashMap<[u8; 32], &Cert> = pool.values().map(|c| (c.sha256, c)).collect();
     for entry in &input.updates {
         for cert in entry.certs.iter().chain(entry.kept.iter().map(|k| &k.cert)) {
-            certs.entry(cert.fingerprint()).or_insert(cert);
+            certs.entry(cert.sha256).or_insert(cert);
         }
     }
     let mut p = Planner {
@@ -125,7 +128,6 @@ pub(crate) fn plan(
         attrs: opts.attrs(),
         old,
         certs,
-        pems: HashMap::new(),
         input,
         excluded,
         now,
@@ -143,6 +145,7 @@ pub(crate) fn plan(
         writes: p.writes,
         removals: p.removals,
         errors: p.errors,
+        read: Vec::new(),
     }
 }
 
@@ -152,9 +155,7 @@ struct Planner<'a> {
     folder: Option<&'a Folder>,
     attrs: Attrs,
     old: &'a BTreeMap<String, Record>,
-    certs: HashMap<String, &'a Cert>,
-    /// The PEM of each CA written this pass, rendered once (see [`Content`]).
-    pems: HashMap<[u8; 32], Arc<[u8]>>,
+    certs: HashMap<[u8; 32], &'a Cert>,
     input: &'a PassInput,
     excluded: &'a BTreeSet<&'a str>,
     now: OffsetDateTime,
@@ -165,14 +166,6 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    /// The PEM of `cert`, rendered the first time it is asked for.
-    fn pem(&mut self, cert: &Cert) -> Arc<[u8]> {
-        self.pems
-            .entry(cert.sha256)
-            .or_insert_with(|| Arc::from(cert.to_pem().into_bytes()))
-            .clone()
-    }
-
     /// The updates of the pass, less those of excluded instances, with their index in
     /// `PassInput::updates`.
     fn updates(&self) -> impl Iterator<Item = (usize, &'a super::DesiredEntry)> + use<'a> {
@@ -365,7 +358,7 @@ impl<'a> Planner<'a> {
                 });
             }
         };
-        let existing = self.read(name)?;
+        let mut existing = self.open(name)?;
         if existing.is_some() && !self.old.contains_key(name) {
             return Err(StoreError::Unmanaged { path });
         }
@@ -388,7 +381,7 @@ impl<'a> Planner<'a> {
                 replaced: prev_replaced,
             },
             fingerprints,
-            |fp| certs.get(fp).map(|c| c.not_after),
+            |fp| cert_of(certs, fp).map(|c| c.not_after),
             self.now,
             self.opts,
             endpoints,
@@ -416,8 +409,12 @@ impl<'a> Planner<'a> {
 
         let mut cas: Vec<&Cert> = Vec::with_capacity(current.len() + replaced.len());
         cas.extend(current);
-        cas.extend(replaced.iter().map(|r| self.certs[&r.sha256]));
-        let (sha256, same) = pem_file(&cas, existing.as_ref());
+        cas.extend(
+            replaced
+                .iter()
+                .map(|r| cert_of(certs, &r.sha256).expect("carry_over keeps known CAs only")),
+        );
+        let (sha256, same) = pem_file(&cas, existing.as_mut()).map_err(|e| read_error(&path, e))?;
         let record = Record::Instance {
             sha256,
             instance_id: entry.instance_id.clone(),
@@ -431,8 +428,8 @@ impl<'a> Planner<'a> {
     }
 
     /// The content of a file of these CAs' PEM, to write.
-    fn pem_content(&mut self, cas: &[&Cert]) -> Content {
-        Content::Pem(cas.iter().map(|c| self.pem(c)).collect())
+    fn pem_content(&self, cas: &[&Cert]) -> Content {
+        Content::Pem(cas.iter().map(|c| c.sha256).collect())
     }
 
     /// Reads what is at `name`: a managed name in either layout, any other name without
@@ -445,6 +442,18 @@ impl<'a> Planner<'a> {
             folder.read_managed(name)
         } else {
             folder.read_file(name)
+        }
+    }
+
+    /// [`Planner::read`], opened and not read: for a comparison that streams the file.
+    fn open(&self, name: &str) -> Result<Option<Existing<Opened>>, StoreError> {
+        let Some(folder) = self.folder else {
+            return Ok(None);
+        };
+        if self.old.contains_key(name) {
+            folder.open_managed(name)
+        } else {
+            folder.open_file(name)
         }
     }
 
@@ -491,6 +500,34 @@ impl Plan {
                     _ => None,
                 }))
                 .collect(),
+        }
+    }
+
+    /// The certificates this plan's contents name: those of `input` (the pass it was
+    /// planned from) and those it read.
+    pub(super) fn certs<'a>(&'a self, input: &'a PassInput) -> Certs<'a> {
+        // Only the writes need them (a pass that changes nothing builds no map).
+        if self.writes.is_empty() {
+            return Certs(HashMap::new());
+        }
+        let supplied = input
+            .updates
+            .iter()
+            .flat_map(|u| u.certs.iter().chain(u.kept.iter().map(|k| &k.cert)));
+        Certs(
+            self.read
+                .iter()
+                .chain(supplied)
+                .map(|c| (c.sha256, c))
+                .collect(),
+        )
+    }
+
+    /// Frees the bytes of every write (once they are written): what [`Plan::finish`] needs
+    /// of a write is its name, change and owner.
+    pub(super) fn release_contents(&mut self) {
+        for w in &mut self.writes {
+            w.content = Content::Bytes(Vec::new());
         }
     }
 
@@ -566,11 +603,12 @@ impl Plan {
                 }
             }
         }
-        for (i, mut planned) in self.entries.into_iter().enumerate() {
+        // In place: a second vector of every entry was megabytes at 10,000 instances.
+        report.entries = self.entries;
+        for (i, planned) in report.entries.iter_mut().enumerate() {
             if let Some(e) = entry_errors.remove(&i) {
                 planned.result = Err(e);
             }
-            report.entries.push(planned);
         }
         for (name, record) in &final_files {
             if let Record::Instance {
@@ -595,11 +633,27 @@ impl Plan {
 
 /// `same`: the file holds the planned bytes. `None`: it also has the mode and owner, leave
 /// it alone.
-fn needed_change(existing: Option<&Existing>, same: bool, attrs: &Attrs) -> Option<Change> {
+fn needed_change<C>(existing: Option<&Existing<C>>, same: bool, attrs: &Attrs) -> Option<Change> {
     match existing {
         None => Some(Change::Created),
         Some(e) if same && e.has(attrs) => None,
         Some(_) => Some(Change::Updated),
+    }
+}
+
+/// The certificate of `certs` whose fingerprint (hex) is `fp`.
+fn cert_of<'c>(certs: &HashMap<[u8; 32], &'c Cert>, fp: &str) -> Option<&'c Cert> {
+    let mut digest = [0; 32];
+    hex::decode_to_slice(fp, &mut digest).ok()?;
+    certs.get(&digest).copied()
+}
+
+/// An error reading a file being compared, as [`Folder::read_file`] reports it.
+fn read_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        op: "read",
+        source,
     }
 }
 

@@ -4,7 +4,8 @@
 //! written).
 //!
 //! Owns: loading the manifest (one reader, [`Manifest::parse`]) and turning its state into
-//! the typed one, the pool of certificates the managed files hold, and the plan as a value:
+//! the typed one, what it knows of the CAs the managed files hold (their notAfter; the
+//! certificates themselves are read from the files when a plan needs them), and the plan as a value:
 //! its preview (what would change), its report when it is not committed (a dry run), and the
 //! identity of the store state it was computed from.
 //! Must not: write, create or lock anything; [`Store`](super::Store) does, and only it can
@@ -35,9 +36,13 @@ pub struct StoreView<S = OpaqueState> {
     /// The state on disk could not be read as `S` (the default is used instead): the next
     /// write of the manifest replaces it even when the state did not change.
     pub(super) state_unreadable: bool,
-    /// Certificates by fingerprint: every CA a managed file holds or a pass supplied. Replaced
-    /// CAs are written back from here, so their DER need not be kept in the manifest.
-    pub(super) pool: HashMap<String, Cert>,
+    /// The notAfter of every CA the records name, by SHA-256 (for [`StoreView::current`]).
+    /// Only this is kept of them between passes: a pass supplies the certificates of the
+    /// instances it synced, and a plan reads the others (replaced CAs, the CAs of instances
+    /// that did not sync) from the managed files, which hold them (see [`read_cas`]). Keeping
+    /// every CA here instead was a second copy of every certificate of a pass (about 15 MB at
+    /// 10,000 instances) while the pass's own copies were fetched and planned.
+    pub(super) expiry: HashMap<[u8; 32], time::OffsetDateTime>,
     /// Which view and which state of it a plan was computed from (see [`StorePlan`]).
     pub(super) origin: Origin,
 }
@@ -93,16 +98,19 @@ impl<S: StoreState> StoreView<S> {
             Some(folder) => load_manifest(folder)?,
             None => (Manifest::default(), false),
         };
-        let pool = folder
-            .as_ref()
-            .map(|f| load_pool(f, &manifest.files))
-            .unwrap_or_default();
+        let mut expiry = HashMap::new();
+        if let Some(folder) = &folder {
+            let needed = used_fingerprints(&manifest.files);
+            read_cas(folder, &manifest.files, &needed, |cert| {
+                expiry.insert(cert.sha256, cert.not_after);
+            });
+        }
         Ok(StoreView {
             opts,
             folder,
             manifest,
             state_unreadable,
-            pool,
+            expiry,
             origin: Origin::new(),
         })
     }
@@ -114,7 +122,7 @@ impl<S: StoreState> StoreView<S> {
             folder: None,
             manifest: Manifest::default(),
             state_unreadable: false,
-            pool: HashMap::new(),
+            expiry: HashMap::new(),
             origin: Origin::new(),
         }
     }
@@ -194,15 +202,34 @@ impl<S> StoreView<S> {
         excluded: &BTreeSet<&str>,
         now: SystemTime,
     ) -> Plan {
-        plan::plan(
+        // The CAs the records name that the pass does not supply, read from the files.
+        let mut loaded = HashMap::new();
+        if let Some(folder) = &self.folder {
+            let supplied: HashSet<[u8; 32]> = input
+                .updates
+                .iter()
+                .flat_map(|u| u.certs.iter().chain(u.kept.iter().map(|k| &k.cert)))
+                .map(|c| c.sha256)
+                .collect();
+            let mut needed = used_fingerprints(&self.manifest.files);
+            needed.retain(|fp| digest(fp).is_none_or(|d| !supplied.contains(&d)));
+            if !needed.is_empty() {
+                read_cas(folder, &self.manifest.files, &needed, |cert| {
+                    loaded.insert(cert.fingerprint(), cert);
+                });
+            }
+        }
+        let mut plan = plan::plan(
             &self.opts,
             self.folder.as_ref(),
             &self.manifest.files,
-            &self.pool,
+            &loaded,
             input,
             excluded,
             crate::validate::saturating_datetime(now),
-        )
+        );
+        plan.read = loaded.into_values().collect();
+        plan
     }
 
     /// The options the folder was opened with.
@@ -235,7 +262,7 @@ impl<S> StoreView<S> {
                     fingerprints: current.clone(),
                     not_after: current
                         .iter()
-                        .filter_map(|fp| self.pool.get(fp).map(|c| c.not_after))
+                        .filter_map(|fp| self.expiry.get(&digest(fp)?).copied())
                         .min(),
                     overlap: replaced
                         .iter()
@@ -254,29 +281,17 @@ impl<S> StoreView<S> {
             .collect()
     }
 
-    /// After a commit: the certificates `certs` supplied that the records name join the pool
-    /// (copied), and the pool keeps only those the records still name.
+    /// After a commit: the notAfter of the certificates `certs` supplied that the records
+    /// name is kept, and only that of the CAs the records still name.
     pub(super) fn absorb<'c>(&mut self, certs: impl IntoIterator<Item = &'c Cert>) {
         let used = used_fingerprints(&self.manifest.files);
         for cert in certs {
-            let fp = cert.fingerprint();
-            if used.contains(fp.as_str()) {
-                self.pool.entry(fp).or_insert_with(|| cert.clone());
+            if used.contains(cert.fingerprint().as_str()) {
+                self.expiry.insert(cert.sha256, cert.not_after);
             }
         }
-        self.pool.retain(|fp, _| used.contains(fp.as_str()));
-    }
-
-    /// [`StoreView::absorb`] of certificates given away: moved into the pool, not copied.
-    pub(super) fn absorb_owned(&mut self, certs: impl IntoIterator<Item = Cert>) {
-        let used = used_fingerprints(&self.manifest.files);
-        for cert in certs {
-            let fp = cert.fingerprint();
-            if used.contains(fp.as_str()) {
-                self.pool.entry(fp).or_insert(cert);
-            }
-        }
-        self.pool.retain(|fp, _| used.contains(fp.as_str()));
+        let used: HashSet<[u8; 32]> = used.into_iter().filter_map(digest).collect();
+        self.expiry.retain(|d, _| used.contains(d));
     }
 }
 
@@ -420,35 +435,55 @@ fn load_manifest<S: StoreState>(folder: &Folder) -> Result<(Manifest<S>, bool), 
     Ok((manifest, error.is_some()))
 }
 
-/// Certificates of the managed files, by fingerprint. Instance files first; the bundle and
-/// hash files only if some recorded CA was not found there (an instance file lost or
+/// Reads the CAs `needed` names (by fingerprint) from the managed files that hold them, and
+/// hands each to `take` once. Instance files first (only those whose records name one); the
+/// bundle and hash files only if some CA was not found there (an instance file lost or
 /// changed behind certsync's back). Unreadable files are skipped: they are rewritten later.
-fn load_pool(folder: &Folder, files: &BTreeMap<String, Record>) -> HashMap<String, Cert> {
-    let mut pool = HashMap::new();
-    let read_into = |name: &str, pool: &mut HashMap<String, Cert>| {
+/// One file's certificates at a time: what `take` does not keep is freed as it goes.
+fn read_cas(
+    folder: &Folder,
+    files: &BTreeMap<String, Record>,
+    needed: &HashSet<&str>,
+    mut take: impl FnMut(Cert),
+) {
+    let mut found: HashSet<[u8; 32]> = HashSet::new();
+    let mut read_into = |name: &str, found: &mut HashSet<[u8; 32]>| {
         if let Ok(Some(file)) = folder.read_managed(name)
             && let Ok(certs) = crate::cert::read_certs_lenient(&file.content)
         {
             for cert in certs {
-                pool.entry(cert.fingerprint()).or_insert(cert);
+                if needed.contains(cert.fingerprint().as_str()) && found.insert(cert.sha256) {
+                    take(cert);
+                }
             }
         }
     };
     for (name, record) in files {
-        if matches!(record, Record::Instance { .. }) {
-            read_into(name, &mut pool);
+        if let Record::Instance {
+            current, replaced, ..
+        } = record
+            && current
+                .iter()
+                .chain(replaced.iter().map(|r| &r.sha256))
+                .any(|fp| needed.contains(fp.as_str()))
+        {
+            read_into(name, &mut found);
         }
     }
-    let needed = used_fingerprints(files);
-    if needed.iter().any(|fp| !pool.contains_key(*fp)) {
+    if found.len() < needed.len() {
         for (name, record) in files {
             if matches!(record, Record::Bundle { .. } | Record::Hash { .. }) {
-                read_into(name, &mut pool);
+                read_into(name, &mut found);
             }
         }
     }
-    pool.retain(|fp, _| needed.contains(fp.as_str()));
-    pool
+}
+
+/// The SHA-256 a manifest's fingerprint (64 hex digits) names.
+fn digest(fp: &str) -> Option<[u8; 32]> {
+    let mut out = [0; 32];
+    hex::decode_to_slice(fp, &mut out).ok()?;
+    Some(out)
 }
 
 /// Fingerprints of every CA an instance record names (current and replaced).

@@ -14,7 +14,7 @@
 //! Hand-written rather than `tempfile`/`std::fs`: those work by path, and the point here is to
 //! never resolve a path again after the folder was opened.
 //!
-//! About 970 lines on purpose: every system call on the trust folder stays in this one file, so
+//! About 1,040 lines on purpose: every system call on the trust folder stays in this one file, so
 //! that the order that makes each write crash-safe, and the rule that nothing is followed or
 //! resolved by path, can be checked in one place.
 
@@ -84,16 +84,24 @@ impl Attrs {
     }
 }
 
-/// A regular file found at a target name.
-pub(crate) struct Existing {
-    pub content: Vec<u8>,
+/// A regular file found at a target name: its bytes (`C`), or the file opened to read them
+/// as they are needed ([`Opened`]).
+pub(crate) struct Existing<C = Vec<u8>> {
+    pub content: C,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
 }
 
-impl Existing {
+/// A regular file opened for reading, not read yet (at most [`MAX_READ_BYTES`] when opened).
+pub(crate) struct Opened {
+    pub file: std::fs::File,
+    /// Its size when it was opened.
+    pub size: u64,
+}
+
+impl<C> Existing<C> {
     /// The file has these permission bits, and the owner and group asked for.
     pub(super) fn has(&self, attrs: &Attrs) -> bool {
         self.mode == attrs.mode
@@ -252,6 +260,33 @@ impl Folder {
     /// A symlink, folder, FIFO or device in the way is [`StoreError::NotRegularFile`]; a file
     /// larger than [`MAX_READ_BYTES`] is refused before it is read.
     pub(super) fn read_file(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+        let Some(opened) = self.open_file(name)? else {
+            return Ok(None);
+        };
+        let path = self.join(name);
+        let Opened { file, size } = opened.content;
+        let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // The cap also holds if the file grows while it is read.
+        let mut file = io::Read::take(file, MAX_READ_BYTES + 1);
+        io::Read::read_to_end(&mut file, &mut content).map_err(|e| io_error(&path, "read", e))?;
+        if content.len() as u64 > MAX_READ_BYTES {
+            return Err(StoreError::TooLarge {
+                path,
+                size: content.len() as u64,
+                limit: MAX_READ_BYTES,
+            });
+        }
+        Ok(Some(Existing {
+            content,
+            mode: opened.mode,
+            uid: opened.uid,
+            gid: opened.gid,
+        }))
+    }
+
+    /// Opens the regular file `name` as [`Folder::read_file`] reads it (same checks, the
+    /// same refusals), without reading it: for a comparison that streams it.
+    pub(super) fn open_file(&self, name: &str) -> Result<Option<Existing<Opened>>, StoreError> {
         let path = self.join(name);
         // NONBLOCK so that a FIFO in the way cannot hang the pass.
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
@@ -274,19 +309,11 @@ impl Folder {
                 limit: MAX_READ_BYTES,
             });
         }
-        let mut content = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        // The cap also holds if the file grows while it is read.
-        let mut file = io::Read::take(std::fs::File::from(fd), MAX_READ_BYTES + 1);
-        io::Read::read_to_end(&mut file, &mut content).map_err(|e| io_error(&path, "read", e))?;
-        if content.len() as u64 > MAX_READ_BYTES {
-            return Err(StoreError::TooLarge {
-                path,
-                size: content.len() as u64,
-                limit: MAX_READ_BYTES,
-            });
-        }
         Ok(Some(Existing {
-            content,
+            content: Opened {
+                file: std::fs::File::from(fd),
+                size,
+            },
             mode: stat.st_mode & 0o7777,
             uid: stat.st_uid,
             gid: stat.st_gid,
@@ -338,12 +365,26 @@ impl Folder {
     /// symlink left dangling (a crash between the steps of a swap) reads as missing, so the
     /// file is written again. Any other symlink or non-file is [`StoreError::NotRegularFile`].
     pub(super) fn read_managed(&self, name: &str) -> Result<Option<Existing>, StoreError> {
+        self.managed(name, Folder::read_file)
+    }
+
+    /// [`Folder::read_managed`] as [`Folder::open_file`]: opened, not read.
+    pub(super) fn open_managed(&self, name: &str) -> Result<Option<Existing<Opened>>, StoreError> {
+        self.managed(name, Folder::open_file)
+    }
+
+    /// `get` of the regular file a managed name is, in either layout.
+    fn managed<T>(
+        &self,
+        name: &str,
+        get: impl Fn(&Folder, &str) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         match self.visible_kind(name)? {
             Visible::Missing => Ok(None),
-            Visible::File => self.read_file(name),
+            Visible::File => get(self, name),
             Visible::DataLink => match self.current_generation()? {
                 Some(generation) => match self.open_sub(&generation)? {
-                    Some(folder) => folder.read_file(name),
+                    Some(folder) => get(&folder, name),
                     None => Ok(None),
                 },
                 None => Ok(None),
@@ -596,7 +637,7 @@ impl Folder {
     /// names the file.
     pub(super) fn build_generation(
         &self,
-        files: &[(&str, Vec<&[u8]>)],
+        files: &[(&str, Pieces<'_>)],
         attrs: &Attrs,
     ) -> Result<String, StoreError> {
         let name = self.generation_name()?;
@@ -619,14 +660,14 @@ impl Folder {
             // an fsync each, which touches nothing else of the file system.
             if files.len() >= GROUP_SYNC_MIN {
                 for (file, content) in files {
-                    folder.write_new(file, content, attrs, false)?;
+                    folder.write_new(file, *content, attrs, false)?;
                 }
                 folder
                     .sync_staged()
                     .map_err(|e| io_error(&path, "sync the new generation", e.into()))?;
             } else {
                 run_parallel(files, |(file, content)| {
-                    folder.write_new(file, content, attrs, true)
+                    folder.write_new(file, *content, attrs, true)
                 })?;
             }
             folder.sync()
@@ -858,9 +899,35 @@ fn write_all(fd: impl AsFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The bytes of a file to write, as pieces written one after the other: the bundle is every
-/// CA's PEM, never joined into one buffer.
-pub(crate) type Pieces<'a> = &'a [&'a [u8]];
+/// The bytes of a file to write, produced as they are written ([`Fill`]).
+pub(crate) type Pieces<'a> = &'a dyn Fill;
+
+/// What a file to write holds, written out a piece at a time: the bundle is every CA's PEM,
+/// each rendered as it goes into the file (`store::plan`'s contents), never joined into one
+/// buffer, nor all held at once.
+pub(crate) trait Fill: Sync {
+    /// About how many bytes it is (for the size of the write buffer).
+    fn size_hint(&self) -> usize;
+    /// The bytes, when they are one piece already in memory: written as they are.
+    fn as_bytes(&self) -> Option<&[u8]> {
+        None
+    }
+    /// Writes every byte to `out`, in order.
+    fn fill(&self, out: &mut dyn io::Write) -> io::Result<()>;
+}
+
+/// Bytes read or made whole.
+impl Fill for Vec<u8> {
+    fn size_hint(&self) -> usize {
+        self.len()
+    }
+    fn as_bytes(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+    fn fill(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(self)
+    }
+}
 
 /// The buffer that gathers small pieces (and a streamed manifest) into large writes.
 const WRITE_BUFFER: usize = 64 << 10;
@@ -868,14 +935,12 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// Writes every piece, gathering small ones so that a file of many pieces costs few
 /// write(2) calls.
 fn write_pieces(fd: BorrowedFd<'_>, pieces: Pieces<'_>) -> io::Result<()> {
-    if let [one] = pieces {
-        return write_all(fd, one);
+    if let Some(bytes) = pieces.as_bytes() {
+        return write_all(fd, bytes);
     }
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let mut out = io::BufWriter::with_capacity(total.min(WRITE_BUFFER), FdWriter(fd));
-    for piece in pieces {
-        io::Write::write_all(&mut out, piece)?;
-    }
+    let capacity = pieces.size_hint().clamp(1, WRITE_BUFFER);
+    let mut out = io::BufWriter::with_capacity(capacity, FdWriter(fd));
+    pieces.fill(&mut out)?;
     io::Write::flush(&mut out)
 }
 

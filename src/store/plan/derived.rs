@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::{Content, Owner, Planner, Write, needed_change, pem_file, sha256_hex};
+use super::{Content, Owner, Planner, Write, needed_change, pem_file, read_error, sha256_hex};
 use crate::cert::Cert;
 use crate::store::manifest::Record;
 use crate::store::{Change, StoreError, truststore};
@@ -16,17 +16,18 @@ use crate::store::{Change, StoreError, truststore};
 impl<'a> Planner<'a> {
     /// The bundle and hash files, derived from the instance records of `final_files`.
     /// Returns that set of CAs (by fingerprint) for the truststore.
-    pub(super) fn plan_bundle_and_hashes(&mut self) -> BTreeMap<String, &'a Cert> {
-        // Every CA of every managed instance file, by fingerprint (the BTreeMap orders them).
-        let mut set: BTreeMap<String, &'a Cert> = BTreeMap::new();
+    pub(super) fn plan_bundle_and_hashes(&mut self) -> BTreeMap<[u8; 32], &'a Cert> {
+        // Every CA of every managed instance file, by fingerprint (the BTreeMap orders them:
+        // the order of the digests' bytes is that of their lower-case hex).
+        let mut set: BTreeMap<[u8; 32], &'a Cert> = BTreeMap::new();
         for record in self.final_files.values() {
             if let Record::Instance {
                 current, replaced, ..
             } = record
             {
                 for fp in current.iter().chain(replaced.iter().map(|r| &r.sha256)) {
-                    if let Some(cert) = self.certs.get(fp) {
-                        set.insert(fp.clone(), cert);
+                    if let Some(cert) = super::cert_of(&self.certs, fp) {
+                        set.insert(cert.sha256, cert);
                     }
                 }
             }
@@ -99,7 +100,7 @@ impl<'a> Planner<'a> {
     /// changed behind certsync's back: the encoding is randomised, so bytes say nothing.
     /// Any failure (password file, encoding, a file in the way) is an error of the truststore
     /// alone: it keeps its old file and record, and the other files go ahead.
-    pub(super) fn plan_truststore(&mut self, set: &BTreeMap<String, &'a Cert>) {
+    pub(super) fn plan_truststore(&mut self, set: &BTreeMap<[u8; 32], &'a Cert>) {
         self.retire(
             |r| matches!(r, Record::Truststore { .. }),
             self.opts.pkcs12.clone(),
@@ -227,21 +228,24 @@ impl<'a> Planner<'a> {
             });
             return;
         }
-        let existing = match self.read(name) {
-            Ok(existing) => existing,
-            Err(e) => {
-                self.errors.push(e);
-                if let Some(r) = old {
-                    self.final_files.insert(name.to_string(), r.clone());
-                }
-                return;
+        let keep_old = |p: &mut Self, e: StoreError| {
+            p.errors.push(e);
+            if let Some(r) = old {
+                p.final_files.insert(name.to_string(), r.clone());
             }
+        };
+        let mut existing = match self.open(name) {
+            Ok(existing) => existing,
+            Err(e) => return keep_old(self, e),
         };
         if existing.is_some() && old.is_none() {
             self.errors.push(StoreError::Unmanaged { path });
             return;
         }
-        let (sha256, same) = pem_file(cas, existing.as_ref());
+        let (sha256, same) = match pem_file(cas, existing.as_mut()) {
+            Ok(done) => done,
+            Err(e) => return keep_old(self, read_error(&path, e)),
+        };
         if let Some(change) = needed_change(existing.as_ref(), same, &self.attrs) {
             let content = self.pem_content(cas);
             self.writes.push(Write {
