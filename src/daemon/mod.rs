@@ -341,6 +341,9 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             } else {
                 systemd::status(&line);
             }
+            // The wait until the next pass costs nearly nothing: the code the pass ran goes
+            // back to the kernel (src/memory.rs).
+            crate::memory::release_code_pages();
         }
         if shutdown.is_cancelled() {
             break;
