@@ -98,6 +98,18 @@ impl PublishOutcome {
     }
 }
 
+/// Waits `backoff` (a quarter of it as jitter), then doubles it up to [`BACKOFF_MAX`]; false
+/// when `cancel` came first.
+async fn back_off(backoff: &mut Duration, cancel: &CancellationToken) -> bool {
+    let wait = crate::schedule::with_jitter(*backoff, *backoff / 4, fastrand::f64());
+    let waited = tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    };
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    waited
+}
+
 fn etcd_error(etcd: &Etcd, e: etcd_client::Error) -> FleetError {
     FleetError::Etcd {
         endpoints: etcd.endpoint_strings().join(","),

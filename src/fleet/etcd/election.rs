@@ -10,7 +10,7 @@ use etcd_client::{Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOp
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{BACKOFF_MAX, FleetError, connect, etcd_error};
+use super::{FleetError, back_off, connect, etcd_error};
 use crate::config::{Etcd, Publish};
 use crate::status::Shared;
 
@@ -50,12 +50,9 @@ pub(super) async fn campaign(
         if cancel.is_cancelled() {
             return;
         }
-        let wait = crate::schedule::with_jitter(backoff, backoff / 4, fastrand::f64());
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if !back_off(&mut backoff, &cancel).await {
+            return;
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 

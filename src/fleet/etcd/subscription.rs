@@ -8,7 +8,7 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{BACKOFF_MAX, FleetError, connect, etcd_error};
+use super::{FleetError, back_off, connect, etcd_error};
 use crate::config::Etcd;
 use crate::fleet::bundle::{self, BundleError, Published};
 use crate::status::Shared;
@@ -60,12 +60,9 @@ pub fn subscribe(
                 });
                 shared.metrics.source_up(false);
             }
-            let wait = crate::schedule::with_jitter(backoff, backoff / 4, fastrand::f64());
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+            if !back_off(&mut backoff, &cancel).await {
+                return;
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     });
     rx
