@@ -377,10 +377,7 @@ impl Publisher {
                 Compare::value(etcd.leader_key(), CompareOp::Equal, self.id.clone()),
                 unchanged_since_read,
             ])
-            .and_then(vec![TxnOp::put(etcd.bundle_key(), bytes, None)])
-            // Refused: who holds the leader key, to tell a lost leadership from a set
-            // written since the read.
-            .or_else(vec![TxnOp::get(etcd.leader_key(), None)]);
+            .and_then(vec![TxnOp::put(etcd.bundle_key(), bytes, None)]);
         let resp = client.txn(txn).await.map_err(|e| etcd_error(etcd, e))?;
         if resp.succeeded() {
             self.generation
@@ -394,13 +391,14 @@ impl Publisher {
             );
             Ok((PublishOutcome::Published(stamped.generation), kept))
         } else {
-            let holder = resp.op_responses().into_iter().find_map(|r| match r {
-                etcd_client::TxnOpResponse::Get(get) => Some(
-                    get.kvs()
-                        .first()
-                        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                ),
-                _ => None,
+            // Who holds the leader key, to tell a lost leadership from a set written since
+            // the read. Read on its own rather than in the transaction's `else`: the client's
+            // `op_responses` panics on a response without its operation, and etcd is a trust
+            // boundary too.
+            let holder = client.get(etcd.leader_key(), None).await.ok().map(|resp| {
+                resp.kvs()
+                    .first()
+                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
             });
             match holder {
                 Some(holder) if holder.as_deref() != Some(self.id.as_str()) => {
