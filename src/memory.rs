@@ -60,9 +60,11 @@ fn code_mapping(line: &str, exe: &str) -> Option<(usize, usize)> {
 fn page_out(start: usize, len: usize) -> bool {
     // SAFETY: the range is one whole mapping the kernel listed for this process in
     // /proc/self/maps: a private, non-writable mapping of the executable file. MADV_PAGEOUT
-    // only reclaims clean pages of it (they are read back from the file at the next access),
-    // so no value the program holds changes; a range the kernel no longer maps is refused
-    // with an error, which is ignored like every other.
+    // is advice and changes no content: clean file pages are read back from the file at the
+    // next access, and the copied-on-write pages of the read-only-after-relocation segment
+    // (RELRO, also `r--p`) are swapped out and back like any anonymous page, or stay when
+    // there is no swap. Pages other processes map too are left alone by the kernel. A range
+    // the kernel no longer maps is refused with an error, which is ignored like every other.
     let advised = unsafe {
         rustix::mm::madvise(
             start as *mut core::ffi::c_void,

@@ -14,7 +14,9 @@ use sd_notify::NotifyState;
 /// notify socket whose reader stalls (its queue holds about ten datagrams) would then freeze
 /// the loop at its next status line, passes, signals and all. This send never blocks: a
 /// message that does not fit now is dropped with a warning (the next status or watchdog ping
-/// supersedes it). `NOTIFY_SOCKET` may name a path or, with a leading `@`, an abstract socket.
+/// supersedes it). A change of state (`READY=1`, `RELOADING=1`, `STOPPING=1`), which nothing
+/// supersedes and which systemd waits for, is tried for up to about a second first.
+/// `NOTIFY_SOCKET` may name a path or, with a leading `@`, an abstract socket.
 fn send(states: &[NotifyState]) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
@@ -24,7 +26,24 @@ fn send(states: &[NotifyState]) {
         message.push_str(&state.to_string());
         message.push('\n');
     }
-    if let Err(e) = send_to(&path, message.as_bytes()) {
+    let changes_state = states.iter().any(|s| {
+        matches!(
+            s,
+            NotifyState::Ready | NotifyState::Reloading | NotifyState::Stopping
+        )
+    });
+    let mut tries = if changes_state { STATE_TRIES } else { 1 };
+    let mut sent = send_to(&path, message.as_bytes());
+    while tries > 1
+        && sent
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock)
+    {
+        tries -= 1;
+        std::thread::sleep(STATE_RETRY_EVERY);
+        sent = send_to(&path, message.as_bytes());
+    }
+    if let Err(e) = sent {
         let error = if e.kind() == std::io::ErrorKind::WouldBlock {
             "its queue is full (is the service manager reading it?); the message is dropped"
                 .to_string()
@@ -34,6 +53,10 @@ fn send(states: &[NotifyState]) {
         tracing::warn!(error = %error, "cannot notify systemd: {error}");
     }
 }
+
+/// How often a change of state is tried while the socket's queue is full, and how long apart.
+const STATE_TRIES: u32 = 50;
+const STATE_RETRY_EVERY: Duration = Duration::from_millis(20);
 
 fn send_to(path: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
     use std::os::linux::net::SocketAddrExt;

@@ -111,17 +111,28 @@ pub async fn once(config: Config, dry_run: bool) -> Result<PassSummary, DaemonEr
         if !matches!(won, Ok(Ok(_))) {
             // Another publisher leads: this one's folder follows the set it published, as
             // in `run`; with nothing published yet there is nothing to do.
+            let mut answers = false;
             if let Some(mut set) = engine.fleet_watch().subscription {
                 let _ = tokio::time::timeout(SUBSCRIBER_FIRST_READ, set.wait_for(first_read_done))
                     .await;
+                answers = fleet_answers(&set.borrow());
             }
-            if !engine.follower_ready() {
+            if answers && !engine.follower_ready() {
                 engine.step_down();
                 return Err(DaemonError::Standby { waited });
             }
-            tracing::info!(
-                "another publisher leads the fleet: this pass follows the set it published"
-            );
+            if engine.leads() {
+                tracing::info!("this publisher leads now: it polls the cloud");
+            } else if answers {
+                tracing::info!(
+                    "another publisher leads the fleet: this pass follows the set it published"
+                );
+            } else {
+                // The pass fails every instance with etcd's error; the files stay.
+                tracing::warn!(
+                    "etcd does not answer: this publisher can neither lead nor follow the set"
+                );
+            }
         }
     }
     // A subscriber reads the set first (or learns that etcd does not answer).
@@ -145,6 +156,16 @@ fn first_read_done(s: &crate::fleet::etcd::Subscription) -> bool {
 }
 #[cfg(not(feature = "etcd"))]
 fn first_read_done(_: &()) -> bool {
+    true
+}
+
+/// Whether the fleet's etcd answered the last attempt.
+#[cfg(feature = "etcd")]
+fn fleet_answers(s: &crate::fleet::etcd::Subscription) -> bool {
+    s.up
+}
+#[cfg(not(feature = "etcd"))]
+fn fleet_answers(_: &()) -> bool {
     true
 }
 
@@ -266,6 +287,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             }
             alive = next_change(&mut fleet.leadership) => {
                 if !alive {
+                    tracing::error!("the fleet's election stopped: this publisher will not lead until certsync restarts");
                     fleet.leadership = None;
                     continue;
                 }
@@ -280,6 +302,7 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
             }
             alive = next_change(&mut fleet.subscription) => {
                 if !alive {
+                    tracing::error!("the watch of the fleet's set stopped: the files stay as they are until certsync restarts");
                     fleet.subscription = None;
                     continue;
                 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::cert::Cert;
 use crate::store::{DesiredEntry, Evidence, KeptCa, StoreOptions};
-use crate::validate::{Policy, VerifiedSignatures, validate_remembering};
+use crate::validate::{Policy, ValidationError, VerifiedSignatures, validate_remembering};
 
 /// The format's version, in the value.
 pub const FORMAT: u32 = 1;
@@ -106,8 +106,12 @@ pub struct PublishedEntry {
     pub category: String,
     /// The current CAs.
     pub current: Vec<Cert>,
-    /// The overlap CAs, with when each was replaced.
+    /// The overlap CAs, with when each was replaced (an overlap CA past its notAfter is
+    /// left out).
     pub kept: Vec<KeptCa>,
+    /// A current CA has passed its notAfter since it was published: `current` is empty, and
+    /// the instance fails (its files stay), as a download of an expired CA fails it.
+    pub expired: bool,
 }
 
 /// Why a value at `{prefix}/bundle` is refused: any of it, and all of it is.
@@ -182,14 +186,25 @@ pub fn read(
     }
     let policy = Policy { now, pins: &[] };
     let mut cas: BTreeMap<&str, Cert> = BTreeMap::new();
+    // CAs valid when published that have expired since: a set holds them until its next
+    // publication (an overlap CA until its notAfter, a failed instance's CA as it was), so
+    // refusing the whole set for one would refuse every host's set, and a leader would
+    // publish a fresh one without the overlap CAs and failed instances of the set before.
+    let mut expired: BTreeSet<&str> = BTreeSet::new();
     for (key, pem) in &bundle.cas {
-        let mut certs =
-            validate_remembering(pem.as_bytes(), &policy, verified).map_err(|source| {
-                BundleError::Invalid {
+        let mut certs = match validate_remembering(pem.as_bytes(), &policy, verified) {
+            Ok(certs) => certs,
+            Err(ValidationError::Expired { .. }) => {
+                expired.insert(key.as_str());
+                continue;
+            }
+            Err(source) => {
+                return Err(BundleError::Invalid {
                     sha256: crate::text::Untrusted(key).to_string(),
                     source,
-                }
-            })?;
+                });
+            }
+        };
         if certs.len() != 1 {
             return Err(BundleError::Inconsistent(format!(
                 "CA {}: holds {} certificates, not one",
@@ -237,11 +252,15 @@ pub fn read(
                     "{what} comes twice or has no current CA"
                 )));
             }
-            let current = e
-                .current
-                .iter()
-                .map(|fp| lookup(fp, &what))
-                .collect::<Result<Vec<_>, _>>()?;
+            let is_expired = e.current.iter().any(|fp| expired.contains(fp.as_str()));
+            let current = if is_expired {
+                Vec::new()
+            } else {
+                e.current
+                    .iter()
+                    .map(|fp| lookup(fp, &what))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             if let Some(c) = current
                 .iter()
                 .find(|c| !pinned.is_empty() && !pinned.contains(&c.sha256))
@@ -254,6 +273,7 @@ pub fn read(
             let kept = e
                 .overlap
                 .iter()
+                .filter(|o| !expired.contains(o.sha256.as_str()))
                 .map(|o| {
                     let replaced_at = parse_time(&o.replaced_at).ok_or_else(|| {
                         BundleError::Inconsistent(format!(
@@ -271,6 +291,7 @@ pub fn read(
                 category: e.category.clone(),
                 current,
                 kept,
+                expired: is_expired,
             });
         }
         instances.push(PublishedInstance {

@@ -246,6 +246,7 @@ impl Publisher {
             config.clone(),
             id.clone(),
             Election {
+                reached: std::sync::atomic::AtomicBool::new(false),
                 leading: tx,
                 deposed: deposed.clone(),
             },
@@ -354,7 +355,10 @@ impl Publisher {
                 .store(prev_generation, std::sync::atomic::Ordering::Relaxed);
             return Ok((PublishOutcome::Unchanged, kept));
         }
-        let (stamped, bytes) = match bundle::stamp(next, prev_generation, &self.id, now) {
+        // (Above what this publisher last published too: a set deleted or replaced by hand
+        // must not make the generation go back, which subscribers would refuse.)
+        let floor = prev_generation.max(self.generation.load(std::sync::atomic::Ordering::Relaxed));
+        let (stamped, bytes) = match bundle::stamp(next, floor, &self.id, now) {
             Ok(done) => done,
             Err(e) => {
                 if let BundleError::TooLarge { size } = &e {

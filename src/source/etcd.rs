@@ -40,6 +40,9 @@ pub struct EtcdSource {
     pins: HashMap<String, Vec<[u8; 32]>>,
     /// `[[instance]]`, when given: only these ids are taken from the set.
     only: Option<BTreeSet<String>>,
+    /// A standby publisher's view: while etcd does not answer, the last set read is not
+    /// applied (this publisher may have written newer files as the leader since).
+    follower: bool,
     shared: Arc<Shared>,
     /// Stops the watch when the source is dropped (a reload builds a new one).
     _watch: DropGuard,
@@ -51,14 +54,14 @@ impl EtcdSource {
     pub fn new(config: &Arc<Config>, etcd: &Etcd, shared: &Arc<Shared>) -> EtcdSource {
         let only = (!config.instances.is_empty())
             .then(|| config.instances.iter().map(|i| i.id.clone()).collect());
-        Self::watching(config, etcd, shared, only)
+        Self::watching(config, etcd, shared, only, false)
     }
 
     /// The set a standby publisher follows (SPEC 14): the one it would publish, at
     /// `[publish]`'s key. Its discovery takes every instance of the set, as the leader's own
     /// `[[discover]]` found them (a standby does not list the cloud).
     pub fn follower(config: &Arc<Config>, etcd: &Etcd, shared: &Arc<Shared>) -> EtcdSource {
-        Self::watching(config, etcd, shared, None)
+        Self::watching(config, etcd, shared, None, true)
     }
 
     fn watching(
@@ -66,6 +69,7 @@ impl EtcdSource {
         etcd: &Etcd,
         shared: &Arc<Shared>,
         only: Option<BTreeSet<String>>,
+        follower: bool,
     ) -> EtcdSource {
         let cancel = CancellationToken::new();
         let subscription = fleet_etcd::subscribe(etcd.clone(), shared.clone(), cancel.clone());
@@ -82,6 +86,7 @@ impl EtcdSource {
                 .map(|i| (i.id.clone(), i.pins.clone()))
                 .collect(),
             only,
+            follower,
             shared: shared.clone(),
             _watch: cancel.drop_guard(),
         }
@@ -125,6 +130,17 @@ impl EtcdSource {
             Ok(_) => None,
             Err(e) => Some(format!("source etcd {}: {e}", self.etcd.bundle_key())),
         }
+    }
+
+    /// The set a pass may apply: the latest value, validated; for a follower, only while
+    /// etcd answers.
+    fn usable(&self) -> Result<Arc<Published>, String> {
+        if self.follower && !self.subscription.borrow().up {
+            return Err(self
+                .problem()
+                .unwrap_or_else(|| format!("etcd {} does not answer", self.etcd.bundle_key())));
+        }
+        self.current()
     }
 
     /// The latest value, validated (once per revision; a refusal is logged once).
@@ -174,7 +190,7 @@ impl EtcdSource {
     // The cloud source's error type, returned once per pass.
     #[allow(clippy::result_large_err)]
     pub fn discover(&self) -> Result<Vec<Listing>, DiscoveryError> {
-        let published = self.current().map_err(|e| DiscoveryError {
+        let published = self.usable().map_err(|e| DiscoveryError {
             query: 0,
             account: crate::config::DEFAULT_ACCOUNT.to_string(),
             source: DiscoveryFailure::Source(e),
@@ -202,7 +218,7 @@ impl EtcdSource {
     /// Each instance's entries from the set; a refused or missing set (or an instance it
     /// does not hold) fails the instance, so its files stay.
     pub fn sync(&self, instances: Vec<Instance>) -> Outcomes {
-        let current = self.current();
+        let current = self.usable();
         instances
             .into_iter()
             .map(|inst| {
@@ -234,6 +250,16 @@ impl EtcdSource {
         };
         let mut out = Vec::new();
         for e in found.entries.iter().filter(|e| inst.wants(&e.category)) {
+            if e.expired {
+                return Err(InstanceError::Source {
+                    instance: name,
+                    message: format!(
+                        "generation {} of the published set: the current CA of category {} has expired",
+                        published.generation,
+                        crate::text::Untrusted(&e.category)
+                    ),
+                });
+            }
             let file_name = super::file_name_of(&self.config, inst, &e.category)?;
             out.push(DesiredEntry {
                 instance_id: inst.id.clone(),

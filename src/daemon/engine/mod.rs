@@ -418,7 +418,11 @@ impl Engine {
             self.refresh_active();
             self.discovered = saved;
         } else {
-            self.nodes.extend(round.nodes);
+            // (A set lists no node addresses: a standby keeps what it knew, so "none" is
+            // never mistaken for "unknown" in the evidence.)
+            if !standby {
+                self.nodes.extend(round.nodes);
+            }
             self.discovered = round.discovered;
             self.refresh_active();
         }

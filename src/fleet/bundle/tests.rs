@@ -230,3 +230,55 @@ fn every_hostile_value_is_refused_whole() {
         Err(BundleError::TooLarge { .. })
     ));
 }
+
+/// A self-signed CA named `cn` valid for `days` from now.
+fn ca_for_days(cn: &str, days: i64) -> Cert {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.not_before = OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_after = OffsetDateTime::now_utc() + time::Duration::days(days);
+    let key = rcgen::KeyPair::generate().unwrap();
+    Cert::from_der(params.self_signed(&key).unwrap().der()).unwrap()
+}
+
+#[test]
+fn a_ca_that_expired_after_publication_fails_only_its_entry() {
+    let long = ca_for_days("long", 3650);
+    let short = ca_for_days("short", 10);
+    // i1: current `long`, overlap `short`; i2: current `short` (its instance failed since).
+    let bytes = serde_json::to_vec(&serde_json::json!({
+        "format": 1, "generation": 7, "published_at": "2026-01-01T00:00:00Z", "publisher": "x",
+        "cas": {long.fingerprint(): long.to_pem(), short.fingerprint(): short.to_pem()},
+        "instances": [
+            {"id": "i1", "name": null, "entries": [{"category": "international",
+                "current": [long.fingerprint()],
+                "overlap": [{"sha256": short.fingerprint(), "replaced_at": "2026-01-01T00:00:00Z"}]}]},
+            {"id": "i2", "name": null, "entries": [{"category": "international",
+                "current": [short.fingerprint()], "overlap": []}]}
+        ]
+    }))
+    .unwrap();
+    let now = read_back(&bytes).unwrap();
+    assert_eq!(now.instances[0].entries[0].kept.len(), 1);
+    assert!(!now.instances[1].entries[0].expired);
+
+    // A month later `short` has expired: the set still reads, without it.
+    let later = SystemTime::now() + Duration::from_secs(30 * 86_400);
+    let read_later = read(&bytes, later, 0, &no_pins, &VerifiedSignatures::default()).unwrap();
+    let i1 = &read_later.instances[0].entries[0];
+    assert_eq!(i1.current, vec![long.clone()]);
+    assert!(i1.kept.is_empty(), "an expired overlap CA is left out");
+    assert!(!i1.expired);
+    let i2 = &read_later.instances[1].entries[0];
+    assert!(i2.expired && i2.current.is_empty());
+
+    // Anything else wrong with a CA still refuses the set whole.
+    let leaf = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+    let mut hostile: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    hostile["cas"][short.fingerprint()] = leaf.cert.pem().into();
+    let hostile = serde_json::to_vec(&hostile).unwrap();
+    assert!(read(&hostile, later, 0, &no_pins, &VerifiedSignatures::default()).is_err());
+}

@@ -4,9 +4,10 @@
 //! finds the key holding another id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, WatchOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +17,8 @@ use crate::status::Shared;
 
 /// The election's ends: what it says (`leading`) and what it is told (`deposed`).
 pub(super) struct Election {
+    /// Told when a round got a lease (etcd answers), to reset the backoff.
+    pub(super) reached: AtomicBool,
     pub(super) leading: watch::Sender<bool>,
     pub(super) deposed: Arc<tokio::sync::Notify>,
 }
@@ -36,6 +39,9 @@ pub(super) async fn campaign(
             _ = cancel.cancelled() => return,
             r = campaign_once(&config, &id, &election, &shared, &cancel) => r,
         };
+        if election.reached.swap(false, Ordering::Relaxed) {
+            backoff = Duration::from_secs(1);
+        }
         if *leading.borrow() {
             leading.send_replace(false);
             shared.metrics.leader(false);
@@ -74,6 +80,9 @@ async fn campaign_once(
         .await
         .map_err(|e| etcd_error(etcd, e))?
         .id();
+    // etcd answers: after a later failure, campaign again without the backoff of the outage
+    // before (a takeover must not wait 30 s on top of `lease_ttl`).
+    election.reached.store(true, Ordering::Relaxed);
     let (mut keeper, mut answers) = client
         .lease_keep_alive(lease)
         .await
@@ -112,7 +121,11 @@ async fn campaign_once(
                             keep_alive(&mut keeper, &mut answers, etcd).await
                         } => r?,
                         _ = election.deposed.notified() => {
-                            // Its lease no longer holds the key: let it go.
+                            // Its lease no longer holds the key: stop leading at once, then
+                            // let the lease go.
+                            leading.send_replace(false);
+                            shared.metrics.leader(false);
+                            tracing::warn!("lost the leadership; polling stops until this publisher leads again");
                             let _ = client.lease_revoke(lease).await;
                             return Ok(());
                         }
@@ -133,7 +146,13 @@ async fn campaign_once(
                     message = watch.message() => {
                         let message = message.map_err(|e| etcd_error(etcd, e))?;
                         let Some(message) = message else { break };
-                        if message.events().iter().any(|e| e.event_type() == EventType::Delete) {
+                        // (Not `event_type()`, which panics on a type etcd-client does not
+                        // know: a deletion's key-value has version 0.)
+                        if message
+                            .events()
+                            .iter()
+                            .any(|e| e.kv().is_none_or(|kv| kv.version() == 0))
+                        {
                             break;
                         }
                     }

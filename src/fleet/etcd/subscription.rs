@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::WatchOptions;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -120,16 +120,14 @@ async fn watch_once(
                 message: "the watch was cancelled".into(),
             });
         }
-        for event in message.events() {
-            match (event.event_type(), event.kv()) {
-                (EventType::Put, Some(kv)) => {
-                    let value = Arc::new((kv.value().to_vec(), kv.mod_revision()));
-                    tx.send_modify(|s| s.value = Some(value));
-                }
-                (EventType::Delete, _) => {
-                    tracing::warn!(key = %etcd.bundle_key(), "the published set was deleted; the files stay as they are");
-                }
-                _ => {}
+        // (Not `event_type()`: etcd-client panics on a type it does not know, and etcd is a
+        // trust boundary. A deletion's key-value has version 0; a put's is 1 or more.)
+        for kv in message.events().iter().filter_map(|e| e.kv()) {
+            if kv.version() > 0 {
+                let value = Arc::new((kv.value().to_vec(), kv.mod_revision()));
+                tx.send_modify(|s| s.value = Some(value));
+            } else {
+                tracing::warn!(key = %etcd.bundle_key(), "the published set was deleted; the files stay as they are");
             }
         }
     }
