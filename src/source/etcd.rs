@@ -92,6 +92,15 @@ impl EtcdSource {
         }
     }
 
+    /// Takes over what `old` (the source of the config before a reload) applied: a value
+    /// older than the generation applied before the reload stays refused.
+    pub fn inherit(&self, old: &EtcdSource) {
+        if old.etcd.bundle_key() == self.etcd.bundle_key() {
+            self.applied
+                .fetch_max(old.applied.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// The fleet's prefix.
     pub fn prefix(&self) -> &str {
         &self.etcd.prefix

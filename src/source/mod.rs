@@ -121,6 +121,17 @@ impl Source {
         }
     }
 
+    /// After a reload: takes over what the source before it learnt that must outlive it (a
+    /// subscription's applied generation).
+    pub fn inherit(&self, old: &Source) {
+        #[cfg(feature = "etcd")]
+        if let (Source::Etcd(new), Source::Etcd(old)) = (self, old) {
+            new.inherit(old);
+        }
+        #[cfg(not(feature = "etcd"))]
+        let _ = old;
+    }
+
     /// Whether instances come from the source itself (a subscriber's set) rather than only
     /// from `[[discover]]` queries.
     pub fn lists_instances(&self) -> bool {

@@ -135,7 +135,12 @@ impl Engine {
             .reconfigure(&self.config.hooks, &config.hooks, backoff(&config));
         self.health.set_backoff(backoff(&config));
         self.reconfigure_publisher(&config)?;
-        self.follower = fleet::follower(&config, &self.shared);
+        source.inherit(&self.source);
+        let follower = fleet::follower(&config, &self.shared);
+        if let (Some(new), Some(old)) = (&follower, &self.follower) {
+            new.inherit(old);
+        }
+        self.follower = follower;
         self.source = source;
         // (A subscriber's instances are discovered from its set.)
         if config.discover.is_empty() && !self.source.lists_instances() {
