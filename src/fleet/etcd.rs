@@ -399,18 +399,22 @@ impl Publisher {
             // the read. Read on its own rather than in the transaction's `else`: the client's
             // `op_responses` panics on a response without its operation, and etcd is a trust
             // boundary too.
-            let holder = client.get(etcd.leader_key(), None).await.ok().map(|resp| {
+            let holder = client.get(etcd.leader_key(), None).await.map(|resp| {
                 resp.kvs()
                     .first()
                     .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
             });
             match holder {
-                Some(holder) if holder.as_deref() != Some(self.id.as_str()) => {
+                Ok(holder) if holder.as_deref() != Some(self.id.as_str()) => {
                     tracing::warn!(key = %etcd.bundle_key(), leader = ?holder.as_deref().map(crate::text::Untrusted), "publish refused: the leader key is no longer this publisher's; nothing written, and it stops leading");
                     self.deposed.notify_one();
                 }
-                _ => {
+                Ok(_) => {
                     tracing::warn!(key = %etcd.bundle_key(), "publish refused: a set was written since this publisher read it; nothing written");
+                }
+                Err(e) => {
+                    let e = etcd_error(etcd, e);
+                    tracing::warn!(key = %etcd.bundle_key(), error = %e, "publish refused, and who holds the leader key could not be read: {e}; nothing written");
                 }
             }
             Ok((PublishOutcome::Refused, Kept::new()))
