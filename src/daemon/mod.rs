@@ -233,6 +233,15 @@ pub async fn run(config: Config, controls: Controls) -> Result<(), DaemonError> 
     // The fleet roles (SPEC 14): a publisher that becomes the leader polls at once; a
     // subscriber passes whenever its set changes (or etcd comes and goes).
     let mut fleet = engine.fleet_watch();
+    // A subscriber's first pass waits for its first read of the set (at most
+    // SUBSCRIBER_FIRST_READ): before it, that pass could only fail every instance.
+    if let (None, Some(set)) = (&fleet.leadership, &fleet.subscription) {
+        let mut set = set.clone();
+        tokio::select! {
+            _ = tokio::time::timeout(SUBSCRIBER_FIRST_READ, set.wait_for(first_read_done)) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
     fleet.seen();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
