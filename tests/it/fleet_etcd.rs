@@ -335,6 +335,21 @@ impl Fleet {
         self.node(name, dir, port, &text)
     }
 
+    /// `sub0`, which takes every instance of the set, and `sub1`, which lists them in
+    /// `[[instance]]`. Started.
+    fn two_subscribers(&self) -> Vec<Node> {
+        vec![
+            self.subscriber("sub0", Sub::default()),
+            self.subscriber(
+                "sub1",
+                Sub {
+                    instances: true,
+                    ..Sub::default()
+                },
+            ),
+        ]
+    }
+
     /// A subscriber: `[source] kind = "etcd"`, `[trust]`, `[server]`, no cloud credentials.
     /// Started.
     fn subscriber(&self, name: &str, sub: Sub) -> Node {
@@ -689,16 +704,7 @@ async fn three_publishers_poll_as_one_and_three_subscribers_write_the_leaders_fi
 async fn a_killed_leader_is_replaced_within_the_lease_and_no_subscriber_loses_a_file() {
     const ROUNDS: usize = 5;
     let f = Fleet::new(2, false).await;
-    let subs = vec![
-        f.subscriber("sub0", Sub::default()),
-        f.subscriber(
-            "sub1",
-            Sub {
-                instances: true,
-                ..Sub::default()
-            },
-        ),
-    ];
+    let subs = f.two_subscribers();
     let from = marks(&subs);
     let mut pubs: Vec<Node> = (0..3).map(|i| f.publisher(&format!("pub{i}"))).collect();
     let mut l = f.leader(&pubs).await;
@@ -1168,16 +1174,7 @@ async fn assert_reports_down(s: &Node, files: &BTreeMap<String, Vec<u8>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_etcd_down_subscribers_keep_their_files_and_say_so_then_converge() {
     let mut f = Fleet::new(2, false).await;
-    let subs = vec![
-        f.subscriber("sub0", Sub::default()),
-        f.subscriber(
-            "sub1",
-            Sub {
-                instances: true,
-                ..Sub::default()
-            },
-        ),
-    ];
+    let subs = f.two_subscribers();
     let from = marks(&subs);
     let p = f.publisher("pub0");
     p.wait_generation(0, "published generation", 0).await;
@@ -1323,16 +1320,7 @@ fn with_current(bundle: &serde_json::Value, fp: &str, pem: &str, generation: u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bundles_put_by_hand_change_no_subscriber_file() {
     let f = Fleet::new(2, false).await;
-    let subs = vec![
-        f.subscriber("sub0", Sub::default()),
-        f.subscriber(
-            "sub1",
-            Sub {
-                instances: true,
-                ..Sub::default()
-            },
-        ),
-    ];
+    let subs = f.two_subscribers();
     let from = marks(&subs);
     let mut p = f.publisher("pub0");
     p.wait_generation(0, "published generation", 0).await;
